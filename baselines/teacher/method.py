@@ -1,0 +1,32 @@
+"""The teacher trained alone on the labels, shared by the distillation methods.
+
+Defaults are the Hinton notebook's teacher: 784-1200-1200-10 with dropout 0.5, Adam 1e-3, batch 64, up to 50
+epochs with early stopping (patience 10 on validation loss, best weights restored). It is trained once per
+(dataset, repetition, configuration), stored as its own run and cached; methods get it frozen through
+``run.baseline_model("teacher", "teacher")``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmark.contract import MethodBase, Role
+from benchmark.supervised import SUPERVISED_PRESETS, SupervisedConfig, train_supervised
+
+
+@dataclass
+class Config(SupervisedConfig):
+    arch: str = "hinton_teacher"  # the Hinton notebook's 784-1200-1200-10 with dropout 0.5
+
+
+class Method(MethodBase):
+    name = "teacher"
+    Config = Config
+    presets = SUPERVISED_PRESETS
+    provides_cache = True
+
+    def roles(self, cfg):
+        return {"teacher": Role(cfg.arch, cfg.view)}
+
+    def train(self, run, cfg):
+        return train_supervised(run, cfg, "teacher")

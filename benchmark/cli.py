@@ -1,0 +1,249 @@
+"""``python -m benchmark <command>``: list, all, run, ablate, tables.
+
+Bad input (an unknown name, a bad value, a missing dataset) prints one line saying what is wrong and how to fix it,
+exits with status 2 and writes nothing. A run that fails is stored as ``failed``; the others go on, and the exit status
+is then 1 with the failures listed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+from benchmark import config as configuration
+from benchmark import data as datasets
+from benchmark.config import BadInput
+from benchmark.discovery import MethodInfo, discover
+from benchmark.runner import Settings, plan, run_plan
+from benchmark.store import Store
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse would print the usage too)
+        raise BadInput(message)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> Parser:
+    common = Parser(add_help=False)
+    common.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    grid = Parser(add_help=False)
+    grid.add_argument("--datasets", help="comma-separated dataset names (default: every dataset available here)")
+    grid.add_argument("--seeds", type=_positive, default=3, help="repetitions per configuration (default 3)")
+    grid.add_argument("--base-seed", type=int, default=0, help="base of every run's derived seed (default 0)")
+    grid.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
+    grid.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
+                      help="override a config field (METHOD.KEY=VALUE to target one method); repeatable")
+    grid.add_argument("--jobs", type=_positive, default=1, help="runs executed in parallel local processes")
+    grid.add_argument("--dry-run", action="store_true", help="print the plan and which runs are cached; train nothing")
+    grid.add_argument("--data-root", type=Path, help="dataset folder (default $BENCHMARK_DATA_ROOT or ~/.cache/...)")
+    grid.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
+    grid.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    parser = Parser(prog="python -m benchmark", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    p = sub.add_parser("list", parents=[common], help="methods, baselines and datasets, and what is available")
+    p.add_argument("--data-root", type=Path)
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("all", parents=[common, grid], help="every method and baseline x datasets x repetitions")
+    p.set_defaults(func=cmd_all)
+    p = sub.add_parser("run", parents=[common, grid], help="one method (with its paired scratch students)")
+    p.add_argument("method")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("ablate", parents=[common, grid], help="a method's ablation grid, or --param k=v1,v2")
+    p.add_argument("method")
+    p.add_argument("--param", action="append", metavar="KEY=V1,V2", help="ablate KEY over these values; repeatable")
+    p.set_defaults(func=cmd_ablate)
+    p = sub.add_parser("tables", parents=[common], help="rebuild results/tables from the stored runs (no training)")
+    p.set_defaults(func=cmd_tables)
+    return parser
+
+
+# ---- commands ---------------------------------------------------------------------------------------------------
+
+def cmd_list(args) -> int:
+    methods = discover()
+    print("methods and baselines:")
+    for info in methods.values():
+        if info.ok:
+            grid = ", ".join(f"{k}={v}" for k, v in info.cls.ablations.items()) or "-"
+            print(f"  {info.kind:8s} {info.name:18s} ok      ablations: {grid}")
+        else:
+            print(f"  {info.kind:8s} {info.name:18s} BROKEN  {info.error}")
+    print("datasets:")
+    for name in datasets.DATASET_NAMES:
+        ok, where = datasets.availability(name, args.data_root)
+        print(f"  {name:14s} {'available' if ok else 'missing':9s} {where}")
+    return 0
+
+
+def cmd_all(args) -> int:
+    methods = discover()
+    broken = [i for i in methods.values() if not i.ok]
+    for info in broken:
+        print(f"{info.kind} {info.name} cannot be loaded and is left out: {info.error}", file=sys.stderr)
+    infos = [i for i in methods.values() if i.ok]
+    return _run_grid(args, infos, methods, broken=broken)
+
+
+def cmd_run(args) -> int:
+    methods = discover()
+    return _run_grid(args, [_lookup(methods, args.method)], methods)
+
+
+def cmd_ablate(args) -> int:
+    methods = discover()
+    info = _lookup(methods, args.method)
+    if args.param:
+        axes = {}
+        for item in args.param:
+            key, sep, values = item.partition("=")
+            if not sep or not values:
+                raise BadInput(f"--param takes KEY=V1,V2,..., got {item!r}")
+            axes[key.strip()] = [v.strip() for v in values.split(",")]
+    else:
+        axes = dict(info.cls.ablations)
+        if not axes:
+            raise BadInput(f"{info.name} declares no ablations: give --param KEY=V1,V2")
+    points = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    return _run_grid(args, [info], methods, grids={info.name: points})
+
+
+def cmd_tables(args) -> int:
+    _require_store(args.out)
+    paths = write_outputs(args.out)
+    print(f"tables written to {paths['summary.md'].parent}")
+    return 0
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------------
+
+def _lookup(methods: dict[str, MethodInfo], name: str) -> MethodInfo:
+    if name not in methods:
+        raise BadInput(f"unknown method {name!r}: `python -m benchmark list` shows {', '.join(methods)}")
+    info = methods[name]
+    if not info.ok:
+        raise BadInput(f"{info.kind} {name!r} cannot be loaded: {info.error}")
+    return info
+
+
+def _require_store(out: Path) -> None:
+    if not (Path(out) / "runs").is_dir():
+        raise BadInput(f"no results under {out}: run `python -m benchmark all` first or pass --out")
+
+
+def select_datasets(args) -> list[str]:
+    if args.datasets:
+        names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+        for name in names:
+            if name not in datasets.DATASET_NAMES:
+                raise BadInput(f"unknown dataset {name!r}: choose from {', '.join(datasets.DATASET_NAMES)}")
+            ok, fix = datasets.availability(name, args.data_root)
+            if not ok and not args.download:
+                raise BadInput(fix)
+        return names
+    chosen = []
+    for name in datasets.DATASET_NAMES:
+        ok, fix = datasets.availability(name, args.data_root)
+        if ok:
+            chosen.append(name)
+        else:
+            print(f"skipping dataset {name}: {fix}", file=sys.stderr)
+    return chosen
+
+
+def split_overrides(sets: list[str] | None, infos: list[MethodInfo]) -> dict[str, dict[str, str]]:
+    """``--set`` values per method: ``KEY=V`` goes to every selected method that has KEY, ``METHOD.KEY=V`` to one."""
+    per: dict[str, dict[str, str]] = {i.name: {} for i in infos}
+    names = {i.name: i for i in infos}
+    for key, value in configuration.parse_assignments(sets).items():
+        scope, dot, field = key.rpartition(".")
+        if dot:
+            if scope not in names:
+                raise BadInput(f"--set {key}: {scope!r} is not among the selected methods ({', '.join(names)})")
+            per[scope][field] = value
+            continue
+        takers = [n for n, i in names.items() if key in configuration.field_types(i.cls.Config)]
+        if not takers:
+            raise BadInput(f"--set {key}: no selected method has a parameter {key!r}")
+        if len(names) == 1:
+            takers = list(names)
+        for n in takers:
+            per[n][key] = value
+    return per
+
+
+def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], grids=None, broken=()) -> int:
+    if args.preset not in configuration.PRESETS:
+        raise BadInput(f"unknown preset {args.preset!r}: use one of {', '.join(configuration.PRESETS)}")
+    names = select_datasets(args)
+    if not names:
+        raise BadInput("no dataset is available: see `python -m benchmark list` for how to get one")
+    overrides = split_overrides(args.sets, infos)
+    specs = plan(infos, datasets_=names, reps=args.seeds, preset=args.preset, base_seed=args.base_seed,
+                 overrides=overrides, grids=grids, methods=methods)  # validates every value before anything is written
+    store = Store(args.out)
+    cached = [s for s in specs if store.is_done(s.run_id)]
+    if args.dry_run:
+        done = {s.run_id for s in cached}
+        for s in specs:
+            state = "cached" if s.run_id in done else "to run"
+            print(f"{state:7s} {s.run_id} {s.method:18s} {s.dataset:14s} rep={s.rep} {s.variant}")
+        print(f"{len(specs)} runs planned: {len(cached)} cached, {len(specs) - len(cached)} to run")
+        return 0
+    todo = len(specs) - len(cached)
+    settings = Settings(out=args.out, data_root=args.data_root, download=args.download)
+    bar = None
+    if todo and not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=todo, desc="runs", unit="run", file=sys.stderr)
+    try:
+        outcome = run_plan(specs, settings, jobs=args.jobs, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    write_outputs(args.out)
+    trained = sum(r["status"] == "ok" for r in outcome.records)
+    skipped = sum(r["status"] == "skipped" for r in outcome.records)
+    if todo == 0:
+        print(f"all {len(specs)} runs were cached; nothing trained")
+    else:
+        print(f"{len(specs)} runs: {trained} trained, {outcome.cached} cached, {skipped} skipped, "
+              f"{len(outcome.failed)} failed")
+    print(f"tables: {Path(args.out) / 'tables' / 'summary.md'}")
+    if outcome.failed or broken:
+        print("failures:")
+        for r in outcome.failed:
+            print(f"  {r['method']} {r['dataset']} rep={r['rep']} {r['variant']} ({r['run_id']}): {r['error']}")
+        for info in broken:
+            print(f"  {info.name}: cannot be loaded: {info.error}")
+        return 1
+    return 0
+
+
+def write_outputs(out: Path) -> dict[str, Path]:
+    from benchmark.tables import write_tables
+
+    return write_tables(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except BadInput as exc:
+        print(f"benchmark: error: {exc}", file=sys.stderr)
+        return 2
