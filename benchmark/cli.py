@@ -147,8 +147,9 @@ def select_datasets(args) -> list[str]:
     if args.datasets:
         names = [n.strip() for n in args.datasets.split(",") if n.strip()]
         for name in names:
-            if name not in datasets.DATASET_NAMES:
-                raise BadInput(f"unknown dataset {name!r}: choose from {', '.join(datasets.DATASET_NAMES)}")
+            if not datasets.is_known(name):
+                raise BadInput(f"unknown dataset {name!r}: choose from {', '.join(datasets.DATASET_NAMES)} "
+                               "(or a superclass task such as digits:2x5)")
             ok, fix = datasets.availability(name, args.data_root)
             if not ok and not args.download:
                 raise BadInput(fix)

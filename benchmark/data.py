@@ -73,9 +73,31 @@ def _root(root) -> Path:
     return Path(root).expanduser() if root is not None else default_data_root()
 
 
+_SUPERCLASS = re.compile(r"(?P<base>[a-z0-9_]+):(?P<groups>\d+)x(?P<size>\d+)")
+
+
+def parse_name(name: str) -> tuple[str, tuple[int, int] | None]:
+    """``"fashion_mnist"`` -> ("fashion_mnist", None); ``"fashion_mnist:2x5"`` -> ("fashion_mnist", (2, 5)).
+
+    ``<base>:GxK`` is the superclass task of subclass distillation: the base dataset's classes, in order, collapsed
+    into G superclasses of K consecutive labels (2x5: labels 0-4 -> 0, 5-9 -> 1); the original labels stay
+    available as :meth:`Dataset.fine_labels`.
+    """
+    m = _SUPERCLASS.fullmatch(name) if isinstance(name, str) else None
+    if m is None:
+        return name, None
+    return m["base"], (int(m["groups"]), int(m["size"]))
+
+
+def is_known(name: str) -> bool:
+    base, _ = parse_name(name)
+    return base in DATASET_NAMES
+
+
 def _check_name(name: str) -> None:
-    if name not in DATASET_NAMES:
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}")
+    if not is_known(name):
+        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)} "
+                       f"(and <name>:GxK superclass tasks, e.g. digits:2x5)")
 
 
 def _locate(name: str, root: Path) -> tuple[Path | None, str]:
@@ -104,6 +126,7 @@ def _locate(name: str, root: Path) -> tuple[Path | None, str]:
 def availability(name: str, root=None) -> tuple[bool, str]:
     """Cheap check (files exist; nothing parsed): (True, where it was found) or (False, the one-line fix)."""
     _check_name(name)
+    name, _ = parse_name(name)
     root = _root(root)
     if name == "digits":
         return True, "sklearn.datasets.load_digits (bundled with scikit-learn)"
@@ -219,6 +242,23 @@ class Dataset:
     def labels(self, split: str) -> torch.Tensor:
         return self._y[self._split(split)]
 
+    def fine_labels(self, split: str) -> torch.Tensor:
+        """The original labels behind a superclass task (``<name>:GxK``); the labels themselves otherwise."""
+        fine = getattr(self, "_fine", None)
+        return fine[self._split(split)] if fine is not None else self.labels(split)
+
+    def superclasses(self, groups: int, size: int) -> Dataset:
+        """This dataset with its labels collapsed into ``groups`` superclasses of ``size`` consecutive labels."""
+        if groups * size != self.num_classes:
+            raise ValueError(f"{self.name} has {self.num_classes} classes, not {groups}x{size}")
+        splits = {s: (self._x[s], self._y[s].numpy() // size) for s in _SPLITS}
+        names = ["+".join(self.class_names[g * size:(g + 1) * size]) for g in range(groups)]
+        coarse = Dataset(f"{self.name}:{groups}x{size}", names, splits, self.source, self._params,
+                         self._pixel_max)
+        coarse._fine = dict(self._y)
+        coarse._views, coarse._pca = self._views, self._pca  # same inputs: share the cached views and PCA fits
+        return coarse
+
     def _parse(self, spec: str) -> tuple:
         if spec in ("image", "flat"):
             return (spec,)
@@ -310,13 +350,24 @@ def load_dataset(name: str, root=None, download: bool = False, *, val_fraction: 
     _check_name(name)
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    for arg, value in (("split_seed", split_seed), ("max_train", max_train), ("max_test", max_test)):
-        lowest = 0 if arg == "split_seed" else 1
-        if value is not None and (not isinstance(value, int | np.integer) or value < lowest):
-            raise ValueError(f"{arg} must be an integer >= {lowest}, got {value!r}")
+    if not isinstance(split_seed, int | np.integer) or split_seed < 0:
+        raise ValueError(f"split_seed must be an integer >= 0, got {split_seed!r}")
+    for arg, value in (("max_train", max_train), ("max_test", max_test)):
+        if value is not None and (not isinstance(value, int | np.integer) or value < 1):
+            raise ValueError(f"{arg} must be None or an integer >= 1, got {value!r}")
     root = _root(root)
     params = {"val_fraction": float(val_fraction), "split_seed": int(split_seed),
-              "max_train": max_train, "max_test": max_test}
+              "max_train": None if max_train is None else int(max_train),
+              "max_test": None if max_test is None else int(max_test)}
+    base, superclass = parse_name(name)
+    if superclass is not None:
+        with _CACHE_LOCK:
+            key = ("superclass", name, str(root.resolve()), *params.values())
+            if key in _CACHE:
+                return _CACHE[key]
+        coarse = load_dataset(base, root, download, **params).superclasses(*superclass)
+        with _CACHE_LOCK:
+            return _CACHE.setdefault(key, coarse)
     key = (name, None if name == "digits" else str(root.resolve()), *params.values())
     with _CACHE_LOCK:
         if key not in _CACHE:

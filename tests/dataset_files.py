@@ -1,10 +1,10 @@
-"""Writers of small dataset files in the exact on-disk formats torchvision downloads, for tests without network.
+"""Writers of small dataset files in the exact on-disk formats torchvision downloads (tests have no network).
 
-- `write_idx_mnist`: the four idx files of MNIST / Fashion-MNIST / KMNIST (`<root>/<Name>/raw/` in torchvision).
-- `write_cifar10`: `cifar-10-batches-py/` as in the official tarball. Those pickles were written by Python 2, so
-  their strings (dict keys, batch labels, file names, label names, the array's raw data) are Python-2 `str`: they
-  load as `bytes` with `encoding="bytes"` and as `str` with torchvision's `encoding="latin1"`. Python 3's pickler
-  cannot write such strings, so `_Py2StrPickler` below writes `bytes` with Python 2's string opcodes.
+- `write_idx_mnist`: the four idx files of MNIST, Fashion-MNIST, KMNIST (torchvision's `<root>/<Name>/raw/`).
+- `write_cifar10`: `cifar-10-batches-py/` as in the official tarball. Those pickles were written by Python 2,
+  so their strings (dict keys, batch labels, file names, label names, the array's raw data) are Python-2
+  `str`: they load as `bytes` with `encoding="bytes"` and as `str` with torchvision's `encoding="latin1"`.
+  Python 3's pickler cannot write such strings, so `_Py2StrPickler` writes `bytes` with Python 2's opcodes.
 
 Each writer returns the arrays it wrote, for comparison with what a reader gives back.
 """
@@ -56,7 +56,7 @@ def write_idx_mnist(dirpath, n_train: int, n_test: int, seed: int, gz: bool = Fa
 
 
 class _Py2StrPickler(pickle._Pickler):
-    """Pickles `bytes` as Python 2 `str` (SHORT_BINSTRING / BINSTRING), as the official CIFAR-10 files have them."""
+    """Pickles `bytes` as Python 2 `str` (SHORT_BINSTRING / BINSTRING), as in the official CIFAR-10 files."""
 
     dispatch = pickle._Pickler.dispatch.copy()
 
@@ -76,11 +76,12 @@ def _dump(obj, path: Path) -> None:
         _Py2StrPickler(f, protocol=2).dump(obj)
 
 
-CIFAR10_LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
+                       "dog", "frog", "horse", "ship", "truck"]
 
 
 def write_cifar10(root, n_per_batch: int, seed: int) -> dict:
-    """Write `<root>/cifar-10-batches-py/` with data_batch_1..5 and test_batch (n_per_batch each) + batches.meta.
+    """Write `<root>/cifar-10-batches-py/`: data_batch_1..5 and test_batch (n_per_batch each), batches.meta.
 
     Returns {"x_train" (5n, 3072) uint8, "y_train", "x_test", "y_test", "label_names"}.
     """

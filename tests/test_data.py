@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import random
 import subprocess
@@ -18,7 +17,11 @@ from sklearn.preprocessing import StandardScaler
 
 from benchmark import data, data_io
 from benchmark.data import DatasetCorrupt, DatasetUnavailable, availability, load_dataset
-from tests.dataset_files import CIFAR10_LABEL_NAMES, write_cifar10, write_idx_mnist
+
+try:  # `python -m pytest` from the repository root, or tests/ as a package
+    from tests.dataset_files import CIFAR10_LABEL_NAMES, write_cifar10, write_idx_mnist
+except ImportError:  # plain `pytest`: tests/ itself is on sys.path
+    from dataset_files import CIFAR10_LABEL_NAMES, write_cifar10, write_idx_mnist
 
 REAL_FASHION_DIRS = list(data.FASHION_MNIST_SYSTEM_DIRS)
 IDX_FOLDERS = {"mnist": "MNIST", "kmnist": "KMNIST", "fashion_mnist": "FashionMNIST"}
@@ -41,6 +44,10 @@ def _rows(x: torch.Tensor, y: torch.Tensor) -> list[bytes]:
     """One byte string per example (its uint8 pixels and label), to compare splits as sets."""
     pixels = (x * 255).round().to(torch.uint8).reshape(len(x), -1).numpy()
     return [p.tobytes() + bytes([int(label)]) for p, label in zip(pixels, y, strict=True)]
+
+
+def _train_val_rows(ds) -> list[bytes]:
+    return [row for split in ("train", "val") for row in _rows(ds.view("image", split), ds.labels(split))]
 
 
 def _written_rows(x: np.ndarray, y: np.ndarray) -> list[bytes]:
@@ -74,7 +81,7 @@ def test_unknown_names_and_bad_arguments():
     with pytest.raises(KeyError):
         load_dataset("imagenet")
     for kwargs in ({"val_fraction": 1.0}, {"val_fraction": -0.1}, {"max_train": 0}, {"max_test": -5},
-                   {"split_seed": -1}):
+                   {"split_seed": -1}, {"split_seed": None}, {"max_train": 2.5}):
         with pytest.raises(ValueError):
             load_dataset("digits", **kwargs)
     ds = load_dataset("digits")
@@ -95,7 +102,8 @@ def test_digits():
     ds = load_dataset("digits")
     assert (ds.name, ds.num_classes, ds.input_shape) == ("digits", 10, (1, 8, 8))
     assert ds.class_names == [str(i) for i in range(10)]
-    assert (ds.size("train"), ds.size("val"), ds.size("test")) == (1294, 144, 359)  # 1797: 80/20, then 10% val
+    # 1797 images: 80/20 train/test, then 10% of train to val
+    assert (ds.size("train"), ds.size("val"), ds.size("test")) == (1294, 144, 359)
     x = ds.view("image", "train")
     assert x.dtype == torch.float32 and x.is_contiguous() and x.shape == (1294, 1, 8, 8)
     assert x.min() == 0 and x.max() == 1 and torch.equal(x * 16, (x * 16).round())  # pixels 0..16, /16
@@ -168,7 +176,8 @@ def test_idx_round_trip(root, name, gz):
 def test_class_names():
     assert load_dataset("digits").class_names == [str(i) for i in range(10)]
     assert data._IDX["mnist"][1] == [str(i) for i in range(10)]
-    assert data._IDX["fashion_mnist"][1][0] == "T-shirt/top" and data._IDX["fashion_mnist"][1][9] == "Ankle boot"
+    fashion = data._IDX["fashion_mnist"][1]
+    assert fashion[0] == "T-shirt/top" and fashion[9] == "Ankle boot"
     assert data._IDX["kmnist"][1] == ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
 
 
@@ -198,7 +207,8 @@ def test_fashion_mnist_from_system_folder(tmp_path, monkeypatch, root):
     assert load_dataset("fashion_mnist").summary()["source"] == str(root / "FashionMNIST" / "raw")
 
 
-@pytest.mark.skipif(not all(p.is_dir() for p in REAL_FASHION_DIRS), reason="Debian's dataset-fashion-mnist absent")
+@pytest.mark.skipif(not all(p.is_dir() for p in REAL_FASHION_DIRS),
+                    reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_from_debian_package(monkeypatch):
     monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIRS", REAL_FASHION_DIRS)
     ok, where = availability("fashion_mnist")
@@ -227,8 +237,7 @@ def test_cifar10_round_trip_and_torchvision(root, monkeypatch):
     x_test = written["x_test"].reshape(-1, 3, 32, 32)
     assert torch.equal(ds.view("image", "test"), torch.from_numpy(x_test.astype(np.float32) / 255))
     assert torch.equal(ds.labels("test"), torch.from_numpy(written["y_test"]))
-    rows = _rows(ds.view("image", "train"), ds.labels("train")) + _rows(ds.view("image", "val"), ds.labels("val"))
-    assert sorted(rows) == sorted(_written_rows(written["x_train"], written["y_train"]))
+    assert sorted(_train_val_rows(ds)) == sorted(_written_rows(written["x_train"], written["y_train"]))
     assert ds.view("flat", "test").shape == (30, 3072)
 
     # torchvision reads the same files the same way (its md5 checks cannot pass on test files: bypass them)
@@ -252,8 +261,7 @@ def test_max_train_max_test_and_determinism(root):
     _assert_stratified(torch.cat([ds.labels("train"), ds.labels("val")]), whole_train, 0.5)
     _assert_stratified(ds.labels("test"), torch.from_numpy(written["y_test"].astype(np.int64)), 0.6)
     _assert_stratified(ds.labels("val"), torch.cat([ds.labels("train"), ds.labels("val")]), 0.1)
-    subset = _rows(ds.view("image", "train"), ds.labels("train")) + _rows(ds.view("image", "val"), ds.labels("val"))
-    assert set(subset) <= set(_written_rows(written["x_train"], written["y_train"]))
+    assert set(_train_val_rows(ds)) <= set(_written_rows(written["x_train"], written["y_train"]))
     assert set(_rows(ds.view("image", "test"), ds.labels("test"))) <= set(
         _written_rows(written["x_test"], written["y_test"]))
     assert load_dataset("mnist", max_train=100, max_test=30, split_seed=4) is ds
@@ -293,31 +301,38 @@ def test_pca_views_are_fitted_on_train_only(root):
         ds.view("pca:785", "train")
 
 
-def _digest(ds) -> str:
-    h = hashlib.sha256()
+DIGEST = """
+import hashlib
+from benchmark.data import load_dataset
+
+def digest(name):
+    ds, h = load_dataset(name, max_train=150), hashlib.sha256()
     for spec in ("image", "pca:6", "pca:6:seed=1"):
         for split in ("train", "val", "test"):
-            h.update(ds.view(spec, split).numpy().tobytes())
+            h.update(ds.view(spec, split).numpy().tobytes() + ds.labels(split).numpy().tobytes())
     return h.hexdigest()
+"""
 
 
 def test_bit_identical_in_another_process(root):
     _write_idx(root, "mnist", gz=True)
-    here = {name: _digest(load_dataset(name, max_train=150)) for name in ("digits", "mnist")}
-    code = ("import json; from benchmark.data import load_dataset; from tests.test_data import _digest; "
-            "print(json.dumps({n: _digest(load_dataset(n, max_train=150)) for n in ('digits', 'mnist')}))")
+    names = ("digits", "mnist")
+    scope = {}
+    exec(DIGEST, scope)
+    here = [scope["digest"](name) for name in names]
+    code = DIGEST + f"\nprint(*[digest(n) for n in {names!r}])"
     repo = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == here
+    assert out.stdout.split()[-2:] == here
 
 
 def test_summary_is_json_ready(root):
     _write_idx(root, "mnist")
     s = load_dataset("mnist", max_train=120).summary()
     assert json.loads(json.dumps(s)) == s
-    assert {k: s[k] for k in ("name", "n_train", "n_val", "n_test", "input_shape", "num_classes", "max_train")} == {
-        "name": "mnist", "n_train": 108, "n_val": 12, "n_test": N_TEST, "input_shape": [1, 28, 28],
-        "num_classes": 10, "max_train": 120}
+    expected = {"name": "mnist", "n_train": 108, "n_val": 12, "n_test": N_TEST, "input_shape": [1, 28, 28],
+                "num_classes": 10, "max_train": 120, "split_seed": 0, "val_fraction": 0.1}
+    assert {k: s[k] for k in expected} == expected
     assert s["source"] == str(root / "MNIST" / "raw") and len(s["fingerprint"]) == 16
 
 
@@ -399,7 +414,7 @@ def test_download_is_wired_to_torchvision(root, monkeypatch):
 
     class Offline:
         def __init__(self, root, train=True, download=False):
-            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got URLError")
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://…: URLError")
 
     class Fake:
         def __init__(self, root, train=True, download=False):
@@ -412,3 +427,19 @@ def test_download_is_wired_to_torchvision(root, monkeypatch):
     _assert_one_line(e.value, "download into", "RuntimeError: Error downloading")
     monkeypatch.setattr(torchvision.datasets, "MNIST", Fake)
     assert load_dataset("mnist", download=True).size("test") == N_TEST
+
+
+def test_superclass_task_collapses_labels_and_keeps_the_fine_ones():
+    from benchmark.data import load_dataset, parse_name
+
+    assert parse_name("digits:2x5") == ("digits", (2, 5))
+    fine = load_dataset("digits")
+    coarse = load_dataset("digits:2x5")
+    assert coarse.num_classes == 2 and coarse.name == "digits:2x5"
+    for split in ("train", "val", "test"):
+        assert torch.equal(coarse.fine_labels(split), fine.labels(split))
+        assert torch.equal(coarse.labels(split), fine.labels(split) // 5)
+        assert torch.equal(coarse.view("flat", split), fine.view("flat", split))
+    assert set(coarse.labels("train").tolist()) == {0, 1}
+    with pytest.raises(ValueError):
+        load_dataset("digits:3x3")

@@ -1,0 +1,133 @@
+"""The command line: the documented flows, and bad input refused with one line, exit 2, nothing written."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+
+@pytest.fixture(scope="module")
+def smoke_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("store")
+    first = run_cli("run", "scratch_student", "--datasets", "digits", "--seeds", "2", "--preset", "smoke",
+                    "--out", str(out), "--no-progress")
+    assert first.returncode == 0, first.stderr
+    return out, first
+
+
+def test_list_shows_baselines_and_datasets():
+    res = run_cli("list")
+    assert res.returncode == 0, res.stderr
+    for word in ("scratch_student", "teacher", "digits", "mnist1d", "fashion_mnist", "mnist", "kmnist", "cifar10"):
+        assert word in res.stdout
+    assert "available" in res.stdout
+
+
+def test_run_writes_store_and_second_run_is_cached(smoke_store):
+    out, first = smoke_store
+    assert len(list((out / "runs").glob("*.json"))) == 2
+    frame = pd.read_parquet(out / "tables" / "metrics.parquet")
+    assert list(frame.columns) == ["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric",
+                                   "value"]
+    assert frame["value"].notna().all() and frame["value"].map(float).map(abs).lt(float("inf")).all()
+    assert (out / "tables" / "summary.md").read_text().count("scratch_student") >= 1
+    again = run_cli("run", "scratch_student", "--datasets", "digits", "--seeds", "2", "--preset", "smoke",
+                    "--out", str(out), "--no-progress")
+    assert again.returncode == 0
+    assert "all 2 runs were cached" in again.stdout
+
+
+def test_dry_run_lists_cached_and_todo(smoke_store):
+    out, _ = smoke_store
+    res = run_cli("run", "scratch_student", "--datasets", "digits", "--seeds", "3", "--preset", "smoke",
+                  "--out", str(out), "--dry-run")
+    assert res.returncode == 0
+    assert "3 runs planned: 2 cached, 1 to run" in res.stdout
+    assert len(list((out / "runs").glob("*.json"))) == 2
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "no_such_method"],
+    ["run", "scratch_student", "--datasets", "no_such_data"],
+    ["run", "scratch_student", "--seeds", "0"],
+    ["run", "scratch_student", "--seeds", "-1"],
+    ["run", "scratch_student", "--jobs", "0"],
+    ["run", "scratch_student", "--set", "epochs=abc"],
+    ["run", "scratch_student", "--set", "no_such_key=1"],
+    ["run", "scratch_student", "--set", "noequals"],
+    ["run", "scratch_student", "--preset", "huge"],
+    ["ablate", "scratch_student"],
+    ["all", "--set", "no_such_key=1"],
+    ["tables"],
+])
+def test_bad_input_one_line_exit_2_nothing_written(args, tmp_path):
+    out = tmp_path / "out"
+    res = run_cli(*args, "--out", str(out), "--datasets", "digits") if "--datasets" not in args and args[0] != "tables" \
+        else run_cli(*args, "--out", str(out))
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.startswith("benchmark: error:")
+    assert not out.exists()
+
+
+def test_missing_dataset_names_the_fix(tmp_path):
+    res = run_cli("run", "scratch_student", "--datasets", "cifar10", "--out", str(tmp_path / "o"),
+                  "--data-root", str(tmp_path / "empty"))
+    assert res.returncode == 2
+    assert "cifar10" in res.stderr and "--download" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    metrics = []
+    for name in ("a", "b"):
+        res = run_cli("run", "scratch_student", "--datasets", "digits", "--seeds", "1", "--preset", "smoke",
+                      "--out", str(tmp_path / name), "--no-progress")
+        assert res.returncode == 0, res.stderr
+        (record,) = [json.loads(p.read_text()) for p in (tmp_path / name / "runs").glob("*.json")]
+        metrics.append(record["metrics"])
+    assert metrics[0] == metrics[1]
+    assert len(metrics[0]) > 5
+
+
+def test_copied_template_is_listed_run_and_stored(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "baselines", project / "baselines", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "methods").mkdir()
+    shutil.copytree(ROOT / "methods" / "_template", project / "methods" / "my_method",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"BENCHMARK_PROJECT_ROOT": str(project)}
+    listed = run_cli("list", env=env)
+    assert "my_method" in listed.stdout and "BROKEN" not in listed.stdout
+    out = tmp_path / "out"
+    res = run_cli("run", "my_method", "--datasets", "digits", "--seeds", "1", "--preset", "smoke", "--out", str(out),
+                  "--no-progress", env=env)
+    assert res.returncode == 0, res.stderr
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert {r["method"] for r in records} == {"my_method", "scratch_student"}
+    assert all(r["status"] == "ok" for r in records)
+    assert "my_method" in (out / "tables" / "summary.md").read_text()
+
+
+def test_broken_method_is_named_and_others_still_run(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "baselines", project / "baselines", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "methods" / "broken").mkdir(parents=True)
+    (project / "methods" / "broken" / "method.py").write_text("import not_a_module_anywhere\n")
+    env = {"BENCHMARK_PROJECT_ROOT": str(project)}
+    listed = run_cli("list", env=env)
+    assert listed.returncode == 0
+    assert "broken" in listed.stdout and "ModuleNotFoundError" in listed.stdout
+    named = run_cli("run", "broken", "--datasets", "digits", "--out", str(tmp_path / "x"), env=env)
+    assert named.returncode == 2 and "broken" in named.stderr
+    out = tmp_path / "out"
+    res = run_cli("all", "--datasets", "digits", "--seeds", "1", "--preset", "smoke", "--out", str(out),
+                  "--no-progress", env=env)
+    assert res.returncode == 1
+    assert "broken" in res.stdout and "ModuleNotFoundError" in res.stdout
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert {r["method"] for r in records} == {"scratch_student", "teacher"}
+    assert all(r["status"] == "ok" for r in records)
