@@ -1,4 +1,4 @@
-"""``python -m benchmark <command>``: list, all, run, ablate, tables.
+"""``python -m benchmark <command>``: list, all, run, ablate, tables, figures, report.
 
 Bad input (an unknown name, a bad value, a missing dataset) prints one line saying what is wrong and how to fix it,
 exits with status 2 and writes nothing. A run that fails is stored as ``failed``; the others go on, and the exit status
@@ -45,7 +45,11 @@ def build_parser() -> Parser:
     grid.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
     grid.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
                       help="override a config field (METHOD.KEY=VALUE to target one method); repeatable")
-    grid.add_argument("--jobs", type=_positive, default=1, help="runs executed in parallel local processes")
+    grid.add_argument("--jobs", type=_positive, default=1,
+                      help="runs executed in parallel (local processes, or local Dask workers)")
+    grid.add_argument("--backend", choices=("local", "dask"), default="local",
+                      help="local processes, or a Dask cluster (--scheduler ADDR, else a local cluster)")
+    grid.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
     grid.add_argument("--dry-run", action="store_true", help="print the plan and which runs are cached; train nothing")
     grid.add_argument("--data-root", type=Path, help="dataset folder (default $BENCHMARK_DATA_ROOT or ~/.cache/...)")
     grid.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
@@ -67,6 +71,16 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_ablate)
     p = sub.add_parser("tables", parents=[common], help="rebuild results/tables from the stored runs (no training)")
     p.set_defaults(func=cmd_tables)
+    p = sub.add_parser("figures", parents=[common], help="redraw results/figures from the stored runs")
+    p.set_defaults(func=cmd_figures)
+    p = sub.add_parser("report", parents=[common],
+                       help="write results/REPORT.md: findings, tables and figures from the stored runs")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("profile", parents=[common], help="timing profiles of every method's training step")
+    from benchmark.profile import add_arguments as add_profile_arguments
+
+    add_profile_arguments(p)
+    p.set_defaults(func=cmd_profile)
     return parser
 
 
@@ -127,6 +141,37 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from benchmark.profile import command
+
+    return command(args)
+
+
+def cmd_figures(args) -> int:
+    from benchmark.figures import write_figures
+    from benchmark.report import require_results
+
+    require_results(args.out)
+    drawn = write_figures(args.out)
+    _warn_figure_errors(drawn.errors)
+    print(f"{len(drawn.files)} figures written to {Path(args.out) / 'figures'} ({drawn.seconds:.1f} s)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from benchmark.report import write_report
+
+    path, drawn = write_report(args.out)
+    _warn_figure_errors(drawn.errors)
+    print(f"report written to {path} ({len(drawn.files)} figures)")
+    return 0
+
+
+def _warn_figure_errors(errors: list[str]) -> None:
+    for line in errors:
+        print(f"warning: figure not drawn: {line}", file=sys.stderr)
+
+
 # ---- helpers ----------------------------------------------------------------------------------------------------
 
 def _lookup(methods: dict[str, MethodInfo], name: str) -> MethodInfo:
@@ -144,6 +189,16 @@ def _require_store(out: Path) -> None:
 
 
 def select_datasets(args) -> list[str]:
+    names = _candidate_datasets(args)
+    for name in names:  # parse the files now: a corrupt or missing dataset is bad input, found before any run
+        try:
+            datasets.load_dataset(name, args.data_root, args.download, **configuration.DATA_PRESETS[args.preset])
+        except datasets.DatasetUnavailable as exc:
+            raise BadInput(str(exc)) from None
+    return names
+
+
+def _candidate_datasets(args) -> list[str]:
     if args.datasets:
         names = [n.strip() for n in args.datasets.split(",") if n.strip()]
         for name in names:
@@ -188,6 +243,8 @@ def split_overrides(sets: list[str] | None, infos: list[MethodInfo]) -> dict[str
 def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], grids=None, broken=()) -> int:
     if args.preset not in configuration.PRESETS:
         raise BadInput(f"unknown preset {args.preset!r}: use one of {', '.join(configuration.PRESETS)}")
+    if args.scheduler and args.backend != "dask":
+        raise BadInput("--scheduler goes with --backend dask")
     names = select_datasets(args)
     if not names:
         raise BadInput("no dataset is available: see `python -m benchmark list` for how to get one")
@@ -205,16 +262,23 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
         return 0
     todo = len(specs) - len(cached)
     settings = Settings(out=args.out, data_root=args.data_root, download=args.download)
+    client = None
+    if args.backend == "dask" and todo:
+        from benchmark import dask_backend
+
+        client = dask_backend.connect(args.scheduler, args.jobs)  # unreachable: BadInput before anything is written
     bar = None
     if todo and not args.no_progress:
         from tqdm import tqdm
 
         bar = tqdm(total=todo, desc="runs", unit="run", file=sys.stderr)
     try:
-        outcome = run_plan(specs, settings, jobs=args.jobs, progress=bar)
+        outcome = run_plan(specs, settings, jobs=args.jobs, progress=bar, backend=args.backend, client=client)
     finally:
         if bar is not None:
             bar.close()
+        if client is not None:
+            dask_backend.close(client)
     write_outputs(args.out)
     trained = sum(r["status"] == "ok" for r in outcome.records)
     skipped = sum(r["status"] == "skipped" for r in outcome.records)
@@ -234,10 +298,20 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
     return 0
 
 
-def write_outputs(out: Path) -> dict[str, Path]:
-    from benchmark.tables import write_tables
+def write_outputs(out: Path, figures: bool = True) -> dict[str, Path]:
+    """Tables (and figures) from the store; BadInput if it holds no run. A figure that cannot be drawn is a
+    warning, never a failure: the tables of a finished suite are always written."""
+    from benchmark.figures import write_figures
+    from benchmark.report import require_results
+    from benchmark.tables import load_results, write_tables
 
-    return write_tables(out)
+    require_results(out)
+    results = load_results(out)
+    paths = write_tables(out, results)
+    if figures:
+        _warn_figure_errors(write_figures(out, results).errors)
+        paths["figures"] = Path(out) / "figures"
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -154,6 +155,8 @@ def _final_metrics(run: RunContext, role: str, model, declared: Role) -> None:
 
 
 def _seed_everything(seed: int) -> None:
+    # Deterministic kernels where torch has a choice (warn, not fail, where an op has none); recorded in provenance.
+    torch.use_deterministic_algorithms(True, warn_only=True)
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -203,48 +206,78 @@ def _execute_in_worker(spec_dict: dict, settings: Settings) -> dict:
     return execute(RunSpec.from_dict(spec_dict), settings)
 
 
-def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progress=None) -> Outcome:
-    """Execute every spec not already done. Cache-providing baselines run first (in parallel among themselves)."""
+def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progress=None, backend: str = "local",
+             client=None) -> Outcome:
+    """Execute every spec not already done. Cache-providing baselines run first (in parallel among themselves).
+
+    ``backend`` is ``local`` (this process for ``jobs == 1``, else ``jobs`` worker processes) or ``dask`` (``client``
+    from :func:`benchmark.dask_backend.connect`). Torch threads per run: the cores divided by ``jobs``, on every
+    backend, so a run gives the same numbers wherever it executes.
+    """
     store = Store(settings.out)
     methods = discover()
     outcome = Outcome()
+    settings = Settings(**{**settings.__dict__, "threads": settings.threads or threads_per_job(jobs)})
     todo = []
     for spec in specs:
         if store.is_done(spec.run_id):
             outcome.cached += 1
         else:
             todo.append(spec)
+
+    def done(spec: RunSpec, record: dict | None, error: str | None = None) -> None:
+        if record is None:
+            record = _failed_record(spec, settings, error or "unknown failure")
+        outcome.records.append(record)
+        if progress is not None:
+            progress.update(1)
+
     phases = [[s for s in todo if _provides_cache(methods, s.method)],
               [s for s in todo if not _provides_cache(methods, s.method)]]
-    for phase in phases:
-        if not phase:
-            continue
-        if jobs <= 1:
+    for phase in filter(None, phases):
+        if backend == "dask":
+            from benchmark import dask_backend
+
+            dask_backend.run_phase(client, phase, settings, _execute_in_worker, done)
+        elif jobs <= 1:
             for spec in phase:
                 if progress is not None:
                     progress.set_postfix_str(f"{spec.method}/{spec.dataset}/r{spec.rep}", refresh=True)
-                outcome.records.append(execute(spec, settings, methods))
-                if progress is not None:
-                    progress.update(1)
+                done(spec, execute(spec, settings, methods))
         else:
-            settings_w = Settings(**{**settings.__dict__, "threads": threads_per_job(jobs)})
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                                     initializer=_worker_init, initargs=(settings_w.threads,)) as pool:
-                futures = {pool.submit(_execute_in_worker, s.to_dict(), settings_w): s for s in phase}
-                for future in as_completed(futures):
-                    outcome.records.append(_collect(future, futures[future], settings))
-                    if progress is not None:
-                        progress.update(1)
+            _run_pool(phase, settings, jobs, done)
     return outcome
 
 
-def _collect(future, spec: RunSpec, settings: Settings) -> dict:
-    """A worker that died (not a method that raised: that is stored by the worker) is recorded as failed here."""
-    try:
-        return future.result()
-    except Exception as exc:
-        record = {**spec.to_dict(), "run_id": spec.run_id, "seed": spec.seed, "status": "failed",
-                  "error": f"worker died: {type(exc).__name__}: {exc}", "roles": {}, "metrics": [], "timing": {},
-                  "provenance": provenance()}
-        Store(settings.out).write_run(record)
-        return record
+def _run_pool(phase: list[RunSpec], settings: Settings, jobs: int, done) -> None:
+    """Local worker processes. If a worker dies (killed, out of memory), the pool breaks: the runs it had not
+    finished are retried once in a fresh pool, then recorded as failed."""
+    remaining = list(phase)
+    for attempt in range(2):
+        broken: list[RunSpec] = []
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                                 initializer=_worker_init, initargs=(settings.threads,)) as pool:
+            futures = {pool.submit(_execute_in_worker, s.to_dict(), settings): s for s in remaining}
+            for future in as_completed(futures):
+                spec = futures[future]
+                try:
+                    done(spec, future.result())
+                except BrokenProcessPool as exc:
+                    if attempt == 0:
+                        broken.append(spec)
+                    else:
+                        done(spec, None, f"worker died: {exc}")
+        if not broken:
+            return
+        remaining = broken
+
+
+def _failed_record(spec: RunSpec, settings: Settings, error: str) -> dict:
+    """Record a run that died outside the method's own code (its worker was killed)."""
+    existing = Store(settings.out).read_run(spec.run_id)
+    if existing is not None and existing.get("status") in ("ok", "skipped"):
+        return existing  # it finished before the worker died
+    record = {**spec.to_dict(), "run_id": spec.run_id, "seed": spec.seed, "status": "failed", "error": error,
+              "roles": {}, "metrics": [], "timing": {}, "provenance": provenance()}
+    Store(settings.out).write_run(record)
+    return record

@@ -1,0 +1,64 @@
+"""Throw-away project roots for tests: the real baselines plus method folders written by the test."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+METHOD_HEADER = '''
+from dataclasses import dataclass
+import time
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.contract import MethodBase, Role
+'''
+
+# A small method whose training behaviour is set by its config: it can sleep per epoch, raise, or produce NaN.
+FAULTY = METHOD_HEADER + '''
+
+@dataclass
+class Config:
+    epochs: int = 2  # training epochs
+    sleep: float = 0.0  # seconds slept per epoch, to make a run slow enough to be killed mid-way
+    fail: bool = False  # raise inside train
+    nan: bool = False  # multiply the loss by NaN
+
+
+class Method(MethodBase):
+    name = "{name}"
+    Config = Config
+
+    def roles(self, cfg):
+        return {{"student": Role("hinton_student", "flat")}}
+
+    def train(self, run, cfg):
+        if cfg.fail:
+            raise ValueError("this method failed on purpose")
+        model = run.build("hinton_student", "flat")
+
+        def loss(m, x, y, idx):
+            value = F.cross_entropy(m(x), y)
+            return value * float("nan") if cfg.nan else value
+
+        for epoch in range(cfg.epochs):
+            time.sleep(cfg.sleep)
+            run.fit(model, role="student", view="flat", loss_fn=loss, epochs=1, batch_size=64, lr=1e-3)
+        return {{"student": model}}
+'''
+
+
+def make_project(tmp_path: Path, methods: dict[str, str] | None = None) -> Path:
+    """A project root with the real baselines and the given ``{name: method.py source}`` (``{name}`` filled)."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "baselines", project / "baselines", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "methods").mkdir()
+    for name, source in (methods or {}).items():
+        folder = project / "methods" / name
+        folder.mkdir()
+        (folder / "method.py").write_text(textwrap.dedent(source).format(name=name))
+    return project

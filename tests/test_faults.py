@@ -1,0 +1,174 @@
+"""Faults caused for real: a killed suite, a method that raises, a NaN loss, a corrupt record, two suites on one
+store, a killed Dask worker; and the bad input that must be refused before anything is written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from benchmark import config as configuration
+from benchmark.discovery import discover
+from benchmark.runner import Settings, plan, run_plan
+from tests.conftest import ROOT, run_cli
+from tests.projects import FAULTY, make_project
+
+SMOKE = ("--datasets", "digits", "--preset", "smoke", "--no-progress")
+
+
+def _records(out):
+    return {p.stem: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
+
+
+def test_sigkill_mid_suite_then_rerun_keeps_finished_runs(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ}
+    cmd = [sys.executable, "-m", "benchmark", "run", "scratch_student", "--seeds", "12", "--out", str(out), *SMOKE]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "runs").glob("*.json"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "runs").glob("*.json")}
+    assert 3 <= len(before) < 12, "the kill must land mid-suite"
+    for _, data in before.values():  # every file under a result's name is complete
+        assert json.loads(data)["status"] == "ok"
+    again = run_cli("run", "scratch_student", "--seeds", "12", "--out", str(out), *SMOKE)
+    assert again.returncode == 0, again.stderr
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "runs").glob("*.json")}
+    assert len(after) == 12
+    assert all(after[name] == before[name] for name in before), "finished runs were retrained"
+    assert f"{12 - len(before)} trained, {len(before)} cached" in again.stdout
+
+
+def test_method_that_raises_is_stored_failed_and_others_complete(tmp_path):
+    project = make_project(tmp_path, {"faulty": FAULTY})
+    out = tmp_path / "out"
+    res = run_cli("all", "--set", "faulty.fail=true", "--seeds", "2", "--out", str(out), *SMOKE,
+                  env={"BENCHMARK_PROJECT_ROOT": str(project)})
+    assert res.returncode == 1
+    tail = res.stdout[res.stdout.index("failures:"):]
+    assert tail.count("this method failed on purpose") == 2
+    records = _records(out).values()
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == 2 and all("Traceback" in r["traceback"] and "on purpose" in r["error"] for r in failed)
+    assert sum(r["status"] == "ok" for r in records) == 4  # the baselines (teacher, scratch) x 2 completed
+
+
+def test_nan_loss_stops_the_run_with_the_reason(tmp_path):
+    project = make_project(tmp_path, {"faulty": FAULTY})
+    out = tmp_path / "out"
+    res = run_cli("run", "faulty", "--set", "nan=true", "--seeds", "1", "--out", str(out), *SMOKE,
+                  env={"BENCHMARK_PROJECT_ROOT": str(project)})
+    assert res.returncode == 1
+    (record,) = [r for r in _records(out).values() if r["method"] == "faulty"]
+    assert record["status"] == "failed" and "became nan" in record["error"]
+
+
+def test_corrupt_record_is_reported_and_rerun(tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("run", "scratch_student", "--seeds", "2", "--out", str(out), *SMOKE).returncode == 0
+    victim = sorted((out / "runs").glob("*.json"))[0]
+    good = json.loads(victim.read_text())
+    victim.write_text(victim.read_text()[: 40])  # truncated
+    tables = run_cli("tables", "--out", str(out))
+    assert tables.returncode == 0
+    assert victim.name in tables.stderr
+    again = run_cli("run", "scratch_student", "--seeds", "2", "--out", str(out), *SMOKE)
+    assert again.returncode == 0 and "1 trained, 1 cached" in again.stdout
+    redone = json.loads(victim.read_text())
+    assert redone["status"] == "ok" and redone["metrics"] == good["metrics"]
+
+
+def test_two_suites_on_one_store_lose_nothing(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "benchmark", "run", "scratch_student", "--seeds", "4", "--out", str(out), *SMOKE]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for p in procs:
+        p.wait(timeout=300)
+        assert p.returncode == 0, p.stderr.read()
+    records = _records(out)
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records.values())
+    assert not [p for p in (out / "runs").iterdir() if not p.name.endswith(".json")], "temp files left behind"
+    assert run_cli("tables", "--out", str(out)).returncode == 0
+
+
+def test_dask_backend_equals_local_backend(tmp_path):
+    local, dask = tmp_path / "local", tmp_path / "dask"
+    common = ("run", "scratch_student", "--seeds", "2", "--jobs", "2", *SMOKE)
+    assert run_cli(*common, "--out", str(local)).returncode == 0
+    res = run_cli(*common, "--out", str(dask), "--backend", "dask")
+    assert res.returncode == 0, res.stderr
+    a, b = _records(local), _records(dask)
+    assert a.keys() == b.keys() and len(a) == 2
+    for run_id in a:
+        assert a[run_id]["metrics"] == b[run_id]["metrics"]
+        assert a[run_id]["provenance"]["deterministic_algorithms"] is True
+
+
+def test_killed_dask_worker_run_is_retried_and_suite_completes(tmp_path, monkeypatch):
+    from benchmark import dask_backend
+
+    project = make_project(tmp_path, {"sleepy": FAULTY})
+    monkeypatch.setenv("BENCHMARK_PROJECT_ROOT", str(project))
+    methods = discover(project)
+    info = methods["sleepy"]
+    specs = plan([info], datasets_=["digits"], reps=4, preset="smoke", base_seed=0,
+                 overrides={"sleepy": {"sleep": "1.0"}}, methods=methods)
+    client = dask_backend.connect(None, 2)
+    try:
+        pids = client.run(os.getpid)
+        victim = sorted(pids.values())[0]
+        timer = threading.Timer(1.5, os.kill, args=(victim, signal.SIGKILL))
+        timer.start()
+        outcome = run_plan(specs, Settings(out=tmp_path / "out"), jobs=2, backend="dask", client=client)
+        timer.join()
+        after = set(client.run(os.getpid).values())
+    finally:
+        dask_backend.close(client)
+    assert victim not in after, "the worker was really killed (and replaced by its nanny)"
+    assert len(outcome.records) == 4
+    assert all(r["status"] in ("ok", "failed") for r in outcome.records)
+    assert sum(r["status"] == "ok" for r in outcome.records) >= 3
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "scratch_student", "--backend", "spark"], "invalid choice"),
+    (["run", "scratch_student", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach"),
+    (["run", "scratch_student", "--scheduler", "tcp://127.0.0.1:9"], "--backend dask"),
+])
+def test_bad_backend_input(args, needle, tmp_path):
+    out = tmp_path / "out"
+    started = time.time()
+    res = run_cli(*args, "--out", str(out), *SMOKE)
+    assert res.returncode == 2 and needle in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    assert time.time() - started < 30
+
+
+def test_corrupt_dataset_file_is_bad_input(tmp_path):
+    from tests.dataset_files import write_idx_mnist
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    write_idx_mnist(raw, 50, 20, seed=0)
+    images = raw / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])
+    out = tmp_path / "out"
+    res = run_cli("run", "scratch_student", "--datasets", "mnist", "--data-root", str(tmp_path / "data"),
+                  "--out", str(out), "--preset", "smoke")
+    assert res.returncode == 2 and "train-images-idx3-ubyte" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_overrides_are_parsed_by_type_never_evaluated():
+    info = discover()["scratch_student"]
+    with pytest.raises(configuration.BadInput):
+        configuration.resolve(info.cls, "smoke", {"epochs": "__import__('os').system('true')"})
