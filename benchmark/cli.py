@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 from pathlib import Path
 
@@ -45,8 +46,10 @@ def build_parser() -> Parser:
     grid.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
     grid.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
                       help="override a config field (METHOD.KEY=VALUE to target one method); repeatable")
-    grid.add_argument("--jobs", type=_positive, default=1,
-                      help="runs executed in parallel (local processes, or local Dask workers)")
+    grid.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1,
+                      help="runs executed in parallel (local processes, or local Dask workers); default: the cores")
+    grid.add_argument("--threads", type=_positive, default=1,
+                      help="torch threads per run (default 1; results are bit-identical only at equal threads)")
     grid.add_argument("--backend", choices=("local", "dask"), default="local",
                       help="local processes, or a Dask cluster (--scheduler ADDR, else a local cluster)")
     grid.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
@@ -261,7 +264,7 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
         print(f"{len(specs)} runs planned: {len(cached)} cached, {len(specs) - len(cached)} to run")
         return 0
     todo = len(specs) - len(cached)
-    settings = Settings(out=args.out, data_root=args.data_root, download=args.download)
+    settings = Settings(out=args.out, data_root=args.data_root, download=args.download, threads=args.threads)
     client = None
     if args.backend == "dask" and todo:
         from benchmark import dask_backend

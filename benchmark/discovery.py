@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from benchmark.contract import MethodBase
@@ -93,6 +93,6 @@ def discover(root: Path | None = None) -> dict[str, MethodInfo]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached_load(folder: Path, kind: str, digest: str) -> MethodInfo:
     return _load(folder, kind)

@@ -4,7 +4,6 @@ needs, cache checks, and execution in this process or in local worker processes.
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import time
 import traceback
@@ -37,7 +36,11 @@ class Settings:
     out: Path
     data_root: Path | None = None
     download: bool = False
-    threads: int | None = None
+    # Torch threads per run. One by default on every backend: the notebooks' models are small, so a run gains little
+    # from a second thread while a busy machine makes the threads wait for each other (a batch-8 step measured 40x
+    # slower with 2 threads on a loaded 2-core machine); parallelism comes from --jobs. A fixed count also keeps the
+    # same seed bit-identical whatever --jobs or backend is used.
+    threads: int = 1
     progress: bool = True
 
 
@@ -194,10 +197,6 @@ class Outcome:
         return [r for r in self.records if r["status"] == "failed"]
 
 
-def threads_per_job(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // jobs)
-
-
 def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
@@ -211,13 +210,12 @@ def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progres
     """Execute every spec not already done. Cache-providing baselines run first (in parallel among themselves).
 
     ``backend`` is ``local`` (this process for ``jobs == 1``, else ``jobs`` worker processes) or ``dask`` (``client``
-    from :func:`benchmark.dask_backend.connect`). Torch threads per run: the cores divided by ``jobs``, on every
+    from :func:`benchmark.dask_backend.connect`). Torch threads per run: ``settings.threads`` (1 by default) on every
     backend, so a run gives the same numbers wherever it executes.
     """
     store = Store(settings.out)
     methods = discover()
     outcome = Outcome()
-    settings = Settings(**{**settings.__dict__, "threads": settings.threads or threads_per_job(jobs)})
     todo = []
     for spec in specs:
         if store.is_done(spec.run_id):

@@ -65,8 +65,8 @@ def test_dry_run_lists_cached_and_todo(smoke_store):
 ])
 def test_bad_input_one_line_exit_2_nothing_written(args, tmp_path):
     out = tmp_path / "out"
-    res = run_cli(*args, "--out", str(out), "--datasets", "digits") if "--datasets" not in args and args[0] != "tables" \
-        else run_cli(*args, "--out", str(out))
+    extra = ["--datasets", "digits"] if "--datasets" not in args and args[0] != "tables" else []
+    res = run_cli(*args, *extra, "--out", str(out))
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert res.stderr.startswith("benchmark: error:")
