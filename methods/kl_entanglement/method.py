@@ -1,0 +1,186 @@
+"""KL entanglement (notebook 001): a CNN (A) and an MLP (B) trained together online, step by step, each pulled
+toward the other's prediction by a KL term whose weight rises linearly over the epochs.
+
+Each step, for one batch: both partners' predictions are taken first (inference mode, no gradient);
+then A steps (Adam) on ``CE(y, A) + λ_e·KL(A ‖ B_before)``, then B on ``CE(y, B) + λ_e·KL(B ‖ A_before)``
+where ``X_before`` is X's output before this step's updates. ``λ_e = λ_max·e/E`` for epoch e = 0 … E-1:
+the first epoch has λ = 0 and the last λ_max·(E-1)/E. The gradient flows only through "self".
+``direction="other_self"`` swaps the KL's arguments to deep mutual learning's KL(other ‖ self)
+(Zhang et al. 2018, arXiv:1706.00384).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.contract import MethodBase, Role
+
+Direction = Literal["self_other", "other_self"]
+Schedule = Literal["linear", "constant"]
+
+
+@dataclass
+class Config:
+    arch_a: str = "kl_cnn"  # model A: conv16 3x3 - pool - dense32 - dense C (the notebook's CNN)
+    view_a: str = "image"  # the input view A reads
+    arch_b: str = "kl_mlp"  # model B: D-64-32-C MLP (the notebook's 784-64-32-10)
+    view_b: str = "flat"  # the input view B reads
+    lr: float = 0.01  # Adam learning rate of each model (the notebook's Adam(learning_rate=0.01))
+    adam_eps: float = 1e-7  # Keras Adam epsilon (PyTorch's default is 1e-8)
+    batch_size: int = 8  # the notebook's batch size
+    epochs: int = 30  # E; every epoch is trained (the notebook has no validation and no early stopping)
+    lambda_max: float = 0.05  # λ_max, the KL weight the schedule rises toward (the notebook's max_lambda)
+    schedule: Schedule = "linear"  # "linear": λ_e = λ_max·e/E, e = 0..E-1 (notebook); "constant": λ_max
+    direction: Direction = "self_other"  # "self_other": KL(self ‖ other), published; "other_self": DML's
+    # Keras KLDivergence clips both distributions to [kl_epsilon, 1] (notebook); 0 = exact KL in log space
+    kl_epsilon: float = 1e-7
+
+
+def entangle_weight(epoch: int, epochs: int, lambda_max: float, schedule: str = "linear") -> float:
+    """λ for ``epoch`` (0-based) of ``epochs``: the notebook's get_lambda(epoch, max_epochs, max_lambda)."""
+    if schedule == "linear":
+        return lambda_max * epoch / epochs
+    if schedule == "constant":
+        return lambda_max
+    raise ValueError(f"unknown schedule {schedule!r}: use linear or constant")
+
+
+def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor, epsilon: float = 1e-7) -> torch.Tensor:
+    """Batch mean of KL(p ‖ q) = Σ_k p_k log(p_k / q_k), with p, q the softmax of the logits.
+
+    ``epsilon > 0`` reproduces ``keras.losses.KLDivergence()(p, q)``: both probability vectors are clipped to
+    [epsilon, 1] first, which bounds each log-ratio by log(1/epsilon) ≈ 16.1 and zeroes the gradient of any
+    clipped probability. ``epsilon = 0`` is the exact divergence, from log-softmax so it never takes log(0).
+    """
+    if epsilon > 0:
+        p = F.softmax(p_logits, dim=-1).clamp(epsilon, 1.0)
+        q = F.softmax(q_logits, dim=-1).clamp(epsilon, 1.0)
+        return (p * torch.log(p / q)).sum(-1).mean()
+    log_p, log_q = F.log_softmax(p_logits, dim=-1), F.log_softmax(q_logits, dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+
+
+def entangled_loss(self_logits: torch.Tensor, other_logits: torch.Tensor, labels: torch.Tensor, weight: float,
+                   direction: str = "self_other", kl_epsilon: float = 1e-7) -> dict[str, torch.Tensor]:
+    """``CE(labels, self) + weight·KL``, with KL(self ‖ other) or KL(other ‖ self); "other" is a fixed target.
+
+    The notebook's CategoricalCrossentropy receives the output of a Keras
+    ``Dense(..., activation="softmax")``, which carries its logits (``_keras_logits``), so Keras computes the
+    loss from the logits, unclipped: that is ``F.cross_entropy`` here. Its KLDivergence has no such path
+    and clips (see :func:`kl_divergence`).
+    """
+    other_logits = other_logits.detach()
+    ce = F.cross_entropy(self_logits, labels)
+    if direction == "self_other":
+        kl = kl_divergence(self_logits, other_logits, kl_epsilon)
+    elif direction == "other_self":
+        kl = kl_divergence(other_logits, self_logits, kl_epsilon)
+    else:
+        raise ValueError(f"unknown direction {direction!r}: use self_other or other_self")
+    # With weight 0 the loss is the cross-entropy alone: bit for bit the scratch student's gradients.
+    loss = ce + weight * kl if weight else ce
+    return {"loss": loss, "ce": ce, "kl": kl}
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The notebook's ``model(x_batch, training=False)``: inference mode, no gradient."""
+    model.eval()
+    out = model(x)
+    model.train()
+    return out
+
+
+def _update(model, optimizer, x, labels, target_logits, weight, direction, kl_epsilon):
+    logits = model(x)  # training mode, as the notebook's model(x_batch, training=True)
+    parts = entangled_loss(logits, target_logits, labels, weight, direction, kl_epsilon)
+    optimizer.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    optimizer.step()
+    # The notebook's running accuracy counts this prediction, made before the model's own update.
+    correct = (logits.detach().argmax(-1) == labels).sum()
+    return {**{k: v.detach() for k, v in parts.items()}, "correct": correct}
+
+
+def entangled_step(model_a, model_b, optimizer_a, optimizer_b, x_a, x_b, labels, weight: float,
+                   direction: str = "self_other", kl_epsilon: float = 1e-7):
+    """One step of the notebook's loop: both targets first, then A's update, then B's (against A as it was
+    *before* its update). Returns each model's loss parts and its number of correct predictions."""
+    target_for_a = predict(model_b, x_b)  # the notebook's last_output_B
+    target_for_b = predict(model_a, x_a)  # the notebook's last_output_A
+    parts_a = _update(model_a, optimizer_a, x_a, labels, target_for_a, weight, direction, kl_epsilon)
+    parts_b = _update(model_b, optimizer_b, x_b, labels, target_for_b, weight, direction, kl_epsilon)
+    return parts_a, parts_b
+
+
+class Method(MethodBase):
+    name = Path(__file__).parent.name
+    Config = Config
+    # quick: 3 epochs (λ = 0, λ_max/3, 2λ_max/3): ~1,100 steps of batch 8 per epoch on 10k examples.
+    presets = {"smoke": {"epochs": 2}, "quick": {"epochs": 3}, "paper": {}}
+    ablations = {"lambda_max": [0.0, 0.05, 0.5], "direction": ["self_other", "other_self"]}
+
+    def roles(self, cfg):
+        def recipe(arch, view):
+            # The same architecture and view trained alone with the notebook's optimiser and budget.
+            return {"arch": arch, "view": view, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                    "epochs": cfg.epochs, "patience": None}
+
+        return {"A": Role(cfg.arch_a, cfg.view_a, scratch=recipe(cfg.arch_a, cfg.view_a)),
+                "B": Role(cfg.arch_b, cfg.view_b, scratch=recipe(cfg.arch_b, cfg.view_b))}
+
+    def train(self, run, cfg):
+        views = {"A": cfg.view_a, "B": cfg.view_b}
+        models = {"A": run.build(cfg.arch_a, cfg.view_a), "B": run.build(cfg.arch_b, cfg.view_b)}
+        optimizers = {role: torch.optim.Adam(m.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+                      for role, m in models.items()}
+        inputs = {role: run.view(view, "train") for role, view in views.items()}
+        labels = run.labels("train")
+        final: dict[str, dict[str, float]] = {}
+        for epoch in range(cfg.epochs):
+            weight = entangle_weight(epoch, cfg.epochs, cfg.lambda_max, cfg.schedule)
+            sums: dict[str, dict[str, torch.Tensor]] = {role: {} for role in models}
+            steps = seen = 0
+            for idx in run.batches(cfg.batch_size, epoch=epoch):
+                parts = entangled_step(models["A"], models["B"], optimizers["A"], optimizers["B"],
+                                       inputs["A"][idx], inputs["B"][idx], labels[idx], weight,
+                                       cfg.direction, cfg.kl_epsilon)
+                for role, role_parts in zip(("A", "B"), parts, strict=True):
+                    for k, v in role_parts.items():
+                        sums[role][k] = sums[role].get(k, 0) + v
+                steps += 1
+                seen += len(idx)
+            for role, model in models.items():
+                # The notebook's epoch numbers: the mean of the step losses and the running accuracy (each
+                # batch scored by the model as it was just before its update on that batch).
+                train = {f"train_{k}": float(sums[role][k]) / steps for k in ("loss", "ce", "kl")}
+                train["train_running_acc"] = float(sums[role]["correct"]) / seen
+                run.check_finite(train["train_loss"], f"training loss of {role} at epoch {epoch}")
+                run.log(role, "lambda", weight, epoch)
+                for k, v in train.items():
+                    run.log(role, k, v, epoch)
+                for split in ("val", "test"):  # test only as a learning curve; nothing is chosen on it
+                    metrics = run.evaluate(model, views[role], split)
+                    run.log(role, f"{split}_acc", metrics["acc"], epoch)
+                    run.log(role, f"{split}_nll", metrics["nll"], epoch)
+                final[role] = train
+        for role, train in final.items():  # the notebook's quoted "Final Accuracy" and "Final Loss"
+            run.log(role, "train_running_acc", train["train_running_acc"])
+            run.log(role, "train_loss", train["train_loss"])
+        self._log_partner_agreement(run, models, views)
+        return models
+
+    @staticmethod
+    def _log_partner_agreement(run, models, views) -> None:
+        """How entangled the pair ends: A and B's top-1 agreement on the test split, and the exact KL."""
+        logits_a = run.logits(models["A"], views["A"], "test")
+        logits_b = run.logits(models["B"], views["B"], "test")
+        agreement = float((logits_a.argmax(-1) == logits_b.argmax(-1)).float().mean())
+        for role, own, other in (("A", logits_a, logits_b), ("B", logits_b, logits_a)):
+            run.log(role, "test_partner_agreement", agreement)
+            run.log(role, "test_partner_kl", float(kl_divergence(own, other, epsilon=0.0)))
