@@ -49,7 +49,8 @@ class MethodBase:
     # A dataclass; each field's default is the notebook's value, with a comment saying what it is.
     Config: ClassVar[type] = None  # type: ignore[assignment]
     # Overrides of Config fields per preset ("smoke": seconds, "quick": minutes for the whole suite, "paper": the
-    # notebook's full budget). A preset may also hold "data" overrides (max_train, max_test) under the key "_data".
+    # notebook's full budget). The data budget per preset is the harness's (benchmark.config.DATA_PRESETS), shared
+    # by every method so that paired runs see the same examples.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     # Parameter -> values; ``ablate`` expands the cartesian product.
     ablations: ClassVar[dict[str, list[Any]]] = {}

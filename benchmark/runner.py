@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from benchmark import config as configuration
 from benchmark import data as datasets
@@ -96,43 +97,44 @@ def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | 
     started = time.time()
     record: dict[str, Any] = {**spec.to_dict(), "run_id": spec.run_id, "seed": spec.seed, "status": "failed",
                               "error": None, "roles": {}, "metrics": [], "timing": {}}
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    try:
-        if info is None or not info.ok:
-            raise RuntimeError(info.error if info else f"method {spec.method!r} is no longer discoverable")
-        cfg = config_from_dict(info, spec.config)
-        method = info.cls()
-        dataset = datasets.load_dataset(spec.dataset, settings.data_root, settings.download,
-                                        max_train=spec.data.get("max_train"), max_test=spec.data.get("max_test"))
-        roles = method.roles(cfg)
-        record["roles"] = {name: _role_record(r, methods, spec) for name, r in roles.items()}
-        reason = method.skip(cfg, dataset)
-        if reason:
-            record.update(status="skipped", error=reason)
-        else:
-            _seed_everything(spec.seed)
-            run = RunContext(spec, cfg, dataset, store,
-                             execute=lambda name, ov, parent: _ensure_baseline(name, ov, parent, settings, methods))
-            result = method.train(run, cfg)
-            trained = result if isinstance(result, Trained) else Trained(dict(result))
-            missing = set(roles) - set(trained.models)
-            extra = set(trained.models) - set(roles)
-            if missing or extra:
-                raise RuntimeError(f"train() returned roles {sorted(trained.models)}, declared {sorted(roles)}")
-            for row in trained.rows:
-                run.log(row["role"], row["metric"], row["value"], row.get("epoch", FINAL))
-            for name, model in trained.models.items():
-                if roles[name].classifier:
-                    _final_metrics(run, name, model, roles[name])
-            if method.provides_cache:
-                atomic_torch_save(store.cache_path(spec.method, spec.run_id), checkpoint(trained.models))
-            record["metrics"] = [[r["role"], r["epoch"], r["metric"], r["value"]] for r in run.rows]
-            record["timing"] = run.timer.summary()
-            record["status"] = "ok"
-    except Exception as exc:
-        record["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        record["traceback"] = traceback.format_exc()
+    torch.set_num_threads(settings.threads)
+    # BLAS under numpy/scikit-learn (PCA, linear probes) gets the same budget as torch.
+    with threadpool_limits(limits=settings.threads):
+        try:
+            if info is None or not info.ok:
+                raise RuntimeError(info.error if info else f"method {spec.method!r} is no longer discoverable")
+            cfg = config_from_dict(info, spec.config)
+            method = info.cls()
+            dataset = datasets.load_dataset(spec.dataset, settings.data_root, settings.download,
+                                            max_train=spec.data.get("max_train"), max_test=spec.data.get("max_test"))
+            roles = method.roles(cfg)
+            record["roles"] = {name: _role_record(r, methods, spec) for name, r in roles.items()}
+            reason = method.skip(cfg, dataset)
+            if reason:
+                record.update(status="skipped", error=reason)
+            else:
+                _seed_everything(spec.seed)
+                run = RunContext(spec, cfg, dataset, store,
+                                 execute=lambda name, ov, parent: _ensure_baseline(name, ov, parent, settings, methods))
+                result = method.train(run, cfg)
+                trained = result if isinstance(result, Trained) else Trained(dict(result))
+                missing = set(roles) - set(trained.models)
+                extra = set(trained.models) - set(roles)
+                if missing or extra:
+                    raise RuntimeError(f"train() returned roles {sorted(trained.models)}, declared {sorted(roles)}")
+                for row in trained.rows:
+                    run.log(row["role"], row["metric"], row["value"], row.get("epoch", FINAL))
+                for name, model in trained.models.items():
+                    if roles[name].classifier:
+                        _final_metrics(run, name, model, roles[name])
+                if method.provides_cache:
+                    atomic_torch_save(store.cache_path(spec.method, spec.run_id), checkpoint(trained.models))
+                record["metrics"] = [[r["role"], r["epoch"], r["metric"], r["value"]] for r in run.rows]
+                record["timing"] = run.timer.summary()
+                record["status"] = "ok"
+        except Exception as exc:
+            record["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            record["traceback"] = traceback.format_exc()
     record["wall_time_s"] = time.time() - started
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     record["provenance"] = provenance()
