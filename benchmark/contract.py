@@ -61,6 +61,12 @@ class MethodBase:
         """The models ``train`` returns, by role name."""
         raise NotImplementedError
 
+    def requires(self, cfg) -> dict[str, dict[str, Any]]:
+        """Cache-providing baselines this configuration uses through ``run.baseline_model``, as
+        ``{baseline name: config overrides}``. The runner schedules them before the method, so the method finds
+        them ready (and its wall time does not include training them)."""
+        return {}
+
     def skip(self, cfg, dataset) -> str | None:
         """A reason why this configuration does not apply to ``dataset`` (recorded as ``skipped``), or None."""
         return None

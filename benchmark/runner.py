@@ -70,6 +70,11 @@ def plan(infos: Iterable[MethodInfo], *, datasets_: list[str], reps: int, preset
             cfg = configuration.resolve(info.cls, preset, {**(overrides or {}).get(info.name, {}), **point})
             spec = make_spec(info, cfg, dataset=dataset, rep=rep, base_seed=base_seed, preset=preset)
             specs.setdefault(spec.run_id, spec)
+            for name, baseline_overrides in info.cls().requires(cfg).items():
+                base = methods[name]
+                b = make_spec(base, configuration.resolve(base.cls, preset, baseline_overrides), dataset=dataset,
+                              rep=rep, base_seed=base_seed, preset=preset)
+                specs.setdefault(b.run_id, b)
             for role in info.cls().roles(cfg).values():
                 if role.scratch is not None and SCRATCH in methods:
                     s = scratch_spec_for(role, methods, dataset=dataset, rep=rep, base_seed=base_seed, preset=preset)

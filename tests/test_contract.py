@@ -51,3 +51,15 @@ def test_runs_end_to_end_on_smoke(name, tmp_path):
             assert any(r == role or r.startswith(role) for r, _ in final) or final
     assert record["timing"]["steps"] > 0
     assert all(v is None or math.isfinite(v) for *_, v in record["metrics"])
+
+
+def test_required_baselines_are_planned_before_the_method():
+    for name, info in METHODS.items():
+        cfg = configuration.resolve(info.cls, "smoke")
+        needed = info.cls().requires(cfg)
+        if not needed:
+            continue
+        specs = plan([info], datasets_=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS)
+        order = [s.method for s in specs]
+        for baseline in needed:
+            assert baseline in order and order.index(baseline) < order.index(name)

@@ -117,6 +117,9 @@ class Method(MethodBase):
                   "epochs": cfg.epochs, "patience": cfg.patience}
         return {"student": Role(cfg.arch, cfg.view, scratch=recipe)}
 
+    def requires(self, cfg):
+        return {"teacher": teacher_recipe(cfg)}
+
     def train(self, run, cfg):
         teacher = run.baseline_model("teacher", "teacher", **teacher_recipe(cfg))
         criterion = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature,
