@@ -27,8 +27,8 @@ def _records(out):
 def test_sigkill_mid_suite_then_rerun_keeps_finished_runs(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ}
-    cmd = [sys.executable, "-m", "benchmark", "run", "scratch_student", "--seeds", "12", "--jobs", "1", "--out", str(out),
-           *SMOKE]
+    cmd = [sys.executable, "-m", "benchmark", "run", "scratch_student", "--seeds", "12", "--jobs", "1",
+           "--out", str(out), *SMOKE]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out / "runs").glob("*.json"))) < 3:
