@@ -1,0 +1,307 @@
+"""js_entanglement: its losses against their formulas (numpy/scipy), the λ schedules' golden values, the
+gradient each model receives, the input views, and the claim that the notebook's phase 2 changes nothing."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import jensenshannon
+from scipy.special import log_softmax, softmax
+from scipy.stats import entropy
+
+from benchmark import config as configuration
+from benchmark.data import load_dataset
+from benchmark.run import RunContext
+from benchmark.spec import RunSpec
+from benchmark.store import Store
+
+FOLDER = Path(__file__).resolve().parents[2] / "methods" / "js_entanglement"
+_spec = importlib.util.spec_from_file_location("js_entanglement_method", FOLDER / "method.py")
+js = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = js  # dataclasses look their module up while the class is created
+_spec.loader.exec_module(js)
+
+
+def logits_pair(seed=0, n=32, k=10, scale=4.0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, scale, (n, k)), rng.normal(0, scale, (n, k))
+
+
+# ---- divergences -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale", [0.1, 4.0, 40.0])
+def test_js_equals_scipy_jensenshannon_squared(scale):
+    a, b = logits_pair(scale=scale)
+    ours = js.js_divergence(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    expected = jensenshannon(softmax(a, axis=1), softmax(b, axis=1), base=math.e, axis=1) ** 2
+    np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_js_matches_the_notebooks_clipped_formula_on_ordinary_logits():
+    a, b = logits_pair(seed=1, scale=2.0)
+    p, q = softmax(a, axis=1), softmax(b, axis=1)
+    m = 0.5 * (p + q)
+    kl_pm = (p * np.log(np.clip(p / m, 1e-7, 1e7))).sum(1)
+    kl_qm = (q * np.log(np.clip(q / m, 1e-7, 1e7))).sum(1)
+    notebook = np.mean(0.5 * (kl_pm + kl_qm))
+    ours = js.js_divergence(torch.from_numpy(a), torch.from_numpy(b)).mean().item()
+    assert ours == pytest.approx(notebook, rel=1e-9)
+
+
+def test_js_is_finite_with_finite_gradients_on_extreme_logits():
+    a = torch.tensor([[300.0, -300.0, 0.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    b = torch.tensor([[-300.0, 300.0, 0.0], [1e4, 0.0, 0.0]])
+    value = js.js_divergence(a, b)
+    value.sum().backward()
+    assert torch.isfinite(value).all() and torch.isfinite(a.grad).all()
+    assert value[0].item() == pytest.approx(math.log(2), abs=1e-6)  # disjoint supports: JS = ln 2
+
+
+def test_kl_is_target_to_self_and_equals_scipy_entropy():
+    target, own = logits_pair(seed=2)
+    ours = js.kl_divergence(torch.from_numpy(target), torch.from_numpy(own)).numpy()
+    expected = entropy(softmax(target, axis=1), softmax(own, axis=1), axis=1)  # KL(target ‖ self)
+    np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12)
+
+
+# ---- λ schedules (golden values at the first, middle and last of 30 epochs) --------------------------------
+
+GOLDEN = {  # epoch 0, 15, 29; λ_max = 0.1. log: 0.1·log10(1 + 9·15/29) = 0.1·log10(5.6551724...)
+    "log": (0.0, 0.0752445850, 0.1),
+    "linear": (0.0, 0.0517241379, 0.1),  # 0.1·15/29
+    "constant": (0.1, 0.1, 0.1),
+    "zero": (0.0, 0.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("schedule", sorted(GOLDEN))
+def test_lambda_schedules_golden(schedule):
+    got = [js.lambda_at(e, 30, schedule, 0.1) for e in (0, 15, 29)]
+    np.testing.assert_allclose(got, GOLDEN[schedule], atol=1e-10)
+
+
+def test_log_schedule_is_the_notebooks_formula_at_every_epoch():
+    epochs = 30
+    notebook = [0.1 * np.log10(1 + 9 * (epoch / (epochs - 1))) for epoch in range(epochs)]
+    np.testing.assert_allclose([js.lambda_at(e, epochs) for e in range(epochs)], notebook, rtol=1e-12)
+
+
+def test_phase2_starts_at_epoch_20_of_30_and_scales_with_epochs():
+    assert js.phase2_epoch(js.Config()) == 20
+    assert js.phase2_epoch(js.Config(epochs=10)) == 7
+    assert js.phase2_epoch(js.Config(epochs=3)) == 2
+
+
+# ---- phase 2 terms -----------------------------------------------------------------------------------------
+
+def test_phase2_terms():
+    a, b = logits_pair(seed=3, n=64)
+    own = torch.from_numpy(a).requires_grad_(True)
+    target = torch.from_numpy(b)
+    hard = js.alignment(own, target, js.Config(phase2="hard_labels"), late=True)
+    expected_ce = -log_softmax(a, axis=1)[np.arange(len(a)), b.argmax(1)].mean()
+    assert hard.item() == pytest.approx(expected_ce, rel=1e-12)
+    assert hard.requires_grad
+    mismatch = js.alignment(own, target, js.Config(phase2="argmax_as_published"), late=True)
+    assert mismatch.item() == pytest.approx(np.mean(a.argmax(1) != b.argmax(1)))
+    assert not mismatch.requires_grad  # the notebook's label imitation has no gradient
+    assert js.alignment(own, target, js.Config(phase2="none"), late=True).item() == 0.0
+    early = js.alignment(own, target, js.Config(phase2="none"), late=False)  # phase 1 ignores phase2
+    assert early.item() == pytest.approx(np.mean(jensenshannon(softmax(a, 1), softmax(b, 1), axis=1) ** 2))
+
+
+# ---- the gradient each model receives, and the reported losses ---------------------------------------------
+
+def _np_js(x, y):
+    return jensenshannon(softmax(x, axis=1), softmax(y, axis=1), axis=1) ** 2
+
+
+def test_gradients_and_reported_losses_follow_the_notebook():
+    rng = np.random.default_rng(4)
+    raw = {r: rng.normal(0, 2, (16, 10)) for r in "ABC"}
+    labels = torch.from_numpy(rng.integers(0, 10, 16))
+    lam = 0.07
+    logits = {r: torch.from_numpy(v).requires_grad_(True) for r, v in raw.items()}
+    objective, parts = js.entangled_losses(logits, labels, lam, js.Config(), late=False)
+    grads = dict(zip("ABC", torch.autograd.grad(objective, [logits[r] for r in "ABC"]), strict=True))
+
+    # The notebook: loss_X = CE + λ·JS(X, sg A) + mutual_loss, mutual_loss = λ·JS(B, sg C) + λ·JS(C, sg B),
+    # each differentiated with respect to its own model only (tape.gradient(loss_X, model_X.variables)).
+    def notebook_losses(x):
+        ce = {r: torch.nn.functional.cross_entropy(x[r], labels) for r in "ABC"}
+        mutual = lam * js.js_divergence(x["B"], x["C"].detach()).mean() \
+            + lam * js.js_divergence(x["C"], x["B"].detach()).mean()
+        return {"A": ce["A"],
+                "B": ce["B"] + lam * js.js_divergence(x["B"], x["A"].detach()).mean() + mutual,
+                "C": ce["C"] + lam * js.js_divergence(x["C"], x["A"].detach()).mean() + mutual}
+
+    fresh = {r: torch.from_numpy(v).requires_grad_(True) for r, v in raw.items()}
+    notebook = notebook_losses(fresh)
+    for role in "ABC":
+        (expected,) = torch.autograd.grad(notebook[role], [fresh[role]], retain_graph=True)
+        torch.testing.assert_close(grads[role], expected, rtol=1e-12, atol=1e-15)
+
+    # Reported values, recomputed with numpy/scipy only.
+    y = labels.numpy()
+    ce = {r: -log_softmax(v, axis=1)[np.arange(16), y].mean() for r, v in raw.items()}
+    mutual = lam * (_np_js(raw["B"], raw["C"]).mean() + _np_js(raw["C"], raw["B"]).mean())
+    assert parts["A", "loss"].item() == pytest.approx(ce["A"], rel=1e-12)
+    for role in "BC":
+        expected = ce[role] + lam * _np_js(raw[role], raw["A"]).mean() + mutual
+        assert parts[role, "loss"].item() == pytest.approx(expected, rel=1e-12)
+        assert parts[role, "teacher"].item() == pytest.approx(_np_js(raw[role], raw["A"]).mean(), rel=1e-12)
+
+
+def test_argmax_phase2_reports_a_single_mutual_mismatch():
+    rng = np.random.default_rng(5)
+    raw = {r: rng.normal(0, 2, (50, 10)) for r in "ABC"}
+    labels = rng.integers(0, 10, 50)
+    lam = 0.1
+    logits = {r: torch.from_numpy(v) for r, v in raw.items()}
+    cfg = js.Config(phase2="argmax_as_published")
+    _, parts = js.entangled_losses(logits, torch.from_numpy(labels), lam, cfg, late=True)
+    top = {r: v.argmax(1) for r, v in raw.items()}
+    ce_b = -log_softmax(raw["B"], axis=1)[np.arange(50), labels].mean()
+    expected = ce_b + lam * np.mean(top["B"] != top["A"]) + lam * np.mean(top["B"] != top["C"])
+    assert parts["B", "loss"].item() == pytest.approx(expected, rel=1e-12)
+
+
+# ---- input views -------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", max_train=600, max_test=200)
+
+
+def test_halves_are_disjoint_and_cover_the_input():
+    top, bottom = js.half_indices((1, 8, 8))
+    assert set(top.tolist()).isdisjoint(bottom.tolist())
+    assert sorted(top.tolist() + bottom.tolist()) == list(range(64))
+    assert top.tolist() == list(range(32))  # rows 0-3 of a row-major 8x8 image
+    first, second = js.half_indices((1, 40))
+    assert first.tolist() == list(range(20)) and second.tolist() == list(range(20, 40))
+
+
+def test_halves_views_differ_and_match_sklearn(digits):
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    flat = digits.view("flat", "train")
+    top, bottom = js.half_indices(digits.input_shape)
+    front_b = js.fit_frozen_pca(flat, top, 16, js.PCA_SEED_B)
+    front_c = js.fit_frozen_pca(flat, bottom, 16, js.PCA_SEED_C)
+    test = digits.view("flat", "test")
+    # Independently: the notebook's pipeline on the top half's pixels.
+    pca = PCA(n_components=16, svd_solver="randomized", random_state=js.PCA_SEED_B).fit(flat[:, top].numpy())
+    scaler = StandardScaler().fit(pca.transform(flat[:, top].numpy()))
+    expected = scaler.transform(pca.transform(test[:, top].numpy()))
+    np.testing.assert_allclose(front_b(test).numpy(), expected, atol=2e-4)
+    # Genuinely different views: B ignores the bottom half, C the top half.
+    changed = test.clone()
+    changed[:, bottom] = torch.rand(changed[:, bottom].shape, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(front_b(changed), front_b(test))
+    assert not torch.allclose(front_c(changed), front_c(test), atol=1e-3)
+    assert not any(p.requires_grad for p in front_b.parameters())
+
+
+def test_as_published_views_are_nearly_the_same_projection(digits):
+    # The notebook's two "views" (PCA random_state 42 vs 123) agree up to the sign of each component.
+    b = digits.view("pca:20:seed=42", "train").numpy()
+    c = digits.view("pca:20:seed=123", "train").numpy()
+    corr = np.abs([np.corrcoef(b[:, i], c[:, i])[0, 1] for i in range(10)])
+    assert corr.min() > 0.99
+
+
+def test_as_published_scaler_refits_on_the_test_split(digits):
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    ours = js.standardise_by_own_statistics(digits.view("pca:20:seed=42", "test")).numpy()
+    # The notebook: PCA fitted on train, then a StandardScaler fitted on the *test* scores.
+    pca = PCA(n_components=20, svd_solver="randomized", random_state=42)
+    pca.fit(digits.view("flat", "train").numpy())
+    notebook = StandardScaler().fit_transform(pca.transform(digits.view("flat", "test").numpy()))
+    np.testing.assert_allclose(ours, notebook, atol=2e-4)
+    train_scaled = digits.view("pca:20:seed=42", "test").numpy()
+    assert np.abs(ours - train_scaled).max() > 0.01  # and it is not the train-fitted standardisation
+
+
+# ---- roles, skips ------------------------------------------------------------------------------------------
+
+def test_roles_pair_each_model_with_its_scratch_recipe():
+    cfg = configuration.resolve(js.Method, "quick")
+    roles = js.Method().roles(cfg)
+    assert roles["A"].scratch == {"arch": "js_cnn", "view": "image", "lr": 5e-4, "batch_size": 128,
+                                  "epochs": 10, "patience": None}
+    assert (roles["B"].arch, roles["B"].view, roles["B"].scratch["view"]) == ("js_mlp_b", "pca:20:seed=42",
+                                                                              "pca:20:seed=42")
+    assert (roles["C"].arch, roles["C"].view) == ("js_mlp_c", "pca:20:seed=123")
+    halves = js.Method().roles(configuration.resolve(js.Method, "quick", {"views": "halves"}))
+    assert halves["B"].view == "flat" and halves["B"].scratch["view"] == "pca:20:seed=42"
+    published = js.Method().roles(configuration.resolve(js.Method, "quick", {"scaler": "as_published"}))
+    assert not published["B"].classifier and published["A"].classifier
+
+
+def test_skip_when_k_does_not_fit(digits):
+    method = js.Method()
+    assert method.skip(js.Config(), digits) is not None  # K = 100 > 64 pixels
+    assert method.skip(js.Config(pca_components=32), digits) is None
+    assert method.skip(js.Config(pca_components=40, views="halves"), digits) is not None
+    assert method.skip(js.Config(pca_components=32, views="halves"), digits) is None
+
+
+# ---- training ----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: multi-threaded reductions need not be bit-reproducible, and bits are what is compared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train(tmp_path, dataset, **overrides):
+    cfg = configuration.resolve(js.Method, "smoke", overrides)
+    spec = RunSpec(method="js_entanglement", kind="method", dataset=dataset.name, rep=0, base_seed=0,
+                   preset="smoke", config={}, data={})
+    run = RunContext(spec, cfg, dataset, Store(tmp_path))
+    torch.manual_seed(spec.seed)  # dropout draws from the global generator, as under the runner
+    return run, js.Method().train(run, cfg)
+
+
+def state(models):
+    return {(r, k): v for r, m in models.items() for k, v in m.state_dict().items()}
+
+
+def test_published_phase2_trains_bit_identically_to_no_phase2(tmp_path, digits, one_thread):
+    # constant λ so phase 1 has a real pull; the smoke preset's 3 epochs switch at epoch 2.
+    run, argmax = train(tmp_path, digits, phase2="argmax_as_published", schedule="constant")
+    _, none = train(tmp_path, digits, phase2="none", schedule="constant")
+    _, hard = train(tmp_path, digits, phase2="hard_labels", schedule="constant")
+    phases = [row["value"] for row in run.rows if (row["role"], row["metric"]) == ("B", "phase")]
+    assert phases == [1, 1, 2]  # the run crosses the switch
+    a, n, h = state(argmax), state(none), state(hard)
+    assert a.keys() == n.keys()
+    assert all(torch.equal(a[k], n[k]) for k in a)
+    # ...while the differentiable phase 2 does change the students (so this comparison can fail).
+    assert not all(torch.equal(a[k], h[k]) for k in a if k[0] in "BC")
+    assert all(torch.equal(a[k], h[k]) for k in a if k[0] == "A")  # A trains on CE alone
+
+
+def test_training_logs_lambda_per_epoch_and_final_metrics_for_the_published_scaler(tmp_path, digits,
+                                                                                     one_thread):
+    run, models = train(tmp_path, digits, scaler="as_published", views="halves")
+    logged = {(r["role"], r["epoch"], r["metric"]): r["value"] for r in run.rows}
+    for epoch in range(3):
+        assert logged["B", epoch, "lambda"] == pytest.approx(js.lambda_at(epoch, 3))
+        assert ("A", epoch, "test_auc") in logged and ("C", epoch, "train_loss") in logged
+    for role in "BC":
+        assert {"val_acc", "test_acc", "test_auc", "test_nll", "test_ece"} <= {
+            m for r, e, m in logged if r == role and e == -1}
+    # The halves model the harness evaluates reads the flat view through its frozen PCA.
+    assert models["B"](digits.view("flat", "test")[:5]).shape == (5, 10)
