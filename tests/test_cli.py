@@ -6,6 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from benchmark.cli import main
 from tests.conftest import ROOT, run_cli
 
 
@@ -63,13 +64,22 @@ def test_dry_run_lists_cached_and_todo(smoke_store):
     ["all", "--set", "no_such_key=1"],
     ["tables"],
 ])
-def test_bad_input_one_line_exit_2_nothing_written(args, tmp_path):
+def test_bad_input_one_line_exit_2_nothing_written(args, tmp_path, capsys):
+    # In-process (the same main() as `python -m benchmark`), to keep the many refusals fast.
     out = tmp_path / "out"
     extra = ["--datasets", "digits"] if "--datasets" not in args and args[0] != "tables" else []
-    res = run_cli(*args, *extra, "--out", str(out))
-    assert res.returncode == 2, (res.stdout, res.stderr)
-    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert res.stderr.startswith("benchmark: error:")
+    assert main([*args, *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("benchmark: error:")
+    assert not out.exists()
+
+
+def test_bad_input_from_the_real_command_line(tmp_path):
+    out = tmp_path / "out"
+    res = run_cli("run", "scratch_student", "--set", "epochs=abc", "--datasets", "digits", "--out", str(out))
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "epochs" in res.stderr
     assert not out.exists()
 
 
