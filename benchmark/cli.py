@@ -139,7 +139,7 @@ def cmd_ablate(args) -> int:
 
 def cmd_tables(args) -> int:
     _require_store(args.out)
-    paths = write_outputs(args.out)
+    paths = write_outputs(args.out, figures=False)
     print(f"tables written to {paths['summary.md'].parent}")
     return 0
 

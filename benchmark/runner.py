@@ -244,7 +244,7 @@ def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progres
             from benchmark import dask_backend
 
             dask_backend.run_phase(client, phase, settings, _execute_in_worker, done)
-        elif jobs <= 1:
+        elif jobs <= 1 or len(phase) == 1:  # no worker processes (and their imports) for a single run
             for spec in phase:
                 if progress is not None:
                     progress.set_postfix_str(f"{spec.method}/{spec.dataset}/r{spec.rep}", refresh=True)
