@@ -1,0 +1,277 @@
+"""Subclass distillation (Müller, Kornblith & Hinton 2020, arXiv:2002.03936), after subclass_kd_mnist.txt and
+the official MNIST-2x5 colab (google-research subclass_distillation/mnist_colab.ipynb).
+
+The teacher (a CNN) has S logits per class, "subclasses"; a class's logit is the logsumexp of its subclass
+logits, and an auxiliary loss spreads the examples of a batch over the subclasses. The student (an MLP with
+the same C*S head) matches the teacher's subclass logits at temperature T, which carries more information per
+example than C class probabilities when C is small (e.g. 2 superclasses of 5 digits).
+
+Subclass k belongs to class k // S (class-major: class c owns subclasses c*S .. c*S+S-1). That is the grouping
+of the official ``reshape(-1, C, S)`` and of the notebook's ``SubclassCollapseLayer``, which pairs logits 2c,
+2c+1 because it hard-codes S = 2 (with any other S it would return C*S/2 "classes").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_mutual_info_score
+from torch import nn
+
+from benchmark.contract import MethodBase, Role, Trained
+from benchmark.metrics import agreement
+from benchmark.run import freeze
+
+TEACHER = ("subclass_cnn", "image")  # 32c3-pool-64c3-pool-dropout-128-dropout-(C*S)
+STUDENT = ("subclass_mlp", "flat")  # 784-784-(C*S) hidden widths on every dataset
+ADAM_EPS = 1e-7  # Keras' Adam epsilon
+OFFICIAL_EPS = 1e-9  # variance epsilon of the official negative_sampling_loss
+NOTEBOOK_EPS = 1e-8  # variance epsilon of the notebook's compute_subclass_loss
+
+
+@dataclass
+class Config:
+    subclasses: int = 2  # S, subclass logits per class (notebook SUBCLASSES; the official 2x5 colab: 5)
+    beta: float = 0.7  # weight of the auxiliary loss in the teacher's loss (notebook BETA; colab 1.0)
+    aux_temperature: float = 4.0  # auxiliary loss temperature (notebook AUXILLIARY_TEMPERATURE; colab 1.0)
+    # "official": (1/N) sum_i log sum_j exp(v_i.v_j) - 1/T - log N, v_i = standardised logits / sqrt(T*C*S);
+    # "as_published": the notebook's sum_ij log(exp(u_i.u_j / T)) / N - 1/T - log N, u_i standardised logits
+    aux: Literal["official", "as_published"] = "official"
+    # A class's logit from its S subclass logits: "logsumexp" (official; softmax then gives the summed
+    # subclass probabilities) or "sum" (the notebook's SubclassCollapseLayer)
+    collapse: Literal["logsumexp", "sum"] = "logsumexp"
+    alpha: float = 0.5  # student loss = alpha * distillation + (1 - alpha) * cross-entropy (notebook ALPHA)
+    temperature: float = 4.0  # distillation temperature, on subclass logits (DISTILLATION_TEMPERATURE)
+    lr: float = 1e-3  # Adam learning rate, teacher and student
+    batch_size: int = 256  # notebook BATCH_SIZE
+    epochs: int = 200  # student epochs (notebook NUM_EPOCHS; no early stopping)
+    teacher_epochs: int = 200  # teacher epochs (the notebook trains both for NUM_EPOCHS)
+    drop_last: bool = True  # drop each epoch's incomplete last batch (the notebook's drop_remainder=True)
+
+
+# ---- losses and the model ----------------------------------------------------------------------------------
+
+def class_logits(subclass_logits: torch.Tensor, num_classes: int, collapse: str = "logsumexp"):
+    """(N, C*S) subclass logits -> (N, C) class logits; class c owns subclasses c*S .. c*S+S-1."""
+    grouped = subclass_logits.reshape(subclass_logits.shape[0], num_classes, -1)
+    return grouped.logsumexp(-1) if collapse == "logsumexp" else grouped.sum(-1)
+
+
+def auxiliary_loss(subclass_logits: torch.Tensor, temperature: float, form: str = "official") -> torch.Tensor:
+    """The teacher's loss that spreads a batch over the subclasses (the paper's negative-sampling loss).
+
+    Official: each example's C*S logits are standardised (mean 0, variance 1 over that example) and divided by
+    sqrt(T*C*S), so v_i.v_i = 1/T and the loss is mean_i -log softmax_j(v_i.v_j)[i] - log N: 0 when all
+    examples point the same way, down to -log N when they are orthogonal. The official code divides by the
+    total number of subclass logits, not by S per class; only then does -1/T cancel the self-similarity.
+    As published (the notebook): log(exp(x)) = x, so the double sum is ||sum_i u_i||^2 / T and the loss only
+    pushes the batch mean of the standardised logits to zero.
+    """
+    n, k = subclass_logits.shape
+    mean = subclass_logits.mean(1, keepdim=True)
+    variance = subclass_logits.var(1, unbiased=False, keepdim=True)
+    if form == "official":
+        v = (subclass_logits - mean) / torch.sqrt(variance + OFFICIAL_EPS) / math.sqrt(temperature * k)
+        return (v @ v.T).logsumexp(1).mean() - 1 / temperature - math.log(n)
+    if form == "as_published":
+        u = (subclass_logits - mean) / torch.sqrt(variance + NOTEBOOK_EPS)
+        return torch.log(torch.exp(u @ u.T / temperature)).sum() / n - 1 / temperature - math.log(n)
+    raise ValueError(f"unknown auxiliary loss {form!r}")
+
+
+def distillation_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """T^2 * mean_i CE(softmax(teacher_i / T), softmax(student_i / T)). Cross-entropy, as in both notebooks:
+    the KL divergence plus the teacher's entropy, a constant that shifts the value but not the gradient."""
+    soft_targets = F.softmax(teacher_logits / temperature, dim=1)
+    log_probs = F.log_softmax(student_logits / temperature, dim=1)
+    return -(soft_targets * log_probs).sum(1).mean() * temperature**2
+
+
+class SubclassNet(nn.Module):
+    """A net with C*S outputs used as a C-class classifier: ``forward`` gives class logits (what the harness
+    evaluates), ``subclass_logits`` the raw outputs."""
+
+    def __init__(self, net: nn.Module, num_classes: int, collapse: str):
+        super().__init__()
+        self.net = net
+        self.num_classes = num_classes
+        self.collapse = collapse
+
+    def subclass_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return class_logits(self.net(x), self.num_classes, self.collapse)
+
+
+# ---- subclass metrics --------------------------------------------------------------------------------------
+
+def assigned_subclass(subclass_logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> np.ndarray:
+    """Each example's argmax subclass (0..S-1) among the S subclasses of its true class."""
+    grouped = subclass_logits.reshape(subclass_logits.shape[0], num_classes, -1)
+    return grouped[torch.arange(len(labels)), labels].argmax(1).numpy()
+
+
+def subclass_recovery(subclass_logits: torch.Tensor, labels: torch.Tensor, fine_labels: torch.Tensor,
+                      num_classes: int) -> tuple[float, float]:
+    """How well the subclasses predict the hidden original labels within each superclass.
+
+    Returns (accuracy of the best one-to-one matching of subclasses to original labels, found per superclass
+    by the Hungarian algorithm; adjusted mutual information of subclass and original label, averaged over the
+    superclasses weighted by their size).
+    """
+    sub = assigned_subclass(subclass_logits, labels, num_classes)
+    fine, coarse = fine_labels.numpy(), labels.numpy()
+    subclasses = subclass_logits.shape[1] // num_classes
+    matched, ami = 0.0, 0.0
+    for c in np.unique(coarse):
+        mask = coarse == c
+        fine_values, fine_index = np.unique(fine[mask], return_inverse=True)
+        counts = np.zeros((subclasses, len(fine_values)))
+        np.add.at(counts, (sub[mask], fine_index), 1)
+        rows, cols = linear_sum_assignment(counts, maximize=True)
+        matched += counts[rows, cols].sum()
+        ami += mask.sum() * adjusted_mutual_info_score(fine[mask], sub[mask])
+    return matched / len(coarse), ami / len(coarse)
+
+
+def subclass_perplexity(subclass_logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
+    """exp(entropy) of the argmax-subclass histogram within each class, averaged over the classes weighted by
+    size: 1 when a class uses one subclass, S when its examples spread evenly (needs no hidden labels)."""
+    sub, coarse = assigned_subclass(subclass_logits, labels, num_classes), labels.numpy()
+    total = 0.0
+    for c in np.unique(coarse):
+        p = np.bincount(sub[coarse == c]) / (coarse == c).sum()
+        p = p[p > 0]
+        total += (coarse == c).sum() * math.exp(-(p * np.log(p)).sum())
+    return total / len(coarse)
+
+
+def hidden_labels(data, split: str) -> torch.Tensor | None:
+    """The original labels of a superclass task (e.g. "digits:2x5"), or None for an ordinary dataset (whose
+    ``fine_labels`` are its labels: nothing hidden to recover)."""
+    get = getattr(data, "fine_labels", None)
+    fine = None if get is None else get(split)
+    return None if fine is None or torch.equal(fine, data.labels(split)) else fine
+
+
+# ---- training ----------------------------------------------------------------------------------------------
+
+def fit_all_epochs(run, model: nn.Module, *, role: str, view: str, loss_fn, epochs: int, cfg: Config,
+                   curves: bool) -> nn.Module:
+    """Adam for every epoch (no early stopping, as in the notebook), dropping each epoch's incomplete last
+    batch when ``cfg.drop_last``, which ``run.fit`` cannot do. With ``curves``, logs the training loss parts
+    and the val/test accuracy and NLL per epoch."""
+    x_train, y_train = run.view(view, "train"), run.labels("train")
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=ADAM_EPS)
+    drop_last = cfg.drop_last and len(y_train) >= cfg.batch_size  # never drop a whole tiny training set
+    for epoch in range(epochs):
+        model.train()
+        sums, steps = {}, 0
+        for idx in run.batches(cfg.batch_size, epoch=epoch, drop_last=drop_last):
+            parts = loss_fn(model, x_train[idx], y_train[idx], idx)
+            optimizer.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            optimizer.step()
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0.0) + value.detach()
+            steps += 1
+        train = {name: float(value) / steps for name, value in sums.items()}
+        run.check_finite(train["loss"], f"training loss of {role} at epoch {epoch}")
+        if curves:
+            for name, value in train.items():
+                run.log(role, f"train_{name}", value, epoch)
+            for split in ("val", "test"):
+                result = run.evaluate(model, view, split)
+                run.log(role, f"{split}_acc", result["acc"], epoch)
+                run.log(role, f"{split}_nll", result["nll"], epoch)
+    return model
+
+
+class Method(MethodBase):
+    name = Path(__file__).parent.name
+    Config = Config
+    presets = {"smoke": {"epochs": 2, "teacher_epochs": 2},
+               "quick": {"epochs": 10, "teacher_epochs": 20},
+               "paper": {}}
+    ablations = {"subclasses": [1, 2, 4], "beta": [0.0, 0.7, 1.0], "aux": ["official", "as_published"]}
+
+    def roles(self, cfg):
+        # The scratch student: the same MLP with a plain C-class head, same optimiser, batch and epochs.
+        recipe = {"arch": STUDENT[0], "view": STUDENT[1], "lr": cfg.lr, "batch_size": cfg.batch_size,
+                  "epochs": cfg.epochs, "patience": None}
+        return {"student": Role(*STUDENT, scratch=recipe), "teacher": Role(*TEACHER, scratch=None)}
+
+    def skip(self, cfg, dataset):
+        if cfg.subclasses < 1:
+            return f"subclasses must be >= 1, got {cfg.subclasses}"
+        return None
+
+    def train(self, run, cfg):
+        num_classes = run.num_classes
+
+        def build(arch_view):
+            net = run.build(*arch_view, num_outputs=num_classes * cfg.subclasses)
+            return SubclassNet(net, num_classes, cfg.collapse)
+
+        def teacher_step(model, x, y, idx):
+            subclass = model.subclass_logits(x)
+            ce = F.cross_entropy(class_logits(subclass, num_classes, cfg.collapse), y)
+            aux = auxiliary_loss(subclass, cfg.aux_temperature, cfg.aux)
+            return {"loss": ce + cfg.beta * aux, "cross_entropy": ce, "auxiliary": aux}
+
+        def train_teacher(model):
+            # No per-epoch curves: a cached teacher would have them only in the run that happened to train it.
+            fit_all_epochs(run, model, role="teacher", view=TEACHER[1], loss_fn=teacher_step,
+                           epochs=cfg.teacher_epochs, cfg=cfg, curves=False)
+
+        # Everything that shapes the teacher (the harness adds dataset, repetition, data budget, source hash).
+        shaping = ("subclasses", "beta", "aux_temperature", "aux", "collapse", "lr", "batch_size",
+                   "teacher_epochs", "drop_last")
+        key = {"arch": TEACHER, **{f: v for f, v in asdict(cfg).items() if f in shaping}}
+        teacher = run.cached_model("teacher", key, lambda: build(TEACHER), train_teacher)
+        teacher.zero_grad(set_to_none=True)  # a teacher trained in this process keeps its last gradients
+        freeze(teacher)
+        run.log("teacher", "epochs_trained", cfg.teacher_epochs)
+        # The teacher is frozen and evaluated without dropout (the notebook's training=False), so its subclass
+        # logits are the same at every step: computed once for the whole training split.
+        targets = run.logits(teacher.net, TEACHER[1], "train")
+
+        def student_step(model, x, y, idx):
+            subclass = model.subclass_logits(x)
+            distill = distillation_loss(targets[idx], subclass, cfg.temperature)
+            ce = F.cross_entropy(class_logits(subclass, num_classes, cfg.collapse), y)
+            loss = cfg.alpha * distill + (1 - cfg.alpha) * ce
+            return {"loss": loss, "distillation": distill, "cross_entropy": ce}
+
+        student = fit_all_epochs(run, build(STUDENT), role="student", view=STUDENT[1], loss_fn=student_step,
+                                 epochs=cfg.epochs, cfg=cfg, curves=True)
+        run.log("student", "epochs_trained", cfg.epochs)
+        return Trained({"student": student, "teacher": teacher}, self._rows(run, teacher, student))
+
+    def _rows(self, run, teacher, student) -> list[dict]:
+        """The student's top-1 agreement with this teacher (logged here: run.reference would also give the
+        teacher a trivial 100% agreement with itself), subclass perplexity, and subclass recovery on
+        superclass tasks."""
+        rows = []
+        for split in ("val", "test"):
+            value = agreement(run.logits(student, STUDENT[1], split), run.logits(teacher, TEACHER[1], split))
+            rows.append({"role": "student", "metric": f"{split}_agreement", "value": value})
+        labels, fine = run.labels("test"), hidden_labels(run.data, "test")
+        for role, model, view in (("teacher", teacher, TEACHER[1]), ("student", student, STUDENT[1])):
+            logits = run.logits(model.net, view, "test")
+            rows.append({"role": role, "metric": "test_subclass_perplexity",
+                         "value": subclass_perplexity(logits, labels, run.num_classes)})
+            if fine is not None:
+                acc, ami = subclass_recovery(logits, labels, fine, run.num_classes)
+                rows += [{"role": role, "metric": "subclass_recovery_acc", "value": acc},
+                         {"role": role, "metric": "subclass_recovery_ami", "value": ami}]
+        return rows

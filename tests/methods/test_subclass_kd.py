@@ -1,0 +1,263 @@
+"""Tests of methods/subclass_kd: the class collapse, the auxiliary loss (official and as published), the
+distillation loss and the subclass metrics against their formulas computed here with numpy/scipy; and short
+trainings on the superclass task digits:2x5 (frozen cached teacher, dropped remainder batches, recovery
+rows)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import entr, log_softmax, logsumexp, rel_entr, softmax
+
+from benchmark import config as configuration
+from benchmark.data import load_dataset
+from benchmark.discovery import discover
+from benchmark.run import RunContext
+from benchmark.spec import make_spec
+from benchmark.store import Store
+
+INFO = discover()["subclass_kd"]
+Method = INFO.cls
+subclass = sys.modules[Method.__module__]
+
+
+def logits(rows: int, cols: int, seed: int = 0, scale: float = 3.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(rows, cols)) * scale
+
+
+# ---- class logits ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("subclasses", [1, 2, 4])
+def test_class_logits_group_consecutive_subclasses(subclasses):
+    classes = 3
+    z = logits(5, classes * subclasses)
+    lse = np.stack([logsumexp(z[:, c * subclasses:(c + 1) * subclasses], axis=1) for c in range(classes)], 1)
+    total = np.stack([z[:, c * subclasses:(c + 1) * subclasses].sum(1) for c in range(classes)], 1)
+    t = torch.tensor(z)
+    np.testing.assert_allclose(subclass.class_logits(t, classes, "logsumexp").numpy(), lse, rtol=1e-12)
+    np.testing.assert_allclose(subclass.class_logits(t, classes, "sum").numpy(), total, rtol=1e-12)
+    # logsumexp collapse: softmax over classes = subclass probabilities summed within each class
+    p_sub = softmax(z, axis=1).reshape(5, classes, subclasses).sum(-1)
+    np.testing.assert_allclose(softmax(lse, axis=1), p_sub, rtol=1e-12)
+
+
+# ---- auxiliary loss ----------------------------------------------------------------------------------------
+
+def official_aux(z: np.ndarray, temperature: float) -> float:
+    """(1/N) sum_i log sum_j exp(v_i.v_j) - 1/T - log N with K = C*S logits per example and
+    v_i = (z_i - mean_i) / sqrt(var_i + 1e-9) / sqrt(T*K)."""
+    n, k = z.shape
+    standardised = (z - z.mean(1, keepdims=True)) / np.sqrt(z.var(1, keepdims=True) + 1e-9)
+    v = standardised / np.sqrt(temperature * k)
+    return logsumexp(v @ v.T, axis=1).mean() - 1 / temperature - np.log(n)
+
+
+def notebook_aux(z: np.ndarray, temperature: float) -> float:
+    """The notebook's (1/N) sum_ij log(exp(u_i.u_j / T)) - 1/T - log N,
+    u_i = (z_i - mean_i) / sqrt(var_i + 1e-8)."""
+    n = len(z)
+    u = (z - z.mean(1, keepdims=True)) / np.sqrt(z.var(1, keepdims=True) + 1e-8)
+    return np.log(np.exp(u @ u.T / temperature)).sum() / n - 1 / temperature - np.log(n)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+@pytest.mark.parametrize("shape", [(6, 20), (16, 10), (3, 4)])
+def test_official_auxiliary_loss_matches_its_formula(shape, temperature):
+    z = logits(*shape, seed=shape[0])
+    got = subclass.auxiliary_loss(torch.tensor(z), temperature, "official").item()
+    assert got == pytest.approx(official_aux(z, temperature), rel=1e-10, abs=1e-12)
+
+
+def test_official_auxiliary_loss_constants():
+    """v_i.v_i = 1/T (the scale uses all C*S logits), so identical rows give exactly 0 and the loss is
+    mean_i -log softmax_j(v_i.v_j)[i] - log N >= -log N."""
+    n, temperature = 8, 4.0
+    same = np.tile(logits(1, 20), (n, 1))
+    assert subclass.auxiliary_loss(torch.tensor(same), temperature).item() == pytest.approx(0.0, abs=1e-8)
+    z = logits(n, 20, seed=3)
+    v = (z - z.mean(1, keepdims=True)) / np.sqrt(z.var(1, keepdims=True) + 1e-9) / np.sqrt(temperature * 20)
+    np.testing.assert_allclose(np.einsum("ij,ij->i", v, v), 1 / temperature, rtol=1e-8)
+    contrastive = -np.diag(log_softmax(v @ v.T, axis=1)).mean() - np.log(n)
+    got = subclass.auxiliary_loss(torch.tensor(z), temperature).item()
+    assert got == pytest.approx(contrastive, rel=1e-7)
+    assert got > -np.log(n)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_as_published_auxiliary_loss_matches_the_notebook_and_collapses(temperature):
+    z = logits(10, 20, seed=7)
+    got = subclass.auxiliary_loss(torch.tensor(z), temperature, "as_published").item()
+    assert got == pytest.approx(notebook_aux(z, temperature), rel=1e-10)
+    # log(exp(x)) = x: the double sum is ||sum_i u_i||^2 / T, a function of the batch mean alone
+    n = len(z)
+    u = (z - z.mean(1, keepdims=True)) / np.sqrt(z.var(1, keepdims=True) + 1e-8)
+    collapsed = np.sum(u.sum(0) ** 2) / (n * temperature) - 1 / temperature - np.log(n)
+    assert got == pytest.approx(collapsed, rel=1e-10)
+    assert notebook_aux(z, temperature) != pytest.approx(official_aux(z, temperature), rel=1e-3)
+
+
+def test_auxiliary_loss_rejects_an_unknown_form():
+    with pytest.raises(ValueError):
+        subclass.auxiliary_loss(torch.zeros(2, 4), 1.0, "other")
+
+
+# ---- distillation loss -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_distillation_loss_is_t_squared_soft_target_cross_entropy(temperature):
+    teacher, student = logits(7, 20, seed=1), logits(7, 20, seed=2)
+    p = softmax(teacher / temperature, axis=1)
+    ce = -(p * log_softmax(student / temperature, axis=1)).sum(1).mean()
+    got = subclass.distillation_loss(torch.tensor(teacher), torch.tensor(student), temperature).item()
+    assert got == pytest.approx(temperature**2 * ce, rel=1e-10)
+    # cross-entropy = KL + the teacher's entropy (a constant in the student)
+    kl = rel_entr(p, softmax(student / temperature, axis=1)).sum(1).mean()
+    assert got == pytest.approx(temperature**2 * (kl + entr(p).sum(1).mean()), rel=1e-10)
+
+
+# ---- subclass metrics --------------------------------------------------------------------------------------
+
+def one_hot_logits(labels: np.ndarray, subclass_within: np.ndarray, classes: int, subclasses: int):
+    """Logits whose argmax within each example's class is the given subclass (another class's logit is
+    larger, to check that the argmax is taken within the true class only)."""
+    z = np.zeros((len(labels), classes * subclasses))
+    z[np.arange(len(labels)), labels * subclasses + subclass_within] = 1.0
+    z[np.arange(len(labels)), ((labels + 1) % classes) * subclasses] = 5.0
+    return torch.tensor(z)
+
+
+def brute_force_matching(sub: np.ndarray, fine: np.ndarray, coarse: np.ndarray, subclasses: int) -> float:
+    """Best one-to-one subclass -> original-label matching per superclass, by trying every injective map."""
+    matched = 0
+    for c in np.unique(coarse):
+        s, f = sub[coarse == c], fine[coarse == c]
+        values = np.unique(f)
+        best = 0
+        for image in itertools.permutations(list(values) + [None] * subclasses, subclasses):
+            hits = sum(int(np.sum((s == k) & (f == v))) for k, v in enumerate(image) if v is not None)
+            best = max(best, hits)
+        matched += best
+    return matched / len(coarse)
+
+
+def test_subclass_recovery_perfect_and_brute_force():
+    rng = np.random.default_rng(0)
+    fine = rng.integers(0, 10, size=200)
+    coarse = fine // 5
+    # a relabelled but perfect recovery: subclass = (fine * 3 + 1) % 5 within each superclass
+    perfect = one_hot_logits(coarse, (fine * 3 + 1) % 5, 2, 5)
+    acc, ami = subclass.subclass_recovery(perfect, torch.tensor(coarse), torch.tensor(fine), 2)
+    assert acc == pytest.approx(1.0) and ami == pytest.approx(1.0)
+    noisy_sub = np.where(rng.random(200) < 0.4, rng.integers(0, 5, size=200), (fine * 3 + 1) % 5)
+    acc, _ = subclass.subclass_recovery(one_hot_logits(coarse, noisy_sub, 2, 5), torch.tensor(coarse),
+                                        torch.tensor(fine), 2)
+    assert acc == pytest.approx(brute_force_matching(noisy_sub, fine, coarse, 5))
+    assert 0.2 < acc < 1.0
+
+
+def test_subclass_recovery_with_fewer_subclasses_than_labels_and_ami_weighting():
+    fine = np.array([0, 1, 2, 3, 4] * 4 + [5, 6, 7, 8, 9] * 2)
+    coarse = fine // 5
+    sub = np.where(coarse == 0, fine % 2, 0)  # superclass 0: 2 subclasses over 5 labels; superclass 1: one
+    acc, ami = subclass.subclass_recovery(one_hot_logits(coarse, sub, 2, 2), torch.tensor(coarse),
+                                          torch.tensor(fine), 2)
+    assert acc == pytest.approx(brute_force_matching(sub, fine, coarse, 2))
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    n0 = (coarse == 0).sum()
+    expected_ami = n0 / len(fine) * adjusted_mutual_info_score(fine[coarse == 0], sub[coarse == 0])  # + n1*0
+    assert ami == pytest.approx(expected_ami)
+    assert adjusted_mutual_info_score(fine[coarse == 1], sub[coarse == 1]) == pytest.approx(0.0)
+
+
+def test_subclass_perplexity():
+    labels = np.array([0] * 4 + [1] * 4)
+    sub = np.array([0, 0, 1, 1, 0, 0, 0, 0])  # class 0 splits evenly over 2 subclasses, class 1 uses one
+    got = subclass.subclass_perplexity(one_hot_logits(labels, sub, 2, 2), torch.tensor(labels), 2)
+    assert got == pytest.approx(0.5 * math.exp(math.log(2)) + 0.5 * 1.0)
+
+
+# ---- the method --------------------------------------------------------------------------------------------
+
+def test_roles_pair_the_student_with_the_plain_mlp():
+    cfg = configuration.resolve(Method, "quick")
+    roles = Method().roles(cfg)
+    teacher = roles["teacher"]
+    assert teacher.scratch is None and (teacher.arch, teacher.view) == subclass.TEACHER
+    assert roles["student"].scratch == {"arch": "subclass_mlp", "view": "flat", "lr": 1e-3, "batch_size": 256,
+                                        "epochs": cfg.epochs, "patience": None}
+    assert Method.ablations == {"subclasses": [1, 2, 4], "beta": [0.0, 0.7, 1.0],
+                                "aux": ["official", "as_published"]}
+
+
+def make_run(tmp_path, dataset, **overrides):
+    cfg = configuration.resolve(Method, "smoke", overrides)
+    spec = make_spec(INFO, cfg, dataset=dataset.name, rep=0, base_seed=0, preset="smoke")
+    return RunContext(spec, cfg, dataset, Store(tmp_path)), cfg
+
+
+@pytest.fixture(scope="module")
+def superclass_digits():
+    return load_dataset("digits:2x5", max_train=600, max_test=300)
+
+
+def test_training_on_the_superclass_task(tmp_path, superclass_digits):
+    data = superclass_digits
+    assert data.num_classes == 2 and not torch.equal(data.fine_labels("test"), data.labels("test"))
+    run, cfg = make_run(tmp_path, data, subclasses=5, epochs=1, teacher_epochs=1)
+    trained = Method().train(run, cfg)
+    teacher = trained.models["teacher"]
+    x = data.view("image", "test")[:7]
+    assert teacher(x).shape == (7, 2) and teacher.subclass_logits(x).shape == (7, 10)
+    # frozen, and no gradient ever reached it during the student's training
+    assert not teacher.training and all(not p.requires_grad and p.grad is None for p in teacher.parameters())
+    rows = {(r["role"], r["metric"]): r["value"] for r in trained.rows}
+    for role in ("teacher", "student"):
+        assert 0.0 <= rows[role, "subclass_recovery_acc"] <= 1.0
+        assert -1.0 <= rows[role, "subclass_recovery_ami"] <= 1.0
+        assert 1.0 <= rows[role, "test_subclass_perplexity"] <= 5.0
+    # drop_last: 540 training examples, batch 256 -> 2 steps per epoch, not 3 (teacher steps are not timed)
+    assert len(run.timer.times) == data.size("train") // 256 == 2
+    # the teacher is cached: a second run with the same teacher settings loads it, a new beta trains another
+    cached = list((tmp_path / "cache").glob("subclass_kd-teacher-*.pt"))
+    assert len(cached) == 1
+    run2, cfg2 = make_run(tmp_path, data, subclasses=5, epochs=1, teacher_epochs=1, alpha=0.9)
+    again = Method().train(run2, cfg2).models["teacher"]
+    pairs = zip(teacher.state_dict().values(), again.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert len(list((tmp_path / "cache").glob("subclass_kd-teacher-*.pt"))) == 1
+    run3, cfg3 = make_run(tmp_path, data, subclasses=5, epochs=1, teacher_epochs=1, beta=0.0)
+    Method().train(run3, cfg3)
+    assert len(list((tmp_path / "cache").glob("subclass_kd-teacher-*.pt"))) == 2
+
+
+def test_student_matches_the_teachers_subclass_logits(tmp_path, superclass_digits, monkeypatch):
+    """The distillation term sees the frozen teacher's subclass logits for exactly the batch's examples."""
+    data = superclass_digits
+    run, cfg = make_run(tmp_path, data, subclasses=2, epochs=1, teacher_epochs=1)
+    seen = []
+    real = subclass.distillation_loss
+
+    def spy(teacher_logits, student_logits, temperature):
+        seen.append((teacher_logits.clone(), student_logits.shape, temperature))
+        return real(teacher_logits, student_logits, temperature)
+
+    monkeypatch.setattr(subclass, "distillation_loss", spy)
+    teacher = Method().train(run, cfg).models["teacher"]
+    order = next(iter(run.batches(cfg.batch_size, epoch=0, drop_last=True)))
+    expected = teacher.subclass_logits(data.view("image", "train")[order])
+    assert len(seen) == 2 and seen[0][1] == (256, 4) and seen[0][2] == cfg.temperature
+    torch.testing.assert_close(seen[0][0], expected)
+    assert not seen[0][0].requires_grad
+
+
+def test_no_recovery_rows_on_an_ordinary_dataset(tmp_path):
+    data = load_dataset("digits", max_train=600, max_test=300)
+    run, cfg = make_run(tmp_path, data, epochs=1, teacher_epochs=1)
+    metrics = {r["metric"] for r in Method().train(run, cfg).rows}
+    assert "subclass_recovery_acc" not in metrics and "test_subclass_perplexity" in metrics
