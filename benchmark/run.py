@@ -104,12 +104,14 @@ class RunContext:
     # ---- the supervised loop -------------------------------------------------------------------------------
     def fit(self, model: nn.Module, *, role: str, view: str, loss_fn: Callable, epochs: int, batch_size: int,
             lr: float, patience: int | None = None, adam_eps: float = 1e-7, parameters=None,
-            curves: bool = True) -> nn.Module:
+            curves: bool = True, drop_last: bool = False) -> nn.Module:
         """Adam on ``loss_fn(model, x, y, idx)`` (a tensor, or a dict with ``loss`` and named parts) for ``epochs``.
 
         With ``patience``, stops when the validation NLL has not improved for that many epochs and restores the best
         weights (Keras EarlyStopping(monitor="val_loss", restore_best_weights=True)). Logs per epoch: the training
         loss and its parts, and validation/test accuracy and NLL (test only for learning curves, never for choices).
+        ``drop_last`` drops each epoch's incomplete last batch (as ``drop_remainder=True`` in tf.data), unless the
+        training split is smaller than one batch.
         """
         x_train, y_train = self.view(view, "train"), self.labels("train")
         params = list(parameters if parameters is not None else model.parameters())
@@ -119,7 +121,7 @@ class RunContext:
             model.train()
             sums: dict[str, torch.Tensor] = {}
             steps = 0
-            for idx in self.batches(batch_size, epoch=epoch):
+            for idx in self.batches(batch_size, epoch=epoch, drop_last=drop_last and len(y_train) >= batch_size):
                 out = loss_fn(model, x_train[idx], y_train[idx], idx)
                 parts = out if isinstance(out, dict) else {"loss": out}
                 optimizer.zero_grad(set_to_none=True)
@@ -130,6 +132,8 @@ class RunContext:
                 steps += 1
             train = {k: float(v) / max(steps, 1) for k, v in sums.items()}
             self.check_finite(train["loss"], f"training loss of {role} at epoch {epoch}")
+            if not curves and patience is None:
+                continue  # nothing to log or choose: no evaluation
             val = self.evaluate(model, view, "val")
             if curves:
                 for k, v in train.items():
@@ -149,8 +153,9 @@ class RunContext:
                     break
         if best_state is not None:
             model.load_state_dict(best_state)
-        self.log(role, "epochs_trained", epoch + 1 if epochs else 0)
-        self.log(role, "best_epoch", best_epoch)
+        if curves:
+            self.log(role, "epochs_trained", epoch + 1 if epochs else 0)
+            self.log(role, "best_epoch", best_epoch)
         return model
 
     # ---- cached models -------------------------------------------------------------------------------------

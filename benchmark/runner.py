@@ -108,6 +108,8 @@ def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | 
         try:
             if info is None or not info.ok:
                 raise RuntimeError(info.error if info else f"method {spec.method!r} is no longer discoverable")
+            if info.source_hash != spec.source_hash:
+                raise RuntimeError(f"{spec.method}'s source changed after the run was planned; plan it again")
             cfg = config_from_dict(info, spec.config)
             method = info.cls()
             dataset = datasets.load_dataset(spec.dataset, settings.data_root, settings.download,

@@ -165,37 +165,6 @@ def hidden_labels(data, split: str) -> torch.Tensor | None:
 
 # ---- training ----------------------------------------------------------------------------------------------
 
-def fit_all_epochs(run, model: nn.Module, *, role: str, view: str, loss_fn, epochs: int, cfg: Config,
-                   curves: bool) -> nn.Module:
-    """Adam for every epoch (no early stopping, as in the notebook), dropping each epoch's incomplete last
-    batch when ``cfg.drop_last``, which ``run.fit`` cannot do. With ``curves``, logs the training loss parts
-    and the val/test accuracy and NLL per epoch."""
-    x_train, y_train = run.view(view, "train"), run.labels("train")
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=ADAM_EPS)
-    drop_last = cfg.drop_last and len(y_train) >= cfg.batch_size  # never drop a whole tiny training set
-    for epoch in range(epochs):
-        model.train()
-        sums, steps = {}, 0
-        for idx in run.batches(cfg.batch_size, epoch=epoch, drop_last=drop_last):
-            parts = loss_fn(model, x_train[idx], y_train[idx], idx)
-            optimizer.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            optimizer.step()
-            for name, value in parts.items():
-                sums[name] = sums.get(name, 0.0) + value.detach()
-            steps += 1
-        train = {name: float(value) / steps for name, value in sums.items()}
-        run.check_finite(train["loss"], f"training loss of {role} at epoch {epoch}")
-        if curves:
-            for name, value in train.items():
-                run.log(role, f"train_{name}", value, epoch)
-            for split in ("val", "test"):
-                result = run.evaluate(model, view, split)
-                run.log(role, f"{split}_acc", result["acc"], epoch)
-                run.log(role, f"{split}_nll", result["nll"], epoch)
-    return model
-
-
 class Method(MethodBase):
     name = Path(__file__).parent.name
     Config = Config
@@ -230,8 +199,8 @@ class Method(MethodBase):
 
         def train_teacher(model):
             # No per-epoch curves: a cached teacher would have them only in the run that happened to train it.
-            fit_all_epochs(run, model, role="teacher", view=TEACHER[1], loss_fn=teacher_step,
-                           epochs=cfg.teacher_epochs, cfg=cfg, curves=False)
+            run.fit(model, role="teacher", view=TEACHER[1], loss_fn=teacher_step, epochs=cfg.teacher_epochs,
+                    batch_size=cfg.batch_size, lr=cfg.lr, adam_eps=ADAM_EPS, curves=False, drop_last=cfg.drop_last)
 
         # Everything that shapes the teacher (the harness adds dataset, repetition, data budget, source hash).
         shaping = ("subclasses", "beta", "aux_temperature", "aux", "collapse", "lr", "batch_size",
@@ -252,9 +221,10 @@ class Method(MethodBase):
             loss = cfg.alpha * distill + (1 - cfg.alpha) * ce
             return {"loss": loss, "distillation": distill, "cross_entropy": ce}
 
-        student = fit_all_epochs(run, build(STUDENT), role="student", view=STUDENT[1], loss_fn=student_step,
-                                 epochs=cfg.epochs, cfg=cfg, curves=True)
-        run.log("student", "epochs_trained", cfg.epochs)
+        # No early stopping, as in the notebook (patience None); the incomplete last batch is dropped like tf.data's
+        # drop_remainder=True.
+        student = run.fit(build(STUDENT), role="student", view=STUDENT[1], loss_fn=student_step, epochs=cfg.epochs,
+                          batch_size=cfg.batch_size, lr=cfg.lr, adam_eps=ADAM_EPS, drop_last=cfg.drop_last)
         return Trained({"student": student, "teacher": teacher}, self._rows(run, teacher, student))
 
     def _rows(self, run, teacher, student) -> list[dict]:
