@@ -39,10 +39,10 @@ from benchmark import data as datasets
 from benchmark import models
 from benchmark.config import BadInput
 from benchmark.discovery import MethodInfo, discover
-from benchmark.run import RunContext
-from benchmark.runner import SCRATCH, Settings, _ensure_baseline, _seed_everything, scratch_spec_for
+from benchmark.run import freeze
+from benchmark.runner import SCRATCH, Settings, context_for, dataset_for, scratch_spec_for
 from benchmark.spec import RunSpec, config_from_dict, make_spec
-from benchmark.store import Store, atomic_write_json
+from benchmark.store import atomic_write_json
 from benchmark.timing import ProfileComplete, ProfilingTimer, StepGate, SteppedTimer, StepTimer, timed_iter
 
 TEXTBOOK = "textbook_kd_loop"
@@ -71,17 +71,20 @@ def run_with_timer(spec: RunSpec, settings: Settings, methods: dict[str, MethodI
     info = methods[spec.method]
     cfg = config_from_dict(info, spec.config)
     method = info.cls()
-    dataset = datasets.load_dataset(spec.dataset, settings.data_root, settings.download,
-                                    max_train=spec.data.get("max_train"), max_test=spec.data.get("max_test"))
+    dataset = dataset_for(spec, settings)
     reason = method.skip(cfg, dataset)
     if reason:
         raise RuntimeError(f"skipped: {reason}")
-    _seed_everything(spec.seed)
-    run = RunContext(spec, cfg, dataset, Store(settings.out),
-                     execute=lambda name, ov, parent: _ensure_baseline(name, ov, parent, settings, methods))
+    run = context_for(spec, cfg, dataset, settings, methods)
     run.timer = timer
+    return until_complete(timer, lambda: method.train(run, cfg))
+
+
+def until_complete(timer: StepTimer, loop) -> bool:
+    """Run ``loop()``; True if ``timer`` stopped it (``ProfileComplete``), False if it ended first. The timer's
+    instruments are released either way."""
     try:
-        method.train(run, cfg)
+        loop()
         return False
     except ProfileComplete:
         return True
@@ -178,14 +181,13 @@ def textbook_kd_loop(dataset, timer: StepTimer, *, batch_size: int = 64, tempera
     torch.manual_seed(seed)
     x, y = dataset.view("flat", "train"), dataset.labels("train")
     shape, classes = dataset.view_shape("flat"), dataset.num_classes
-    teacher = models.build("hinton_teacher", shape, classes).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher = freeze(models.build("hinton_teacher", shape, classes))
     student = models.build("hinton_student", shape, classes)
     optimizer = torch.optim.Adam(student.parameters(), lr=lr, eps=1e-7)
     examples = TorchvisionStyle(dataset.view("image", "train"), y) if torchvision_style else TensorDataset(x, y)
     loader = DataLoader(examples, batch_size=batch_size, shuffle=True)
-    try:
+
+    def loop():
         for _ in range(max_epochs):
             for xb, yb in timed_iter(loader, timer):
                 with torch.no_grad():
@@ -197,12 +199,8 @@ def textbook_kd_loop(dataset, timer: StepTimer, *, batch_size: int = 64, tempera
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-        return False
-    except ProfileComplete:
-        return True
-    finally:
-        if isinstance(timer, ProfilingTimer):
-            timer.close()
+
+    return until_complete(timer, loop)
 
 
 # ---- what gets profiled ---------------------------------------------------------------------------------

@@ -112,17 +112,14 @@ def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | 
                 raise RuntimeError(f"{spec.method}'s source changed after the run was planned; plan it again")
             cfg = config_from_dict(info, spec.config)
             method = info.cls()
-            dataset = datasets.load_dataset(spec.dataset, settings.data_root, settings.download,
-                                            max_train=spec.data.get("max_train"), max_test=spec.data.get("max_test"))
+            dataset = dataset_for(spec, settings)
             roles = method.roles(cfg)
             record["roles"] = {name: _role_record(r, methods, spec) for name, r in roles.items()}
             reason = method.skip(cfg, dataset)
             if reason:
                 record.update(status="skipped", error=reason)
             else:
-                _seed_everything(spec.seed)
-                run = RunContext(spec, cfg, dataset, store,
-                                 execute=lambda name, ov, parent: _ensure_baseline(name, ov, parent, settings, methods))
+                run = context_for(spec, cfg, dataset, settings, methods)
                 result = method.train(run, cfg)
                 trained = result if isinstance(result, Trained) else Trained(dict(result))
                 missing = set(roles) - set(trained.models)
@@ -147,6 +144,19 @@ def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | 
     record["provenance"] = provenance()
     store.write_run(record)
     return record
+
+
+def dataset_for(spec: RunSpec, settings: Settings):
+    """The dataset a spec trains on, with its data budget."""
+    return datasets.load_dataset(spec.dataset, settings.data_root, settings.download,
+                                 max_train=spec.data.get("max_train"), max_test=spec.data.get("max_test"))
+
+
+def context_for(spec: RunSpec, cfg, dataset, settings: Settings, methods: dict[str, MethodInfo]) -> RunContext:
+    """Seed everything from the spec and give the method its run context (which can run the baselines it uses)."""
+    _seed_everything(spec.seed)
+    return RunContext(spec, cfg, dataset, Store(settings.out),
+                      execute=lambda name, ov, parent: _ensure_baseline(name, ov, parent, settings, methods))
 
 
 def _role_record(role: Role, methods, spec: RunSpec) -> dict[str, Any]:
