@@ -1,0 +1,30 @@
+"""Every error the harness raises on purpose, in one place (the lowest layer: imports nothing of the project).
+
+- :class:`BadInput`: user input that cannot be honoured. ``str()`` is one line saying what is wrong and how to fix
+  it; the command line prints it and exits with status 2, before anything is written.
+- :class:`DatasetUnavailable` / :class:`DatasetCorrupt`: a dataset cannot be loaded (missing files, or a file that
+  exists but cannot be parsed); one line naming the fix or the file.
+- :class:`NonFiniteLoss`: a training loss became NaN or infinite; the run is recorded as failed with the reason.
+"""
+
+
+class BadInput(ValueError):
+    """User input that cannot be honoured; ``str()`` is one line saying what is wrong and how to fix it."""
+
+
+class DatasetUnavailable(Exception):
+    """A dataset cannot be loaded; ``str(e)`` is one line that names the fix."""
+
+
+class DatasetCorrupt(DatasetUnavailable):
+    """A dataset file exists but cannot be parsed; ``str(e)`` is one line naming the file."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """A training loss became NaN or infinite."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for embedding an exception in a one-line message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
