@@ -1,39 +1,128 @@
-"""Paired statistics against scipy computed independently here, and Holm's correction on known p-values."""
+"""Paired statistics against their formulas, computed independently here: scipy's t, Wilcoxon and permutation
+tests, a brute-force enumeration of sign flips in integers, power by integrating over the chi-square
+distribution of s², a simulation of the t-test, and Holm's correction on hand-computed values."""
 
+import itertools
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
+from scipy import integrate, optimize
 from scipy import stats as sps
 
 from benchmark import stats
 
+TEST_SIZE = 360  # accuracy differences on a 360-image test set are multiples of 1/360
 
-def test_mean_ci_is_the_student_t_interval():
-    values = np.array([0.81, 0.79, 0.84, 0.80, 0.83])
+
+def accuracy_diffs(method_correct, scratch_correct):
+    """d_r as the tables compute them: a difference of two accuracies, each a count over the test set."""
+    return np.asarray(method_correct) / TEST_SIZE - np.asarray(scratch_correct) / TEST_SIZE
+
+
+def brute_force_signflip(integer_diffs):
+    """Every one of the 2^n sign assignments, zeros included, in exact integer arithmetic."""
+    observed = abs(sum(integer_diffs))
+    assignments = list(itertools.product((1, -1), repeat=len(integer_diffs)))
+    hits = sum(abs(sum(s * d for s, d in zip(signs, integer_diffs))) >= observed for signs in assignments)
+    return hits / len(assignments)
+
+
+def convolved_signflip(integer_diffs):
+    """The exact null distribution of Σ s_r d_r by convolution (for n too large to list the assignments)."""
+    counts = Counter({0: 1})
+    for d in integer_diffs:
+        step = Counter()
+        for total, count in counts.items():
+            step[total + d] += count
+            step[total - d] += count
+        counts = step
+    observed = abs(sum(integer_diffs))
+    return sum(c for total, c in counts.items() if abs(total) >= observed) / 2 ** len(integer_diffs)
+
+
+def integrated_power(delta, sd, n, alpha=0.05):
+    """P(|T| > c) for T = (Z + nc) / √(V/df), V ~ χ²(df): the noncentral t written out and integrated over V."""
+    df, nc = n - 1, delta * math.sqrt(n) / sd
+    critical = sps.t.ppf(1 - alpha / 2, df)
+
+    def rejection_given_v(v):
+        w = critical * math.sqrt(v / df)
+        return (sps.norm.cdf(nc - w) + sps.norm.cdf(-nc - w)) * sps.chi2.pdf(v, df)
+
+    value, _ = integrate.quad(rejection_given_v, 0, np.inf, epsabs=1e-13, epsrel=1e-11, limit=200)
+    return value
+
+
+def root_found_mde(sd, n, target=0.8):
+    high = sd
+    while integrated_power(high, sd, n) < target:
+        high *= 2
+    return optimize.brentq(lambda delta: integrated_power(delta, sd, n) - target, high / 2, high, xtol=1e-10 * sd)
+
+
+# ---- mean_ci ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values", [[0.81, 0.79, 0.84, 0.80, 0.83], [0.70, 0.74], np.linspace(0.6, 0.9, 30)])
+def test_mean_ci_is_scipys_student_t_interval(values):
+    values = np.asarray(values)
     mean, std, lo, hi = stats.mean_ci(values)
-    half = sps.t.ppf(0.975, 4) * values.std(ddof=1) / math.sqrt(5)
-    assert mean == pytest.approx(values.mean())
-    assert std == pytest.approx(values.std(ddof=1))
-    assert (lo, hi) == pytest.approx((values.mean() - half, values.mean() + half))
+    expected = sps.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=sps.sem(values))
+    assert mean == pytest.approx(values.mean()) and std == pytest.approx(values.std(ddof=1))
+    assert (lo, hi) == pytest.approx(expected, rel=1e-12)
+
+
+def test_mean_ci_below_two_values_and_at_zero_variance():
     one = stats.mean_ci([0.5])
     assert one[0] == 0.5 and all(math.isnan(v) for v in one[1:])
+    assert all(math.isnan(v) for v in stats.mean_ci([]))
+    # documented: a mean of identical runs keeps its zero-width interval (paired comparisons do not)
+    mean, std, lo, hi = stats.mean_ci([0.8, 0.8, 0.8])
+    assert std == pytest.approx(0, abs=1e-15) and (mean, lo, hi) == pytest.approx((0.8, 0.8, 0.8))
 
+
+# ---- paired: t-test, interval, Wilcoxon ---------------------------------------------------------------
 
 def test_paired_matches_scipy_t_and_wilcoxon():
     rng = np.random.default_rng(7)
     scratch = rng.uniform(0.7, 0.9, size=8)
     method = scratch + rng.normal(0.02, 0.01, size=8)
-    result = stats.paired(method - scratch)
     diffs = method - scratch
+    result = stats.paired(diffs)
     half = sps.t.ppf(0.975, 7) * diffs.std(ddof=1) / math.sqrt(8)
     assert result["n"] == 8
     assert result["delta_mean"] == pytest.approx(diffs.mean())
+    assert result["delta_std"] == pytest.approx(diffs.std(ddof=1))
     assert result["delta_ci_low"] == pytest.approx(diffs.mean() - half)
     assert result["delta_ci_high"] == pytest.approx(diffs.mean() + half)
+    assert result["halfwidth"] == pytest.approx(half)
     assert result["p_ttest"] == pytest.approx(sps.ttest_rel(method, scratch).pvalue)
+    assert result["p_value"] == result["p_ttest"] and result["p_value_test"] == "t-test"
     assert result["p_wilcoxon"] == pytest.approx(sps.wilcoxon(method, scratch).pvalue)
-    assert result["note"] == ""
+    assert result["p_signflip"] == pytest.approx(sps.permutation_test(
+        (method, scratch), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
+        vectorized=True, n_resamples=np.inf).pvalue)
+    assert result["verdict"] == ("higher" if diffs.mean() - half > 0 else "unclear at this n")
+    assert result["mde"] == pytest.approx(stats.mde(diffs.std(ddof=1), 8))
+    assert result["note"] == "" and result["mde_note"] == ""
+
+
+def test_paired_keeps_the_old_keys_and_adds_the_new():
+    assert set(stats.paired([0.01, 0.03, 0.02])) == {
+        "n", "delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "p_ttest", "p_wilcoxon", "note",
+        "p_signflip", "p_value", "p_value_test", "verdict", "mde", "mde_note", "halfwidth"}
+
+
+def test_paired_at_n_two_has_a_one_degree_of_freedom_interval():
+    diffs = np.array([0.01, 0.03])
+    result = stats.paired(diffs)
+    expected = sps.t.interval(0.95, 1, loc=0.02, scale=sps.sem(diffs))
+    assert (result["delta_ci_low"], result["delta_ci_high"]) == pytest.approx(expected)
+    assert result["p_ttest"] == pytest.approx(sps.ttest_1samp(diffs, 0).pvalue)
+    assert result["p_signflip"] == 0.5  # |±0.01 ± 0.03| ≥ 0.04 for the all-+ and all-- assignments only
+    assert result["verdict"] == "unclear at this n"
+    assert result["mde"] == pytest.approx(root_found_mde(diffs.std(ddof=1), 2), rel=1e-6)
 
 
 def test_wilcoxon_is_withheld_and_labelled_below_six_nonzero_differences():
@@ -47,29 +136,181 @@ def test_wilcoxon_is_withheld_and_labelled_below_six_nonzero_differences():
     assert stats.paired(six)["p_wilcoxon"] == pytest.approx(sps.wilcoxon(six).pvalue)
 
 
-def test_degenerate_differences_are_labelled_not_tested():
-    zero = stats.paired(np.zeros(4))
-    assert zero["delta_mean"] == 0 and (zero["delta_ci_low"], zero["delta_ci_high"]) == (0, 0)
-    assert math.isnan(zero["p_ttest"]) and "all differences zero" in zero["note"]
-    constant = stats.paired(np.full(3, 0.002))
-    assert math.isnan(constant["p_ttest"]) and "constant difference" in constant["note"]
-    single = stats.paired([0.03])
-    assert single["n"] == 1 and math.isnan(single["delta_ci_low"]) and "n<2" in single["note"]
+# ---- the sign-flip test -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("method, scratch", [
+    ([301], [299]),                                          # n = 1: both assignments tie, p = 1
+    ([300, 305], [299, 301]),
+    ([301, 300, 302], [299, 301, 299]),                      # ties in |d|
+    ([300, 300, 305, 298, 301], [300, 298, 301, 300, 300]),  # zeros: their sign cannot matter
+    ([310, 290, 305, 300, 299, 301, 303], [300, 299, 300, 301, 300, 300, 300]),
+    ([301, 301, 299, 299, 302, 298, 300, 300, 303, 297], [300] * 10),  # Σ d = 0: p = 1
+])
+def test_signflip_is_the_full_enumeration_in_integers(method, scratch):
+    integer_diffs = [m - s for m, s in zip(method, scratch)]
+    expected = brute_force_signflip(integer_diffs)
+    assert stats.paired(accuracy_diffs(method, scratch))["p_signflip"] == pytest.approx(expected, abs=1e-15)
+    assert stats.signflip_p(accuracy_diffs(method, scratch)) == (pytest.approx(expected, abs=1e-15), True)
+
+
+@pytest.mark.parametrize("seed, n", [(0, 4), (1, 6), (2, 9), (3, 12)])
+def test_signflip_is_scipys_exact_permutation_test(seed, n):
+    rng = np.random.default_rng(seed)
+    scratch = rng.uniform(0.7, 0.9, n)
+    method = scratch + rng.normal(0.01, 0.02, n)
+    expected = sps.permutation_test((method - scratch,), lambda d, axis: np.mean(d, axis=axis),
+                                    permutation_type="samples", vectorized=True, n_resamples=np.inf).pvalue
+    assert stats.signflip_p(method - scratch)[0] == pytest.approx(expected, abs=1e-15)
+
+
+def test_signflip_is_exact_at_twenty_nonzero_differences():
+    integer_diffs = [3, -1, 2, 4, 1, 1, -2, 5, 2, 3, 1, -1, 2, 6, 1, 2, -3, 1, 4, 2]
+    assert len(integer_diffs) == stats.SIGNFLIP_EXACT_MAX
+    p, exact = stats.signflip_p(np.array(integer_diffs) / TEST_SIZE)
+    assert exact and p == pytest.approx(convolved_signflip(integer_diffs), abs=1e-15)
+    # zeros do not count towards the 20: still exact
+    assert stats.signflip_p(np.array([*integer_diffs, 0, 0]) / TEST_SIZE) == (pytest.approx(p, abs=1e-15), True)
+
+
+def test_signflip_beyond_twenty_is_seeded_monte_carlo_and_says_so():
+    integer_diffs = [2, -1, 3, 1, 0, 2, -2, 1, 1, 3, -1, 2, 1, 1, -3, 2, 1, 2, -1, 1, 2, 1, -2, 1, 3, 1]
+    nonzero = sum(d != 0 for d in integer_diffs)
+    exact = convolved_signflip(integer_diffs)
+    diffs = np.array(integer_diffs) / TEST_SIZE
+    p, is_exact = stats.signflip_p(diffs)
+    assert not is_exact and stats.signflip_p(diffs)[0] == p  # seeded: the same differences, the same p
+    draws = stats.SIGNFLIP_DRAWS
+    assert abs(p - exact) < 4 * math.sqrt(exact * (1 - exact) / draws) + 1 / draws
+    result = stats.paired(diffs)
+    assert result["p_signflip"] == p
+    assert f"sign-flip p from {draws:,} seeded Monte-Carlo draws ({nonzero} non-zero differences > 20)" \
+        in result["note"]
+    # the observed assignment counts, so a Monte-Carlo p is never 0
+    assert stats.signflip_p(np.full(30, 0.01))[0] == pytest.approx(1 / (draws + 1))
+
+
+# ---- zero variance, n < 2 -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, sign, expected_verdict", [(3, 1, "unclear at this n"), (6, 1, "higher"),
+                                                        (7, -1, "lower"), (5, -1, "unclear at this n")])
+def test_a_constant_difference_gets_no_interval_and_the_sign_flip_p(n, sign, expected_verdict):
+    scratch = np.array([310, 309, 313, 287, 283, 314, 280][:n])
+    diffs = accuracy_diffs(scratch + sign, scratch)  # one image each time, with float noise
+    assert np.ptp(diffs) > 0, "the noise is what this test is about"
+    result = stats.paired(diffs)
+    assert result["delta_mean"] == pytest.approx(sign / TEST_SIZE) and result["delta_std"] == 0.0
+    for key in ("delta_ci_low", "delta_ci_high", "halfwidth", "p_ttest", "mde"):
+        assert math.isnan(result[key]), key
+    assert result["p_signflip"] == pytest.approx(2 / 2**n) == brute_force_signflip([sign] * n)
+    assert result["p_value"] == result["p_signflip"] and result["p_value_test"] == "sign-flip"
+    assert result["verdict"] == expected_verdict
+    assert result["note"].startswith("constant difference: no t-interval or t-test (zero variance)")
+    assert "no spread to estimate a detectable effect from" in result["mde_note"]
+
+
+def test_all_zero_differences():
+    result = stats.paired(np.zeros(4))
+    assert result["delta_mean"] == 0 and result["delta_std"] == 0
+    assert math.isnan(result["delta_ci_low"]) and math.isnan(result["delta_ci_high"])
+    assert math.isnan(result["p_ttest"]) and math.isnan(result["mde"])
+    assert result["p_signflip"] == 1 and result["p_value"] == 1
+    assert result["verdict"] == "unclear at this n" and "all differences zero" in result["note"]
+
+
+def test_a_single_pair_and_no_pairs():
+    single = stats.paired([0.03])
+    assert single["n"] == 1 and single["delta_mean"] == 0.03 and "n<2" in single["note"]
+    for key in ("delta_std", "delta_ci_low", "delta_ci_high", "halfwidth", "p_ttest", "p_value", "mde"):
+        assert math.isnan(single[key]), key
+    assert single["p_signflip"] == 1.0 and single["verdict"] == "unclear at this n"
+    empty = stats.paired([])
+    assert empty["n"] == 0 and math.isnan(empty["delta_mean"]) and math.isnan(empty["p_signflip"])
+
+
+def test_a_non_finite_difference_gives_no_p_value_rather_than_zero():
+    result = stats.paired([0.01, math.nan, 0.02, 0.03])
+    assert math.isnan(result["p_signflip"]) and math.isnan(result["p_value"])
+    assert result["verdict"] == "unclear at this n" and "non-finite" in result["note"]
+
+
+# ---- verdicts -----------------------------------------------------------------------------------------
+
+def test_paired_verdict_reads_the_interval_when_there_is_one():
+    assert stats.paired_verdict(5, 0.01, 0.001, 0.02, 0.5) == "higher"  # the sign-flip p is not consulted
+    assert stats.paired_verdict(5, -0.01, -0.02, -0.001, 0.5) == "lower"
+    assert stats.paired_verdict(5, 0.01, -0.001, 0.02, 0.001) == "unclear at this n"
+    assert stats.paired_verdict(6, 0.01, math.nan, math.nan, 0.03125) == "higher"
+    assert stats.paired_verdict(6, -0.01, math.nan, math.nan, 0.03125) == "lower"
+    assert stats.paired_verdict(5, 0.01, math.nan, math.nan, 0.0625) == "unclear at this n"
+    assert stats.paired_verdict(1, 0.03, math.nan, math.nan, 0.0) == "unclear at this n"
+
+
+def test_verdict_from_bounds_alone_is_unchanged():
+    assert stats.verdict(0.001, 0.02) == "higher"
+    assert stats.verdict(-0.02, -0.001) == "lower"
+    assert stats.verdict(-0.01, 0.02) == "unclear"
+    assert stats.verdict(math.nan, math.nan) == "unclear"
+
+
+# ---- power, minimum detectable effect, planning -------------------------------------------------------
+
+@pytest.mark.parametrize("delta, sd, n", [(0.0, 0.01, 3), (0.02, 0.01, 2), (0.01, 0.012, 3), (0.004, 0.01, 10),
+                                          (-0.004, 0.01, 10), (0.3, 1.0, 40)])
+def test_power_is_the_noncentral_t_integrated_out(delta, sd, n):
+    assert stats.power(delta, sd, n) == pytest.approx(integrated_power(delta, sd, n), rel=1e-7, abs=1e-12)
+
+
+def test_power_is_nan_without_spread_or_pairs():
+    assert math.isnan(stats.power(0.01, 0.0, 5)) and math.isnan(stats.power(0.01, 0.01, 1))
+    assert math.isnan(stats.mde(0.0, 5)) and math.isnan(stats.mde(0.01, 1)) and math.isnan(stats.mde(math.nan, 5))
+
+
+@pytest.mark.parametrize("sd, n", [(0.02, 2), (0.013, 3), (0.01, 5), (0.05, 10), (1.0, 30)])
+def test_mde_is_the_root_of_the_power_curve(sd, n):
+    found = stats.mde(sd, n)
+    assert found == pytest.approx(root_found_mde(sd, n), rel=1e-6)
+    assert stats.power(found, sd, n) == pytest.approx(0.8, abs=1e-9)
+
+
+@pytest.mark.parametrize("n", [3, 8])
+def test_a_t_test_at_the_mde_rejects_four_times_in_five(n):
+    sd = 0.012
+    delta = stats.mde(sd, n)
+    samples = np.random.default_rng(n).normal(delta, sd, size=(20_000, n))
+    t = samples.mean(axis=1) / (samples.std(axis=1, ddof=1) / math.sqrt(n))
+    rejected = np.mean(np.abs(t) > sps.t.ppf(0.975, n - 1))
+    assert rejected == pytest.approx(0.8, abs=0.015)
+
+
+@pytest.mark.parametrize("sd, halfwidth", [(0.01, 0.005), (0.02, 0.03), (0.013, 0.002), (0.01, 0.2)])
+def test_reps_for_halfwidth_is_the_first_n_that_is_narrow_enough(sd, halfwidth):
+    n = 2
+    while sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n) > halfwidth:
+        n += 1
+    assert stats.reps_for_halfwidth(sd, halfwidth) == n
+
+
+def test_reps_for_halfwidth_at_the_boundary_and_where_it_cannot_plan():
+    at_seven = sps.t.ppf(0.975, 6) * 0.01 / math.sqrt(7)
+    assert stats.reps_for_halfwidth(0.01, at_seven * (1 + 1e-12)) == 7
+    assert stats.reps_for_halfwidth(0.01, at_seven * (1 - 1e-12)) == 8
+    assert stats.reps_for_halfwidth(0.01, at_seven * (1 + 1e-12), level=0.99) > 7
+    assert stats.reps_for_halfwidth(0.0, 0.01) is None and stats.reps_for_halfwidth(math.nan, 0.01) is None
+    assert stats.reps_for_halfwidth(0.01, 1e-5, n_max=100) is None
+    with pytest.raises(ValueError):
+        stats.reps_for_halfwidth(0.01, 0.0)
+
+
+# ---- Holm ---------------------------------------------------------------------------------------------
 
 def test_holm_on_known_p_values():
     # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone: 0.02, 0.03, 0.06, 0.06
     adjusted = stats.holm([0.01, 0.04, 0.03, 0.005])
     assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # 0.01*5, 0.02*4, 0.03*3, 0.04*2, 0.05*1 = 0.05, 0.08, 0.09, 0.08, 0.05 -> 0.05, 0.08, 0.09, 0.09, 0.09
+    assert stats.holm([0.05, 0.04, 0.03, 0.02, 0.01]) == pytest.approx([0.09, 0.09, 0.09, 0.08, 0.05])
     with_nan = stats.holm([0.2, math.nan, 0.01])  # NaN is not a test: m = 2
     assert with_nan[0] == pytest.approx(0.2) and with_nan[2] == pytest.approx(0.02)
     assert math.isnan(with_nan[1])
     assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
-    assert len(stats.holm([])) == 0
-
-
-def test_verdict_follows_the_interval():
-    assert stats.verdict(0.001, 0.02) == "higher"
-    assert stats.verdict(-0.02, -0.001) == "lower"
-    assert stats.verdict(-0.01, 0.02) == "unclear"
-    assert stats.verdict(math.nan, math.nan) == "unclear"
+    assert len(stats.holm([])) == 0 and math.isnan(stats.holm([math.nan])[0])
