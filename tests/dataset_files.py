@@ -5,6 +5,7 @@
   so their strings (dict keys, batch labels, file names, label names, the array's raw data) are Python-2
   `str`: they load as `bytes` with `encoding="bytes"` and as `str` with torchvision's `encoding="latin1"`.
   Python 3's pickler cannot write such strings, so `_Py2StrPickler` writes `bytes` with Python 2's opcodes.
+- `write_torchvision_root`: all of them under one data root.
 
 Each writer returns the arrays it wrote, for comparison with what a reader gives back.
 """
@@ -102,3 +103,16 @@ def write_cifar10(root, n_per_batch: int, seed: int) -> dict:
            b"num_vis": 3072}, folder / "batches.meta")
     return {"x_train": np.concatenate(xs[:5]), "y_train": np.concatenate(ys[:5]), "x_test": xs[5],
             "y_test": ys[5], "label_names": list(CIFAR10_LABEL_NAMES)}
+
+
+TORCHVISION_IDX_FOLDERS = {"mnist": "MNIST", "kmnist": "KMNIST", "fashion_mnist": "FashionMNIST"}
+
+
+def write_torchvision_root(root, n_train: int = 200, n_test: int = 50, seed: int = 0) -> dict[str, dict]:
+    """Every dataset torchvision downloads, small, in its layout under ``root``: ``<Name>/raw/`` idx files for
+    mnist, kmnist and fashion_mnist (uncompressed, as torchvision leaves them), ``cifar-10-batches-py/`` for
+    cifar10 (n_train / 5 per batch). Returns each dataset's written arrays."""
+    written = {name: write_idx_mnist(Path(root) / folder / "raw", n_train, n_test, seed=seed + i)
+               for i, (name, folder) in enumerate(TORCHVISION_IDX_FOLDERS.items())}
+    written["cifar10"] = write_cifar10(root, n_per_batch=n_train // 5, seed=seed + len(written))
+    return written

@@ -1,0 +1,114 @@
+"""A loaded dataset: its three splits in memory, labels as tensors, and cached float32 views (:mod:`.views`).
+
+Tensors returned by ``labels`` and ``view`` are cached and shared: treat them as read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+
+import numpy as np
+import torch
+
+from benchmark.data import views
+from benchmark.data.splits import SPLITS
+
+
+class Dataset:
+    """One dataset's train/val/test splits, with views ``image``, ``flat`` and ``pca:K[...]`` (see :mod:`.views`)."""
+
+    def __init__(self, name, class_names, splits, source, params, pixel_max=None):
+        self.name = name
+        self.class_names = list(class_names)
+        self.num_classes = len(self.class_names)
+        self.input_shape = tuple(int(d) for d in splits["train"][0].shape[1:])
+        self.source = source
+        self._x = {s: x for s, (x, _) in splits.items()}  # raw: uint8 pixels, or a float signal
+        self._y = {s: torch.from_numpy(np.ascontiguousarray(y, np.int64)) for s, (_, y) in splits.items()}
+        self._params = params
+        self._pixel_max = pixel_max
+        self._views: dict[tuple, torch.Tensor] = {}
+        self._pca: dict[tuple, tuple] = {}
+        self._lock = threading.RLock()
+        self._fingerprint = None
+        self._fine = None
+
+    def __repr__(self):
+        sizes = ", ".join(f"{s}={self.size(s)}" for s in SPLITS)
+        return f"Dataset({self.name!r}, {sizes}, input_shape={self.input_shape})"
+
+    def _split(self, split: str) -> str:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        return split
+
+    def size(self, split: str) -> int:
+        return len(self._y[self._split(split)])
+
+    def labels(self, split: str) -> torch.Tensor:
+        return self._y[self._split(split)]
+
+    def fine_labels(self, split: str) -> torch.Tensor:
+        """The original labels behind a superclass task (``<name>:GxK``); the labels themselves otherwise."""
+        return self._fine[self._split(split)] if self._fine is not None else self.labels(split)
+
+    def superclasses(self, groups: int, size: int) -> Dataset:
+        """This dataset with its labels collapsed into ``groups`` superclasses of ``size`` consecutive labels."""
+        if groups * size != self.num_classes:
+            raise ValueError(f"{self.name} has {self.num_classes} classes, not {groups}x{size}")
+        splits = {s: (self._x[s], self._y[s].numpy() // size) for s in SPLITS}
+        names = ["+".join(self.class_names[g * size:(g + 1) * size]) for g in range(groups)]
+        coarse = Dataset(f"{self.name}:{groups}x{size}", names, splits, self.source, self._params, self._pixel_max)
+        coarse._fine = dict(self._y)
+        coarse._views, coarse._pca = self._views, self._pca  # same inputs: share the cached views and PCA fits
+        return coarse
+
+    def _parse(self, spec: str):
+        return views.parse(spec, self.input_shape, self.size("train"), self.name)
+
+    def view_shape(self, spec: str) -> tuple[int, ...]:
+        return views.shape(self._parse(spec), self.input_shape)
+
+    def view(self, spec: str, split: str) -> torch.Tensor:
+        """Float32, contiguous, (N, *view_shape(spec)); computed once per (spec, split)."""
+        key, split = self._parse(spec), self._split(split)
+        with self._lock:
+            if (key, split) not in self._views:
+                self._views[key, split] = self._compute(key, split)
+            return self._views[key, split]
+
+    def _compute(self, key, split: str) -> torch.Tensor:
+        if isinstance(key, views.PCAView):
+            pca, scaler = self._fit_pca(key)
+            x = views.select(self.view("image", split).numpy(), key.part)
+            return torch.from_numpy(views.project(x, pca, scaler, key.split_scaler and split != "train"))
+        if key[0] == "image":
+            x = self._x[split].astype(np.float32)
+            if self._pixel_max is not None:  # None: a float signal (mnist1d's, standardised by its package) as is
+                x /= np.float32(self._pixel_max)
+            return torch.from_numpy(np.ascontiguousarray(x))
+        return self.view("image", split).reshape(self.size(split), math.prod(self.input_shape))  # "flat"
+
+    def _fit_pca(self, key: views.PCAView):
+        if key.fit not in self._pca:
+            self._pca[key.fit] = views.fit_pca(views.select(self.view("image", "train").numpy(), key.part), key)
+        return self._pca[key.fit]
+
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of every split's raw data and labels: equal iff the splits are identical."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for s in SPLITS:
+                for a in (self._x[s], self._y[s].numpy()):
+                    h.update(f"{s}{a.dtype}{a.shape}".encode())
+                    h.update(np.ascontiguousarray(a).tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def summary(self) -> dict:
+        """JSON-ready provenance: name, source, sizes per split, shapes, split arguments, data fingerprint."""
+        return {"name": self.name, "source": self.source, "num_classes": self.num_classes,
+                "input_shape": list(self.input_shape), **{f"n_{s}": self.size(s) for s in SPLITS},
+                **self._params, "fingerprint": self.fingerprint()}
