@@ -6,26 +6,28 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
+from benchmark.contract import LearningRate, PositiveInt, Validation
+
 
 @dataclass
 class SupervisedConfig:
-    arch: str = "hinton_student"  # a builder name from benchmark.models.ARCHS
-    view: str = "flat"  # input view: image, flat or pca:K
-    lr: float = 1e-3  # Adam learning rate (Keras default)
-    batch_size: int = 64
-    epochs: int = 50  # upper bound; early stopping may end sooner
-    patience: int | None = 10  # epochs without a better validation NLL before stopping; None trains all epochs
+    arch: str = "hinton_student"  # a registered architecture (benchmark.nn.ARCHITECTURES)
+    view: str = "flat"  # input view: image, flat or pca:K[...]
+    lr: LearningRate = 1e-3  # Adam learning rate (Keras default)
+    batch_size: PositiveInt = 64
+    epochs: PositiveInt = 50  # upper bound; early stopping may end sooner
+    patience: PositiveInt | None = 10  # epochs without a better validation NLL before stopping; None: every epoch
+    validation: Validation = "stratified"  # training/validation split (see benchmark.contract)
 
 
 SUPERVISED_PRESETS = {"smoke": {"epochs": 2}, "quick": {"epochs": 10, "patience": 3}, "paper": {}}
 
 
-def cross_entropy_step(model, x, y, idx):
-    return F.cross_entropy(model(x), y)
-
-
 def train_supervised(run, cfg: SupervisedConfig, role: str):
     model = run.build(cfg.arch, cfg.view)
-    run.fit(model, role=role, view=cfg.view, loss_fn=cross_entropy_step, epochs=cfg.epochs,
-            batch_size=cfg.batch_size, lr=cfg.lr, patience=cfg.patience)
-    return {role: model}
+
+    def step(b):
+        b.update({role: {"loss": F.cross_entropy(b.forward(role), b.y)}})
+
+    return run.fit({role: model}, step, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                   patience=cfg.patience)

@@ -33,7 +33,7 @@ class Method(MethodBase):
     name = "{name}"
     Config = Config
 
-    def roles(self, cfg):
+    def roles(self, cfg, data):
         return {{"student": Role("hinton_student", "flat")}}
 
     def train(self, run, cfg):
@@ -41,13 +41,13 @@ class Method(MethodBase):
             raise ValueError("this method failed on purpose")
         model = run.build("hinton_student", "flat")
 
-        def loss(m, x, y, idx):
-            value = F.cross_entropy(m(x), y)
-            return value * float("nan") if cfg.nan else value
+        def step(b):
+            value = F.cross_entropy(b.forward("student"), b.y)
+            b.update({{"student": {{"loss": value * float("nan") if cfg.nan else value}}}})
 
         for epoch in range(cfg.epochs):
             time.sleep(cfg.sleep)
-            run.fit(model, role="student", view="flat", loss_fn=loss, epochs=1, batch_size=64, lr=1e-3)
+            run.fit({{"student": model}}, step, epochs=1, batch_size=64, lr=1e-3)
         return {{"student": model}}
 '''
 
@@ -62,3 +62,20 @@ def make_project(tmp_path: Path, methods: dict[str, str] | None = None) -> Path:
         folder.mkdir()
         (folder / "method.py").write_text(textwrap.dedent(source).format(name=name))
     return project
+
+
+def run_context(out: Path, method: str, preset: str = "smoke", overrides: dict | None = None,
+                dataset: str = "digits"):
+    """(run context, config) of one planned run, as the executor builds it (required runs must be in ``out``)."""
+    from benchmark.engine import config as configuration
+    from benchmark.engine.discovery import discover
+    from benchmark.engine.execute import Settings, prepare
+    from benchmark.engine.plan import load, make_spec
+
+    methods = discover()
+    info = methods[method]
+    data = load([dataset], preset)[dataset]
+    cfg = configuration.resolve(info.cls, preset, overrides or {}, data)
+    spec = make_spec(info, cfg, dataset=dataset, data=data, rep=0, base_seed=0, preset=preset, methods=methods)
+    _, cfg, _, _, run = prepare(spec, Settings(out=out, progress=False), methods)
+    return run, cfg

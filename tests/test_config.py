@@ -3,7 +3,8 @@ from typing import Literal
 
 import pytest
 
-from benchmark.config import BadInput, apply_overrides, parse_assignments, parse_value
+from benchmark.engine.config import apply_overrides, parse_assignments, parse_value
+from benchmark.errors import BadInput
 
 
 @dataclass

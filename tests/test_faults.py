@@ -11,9 +11,11 @@ import time
 
 import pytest
 
-from benchmark import config as configuration
-from benchmark.discovery import discover
-from benchmark.runner import Settings, plan, run_plan
+from benchmark.engine import config as configuration
+from benchmark.engine.discovery import discover
+from benchmark.engine.execute import Settings, run_plan
+from benchmark.engine.plan import plan
+from benchmark.errors import BadInput
 from tests.conftest import ROOT, run_cli
 from tests.projects import FAULTY, make_project
 
@@ -114,13 +116,13 @@ def test_dask_backend_equals_local_backend(tmp_path):
 
 
 def test_killed_dask_worker_run_is_retried_and_suite_completes(tmp_path, monkeypatch):
-    from benchmark import dask_backend
+    from benchmark.engine import dask_backend
 
     project = make_project(tmp_path, {"sleepy": FAULTY})
     monkeypatch.setenv("BENCHMARK_PROJECT_ROOT", str(project))
     methods = discover(project)
     info = methods["sleepy"]
-    specs = plan([info], datasets_=["digits"], reps=4, preset="smoke", base_seed=0,
+    specs = plan([info], data=["digits"], reps=4, preset="smoke", base_seed=0,
                  overrides={"sleepy": {"sleep": "1.0"}}, methods=methods)
     client = dask_backend.connect(None, 2)
     try:
@@ -171,5 +173,5 @@ def test_corrupt_dataset_file_is_bad_input(tmp_path):
 
 def test_overrides_are_parsed_by_type_never_evaluated():
     info = discover()["scratch_student"]
-    with pytest.raises(configuration.BadInput):
+    with pytest.raises(BadInput):
         configuration.resolve(info.cls, "smoke", {"epochs": "__import__('os').system('true')"})

@@ -1,7 +1,10 @@
 import pytest
 import torch
 
-from benchmark import models
+from benchmark import nn as models
+from benchmark.engine.discovery import discover
+
+discover()  # registers every method folder's architectures (models.py)
 
 SHAPES = {"digits": (1, 8, 8), "mnist1d": (1, 40), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 IMAGE_ARCHS = ["subclass_cnn", "kl_cnn", "js_cnn"]
@@ -21,7 +24,7 @@ def test_every_architecture_adapts_to_every_input(arch, shape):
 
 def test_notebook_shapes_on_mnist():
     # Keras: 28 -conv3-> 26 -pool-> 13 -conv3-> 11 -pool-> 5, so the dense layer sees 64*5*5 inputs.
-    cnn = models.build("subclass_cnn", (1, 28, 28), 10, num_outputs=20)
+    cnn = models.build("subclass_cnn", (1, 28, 28), 10, subclasses=2)
     dense = [m for m in cnn.modules() if isinstance(m, torch.nn.Linear)]
     assert dense[0].in_features == 64 * 5 * 5 and dense[-1].out_features == 20
     teacher = models.build("hinton_teacher", (784,), 10)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.discovery import discover
-from benchmark.profile import TEXTBOOK, TEXTBOOK_TORCHVISION, plan_targets, run_with_timer, target_spec
-from benchmark.runner import Settings
-from benchmark.timing import ProfileComplete, ProfilingTimer, StepGate, StepTimer, timed_batches, timed_iter
+from benchmark.engine.discovery import discover
+from benchmark.engine.execute import Settings
+from benchmark.engine.timing import ProfileComplete, ProfilingTimer, StepGate, StepTimer, timed_batches, timed_iter
+from benchmark.profiling.command import TEXTBOOK, TEXTBOOK_TORCHVISION, plan_targets, run_with_timer, target_spec
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 from scipy import stats as sps
 
 from benchmark import cli
-from benchmark.report import write_report
-from benchmark.store import Store
+from benchmark.results.report import write_report
+from benchmark.results.store import Store
 from tests.conftest import ROOT
 
 DATA = {"max_train": 600, "max_test": 500}

@@ -23,7 +23,7 @@ class Method(MethodBase):
     Config = Config
     presets = SUPERVISED_PRESETS
 
-    def roles(self, cfg):
+    def roles(self, cfg, data):
         return {"student": Role(cfg.arch, cfg.view)}
 
     def train(self, run, cfg):

@@ -2,8 +2,8 @@
 
 Defaults are the Hinton notebook's teacher: 784-1200-1200-10 with dropout 0.5, Adam 1e-3, batch 64, up to 50
 epochs with early stopping (patience 10 on validation loss, best weights restored). It is trained once per
-(dataset, repetition, configuration), stored as its own run and cached; methods get it frozen through
-``run.baseline_model("teacher", "teacher")``.
+(dataset, repetition, configuration) as its own run, and its checkpoint is kept: a method that declares it in
+``requires`` gets it frozen through ``run.required("teacher")``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Method(MethodBase):
     presets = SUPERVISED_PRESETS
     provides_cache = True
 
-    def roles(self, cfg):
+    def roles(self, cfg, data):
         return {"teacher": Role(cfg.arch, cfg.view)}
 
     def train(self, run, cfg):

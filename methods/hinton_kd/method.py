@@ -17,8 +17,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import BadInput
-from benchmark.contract import MethodBase, Role
+from benchmark.contract import LearningRate, MethodBase, PositiveFloat, PositiveInt, Role, UnitInterval, Validation
 from benchmark.supervised import SUPERVISED_PRESETS
 
 KERAS_EPSILON = 1e-7  # keras.backend.epsilon(): KLDivergence clips both distributions to [1e-7, 1]
@@ -26,10 +25,10 @@ KERAS_EPSILON = 1e-7  # keras.backend.epsilon(): KLDivergence clips both distrib
 
 @dataclass
 class Config:
-    arch: str = "hinton_student"  # student builder: the notebook's 784-300-10 (benchmark.models.ARCHS)
+    arch: str = "hinton_student"  # student architecture: the notebook's 784-300-10 (benchmark.archs)
     view: str = "flat"  # input view of student and teacher (the notebook flattens the images)
-    temperature: float = 10.0  # T > 0, divides both models' logits in the soft-target term (notebook: 10)
-    alpha: float = 0.1  # weight of the hard-label CE in [0, 1]; the soft targets get 1 - alpha (notebook)
+    temperature: PositiveFloat = 10.0  # T > 0, divides both models' logits in the soft-target term (notebook: 10)
+    alpha: UnitInterval = 0.1  # weight of the hard-label CE in [0, 1]; the soft targets get 1 - alpha (notebook)
     # Multiply the soft-target term by T², which keeps its gradients' size independent of T (paper, section
     # 2). The notebook has no T² (False): at T=10 its soft targets pull 100x more weakly than the paper's.
     t_squared: bool = True
@@ -41,30 +40,27 @@ class Config:
     # loss, so Keras reports val_loss = 0 every epoch and EarlyStopping(restore_best_weights=True) hands back
     # the weights after the first epoch: train one epoch.
     early_stop: Literal["val_nll", "as_published"] = "val_nll"
-    lr: float = 1e-3  # student's Adam learning rate (Keras default)
-    batch_size: int = 64  # student's batch size (notebook)
-    epochs: int = 50  # upper bound on the student's epochs; early stopping may end sooner (notebook)
-    patience: int | None = 10  # epochs without a better validation NLL before stopping; None: every epoch
+    lr: LearningRate = 1e-3  # student's Adam learning rate (Keras default)
+    batch_size: PositiveInt = 64  # student's batch size (notebook)
+    epochs: PositiveInt = 50  # upper bound on the student's epochs; early stopping may end sooner (notebook)
+    patience: PositiveInt | None = 10  # epochs without a better validation NLL before stopping; None: every epoch
     # The shared teacher baseline's recipe (notebook: 784-1200-1200-10, dropout 0.5, Adam 1e-3, batch 64, up
     # to 50 epochs, patience 10). Equal values share the cached teacher of `python -m benchmark run teacher`.
-    teacher_arch: str = "hinton_teacher"  # teacher builder (benchmark.models.ARCHS)
-    teacher_lr: float = 1e-3  # teacher's Adam learning rate
-    teacher_batch_size: int = 64  # teacher's batch size
-    teacher_epochs: int = 50  # upper bound on the teacher's epochs
-    teacher_patience: int | None = 10  # teacher's early-stopping patience on validation NLL
-
-    def __post_init__(self):
-        if not self.temperature > 0:
-            raise BadInput(f"hinton_kd temperature must be > 0, got {self.temperature}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise BadInput(f"hinton_kd alpha must be in [0, 1], got {self.alpha}")
+    teacher_arch: str = "hinton_teacher"  # teacher architecture (benchmark.archs)
+    teacher_lr: LearningRate = 1e-3  # teacher's Adam learning rate
+    teacher_batch_size: PositiveInt = 64  # teacher's batch size
+    teacher_epochs: PositiveInt = 50  # upper bound on the teacher's epochs
+    teacher_patience: PositiveInt | None = 10  # teacher's early-stopping patience on validation NLL
+    # Training/validation split of student and teacher: a seeded stratified 10% hold-out, or "keras_last", the
+    # notebook's validation_split=0.1 (the last 10% of the training arrays).
+    validation: Validation = "stratified"
 
 
 def teacher_recipe(cfg: Config) -> dict:
     """The ``teacher`` baseline's config for this method's teacher."""
     return {"arch": cfg.teacher_arch, "view": cfg.view, "lr": cfg.teacher_lr,
             "batch_size": cfg.teacher_batch_size, "epochs": cfg.teacher_epochs,
-            "patience": cfg.teacher_patience}
+            "patience": cfg.teacher_patience, "validation": cfg.validation}
 
 
 class SoftTargetLoss:
@@ -112,7 +108,7 @@ class Method(MethodBase):
                for preset, values in SUPERVISED_PRESETS.items()}
     ablations = {"temperature": [1, 2, 4, 10, 20], "alpha": [0.1, 0.5, 0.9], "t_squared": [True, False]}
 
-    def roles(self, cfg):
+    def roles(self, cfg, data):
         recipe = {"arch": cfg.arch, "view": cfg.view, "lr": cfg.lr, "batch_size": cfg.batch_size,
                   "epochs": cfg.epochs, "patience": cfg.patience}
         return {"student": Role(cfg.arch, cfg.view, scratch=recipe)}
@@ -121,18 +117,16 @@ class Method(MethodBase):
         return {"teacher": teacher_recipe(cfg)}
 
     def train(self, run, cfg):
-        teacher = run.baseline_model("teacher", "teacher", **teacher_recipe(cfg))
+        teacher = run.required("teacher")
         criterion = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature,
                                    alpha=cfg.alpha, t_squared=cfg.t_squared, keras_clip=cfg.keras_clip)
-        student = run.build(cfg.arch, cfg.view)
 
-        def loss(model, x, y, idx):
-            return criterion(model(x), y, idx)
+        def step(b):
+            b.update({"student": criterion(b.forward("student"), b.y, b.idx)})
 
         if cfg.early_stop == "as_published":
             epochs, patience = min(cfg.epochs, 1), None
         else:
             epochs, patience = cfg.epochs, cfg.patience
-        run.fit(student, role="student", view=cfg.view, loss_fn=loss, epochs=epochs,
-                batch_size=cfg.batch_size, lr=cfg.lr, patience=patience)
-        return {"student": student}
+        return run.fit({"student": run.build(cfg.arch, cfg.view)}, step, epochs=epochs, batch_size=cfg.batch_size,
+                       lr=cfg.lr, patience=patience)

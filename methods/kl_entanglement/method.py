@@ -13,12 +13,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 
-from benchmark.contract import MethodBase, Role
+from benchmark.contract import (
+    AdamEpsilon,
+    LearningRate,
+    MethodBase,
+    NonNegativeFloat,
+    PositiveInt,
+    Range,
+    Role,
+    Validation,
+)
 
 Direction = Literal["self_other", "other_self"]
 Schedule = Literal["linear", "constant"]
@@ -30,15 +39,18 @@ class Config:
     view_a: str = "image"  # the input view A reads
     arch_b: str = "kl_mlp"  # model B: D-64-32-C MLP (the notebook's 784-64-32-10)
     view_b: str = "flat"  # the input view B reads
-    lr: float = 0.01  # Adam learning rate of each model (the notebook's Adam(learning_rate=0.01))
-    adam_eps: float = 1e-7  # Keras Adam epsilon (PyTorch's default is 1e-8)
-    batch_size: int = 8  # the notebook's batch size
-    epochs: int = 30  # E; every epoch is trained (the notebook has no validation and no early stopping)
-    lambda_max: float = 0.05  # λ_max, the KL weight the schedule rises toward (the notebook's max_lambda)
+    lr: LearningRate = 0.01  # Adam learning rate of each model (the notebook's Adam(learning_rate=0.01))
+    adam_eps: AdamEpsilon = 1e-7  # Keras Adam epsilon (PyTorch's default is 1e-8)
+    batch_size: PositiveInt = 8  # the notebook's batch size
+    epochs: PositiveInt = 30  # E; every epoch is trained (the notebook has no validation and no early stopping)
+    lambda_max: NonNegativeFloat = 0.05  # λ_max, the KL weight the schedule rises toward (the notebook's max_lambda)
     schedule: Schedule = "linear"  # "linear": λ_e = λ_max·e/E, e = 0..E-1 (notebook); "constant": λ_max
     direction: Direction = "self_other"  # "self_other": KL(self ‖ other), published; "other_self": DML's
     # Keras KLDivergence clips both distributions to [kl_epsilon, 1] (notebook); 0 = exact KL in log space
-    kl_epsilon: float = 1e-7
+    kl_epsilon: Annotated[float, Range(ge=0, lt=1)] = 1e-7
+    # Training split: a seeded stratified 10% held out for validation curves, or "none", the notebook's whole
+    # training split
+    validation: Validation = "stratified"
 
 
 def entangle_weight(epoch: int, epochs: int, lambda_max: float, schedule: str = "linear") -> float:
@@ -87,35 +99,17 @@ def entangled_loss(self_logits: torch.Tensor, other_logits: torch.Tensor, labels
     return {"loss": loss, "ce": ce, "kl": kl}
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The notebook's ``model(x_batch, training=False)``: inference mode, no gradient."""
-    model.eval()
-    out = model(x)
-    model.train()
-    return out
-
-
-def _update(model, optimizer, x, labels, target_logits, weight, direction, kl_epsilon):
-    logits = model(x)  # training mode, as the notebook's model(x_batch, training=True)
-    parts = entangled_loss(logits, target_logits, labels, weight, direction, kl_epsilon)
-    optimizer.zero_grad(set_to_none=True)
-    parts["loss"].backward()
-    optimizer.step()
-    # The notebook's running accuracy counts this prediction, made before the model's own update.
-    correct = (logits.detach().argmax(-1) == labels).sum()
-    return {**{k: v.detach() for k, v in parts.items()}, "correct": correct}
-
-
-def entangled_step(model_a, model_b, optimizer_a, optimizer_b, x_a, x_b, labels, weight: float,
-                   direction: str = "self_other", kl_epsilon: float = 1e-7):
-    """One step of the notebook's loop: both targets first, then A's update, then B's (against A as it was
-    *before* its update). Returns each model's loss parts and its number of correct predictions."""
-    target_for_a = predict(model_b, x_b)  # the notebook's last_output_B
-    target_for_b = predict(model_a, x_a)  # the notebook's last_output_A
-    parts_a = _update(model_a, optimizer_a, x_a, labels, target_for_a, weight, direction, kl_epsilon)
-    parts_b = _update(model_b, optimizer_b, x_b, labels, target_for_b, weight, direction, kl_epsilon)
-    return parts_a, parts_b
+def step(b, cfg: Config) -> None:
+    """One step of the notebook's loop: both targets first (inference mode, no gradient), then A's update, then
+    B's, against A as it was *before* its update. The running accuracy counts each model's prediction made just
+    before its own update, as the notebook's does."""
+    weight = entangle_weight(b.epoch, cfg.epochs, cfg.lambda_max, cfg.schedule)
+    target_for_a = b.predict("B")  # the notebook's last_output_B
+    target_for_b = b.predict("A")  # the notebook's last_output_A
+    for role, target in (("A", target_for_a), ("B", target_for_b)):
+        logits = b.forward(role)  # training mode, as the notebook's model(x_batch, training=True)
+        b.update({role: entangled_loss(logits, target, b.y, weight, cfg.direction, cfg.kl_epsilon)})
+        b.log(role, "train_running_acc", (logits.detach().argmax(-1) == b.y).sum(), weight=len(b.y))
 
 
 class Method(MethodBase):
@@ -125,7 +119,7 @@ class Method(MethodBase):
     presets = {"smoke": {"epochs": 2}, "quick": {"epochs": 3}, "paper": {}}
     ablations = {"lambda_max": [0.0, 0.05, 0.5], "direction": ["self_other", "other_self"]}
 
-    def roles(self, cfg):
+    def roles(self, cfg, data):
         def recipe(arch, view):
             # The same architecture and view trained alone with the notebook's optimiser and budget.
             return {"arch": arch, "view": view, "lr": cfg.lr, "batch_size": cfg.batch_size,
@@ -135,51 +129,23 @@ class Method(MethodBase):
                 "B": Role(cfg.arch_b, cfg.view_b, scratch=recipe(cfg.arch_b, cfg.view_b))}
 
     def train(self, run, cfg):
-        views = {"A": cfg.view_a, "B": cfg.view_b}
         models = {"A": run.build(cfg.arch_a, cfg.view_a), "B": run.build(cfg.arch_b, cfg.view_b)}
-        optimizers = {role: torch.optim.Adam(m.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
-                      for role, m in models.items()}
-        inputs = {role: run.view(view, "train") for role, view in views.items()}
-        labels = run.labels("train")
-        final: dict[str, dict[str, float]] = {}
         for epoch in range(cfg.epochs):
-            weight = entangle_weight(epoch, cfg.epochs, cfg.lambda_max, cfg.schedule)
-            sums: dict[str, dict[str, torch.Tensor]] = {role: {} for role in models}
-            steps = seen = 0
-            for idx in run.batches(cfg.batch_size, epoch=epoch):
-                parts = entangled_step(models["A"], models["B"], optimizers["A"], optimizers["B"],
-                                       inputs["A"][idx], inputs["B"][idx], labels[idx], weight,
-                                       cfg.direction, cfg.kl_epsilon)
-                for role, role_parts in zip(("A", "B"), parts, strict=True):
-                    for k, v in role_parts.items():
-                        sums[role][k] = sums[role].get(k, 0) + v
-                steps += 1
-                seen += len(idx)
-            for role, model in models.items():
-                # The notebook's epoch numbers: the mean of the step losses and the running accuracy (each
-                # batch scored by the model as it was just before its update on that batch).
-                train = {f"train_{k}": float(sums[role][k]) / steps for k in ("loss", "ce", "kl")}
-                train["train_running_acc"] = float(sums[role]["correct"]) / seen
-                run.check_finite(train["train_loss"], f"training loss of {role} at epoch {epoch}")
-                run.log(role, "lambda", weight, epoch)
-                for k, v in train.items():
-                    run.log(role, k, v, epoch)
-                for split in ("val", "test"):  # test only as a learning curve; nothing is chosen on it
-                    metrics = run.evaluate(model, views[role], split)
-                    run.log(role, f"{split}_acc", metrics["acc"], epoch)
-                    run.log(role, f"{split}_nll", metrics["nll"], epoch)
-                final[role] = train
-        for role, train in final.items():  # the notebook's quoted "Final Accuracy" and "Final Loss"
-            run.log(role, "train_running_acc", train["train_running_acc"])
-            run.log(role, "train_loss", train["train_loss"])
-        self._log_partner_agreement(run, models, views)
+            for role in models:
+                run.log(role, "lambda", entangle_weight(epoch, cfg.epochs, cfg.lambda_max, cfg.schedule), epoch)
+        run.fit(models, lambda b: step(b, cfg), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                adam_eps=cfg.adam_eps)
+        for role in models:  # the notebook's quoted "Final Accuracy" and "Final Loss": its last epoch's
+            for metric in ("train_running_acc", "train_loss"):
+                run.log(role, metric, run.curve(role, metric)[-1])
+        self._log_partner_agreement(run, models)
         return models
 
     @staticmethod
-    def _log_partner_agreement(run, models, views) -> None:
+    def _log_partner_agreement(run, models) -> None:
         """How entangled the pair ends: A and B's top-1 agreement on the test split, and the exact KL."""
-        logits_a = run.logits(models["A"], views["A"], "test")
-        logits_b = run.logits(models["B"], views["B"], "test")
+        logits_a = run.logits(models["A"], run.roles["A"].view, "test")
+        logits_b = run.logits(models["B"], run.roles["B"].view, "test")
         agreement = float((logits_a.argmax(-1) == logits_b.argmax(-1)).float().mean())
         for role, own, other in (("A", logits_a, logits_b), ("B", logits_b, logits_a)):
             run.log(role, "test_partner_agreement", agreement)

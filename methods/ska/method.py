@@ -17,23 +17,25 @@ from typing import Literal
 import numpy as np
 import torch
 
-from benchmark.contract import MethodBase, Role, Trained
-from benchmark.timing import timed_batches
+from benchmark.contract import MethodBase, PositiveFloat, PositiveInt, Role, Trained, Validation
 
 LN2 = math.log(2.0)
 
 
 @dataclass
 class Config:
-    layer_sizes: tuple[int, ...] = (256, 128, 64, 10)  # sigmoid layer widths (the notebook's MNIST network)
-    steps: int = 50  # K forward steps over the batch; step 0 only records D, so K steps make K-1 updates
-    eta: float = 0.01  # learning rate of the entropy update
-    per_class: int | None = 100  # images per class in the one full batch (None: the whole training split)
+    layer_sizes: tuple[PositiveInt, ...] = (256, 128, 64, 10)  # sigmoid layer widths (the notebook's MNIST network)
+    steps: PositiveInt = 50  # K forward steps over the batch; step 0 only records D, so K steps make K-1 updates
+    eta: PositiveFloat = 0.01  # learning rate of the entropy update
+    per_class: PositiveInt | None = 100  # images per class in the one full batch (None: the whole training split)
     # Input to layer l>0 in its update: this step's D[l-1] (follow-up paper, eq. 4), or the previous step's
     # D[l-1] as the notebook has it (`self.D_prev[l-1]`).
     input: Literal["current", "as_published"] = "current"
-    probe_c: float = 1.0  # inverse L2 strength of the logistic-regression probe
-    probe_max_iter: int = 5000  # lbfgs iterations of the probe (enough to converge on standardised features)
+    probe_c: PositiveFloat = 1.0  # inverse L2 strength of the logistic-regression probe
+    probe_max_iter: PositiveInt = 5000  # lbfgs iterations of the probe (enough to converge on standardised features)
+    # Training split the batch is drawn from: the harness's stratified 90% (a 10% validation split held out), or
+    # "none", the notebook's whole training split
+    validation: Validation = "stratified"
 
 
 class Method(MethodBase):
@@ -46,14 +48,15 @@ class Method(MethodBase):
     ablations = {"eta": [0.005, 0.01, 0.02], "steps": [25, 50, 100], "input": ["current", "as_published"],
                  "layer_sizes": [(256, 128, 64, 10), (256, 10)]}
 
-    def roles(self, cfg):
+    def roles(self, cfg, data):
         # Label-free sigmoid layers: no scratch counterpart, not a classifier (the probes are logged instead).
-        return {"net": Role("ska_stack", "flat", scratch=None, classifier=False)}
+        return {"net": Role("ska_stack", "flat", scratch=None, classifier=False,
+                            options={"layer_sizes": tuple(cfg.layer_sizes)})}
 
     def train(self, run, cfg):
-        x_all, y_all = run.view("flat", "train"), run.labels("train")
+        y_all = run.labels("train")
         idx = stratified_subset(y_all, cfg.per_class, run.generator("ska_subset"))
-        x, y = x_all[idx], y_all[idx]
+        x, y = run.view("flat", "train")[idx], y_all[idx]
         run.log("net", "train_examples", len(idx))
         if cfg.per_class is not None:
             short = int((torch.bincount(y, minlength=run.num_classes) < cfg.per_class).sum())
@@ -71,21 +74,20 @@ class Method(MethodBase):
         run.log("input", "probe_acc", probe.accuracy(x, y, x_test, y_test))
 
         last = f"layer{len(net.layer_sizes)}"
-        d_prev = None
-        for k in range(cfg.steps):
-            # One full batch per step, from the harness's timed iterator, so the profile reports SKA's step.
-            for _ in timed_batches(len(x), len(x), generator=None, shuffle=False, drop_last=False,
-                                   timer=run.timer):
-                d_prev, stats = ska_step(net, x, d_prev, cfg.eta, previous_input=cfg.input == "as_published")
+        state = {"d_prev": None}
+
+        def step(b):  # one forward step over the whole batch: an "epoch" of one full batch, unshuffled
+            d_prev, stats = ska_step(b.model("net"), b.x("net"), state["d_prev"], cfg.eta,
+                                     previous_input=cfg.input == "as_published")
+            state["d_prev"] = d_prev
             for layer, s in enumerate(stats, start=1):
-                run.log(f"layer{layer}", "z_norm", s["z_norm"], epoch=k)
-                if "entropy" in s:
-                    run.check_finite(s["entropy"], f"entropy of layer {layer} at step {k}")
-                    run.log(f"layer{layer}", "entropy", s["entropy"], epoch=k)
-                    run.log(f"layer{layer}", "cos_theta", s["cos_theta"], epoch=k)
+                for metric, value in s.items():
+                    b.log(f"layer{layer}", metric, value)
             # The notebook's output-evolution plot: the batch mean of each output unit at every forward step.
             for unit, value in enumerate(d_prev[-1].mean(0).tolist()):
-                run.log(last, f"mean_output_{unit}", value, epoch=k)
+                b.log(last, f"mean_output_{unit}", value)
+
+        run.fit({"net": net}, step, epochs=cfg.steps, batch_size=None, shuffle=False, train_index=idx)
         run.log("net", "updates", max(cfg.steps - 1, 0))
 
         trained_train, trained_test = activations(net, x), activations(net, x_test)

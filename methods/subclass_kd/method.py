@@ -14,7 +14,7 @@ of the official ``reshape(-1, C, S)`` and of the notebook's ``SubclassCollapseLa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -23,11 +23,20 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_mutual_info_score
-from torch import nn
 
-from benchmark.contract import MethodBase, Role, Trained
-from benchmark.metrics import agreement
-from benchmark.run import freeze
+from benchmark.contract import (
+    LearningRate,
+    MethodBase,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Role,
+    Trained,
+    UnitInterval,
+    Validation,
+)
+
+from .models import class_logits
 
 TEACHER = ("subclass_cnn", "image")  # 32c3-pool-64c3-pool-dropout-128-dropout-(C*S)
 STUDENT = ("subclass_mlp", "flat")  # 784-784-(C*S) hidden widths on every dataset
@@ -38,31 +47,36 @@ NOTEBOOK_EPS = 1e-8  # variance epsilon of the notebook's compute_subclass_loss
 
 @dataclass
 class Config:
-    subclasses: int = 2  # S, subclass logits per class (notebook SUBCLASSES; the official 2x5 colab: 5)
-    beta: float = 0.7  # weight of the auxiliary loss in the teacher's loss (notebook BETA; colab 1.0)
-    aux_temperature: float = 4.0  # auxiliary loss temperature (notebook AUXILLIARY_TEMPERATURE; colab 1.0)
+    # Which run this is: the teacher (trained once per teacher recipe and repetition, its checkpoint kept) or the
+    # student, which requires that teacher run and distils it
+    stage: Literal["student", "teacher"] = "student"
+    subclasses: PositiveInt = 2  # S, subclass logits per class (notebook SUBCLASSES; the official 2x5 colab: 5)
+    beta: NonNegativeFloat = 0.7  # weight of the auxiliary loss in the teacher's loss (notebook BETA; colab 1.0)
+    aux_temperature: PositiveFloat = 4.0  # auxiliary loss temperature (notebook AUXILLIARY_TEMPERATURE; colab 1.0)
     # "official": (1/N) sum_i log sum_j exp(v_i.v_j) - 1/T - log N, v_i = standardised logits / sqrt(T*C*S);
     # "as_published": the notebook's sum_ij log(exp(u_i.u_j / T)) / N - 1/T - log N, u_i standardised logits
     aux: Literal["official", "as_published"] = "official"
     # A class's logit from its S subclass logits: "logsumexp" (official; softmax then gives the summed
     # subclass probabilities) or "sum" (the notebook's SubclassCollapseLayer)
     collapse: Literal["logsumexp", "sum"] = "logsumexp"
-    alpha: float = 0.5  # student loss = alpha * distillation + (1 - alpha) * cross-entropy (notebook ALPHA)
-    temperature: float = 4.0  # distillation temperature, on subclass logits (DISTILLATION_TEMPERATURE)
-    lr: float = 1e-3  # Adam learning rate, teacher and student
-    batch_size: int = 256  # notebook BATCH_SIZE
-    epochs: int = 200  # student epochs (notebook NUM_EPOCHS; no early stopping)
-    teacher_epochs: int = 200  # teacher epochs (the notebook trains both for NUM_EPOCHS)
+    alpha: UnitInterval = 0.5  # student loss = alpha * distillation + (1 - alpha) * cross-entropy (notebook ALPHA)
+    temperature: PositiveFloat = 4.0  # distillation temperature, on subclass logits (DISTILLATION_TEMPERATURE)
+    lr: LearningRate = 1e-3  # Adam learning rate, teacher and student
+    batch_size: PositiveInt = 256  # notebook BATCH_SIZE
+    epochs: PositiveInt = 200  # student epochs (notebook NUM_EPOCHS; no early stopping)
+    teacher_epochs: PositiveInt = 200  # teacher epochs (the notebook trains both for NUM_EPOCHS)
     drop_last: bool = True  # drop each epoch's incomplete last batch (the notebook's drop_remainder=True)
+    # Training split: a seeded stratified 10% held out for validation curves, or "none", the notebook's whole
+    # training split
+    validation: Validation = "stratified"
+
+
+# The fields that shape the teacher: a student configuration requires the teacher run with these values.
+TEACHER_FIELDS = ("subclasses", "beta", "aux_temperature", "aux", "collapse", "lr", "batch_size", "teacher_epochs",
+                  "drop_last", "validation")
 
 
 # ---- losses and the model ----------------------------------------------------------------------------------
-
-def class_logits(subclass_logits: torch.Tensor, num_classes: int, collapse: str = "logsumexp"):
-    """(N, C*S) subclass logits -> (N, C) class logits; class c owns subclasses c*S .. c*S+S-1."""
-    grouped = subclass_logits.reshape(subclass_logits.shape[0], num_classes, -1)
-    return grouped.logsumexp(-1) if collapse == "logsumexp" else grouped.sum(-1)
-
 
 def auxiliary_loss(subclass_logits: torch.Tensor, temperature: float, form: str = "official") -> torch.Tensor:
     """The teacher's loss that spreads a batch over the subclasses (the paper's negative-sampling loss).
@@ -93,23 +107,6 @@ def distillation_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor
     soft_targets = F.softmax(teacher_logits / temperature, dim=1)
     log_probs = F.log_softmax(student_logits / temperature, dim=1)
     return -(soft_targets * log_probs).sum(1).mean() * temperature**2
-
-
-class SubclassNet(nn.Module):
-    """A net with C*S outputs used as a C-class classifier: ``forward`` gives class logits (what the harness
-    evaluates), ``subclass_logits`` the raw outputs."""
-
-    def __init__(self, net: nn.Module, num_classes: int, collapse: str):
-        super().__init__()
-        self.net = net
-        self.num_classes = num_classes
-        self.collapse = collapse
-
-    def subclass_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return class_logits(self.net(x), self.num_classes, self.collapse)
 
 
 # ---- subclass metrics --------------------------------------------------------------------------------------
@@ -173,75 +170,78 @@ class Method(MethodBase):
                "paper": {}}
     ablations = {"subclasses": [1, 2, 4], "beta": [0.0, 0.7, 1.0], "aux": ["official", "as_published"]}
 
-    def roles(self, cfg):
-        # The scratch student: the same MLP with a plain C-class head, same optimiser, batch and epochs.
+    def roles(self, cfg, data):
+        if cfg.stage == "teacher":
+            return {"teacher": Role(*TEACHER, scratch=None, options=self._head(cfg))}
+        # The scratch student: the same MLP with a plain C-class head, same optimiser, batch and epochs. Every
+        # layer but the head starts from the same weights (see models.py).
         recipe = {"arch": STUDENT[0], "view": STUDENT[1], "lr": cfg.lr, "batch_size": cfg.batch_size,
                   "epochs": cfg.epochs, "patience": None}
-        return {"student": Role(*STUDENT, scratch=recipe), "teacher": Role(*TEACHER, scratch=None)}
+        return {"student": Role(*STUDENT, scratch=recipe, options=self._head(cfg))}
 
-    def skip(self, cfg, dataset):
-        if cfg.subclasses < 1:
-            return f"subclasses must be >= 1, got {cfg.subclasses}"
-        return None
+    def requires(self, cfg):
+        if cfg.stage == "teacher":
+            return {}
+        return {self.name: {"stage": "teacher", **{f: getattr(cfg, f) for f in TEACHER_FIELDS}}}
+
+    def saves_models(self, cfg):
+        return cfg.stage == "teacher"
+
+    @staticmethod
+    def _head(cfg) -> dict:
+        return {"subclasses": cfg.subclasses, "collapse": cfg.collapse}
+
+    @staticmethod
+    def _raw(cfg) -> str | None:
+        """The model method that gives the raw C*S logits (with S = 1 the model is the plain network)."""
+        return "subclass_logits" if cfg.subclasses > 1 else None
 
     def train(self, run, cfg):
-        num_classes = run.num_classes
+        return self._train_teacher(run, cfg) if cfg.stage == "teacher" else self._train_student(run, cfg)
 
-        def build(arch_view):
-            net = run.build(*arch_view, num_outputs=num_classes * cfg.subclasses)
-            return SubclassNet(net, num_classes, cfg.collapse)
-
-        def teacher_step(model, x, y, idx):
-            subclass = model.subclass_logits(x)
-            ce = F.cross_entropy(class_logits(subclass, num_classes, cfg.collapse), y)
+    def _train_teacher(self, run, cfg):
+        def step(b):
+            subclass = b.forward("teacher", call=self._raw(cfg))
+            ce = F.cross_entropy(class_logits(subclass, run.num_classes, cfg.collapse), b.y)
             aux = auxiliary_loss(subclass, cfg.aux_temperature, cfg.aux)
-            return {"loss": ce + cfg.beta * aux, "cross_entropy": ce, "auxiliary": aux}
+            b.update({"teacher": {"loss": ce + cfg.beta * aux, "cross_entropy": ce, "auxiliary": aux}})
 
-        def train_teacher(model):
-            # No per-epoch curves: a cached teacher would have them only in the run that happened to train it.
-            run.fit(model, role="teacher", view=TEACHER[1], loss_fn=teacher_step, epochs=cfg.teacher_epochs,
-                    batch_size=cfg.batch_size, lr=cfg.lr, adam_eps=ADAM_EPS, curves=False, drop_last=cfg.drop_last)
+        teacher = run.build(*TEACHER, **self._head(cfg))
+        run.fit({"teacher": teacher}, step, epochs=cfg.teacher_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                adam_eps=ADAM_EPS, drop_last=cfg.drop_last)
+        return Trained({"teacher": teacher}, self._subclass_rows(run, "teacher", teacher, TEACHER[1]))
 
-        # Everything that shapes the teacher (the harness adds dataset, repetition, data budget, source hash).
-        shaping = ("subclasses", "beta", "aux_temperature", "aux", "collapse", "lr", "batch_size",
-                   "teacher_epochs", "drop_last")
-        key = {"arch": TEACHER, **{f: v for f, v in asdict(cfg).items() if f in shaping}}
-        teacher = run.cached_model("teacher", key, lambda: build(TEACHER), train_teacher)
-        teacher.zero_grad(set_to_none=True)  # a teacher trained in this process keeps its last gradients
-        freeze(teacher)
-        run.log("teacher", "epochs_trained", cfg.teacher_epochs)
-        # The teacher is frozen and evaluated without dropout (the notebook's training=False), so its subclass
-        # logits are the same at every step: computed once for the whole training split.
-        targets = run.logits(teacher.net, TEACHER[1], "train")
+    def _train_student(self, run, cfg):
+        teacher = run.required(self.name)  # frozen; its class logits are the reference of test_agreement
+        # Frozen and evaluated without dropout (the notebook's training=False), the teacher's subclass logits are
+        # the same at every step: computed once for the whole training split.
+        targets = run.logits(getattr(teacher, "net", teacher), TEACHER[1], "train")
 
-        def student_step(model, x, y, idx):
-            subclass = model.subclass_logits(x)
-            distill = distillation_loss(targets[idx], subclass, cfg.temperature)
-            ce = F.cross_entropy(class_logits(subclass, num_classes, cfg.collapse), y)
+        def step(b):
+            subclass = b.forward("student", call=self._raw(cfg))
+            distill = distillation_loss(targets[b.idx], subclass, cfg.temperature)
+            ce = F.cross_entropy(class_logits(subclass, run.num_classes, cfg.collapse), b.y)
             loss = cfg.alpha * distill + (1 - cfg.alpha) * ce
-            return {"loss": loss, "distillation": distill, "cross_entropy": ce}
+            b.update({"student": {"loss": loss, "distillation": distill, "cross_entropy": ce}})
 
-        # No early stopping, as in the notebook (patience None); the incomplete last batch is dropped like tf.data's
+        # No early stopping, as in the notebook; the incomplete last batch is dropped like tf.data's
         # drop_remainder=True.
-        student = run.fit(build(STUDENT), role="student", view=STUDENT[1], loss_fn=student_step, epochs=cfg.epochs,
-                          batch_size=cfg.batch_size, lr=cfg.lr, adam_eps=ADAM_EPS, drop_last=cfg.drop_last)
-        return Trained({"student": student, "teacher": teacher}, self._rows(run, teacher, student))
+        student = run.build(*STUDENT, **self._head(cfg))
+        run.fit({"student": student}, step, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                adam_eps=ADAM_EPS, drop_last=cfg.drop_last)
+        return Trained({"student": student}, self._subclass_rows(run, "student", student, STUDENT[1]))
 
-    def _rows(self, run, teacher, student) -> list[dict]:
-        """The student's top-1 agreement with this teacher (logged here: run.reference would also give the
-        teacher a trivial 100% agreement with itself), subclass perplexity, and subclass recovery on
-        superclass tasks."""
-        rows = []
-        for split in ("val", "test"):
-            value = agreement(run.logits(student, STUDENT[1], split), run.logits(teacher, TEACHER[1], split))
-            rows.append({"role": "student", "metric": f"{split}_agreement", "value": value})
+    @staticmethod
+    def _subclass_rows(run, role: str, model, view: str) -> list[dict]:
+        """Subclass perplexity, and subclass recovery on superclass tasks (a model with S = 1 has neither)."""
+        if not hasattr(model, "subclass_logits"):
+            return []
         labels, fine = run.labels("test"), hidden_labels(run.data, "test")
-        for role, model, view in (("teacher", teacher, TEACHER[1]), ("student", student, STUDENT[1])):
-            logits = run.logits(model.net, view, "test")
-            rows.append({"role": role, "metric": "test_subclass_perplexity",
-                         "value": subclass_perplexity(logits, labels, run.num_classes)})
-            if fine is not None:
-                acc, ami = subclass_recovery(logits, labels, fine, run.num_classes)
-                rows += [{"role": role, "metric": "subclass_recovery_acc", "value": acc},
-                         {"role": role, "metric": "subclass_recovery_ami", "value": ami}]
+        logits = run.logits(model.net, view, "test")
+        rows = [{"role": role, "metric": "test_subclass_perplexity",
+                 "value": subclass_perplexity(logits, labels, run.num_classes)}]
+        if fine is not None:
+            acc, ami = subclass_recovery(logits, labels, fine, run.num_classes)
+            rows += [{"role": role, "metric": "subclass_recovery_acc", "value": acc},
+                     {"role": role, "metric": "subclass_recovery_ami", "value": ami}]
         return rows

@@ -11,11 +11,13 @@ import pytest
 import torch
 from scipy.special import log_softmax, rel_entr, softmax
 
-from benchmark import config as configuration
-from benchmark.discovery import discover
-from benchmark.run import RunContext
-from benchmark.runner import Settings, execute
-from benchmark.spec import make_spec
+from benchmark.data import load_dataset
+from benchmark.engine import config as configuration
+from benchmark.engine.context import RunContext
+from benchmark.engine.discovery import discover
+from benchmark.engine.execute import Settings, run_plan
+from benchmark.engine.plan import plan
+from benchmark.results.store import Store
 
 METHODS = discover()
 INFO = METHODS["hinton_kd"]
@@ -157,7 +159,7 @@ def test_presets_share_the_baselines_runs(preset):
     teacher_cls, scratch_cls = METHODS["teacher"].cls, METHODS["scratch_student"].cls
     assert configuration.resolve(teacher_cls, preset, hinton.teacher_recipe(cfg)) == \
         configuration.resolve(teacher_cls, preset)
-    scratch = Method().roles(cfg)["student"].scratch
+    scratch = Method().roles(cfg, load_dataset("digits"))["student"].scratch
     assert configuration.resolve(scratch_cls, preset, scratch) == configuration.resolve(scratch_cls, preset)
 
 
@@ -181,11 +183,11 @@ def store(tmp_path_factory):
 def _run_smoke(out, overrides=None):
     """One smoke run on digits; records the teacher the method receives and every forward call it gets after."""
     seen = {}
-    original = RunContext.baseline_model
+    original = RunContext.required
 
-    def spy(self, baseline, role, **kwargs):
-        model = original(self, baseline, role, **kwargs)
-        seen.update(baseline=baseline, overrides=kwargs, teacher=model, forwards=0,
+    def spy(self, name, role=None):
+        model = original(self, name, role)
+        seen.update(baseline=name, required=dict(self.spec.requires), teacher=model, forwards=0,
                     state={k: v.clone() for k, v in model.state_dict().items()})
 
         def count(*_):
@@ -195,14 +197,19 @@ def _run_smoke(out, overrides=None):
         return model
 
     cfg = configuration.resolve(Method, "smoke", overrides)
-    spec = make_spec(INFO, cfg, dataset="digits", rep=0, base_seed=0, preset="smoke")
+    specs = plan([INFO], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS,
+                 overrides={"hinton_kd": overrides or {}})
     threads = torch.get_num_threads()
     try:  # one thread: on a shared machine a second one mostly waits for the busy core
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(RunContext, "baseline_model", spy)
-            record = execute(spec, Settings(out=out, progress=False, threads=1), METHODS)
+            mp.setattr(RunContext, "required", spy)
+            outcome = run_plan(specs, Settings(out=out, progress=False, threads=1))
     finally:
         torch.set_num_threads(threads)
+    teacher_spec = next(s for s in specs if s.method == "teacher")
+    seen["teacher_spec"] = teacher_spec
+    record = next(r for r in Store(out).iter_runs() if r["run_id"] == specs[-1].run_id)
+    assert specs[-1].method == "hinton_kd" and not outcome.failed
     assert record["status"] == "ok", record.get("traceback")
     rows = {(role, epoch, metric): value for role, epoch, metric, value in record["metrics"]}
     return cfg, record, rows, seen
@@ -210,7 +217,9 @@ def _run_smoke(out, overrides=None):
 
 def test_run_keeps_the_teacher_frozen_and_reads_it_once(store):
     cfg, record, rows, seen = _run_smoke(store)
-    assert seen["baseline"] == "teacher" and seen["overrides"] == hinton.teacher_recipe(cfg)
+    assert seen["baseline"] == "teacher" and seen["required"] == {"teacher": seen["teacher_spec"].run_id}
+    assert configuration.resolve(METHODS["teacher"].cls, "smoke", hinton.teacher_recipe(cfg)) == \
+        configuration.resolve(METHODS["teacher"].cls, "smoke")
     teacher = seen["teacher"]
     assert not teacher.training
     for name, param in teacher.named_parameters():

@@ -1,10 +1,8 @@
 """js_entanglement: its losses against their formulas (numpy/scipy), the λ schedules' golden values, the
 gradient each model receives, the input views, and the claim that the notebook's phase 2 changes nothing."""
 
-import importlib.util
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,17 +11,12 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import log_softmax, softmax
 from scipy.stats import entropy
 
-from benchmark import config as configuration
 from benchmark.data import load_dataset
-from benchmark.run import RunContext
-from benchmark.spec import RunSpec
-from benchmark.store import Store
+from benchmark.engine import config as configuration
+from benchmark.engine.discovery import discover
+from tests.projects import run_context
 
-FOLDER = Path(__file__).resolve().parents[2] / "methods" / "js_entanglement"
-_spec = importlib.util.spec_from_file_location("js_entanglement_method", FOLDER / "method.py")
-js = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = js  # dataclasses look their module up while the class is created
-_spec.loader.exec_module(js)
+js = sys.modules[discover()["js_entanglement"].cls.__module__]
 
 
 def logits_pair(seed=0, n=32, k=10, scale=4.0):
@@ -149,11 +142,11 @@ def test_gradients_and_reported_losses_follow_the_notebook():
     y = labels.numpy()
     ce = {r: -log_softmax(v, axis=1)[np.arange(16), y].mean() for r, v in raw.items()}
     mutual = lam * (_np_js(raw["B"], raw["C"]).mean() + _np_js(raw["C"], raw["B"]).mean())
-    assert parts["A", "loss"].item() == pytest.approx(ce["A"], rel=1e-12)
+    assert parts["A"]["loss"].item() == pytest.approx(ce["A"], rel=1e-12)
     for role in "BC":
         expected = ce[role] + lam * _np_js(raw[role], raw["A"]).mean() + mutual
-        assert parts[role, "loss"].item() == pytest.approx(expected, rel=1e-12)
-        assert parts[role, "teacher"].item() == pytest.approx(_np_js(raw[role], raw["A"]).mean(), rel=1e-12)
+        assert parts[role]["loss"].item() == pytest.approx(expected, rel=1e-12)
+        assert parts[role]["teacher"].item() == pytest.approx(_np_js(raw[role], raw["A"]).mean(), rel=1e-12)
 
 
 def test_argmax_phase2_reports_a_single_mutual_mismatch():
@@ -167,7 +160,7 @@ def test_argmax_phase2_reports_a_single_mutual_mismatch():
     top = {r: v.argmax(1) for r, v in raw.items()}
     ce_b = -log_softmax(raw["B"], axis=1)[np.arange(50), labels].mean()
     expected = ce_b + lam * np.mean(top["B"] != top["A"]) + lam * np.mean(top["B"] != top["C"])
-    assert parts["B", "loss"].item() == pytest.approx(expected, rel=1e-12)
+    assert parts["B"]["loss"].item() == pytest.approx(expected, rel=1e-12)
 
 
 # ---- input views -------------------------------------------------------------------------------------------
@@ -177,35 +170,20 @@ def digits():
     return load_dataset("digits", max_train=600, max_test=200)
 
 
-def test_halves_are_disjoint_and_cover_the_input():
-    top, bottom = js.half_indices((1, 8, 8))
-    assert set(top.tolist()).isdisjoint(bottom.tolist())
-    assert sorted(top.tolist() + bottom.tolist()) == list(range(64))
-    assert top.tolist() == list(range(32))  # rows 0-3 of a row-major 8x8 image
-    first, second = js.half_indices((1, 40))
-    assert first.tolist() == list(range(20)) and second.tolist() == list(range(20, 40))
-
-
-def test_halves_views_differ_and_match_sklearn(digits):
+def test_halves_views_read_disjoint_rows_and_match_sklearn(digits):
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
-    flat = digits.view("flat", "train")
-    top, bottom = js.half_indices(digits.input_shape)
-    front_b = js.fit_frozen_pca(flat, top, 16, js.PCA_SEED_B)
-    front_c = js.fit_frozen_pca(flat, bottom, 16, js.PCA_SEED_C)
-    test = digits.view("flat", "test")
-    # Independently: the notebook's pipeline on the top half's pixels.
-    pca = PCA(n_components=16, svd_solver="randomized", random_state=js.PCA_SEED_B).fit(flat[:, top].numpy())
-    scaler = StandardScaler().fit(pca.transform(flat[:, top].numpy()))
-    expected = scaler.transform(pca.transform(test[:, top].numpy()))
-    np.testing.assert_allclose(front_b(test).numpy(), expected, atol=2e-4)
-    # Genuinely different views: B ignores the bottom half, C the top half.
-    changed = test.clone()
-    changed[:, bottom] = torch.rand(changed[:, bottom].shape, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(front_b(changed), front_b(test))
-    assert not torch.allclose(front_c(changed), front_c(test), atol=1e-3)
-    assert not any(p.requires_grad for p in front_b.parameters())
+    views = js.mlp_views(configuration.resolve(js.Method, "smoke", {"views": "halves", "pca_components": 16}))
+    assert views == {"B": "pca:16:seed=42:part=0/2", "C": "pca:16:seed=123:part=1/2"}
+    flat_train, flat_test = digits.view("flat", "train").numpy(), digits.view("flat", "test").numpy()
+    top, bottom = slice(0, 32), slice(32, 64)  # rows 0-3 and 4-7 of a row-major 8x8 image
+    for view, rows, seed in ((views["B"], top, js.PCA_SEED_B), (views["C"], bottom, js.PCA_SEED_C)):
+        # Independently: the notebook's pipeline on that half's pixels.
+        pca = PCA(n_components=16, svd_solver="randomized", random_state=seed).fit(flat_train[:, rows])
+        scaler = StandardScaler().fit(pca.transform(flat_train[:, rows]))
+        expected = scaler.transform(pca.transform(flat_test[:, rows]))
+        np.testing.assert_allclose(digits.view(view, "test").numpy(), expected, atol=2e-4)
 
 
 def test_as_published_views_are_nearly_the_same_projection(digits):
@@ -220,7 +198,9 @@ def test_as_published_scaler_refits_on_the_test_split(digits):
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
-    ours = js.standardise_by_own_statistics(digits.view("pca:20:seed=42", "test")).numpy()
+    view = js.mlp_views(configuration.resolve(js.Method, "smoke", {"scaler": "as_published"}))["B"]
+    assert view == "pca:20:seed=42:scaler=split"
+    ours = digits.view(view, "test").numpy()
     # The notebook: PCA fitted on train, then a StandardScaler fitted on the *test* scores.
     pca = PCA(n_components=20, svd_solver="randomized", random_state=42)
     pca.fit(digits.view("flat", "train").numpy())
@@ -230,28 +210,32 @@ def test_as_published_scaler_refits_on_the_test_split(digits):
     assert np.abs(ours - train_scaled).max() > 0.01  # and it is not the train-fitted standardisation
 
 
-# ---- roles, skips ------------------------------------------------------------------------------------------
+# ---- roles, adaptation -------------------------------------------------------------------------------------
 
-def test_roles_pair_each_model_with_its_scratch_recipe():
-    cfg = configuration.resolve(js.Method, "quick")
-    roles = js.Method().roles(cfg)
+def test_roles_pair_each_model_with_its_scratch_recipe(digits):
+    cfg = configuration.resolve(js.Method, "quick", data=digits)
+    roles = js.Method().roles(cfg, digits)
     assert roles["A"].scratch == {"arch": "js_cnn", "view": "image", "lr": 5e-4, "batch_size": 128,
                                   "epochs": 10, "patience": None}
     assert (roles["B"].arch, roles["B"].view, roles["B"].scratch["view"]) == ("js_mlp_b", "pca:20:seed=42",
                                                                               "pca:20:seed=42")
     assert (roles["C"].arch, roles["C"].view) == ("js_mlp_c", "pca:20:seed=123")
-    halves = js.Method().roles(configuration.resolve(js.Method, "quick", {"views": "halves"}))
-    assert halves["B"].view == "flat" and halves["B"].scratch["view"] == "pca:20:seed=42"
-    published = js.Method().roles(configuration.resolve(js.Method, "quick", {"scaler": "as_published"}))
-    assert not published["B"].classifier and published["A"].classifier
+    halves = js.Method().roles(configuration.resolve(js.Method, "quick", {"views": "halves"}, digits), digits)
+    assert halves["B"].view == halves["B"].scratch["view"] == "pca:20:seed=42:part=0/2"
+    published = js.Method().roles(configuration.resolve(js.Method, "quick", {"scaler": "as_published"}), digits)
+    assert published["B"].classifier and published["B"].view.endswith(":scaler=split")
 
 
-def test_skip_when_k_does_not_fit(digits):
-    method = js.Method()
-    assert method.skip(js.Config(), digits) is not None  # K = 100 > 64 pixels
-    assert method.skip(js.Config(pca_components=32), digits) is None
-    assert method.skip(js.Config(pca_components=40, views="halves"), digits) is not None
-    assert method.skip(js.Config(pca_components=32, views="halves"), digits) is None
+def test_k_adapts_to_the_features_each_view_reads(digits):
+    paper = configuration.resolve(js.Method, "paper", data=digits)
+    assert paper.pca_components == 63  # the notebook's 100 on 64 pixels
+    halves = configuration.resolve(js.Method, "paper", {"views": "halves"}, digits)
+    assert halves.pca_components == 31  # 32 pixels per half
+    assert configuration.resolve(js.Method, "paper", {"pca_components": 10}, digits).pca_components == 10
+    mnist1d = load_dataset("mnist1d", max_train=600, max_test=200)
+    assert configuration.resolve(js.Method, "paper", {"views": "halves"}, mnist1d).pca_components == 19
+    # The adapted value is the default on that dataset, not a variant.
+    assert configuration.variant_name(js.Method, "paper", paper, digits) == "default"
 
 
 # ---- training ----------------------------------------------------------------------------------------------
@@ -266,11 +250,7 @@ def one_thread():
 
 
 def train(tmp_path, dataset, **overrides):
-    cfg = configuration.resolve(js.Method, "smoke", overrides)
-    spec = RunSpec(method="js_entanglement", kind="method", dataset=dataset.name, rep=0, base_seed=0,
-                   preset="smoke", config={}, data={})
-    run = RunContext(spec, cfg, dataset, Store(tmp_path))
-    torch.manual_seed(spec.seed)  # dropout draws from the global generator, as under the runner
+    run, cfg = run_context(tmp_path, "js_entanglement", "smoke", overrides, dataset.name)
     return run, js.Method().train(run, cfg)
 
 
@@ -300,8 +280,5 @@ def test_training_logs_lambda_per_epoch_and_final_metrics_for_the_published_scal
     for epoch in range(3):
         assert logged["B", epoch, "lambda"] == pytest.approx(js.lambda_at(epoch, 3))
         assert ("A", epoch, "test_auc") in logged and ("C", epoch, "train_loss") in logged
-    for role in "BC":
-        assert {"val_acc", "test_acc", "test_auc", "test_nll", "test_ece"} <= {
-            m for r, e, m in logged if r == role and e == -1}
-    # The halves model the harness evaluates reads the flat view through its frozen PCA.
-    assert models["B"](digits.view("flat", "test")[:5]).shape == (5, 10)
+    assert run.roles["B"].view == "pca:20:seed=42:part=0/2:scaler=split"
+    assert models["B"](run.view(run.roles["B"].view, "test")[:5]).shape == (5, 10)

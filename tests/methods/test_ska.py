@@ -4,6 +4,7 @@ the rows a run logs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 
@@ -11,13 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import config as configuration
-from benchmark import models
-from benchmark.data import load_dataset
-from benchmark.discovery import discover
-from benchmark.run import NonFiniteLoss, RunContext
-from benchmark.spec import make_spec
-from benchmark.store import Store
+from benchmark import nn as models
+from benchmark.engine import config as configuration
+from benchmark.engine.discovery import discover
+from benchmark.errors import BadInput, NonFiniteLoss
+from tests.projects import run_context
 
 INFO = discover()["ska"]
 Method = INFO.cls
@@ -185,10 +184,7 @@ def test_probe_scales_features_that_vary_by_1e_minus_5():
 # ---- a run: rows, no autograd, NaN -------------------------------------------------------------------------
 
 def make_run(tmp_path, preset="smoke", **overrides):
-    cfg = configuration.resolve(Method, preset, overrides)
-    spec = make_spec(INFO, cfg, dataset="digits", rep=0, base_seed=0, preset=preset)
-    data = load_dataset("digits", max_train=spec.data["max_train"], max_test=spec.data["max_test"])
-    return RunContext(spec, cfg, data, Store(tmp_path)), cfg
+    return run_context(tmp_path, "ska", preset, overrides)
 
 
 def rows_of(run):
@@ -216,7 +212,7 @@ def test_run_logs_every_step_and_the_probes(tmp_path):
     assert rows["net", "classes_below_per_class", -1] == 0
     assert 0.5 < rows["input", "probe_acc", -1] <= 1.0
     assert run.timer.summary()["steps"] == steps  # one timed full batch per forward step
-    assert set(trained.models) == set(Method().roles(cfg)) == {"net"}
+    assert set(trained.models) == set(Method().roles(cfg, run.data)) == {"net"}
     # The row budget: z_norm and the output means every step, entropy and cos from step 1, 2L+4 final rows.
     out = cfg.layer_sizes[-1]
     assert len(run.rows) == steps * (layers + out) + 2 * (steps - 1) * layers + 2 * layers + 4
@@ -275,9 +271,15 @@ def test_no_autograd_anywhere(tmp_path, monkeypatch):
 
 
 def test_a_nan_stops_the_run(tmp_path):
-    run, cfg = make_run(tmp_path, eta=float("nan"))
-    with pytest.raises(NonFiniteLoss, match="entropy of layer 1 at step 2"):
+    run, cfg = make_run(tmp_path)
+    cfg = dataclasses.replace(cfg, eta=float("nan"))  # past the range check, which refuses it as input
+    with pytest.raises(NonFiniteLoss, match="of layer1 at epoch 2 became nan"):
         Method().train(run, cfg)
+
+
+def test_a_nan_learning_rate_is_bad_input():
+    with pytest.raises(BadInput, match="eta"):
+        configuration.resolve(Method, "smoke", {"eta": "nan"})
 
 
 def test_ablation_grid_holds_the_eta_k_family():

@@ -14,14 +14,17 @@ import pytest
 import torch
 from scipy.special import entr, log_softmax, logsumexp, rel_entr, softmax
 
-from benchmark import config as configuration
 from benchmark.data import load_dataset
-from benchmark.discovery import discover
-from benchmark.run import RunContext
-from benchmark.spec import make_spec
-from benchmark.store import Store
+from benchmark.engine import config as configuration
+from benchmark.engine.context import RunContext
+from benchmark.engine.discovery import discover
+from benchmark.engine.execute import Settings, run_plan
+from benchmark.engine.plan import plan
+from benchmark.results.store import Store
+from tests.projects import run_context
 
-INFO = discover()["subclass_kd"]
+METHODS = discover()
+INFO = METHODS["subclass_kd"]
 Method = INFO.cls
 subclass = sys.modules[Method.__module__]
 
@@ -185,79 +188,100 @@ def test_subclass_perplexity():
 # ---- the method --------------------------------------------------------------------------------------------
 
 def test_roles_pair_the_student_with_the_plain_mlp():
-    cfg = configuration.resolve(Method, "quick")
-    roles = Method().roles(cfg)
-    teacher = roles["teacher"]
-    assert teacher.scratch is None and (teacher.arch, teacher.view) == subclass.TEACHER
+    data = load_dataset("digits")
+    cfg = configuration.resolve(Method, "quick", data=data)
+    roles = Method().roles(cfg, data)
+    assert set(roles) == {"student"}
     assert roles["student"].scratch == {"arch": "subclass_mlp", "view": "flat", "lr": 1e-3, "batch_size": 256,
                                         "epochs": cfg.epochs, "patience": None}
+    # The teacher is a run of its own, required by the student with the fields that shape it.
+    (name, teacher_overrides), = Method().requires(cfg).items()
+    assert name == "subclass_kd" and teacher_overrides["stage"] == "teacher"
+    teacher_cfg = configuration.resolve(Method, "quick", teacher_overrides, data)
+    teacher = Method().roles(teacher_cfg, data)["teacher"]
+    assert teacher.scratch is None and (teacher.arch, teacher.view) == subclass.TEACHER
+    assert Method().requires(teacher_cfg) == {} and Method().saves_models(teacher_cfg)
     assert Method.ablations == {"subclasses": [1, 2, 4], "beta": [0.0, 0.7, 1.0],
                                 "aux": ["official", "as_published"]}
 
 
-def make_run(tmp_path, dataset, **overrides):
-    cfg = configuration.resolve(Method, "smoke", overrides)
-    spec = make_spec(INFO, cfg, dataset=dataset.name, rep=0, base_seed=0, preset="smoke")
-    return RunContext(spec, cfg, dataset, Store(tmp_path)), cfg
+def train_all(out, dataset: str, **overrides):
+    """Plan and run subclass_kd (its teacher run first); returns the outcome and {stage: record} of this config."""
+    specs = plan([INFO], data=[dataset], reps=1, preset="smoke", base_seed=0, methods=METHODS,
+                 overrides={"subclass_kd": overrides})
+    outcome = run_plan(specs, Settings(out=out, progress=False, threads=1))
+    assert not outcome.failed, [r["error"] for r in outcome.failed]
+    records = {r["run_id"]: r for r in Store(out).iter_runs()}
+    ours = {s.config["stage"]: records[s.run_id] for s in specs if s.method == "subclass_kd"}
+    return outcome, ours
 
 
 @pytest.fixture(scope="module")
 def superclass_digits():
-    return load_dataset("digits:2x5", max_train=600, max_test=300)
+    return load_dataset("digits:2x5", max_train=600, max_test=500)
 
 
 def test_training_on_the_superclass_task(tmp_path, superclass_digits):
     data = superclass_digits
     assert data.num_classes == 2 and not torch.equal(data.fine_labels("test"), data.labels("test"))
-    run, cfg = make_run(tmp_path, data, subclasses=5, epochs=1, teacher_epochs=1)
-    trained = Method().train(run, cfg)
-    teacher = trained.models["teacher"]
-    x = data.view("image", "test")[:7]
-    assert teacher(x).shape == (7, 2) and teacher.subclass_logits(x).shape == (7, 10)
-    # frozen, and no gradient ever reached it during the student's training
-    assert not teacher.training and all(not p.requires_grad and p.grad is None for p in teacher.parameters())
-    rows = {(r["role"], r["metric"]): r["value"] for r in trained.rows}
-    for role in ("teacher", "student"):
-        assert 0.0 <= rows[role, "subclass_recovery_acc"] <= 1.0
-        assert -1.0 <= rows[role, "subclass_recovery_ami"] <= 1.0
-        assert 1.0 <= rows[role, "test_subclass_perplexity"] <= 5.0
-    # drop_last: 540 training examples, batch 256 -> 2 steps per epoch, not 3 (teacher steps are not timed)
-    assert len(run.timer.times) == data.size("train") // 256 == 2
-    # the teacher is cached: a second run with the same teacher settings loads it, a new beta trains another
-    cached = list((tmp_path / "cache").glob("subclass_kd-teacher-*.pt"))
-    assert len(cached) == 1
-    run2, cfg2 = make_run(tmp_path, data, subclasses=5, epochs=1, teacher_epochs=1, alpha=0.9)
-    again = Method().train(run2, cfg2).models["teacher"]
-    pairs = zip(teacher.state_dict().values(), again.state_dict().values(), strict=True)
-    assert all(torch.equal(a, b) for a, b in pairs)
-    assert len(list((tmp_path / "cache").glob("subclass_kd-teacher-*.pt"))) == 1
-    run3, cfg3 = make_run(tmp_path, data, subclasses=5, epochs=1, teacher_epochs=1, beta=0.0)
-    Method().train(run3, cfg3)
-    assert len(list((tmp_path / "cache").glob("subclass_kd-teacher-*.pt"))) == 2
+    _, records = train_all(tmp_path, "digits:2x5", subclasses=5, epochs=1, teacher_epochs=1)
+    for stage in ("teacher", "student"):
+        rows = {(r, m): v for r, e, m, v in records[stage]["metrics"] if e == -1}
+        assert 0.0 <= rows[stage, "subclass_recovery_acc"] <= 1.0
+        assert -1.0 <= rows[stage, "subclass_recovery_ami"] <= 1.0
+        assert 1.0 <= rows[stage, "test_subclass_perplexity"] <= 5.0
+    assert ("student", "test_agreement") in {(r, m) for r, e, m, v in records["student"]["metrics"] if e == -1}
+    # drop_last: 540 training examples, batch 256 -> 2 steps per epoch, not 3
+    assert records["student"]["timing"]["steps"] == data.size("train") // 256 == 2
+    # the teacher is its own run: a student with the same teacher settings reuses it, a new beta trains another
+    cached = list((tmp_path / "cache").glob("subclass_kd-*.pt"))
+    assert len(cached) == 1 and records["teacher"]["run_id"] in cached[0].name
+    outcome, again = train_all(tmp_path, "digits:2x5", subclasses=5, epochs=1, teacher_epochs=1, alpha=0.9)
+    assert again["teacher"]["run_id"] == records["teacher"]["run_id"] and outcome.cached >= 1
+    assert again["student"]["run_id"] != records["student"]["run_id"]
+    train_all(tmp_path, "digits:2x5", subclasses=5, epochs=1, teacher_epochs=1, beta=0.0)
+    assert len(list((tmp_path / "cache").glob("subclass_kd-*.pt"))) == 2
 
 
-def test_student_matches_the_teachers_subclass_logits(tmp_path, superclass_digits, monkeypatch):
+def test_student_matches_the_frozen_teachers_subclass_logits(tmp_path, superclass_digits, monkeypatch):
     """The distillation term sees the frozen teacher's subclass logits for exactly the batch's examples."""
-    data = superclass_digits
-    run, cfg = make_run(tmp_path, data, subclasses=2, epochs=1, teacher_epochs=1)
-    seen = []
-    real = subclass.distillation_loss
+    overrides = {"subclasses": 2, "epochs": 1, "teacher_epochs": 1}
+    train_all(tmp_path, "digits:2x5", **overrides)
+    run, cfg = run_context(tmp_path, "subclass_kd", "smoke", overrides, "digits:2x5")
+    seen, loaded = [], []
+    real, required = subclass.distillation_loss, RunContext.required
 
     def spy(teacher_logits, student_logits, temperature):
         seen.append((teacher_logits.clone(), student_logits.shape, temperature))
         return real(teacher_logits, student_logits, temperature)
 
+    def spy_required(self, name, role=None):
+        loaded.append(required(self, name, role))
+        return loaded[-1]
+
     monkeypatch.setattr(subclass, "distillation_loss", spy)
-    teacher = Method().train(run, cfg).models["teacher"]
+    monkeypatch.setattr(RunContext, "required", spy_required)
+    Method().train(run, cfg)
+    (teacher,) = loaded
+    assert not teacher.training and all(not p.requires_grad and p.grad is None for p in teacher.parameters())
     order = next(iter(run.batches(cfg.batch_size, epoch=0, drop_last=True)))
-    expected = teacher.subclass_logits(data.view("image", "train")[order])
+    expected = teacher.subclass_logits(run.view("image", "train")[order])
     assert len(seen) == 2 and seen[0][1] == (256, 4) and seen[0][2] == cfg.temperature
     torch.testing.assert_close(seen[0][0], expected)
     assert not seen[0][0].requires_grad
 
 
+def test_student_shares_every_layer_but_its_head_with_the_scratch_student(tmp_path):
+    run, cfg = run_context(tmp_path, "subclass_kd", "smoke", {"subclasses": 4})
+    student = run.build(*subclass.STUDENT, subclasses=4, collapse=cfg.collapse)
+    scratch = run.build(*subclass.STUDENT)  # what the scratch student's run builds (same seed, arch and view)
+    layers = [m for m in student.net if isinstance(m, torch.nn.Linear)]
+    plain = [m for m in scratch if isinstance(m, torch.nn.Linear)]
+    assert torch.equal(layers[0].weight, plain[0].weight) and torch.equal(layers[1].weight, plain[1].weight)
+    assert layers[-1].out_features == 4 * run.num_classes and plain[-1].out_features == run.num_classes
+
+
 def test_no_recovery_rows_on_an_ordinary_dataset(tmp_path):
-    data = load_dataset("digits", max_train=600, max_test=300)
-    run, cfg = make_run(tmp_path, data, epochs=1, teacher_epochs=1)
-    metrics = {r["metric"] for r in Method().train(run, cfg).rows}
+    _, records = train_all(tmp_path, "digits", epochs=1, teacher_epochs=1)
+    metrics = {m for r, e, m, v in records["student"]["metrics"]}
     assert "subclass_recovery_acc" not in metrics and "test_subclass_perplexity" in metrics

@@ -2,7 +2,7 @@
 
 The default test run executes each benchmark once, untimed (pyproject sets ``--benchmark-disable``), so they
 cannot rot; ``tox -e perf`` times them (``--benchmark-enable --benchmark-autosave``). What is timed is the
-method's own loop body, advanced one step at a time by :class:`benchmark.profile.MethodStepper` at one
+method's own loop body, advanced one step at a time by :class:`tests.perf.stepper.MethodStepper` at one
 torch thread: no per-method code here, and a new method folder gets its benchmark without editing this file.
 
 Environment: ``BENCHMARK_PERF_DATASET`` (default digits), ``BENCHMARK_PERF_PRESET`` (default smoke),
@@ -14,9 +14,10 @@ import os
 import pytest
 import torch
 
-from benchmark.discovery import discover
-from benchmark.profile import MethodStepper, target_spec
-from benchmark.runner import Settings
+from benchmark.engine.discovery import discover
+from benchmark.engine.execute import Settings
+from benchmark.profiling.command import target_spec
+from tests.perf.stepper import MethodStepper
 
 DATASET = os.environ.get("BENCHMARK_PERF_DATASET", "digits")
 PRESET = os.environ.get("BENCHMARK_PERF_PRESET", "smoke")

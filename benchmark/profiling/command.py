@@ -34,16 +34,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark import config as configuration
 from benchmark import data as datasets
-from benchmark import models
-from benchmark.config import BadInput
-from benchmark.discovery import MethodInfo, discover
-from benchmark.run import freeze
-from benchmark.runner import SCRATCH, Settings, context_for, dataset_for, scratch_spec_for
-from benchmark.spec import RunSpec, config_from_dict, make_spec
-from benchmark.store import atomic_write_json
-from benchmark.timing import ProfileComplete, ProfilingTimer, StepGate, SteppedTimer, StepTimer, timed_iter
+from benchmark import nn as layers
+from benchmark.engine import config as configuration
+from benchmark.engine.context import freeze
+from benchmark.engine.discovery import MethodInfo, discover
+from benchmark.engine.execute import Settings, prepare, run_plan
+from benchmark.engine.plan import SCRATCH, make_spec, scratch_spec_for
+from benchmark.engine.spec import RunSpec, config_from_dict
+from benchmark.engine.timing import ProfileComplete, ProfilingTimer, StepGate, StepTimer, timed_iter
+from benchmark.errors import BadInput
+from benchmark.results.store import atomic_write_json
 
 TEXTBOOK = "textbook_kd_loop"
 # The same loop fed the way torchvision's MNIST-family datasets feed it: each example a uint8 image turned into
@@ -57,9 +58,26 @@ PREFERRED_DATASETS = ("fashion_mnist", "mnist1d")
 # ---- running one method under a timer -------------------------------------------------------------------
 
 def target_spec(info: MethodInfo, *, dataset: str, preset: str, overrides: dict[str, Any] | None = None,
-                rep: int = 0, base_seed: int = 0) -> RunSpec:
-    cfg = configuration.resolve(info.cls, preset, overrides or {})
-    return make_spec(info, cfg, dataset=dataset, rep=rep, base_seed=base_seed, preset=preset)
+                rep: int = 0, base_seed: int = 0, methods: dict[str, MethodInfo] | None = None,
+                data_root=None, required: dict[str, RunSpec] | None = None) -> RunSpec:
+    """The spec of ``info`` as ``benchmark run`` would plan it (the runs it requires are added to ``required``)."""
+    methods = methods or discover()
+    data = datasets.load_dataset(dataset, data_root, **configuration.DATA_PRESETS[preset])
+    cfg = configuration.resolve(info.cls, preset, overrides or {}, data)
+    return make_spec(info, cfg, dataset=dataset, data=data, rep=rep, base_seed=base_seed, preset=preset,
+                     methods=methods, specs=required)
+
+
+def train_requirements(specs: list[RunSpec], settings: Settings, methods: dict[str, MethodInfo]) -> None:
+    """Train (or find in the store) every run the profiled specs require, so that their steps are all timed."""
+    required: dict[str, RunSpec] = {}
+    for spec in specs:
+        info = methods[spec.method]
+        target_spec(info, dataset=spec.dataset, preset=spec.preset, overrides=spec.config, rep=spec.rep,
+                    base_seed=spec.base_seed, methods=methods, data_root=settings.data_root, required=required)
+    outcome = run_plan(list(required.values()), settings)
+    if outcome.failed:
+        raise RuntimeError(f"a required run failed: {outcome.failed[0]['error']}")
 
 
 def run_with_timer(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo],
@@ -68,14 +86,10 @@ def run_with_timer(spec: RunSpec, settings: Settings, methods: dict[str, MethodI
 
     Returns True if the timer stopped the loop (``ProfileComplete``), False if the method finished first.
     """
-    info = methods[spec.method]
-    cfg = config_from_dict(info, spec.config)
-    method = info.cls()
-    dataset = dataset_for(spec, settings)
+    method, cfg, dataset, _, run = prepare(spec, settings, methods)
     reason = method.skip(cfg, dataset)
     if reason:
         raise RuntimeError(f"skipped: {reason}")
-    run = context_for(spec, cfg, dataset, settings, methods)
     run.timer = timer
     return until_complete(timer, lambda: method.train(run, cfg))
 
@@ -91,42 +105,6 @@ def until_complete(timer: StepTimer, loop) -> bool:
     finally:
         if isinstance(timer, ProfilingTimer):
             timer.close()
-
-
-class MethodStepper:
-    """A method's real training loop, run in a worker thread and advanced one step at a time by :meth:`step`
-    (what ``tests/perf`` benchmarks). When the method finishes it starts again, so there is always a next
-    step. Call :meth:`wait_ready` (untimed: it waits through evaluation and set-up) before each
-    :meth:`step`."""
-
-    def __init__(self, spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | None = None,
-                 timeout: float = 300.0):
-        self.gate = StepGate(timeout)
-        self.timer = SteppedTimer(self.gate)
-        methods = methods or discover()
-        self._thread = threading.Thread(target=self._work, args=(spec, settings, methods), daemon=True)
-        self._thread.start()
-
-    def _work(self, spec, settings, methods) -> None:
-        error = None
-        try:
-            while not self.gate.stopped and not run_with_timer(spec, settings, methods, self.timer):
-                pass
-        except BaseException as exc:  # noqa: B036 - handed to the controlling thread, never lost
-            error = exc
-        finally:
-            self.gate.finish(error)
-
-    def wait_ready(self) -> None:
-        if not self.gate.wait_ready():
-            raise RuntimeError(f"the training loop ended: {self.gate.error!r}") from self.gate.error
-
-    def step(self) -> None:
-        self.gate.step()
-
-    def close(self) -> None:
-        self.gate.stop()
-        self._thread.join(timeout=60)
 
 
 # ---- the references: matmul peak, the textbook loop -----------------------------------------------------
@@ -181,8 +159,8 @@ def textbook_kd_loop(dataset, timer: StepTimer, *, batch_size: int = 64, tempera
     torch.manual_seed(seed)
     x, y = dataset.view("flat", "train"), dataset.labels("train")
     shape, classes = dataset.view_shape("flat"), dataset.num_classes
-    teacher = freeze(models.build("hinton_teacher", shape, classes))
-    student = models.build("hinton_student", shape, classes)
+    teacher = freeze(layers.build("hinton_teacher", shape, classes))
+    student = layers.build("hinton_student", shape, classes)
     optimizer = torch.optim.Adam(student.parameters(), lr=lr, eps=1e-7)
     examples = TorchvisionStyle(dataset.view("image", "train"), y) if torchvision_style else TensorDataset(x, y)
     loader = DataLoader(examples, batch_size=batch_size, shuffle=True)
@@ -241,15 +219,18 @@ def plan_targets(selected: list[tuple[MethodInfo, dict[str, Any]]], methods: dic
     has_scratch = SCRATCH in methods and methods[SCRATCH].ok
     default_scratch = None
     if has_scratch:
-        default_scratch = add(target_spec(methods[SCRATCH], dataset=dataset, preset=preset), "baseline")
+        default_scratch = add(target_spec(methods[SCRATCH], dataset=dataset, preset=preset, methods=methods),
+                              "baseline")
     for info, overrides in selected:
-        spec = target_spec(info, dataset=dataset, preset=preset, overrides=overrides)
+        spec = target_spec(info, dataset=dataset, preset=preset, overrides=overrides, methods=methods)
+        data = datasets.load_dataset(dataset, **configuration.DATA_PRESETS[preset])
+        cfg = config_from_dict(info, spec.config)
         name = add(spec, info.kind)
         pairs = []
-        for role in info.cls().roles(config_from_dict(info, spec.config)).values():
+        for role in info.cls().roles(cfg, data).values():
             if role.scratch is not None and has_scratch:
-                pairs.append(add(scratch_spec_for(role, methods, dataset=dataset, rep=0, base_seed=0,
-                                                  preset=preset), "baseline"))
+                pairs.append(add(scratch_spec_for(role, methods, dataset=dataset, data=data, rep=0, base_seed=0,
+                                                  preset=preset, cfg=cfg), "baseline"))
         if info.name == SCRATCH:
             pairs = [name]
         elif not pairs and info.kind == "baseline" and default_scratch:
@@ -298,9 +279,10 @@ def profile(opts: Options, methods: dict[str, MethodInfo] | None = None, log=pri
     plans = {d: plan_targets(opts.selected, methods, dataset=d, preset=opts.preset, reference=opts.reference)
              for d in opts.datasets}
     for dataset, targets in plans.items():
-        # One untimed pass per target, in this thread: trains and caches what it depends on (its first
-        # steps come after that), then counts one step's FLOPs and traces a few steps.
-        log(f"preparing {len(targets)} targets on {dataset} (missing cached teachers are trained now)")
+        # The runs the targets require (the shared teacher) are trained first, as runs of their own in the
+        # store; then one untimed pass per target, in this thread, counts one step's FLOPs and traces a few steps.
+        log(f"preparing {len(targets)} targets on {dataset} (missing required runs are trained now)")
+        train_requirements([t.spec for t in targets.values() if t.spec is not None], settings, methods)
         for t in targets.values():
             timer = ProfilingTimer(opts.warmup, 0, trace_steps=opts.trace_steps, top_ops=opts.top_ops)
             try:

@@ -1,5 +1,5 @@
-"""A run's identity: what it is (method, resolved config, dataset, repetition, data budget, source) and the ids and
-seeds derived from it."""
+"""A run's identity: what it is (method, resolved config, dataset, repetition, data budget, the runs it requires,
+the code it executes) and the ids and seeds derived from it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmark import config as configuration
-from benchmark.discovery import MethodInfo
+from benchmark.engine import config as configuration
+from benchmark.engine.discovery import MethodInfo
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -34,7 +34,12 @@ class RunSpec:
     config: dict[str, Any] = field(hash=False)
     data: dict[str, Any] = field(hash=False)
     variant: str = "default"
+    # Hash of every source file the run executes that can change its result (see benchmark.engine.code), and
+    # the parts it is made of.
     source_hash: str = ""
+    code: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # The runs whose trained models this run loads: {method or baseline name: run id}.
+    requires: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def seed(self) -> int:
@@ -47,6 +52,15 @@ class RunSpec:
         return stable_hash({
             "method": self.method, "kind": self.kind, "dataset": self.dataset, "rep": self.rep,
             "base_seed": self.base_seed, "config": self.config, "data": self.data, "source": self.source_hash,
+            "requires": self.requires,
+        })
+
+    @property
+    def group(self) -> str:
+        """What a run has in common with its other repetitions (its id without the repetition)."""
+        return stable_hash({
+            "method": self.method, "dataset": self.dataset, "base_seed": self.base_seed, "config": self.config,
+            "data": self.data, "source": self.source_hash, "preset": self.preset,
         })
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,7 +68,7 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
 def config_to_dict(cfg) -> dict[str, Any]:
@@ -66,12 +80,9 @@ def config_from_dict(info: MethodInfo, values: dict[str, Any]):
     return configuration.apply_overrides(info.cls.Config(), values, where=info.name)
 
 
-def make_spec(info: MethodInfo, cfg, *, dataset: str, rep: int, base_seed: int, preset: str) -> RunSpec:
-    return RunSpec(
-        method=info.name, kind=info.kind, dataset=dataset, rep=rep, base_seed=base_seed, preset=preset,
-        config=config_to_dict(cfg), data=dict(configuration.DATA_PRESETS[preset]),
-        variant=configuration.variant_name(info.cls, preset, cfg), source_hash=info.source_hash,
-    )
+def data_budget(preset: str, cfg) -> dict[str, Any]:
+    """What a run trains and is tested on: the preset's caps and the configuration's validation split."""
+    return {**configuration.DATA_PRESETS[preset], "validation": configuration.validation_mode(cfg)}
 
 
 def pair_key(scratch_config: dict[str, Any]) -> str:

@@ -17,10 +17,10 @@ from types import SimpleNamespace
 import pandas as pd
 
 from benchmark import stats
-from benchmark.config import BadInput
-from benchmark.figures import FigureFile, FigureSet, write_figures
-from benchmark.store import atomic_write_bytes
-from benchmark.tables import (
+from benchmark.errors import BadInput
+from benchmark.results.figures import FigureFile, FigureSet, write_figures
+from benchmark.results.store import atomic_write_bytes
+from benchmark.results.tables import (
     FINAL_SEL,
     PRIMARY,
     SCRATCH,

@@ -13,12 +13,12 @@ import os
 import sys
 from pathlib import Path
 
-from benchmark import config as configuration
 from benchmark import data as datasets
-from benchmark.config import BadInput
-from benchmark.discovery import MethodInfo, discover
-from benchmark.runner import Settings, plan, run_plan
-from benchmark.store import Store
+from benchmark.engine import config as configuration
+from benchmark.engine.discovery import MethodInfo, discover
+from benchmark.engine.execute import Settings, is_done, run_plan
+from benchmark.engine.plan import plan
+from benchmark.errors import BadInput
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,7 +80,7 @@ def build_parser() -> Parser:
                        help="write results/REPORT.md: findings, tables and figures from the stored runs")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("profile", parents=[common], help="timing profiles of every method's training step")
-    from benchmark.profile import add_arguments as add_profile_arguments
+    from benchmark.profiling.command import add_arguments as add_profile_arguments
 
     add_profile_arguments(p)
     p.set_defaults(func=cmd_profile)
@@ -145,14 +145,14 @@ def cmd_tables(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from benchmark.profile import command
+    from benchmark.profiling.command import command
 
     return command(args)
 
 
 def cmd_figures(args) -> int:
-    from benchmark.figures import write_figures
-    from benchmark.report import require_results
+    from benchmark.results.figures import write_figures
+    from benchmark.results.report import require_results
 
     require_results(args.out)
     drawn = write_figures(args.out)
@@ -162,7 +162,7 @@ def cmd_figures(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from benchmark.report import write_report
+    from benchmark.results.report import write_report
 
     path, drawn = write_report(args.out)
     _warn_figure_errors(drawn.errors)
@@ -191,14 +191,17 @@ def _require_store(out: Path) -> None:
         raise BadInput(f"no results under {out}: run `python -m benchmark all` first or pass --out")
 
 
-def select_datasets(args) -> list[str]:
-    names = _candidate_datasets(args)
-    for name in names:  # parse the files now: a corrupt or missing dataset is bad input, found before any run
+def select_datasets(args) -> dict[str, datasets.Dataset]:
+    """The datasets of the grid, loaded at the preset's budget: a corrupt or missing dataset is bad input, found
+    before any run (their shapes and sizes also adapt the configurations)."""
+    loaded = {}
+    for name in _candidate_datasets(args):
         try:
-            datasets.load_dataset(name, args.data_root, args.download, **configuration.DATA_PRESETS[args.preset])
+            loaded[name] = datasets.load_dataset(name, args.data_root, args.download,
+                                                 **configuration.DATA_PRESETS[args.preset])
         except datasets.DatasetUnavailable as exc:
             raise BadInput(str(exc)) from None
-    return names
+    return loaded
 
 
 def _candidate_datasets(args) -> list[str]:
@@ -248,14 +251,15 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
         raise BadInput(f"unknown preset {args.preset!r}: use one of {', '.join(configuration.PRESETS)}")
     if args.scheduler and args.backend != "dask":
         raise BadInput("--scheduler goes with --backend dask")
-    names = select_datasets(args)
-    if not names:
+    loaded = select_datasets(args)
+    if not loaded:
         raise BadInput("no dataset is available: see `python -m benchmark list` for how to get one")
     overrides = split_overrides(args.sets, infos)
-    specs = plan(infos, datasets_=names, reps=args.seeds, preset=args.preset, base_seed=args.base_seed,
+    specs = plan(infos, data=loaded, reps=args.seeds, preset=args.preset, base_seed=args.base_seed,
                  overrides=overrides, grids=grids, methods=methods)  # validates every value before anything is written
-    store = Store(args.out)
-    cached = [s for s in specs if store.is_done(s.run_id)]
+    settings = Settings(out=args.out, data_root=args.data_root, download=args.download, threads=args.threads)
+    store = settings.store
+    cached = [s for s in specs if is_done(s, store, methods)]
     if args.dry_run:
         done = {s.run_id for s in cached}
         for s in specs:
@@ -264,10 +268,9 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
         print(f"{len(specs)} runs planned: {len(cached)} cached, {len(specs) - len(cached)} to run")
         return 0
     todo = len(specs) - len(cached)
-    settings = Settings(out=args.out, data_root=args.data_root, download=args.download, threads=args.threads)
     client = None
     if args.backend == "dask" and todo:
-        from benchmark import dask_backend
+        from benchmark.engine import dask_backend
 
         client = dask_backend.connect(args.scheduler, args.jobs)  # unreachable: BadInput before anything is written
     bar = None
@@ -304,9 +307,9 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
 def write_outputs(out: Path, figures: bool = True) -> dict[str, Path]:
     """Tables (and figures) from the store; BadInput if it holds no run. A figure that cannot be drawn is a
     warning, never a failure: the tables of a finished suite are always written."""
-    from benchmark.figures import write_figures
-    from benchmark.report import require_results
-    from benchmark.tables import load_results, write_tables
+    from benchmark.results.figures import write_figures
+    from benchmark.results.report import require_results
+    from benchmark.results.tables import load_results, write_tables
 
     require_results(out)
     results = load_results(out)

@@ -34,8 +34,8 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from benchmark import stats
-from benchmark.store import Store, atomic_write_bytes
-from benchmark.tables import (
+from benchmark.results.store import Store, atomic_write_bytes
+from benchmark.results.tables import (
     FINAL_SEL,
     PRIMARY,
     SCRATCH,

@@ -1,7 +1,9 @@
-"""Resolving a method's configuration: defaults, then the preset, then ``--set`` overrides parsed by type.
+"""Resolving a method's configuration: defaults, then the preset, then ``--set`` overrides parsed by type, then the
+method's adaptation to the dataset, then every value checked against its field's declared range.
 
 Values given on the command line are parsed against the ``Config`` dataclass's annotations (never ``eval``):
-``int``, ``float``, ``bool``, ``str``, ``Literal[...]`` (a closed set of choices), ``X | None`` and tuples of those.
+``int``, ``float``, ``bool``, ``str``, ``Literal[...]`` (a closed set of choices), ``X | None``, tuples of those, and
+``Annotated[X, Range(...)]`` (a numeric range, :class:`benchmark.contract.Range`).
 """
 
 from __future__ import annotations
@@ -9,25 +11,25 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from benchmark.contract import Range
+from benchmark.errors import BadInput
 
 PRESETS = ("smoke", "quick", "paper")
 
 # Data budget per preset, shared by every method so that paired runs see the same examples. ``None`` is the whole
-# split. "quick" keeps the full small datasets and 10,000 training examples of the large ones.
+# split. "quick" keeps the full small datasets and caps the training set of the large ones.
 DATA_PRESETS: dict[str, dict[str, int | None]] = {
     "smoke": {"max_train": 600, "max_test": 500},
     "quick": {"max_train": 10_000, "max_test": None},
     "paper": {"max_train": None, "max_test": None},
 }
-
-
-class BadInput(ValueError):
-    """User input that cannot be honoured; ``str()`` is one line saying what is wrong and how to fix it."""
+VALIDATION_FIELD = "validation"  # a Config field of this name chooses the run's training/validation split
 
 
 def field_types(config_cls) -> dict[str, Any]:
-    return typing.get_type_hints(config_cls, include_extras=False)
+    return typing.get_type_hints(config_cls, include_extras=True)
 
 
 def _parse_bool(text: str) -> bool:
@@ -40,8 +42,19 @@ def _parse_bool(text: str) -> bool:
 
 
 def parse_value(annotation: Any, value: Any) -> Any:
-    """Convert ``value`` (usually a string from the command line) to ``annotation``; ValueError if it does not fit."""
+    """Convert ``value`` (usually a string from the command line) to ``annotation``; ValueError if it does not fit
+    (including a declared range)."""
     origin = get_origin(annotation)
+    if origin is Annotated:
+        inner, *extras = get_args(annotation)
+        parsed = parse_value(inner, value)
+        for extra in extras:
+            if isinstance(extra, Range) and parsed is not None:
+                for item in parsed if isinstance(parsed, tuple) else (parsed,):
+                    problem = extra.check(item)
+                    if problem:
+                        raise ValueError(f"{problem} (allowed: {extra.text()})")
+        return parsed
     if origin in (typing.Union, types.UnionType):
         options = get_args(annotation)
         if type(None) in options and (value is None or (isinstance(value, str) and value.lower() == "none")):
@@ -65,11 +78,17 @@ def parse_value(annotation: Any, value: Any) -> Any:
         inner = get_args(annotation)[0] if get_args(annotation) else str
         if isinstance(value, str):
             text = value.strip().strip("[]()")
-            if inner in (int, float):
+            if get_origin(inner) is Annotated:
+                base = get_args(inner)[0]
+            else:
+                base = inner
+            if base in (int, float):
                 text = text.replace("x", ",")  # "256x128x64" is a shell-friendly way to write sizes
             parts = [p for p in text.split(",") if p.strip()] if text else []
         else:
             parts = list(value)
+        if not parts:
+            raise ValueError(f"{value!r} is empty")
         return tuple(parse_value(inner, p.strip() if isinstance(p, str) else p) for p in parts)
     if annotation is bool:
         return value if isinstance(value, bool) else _parse_bool(str(value))
@@ -108,21 +127,38 @@ def apply_overrides(cfg, overrides: dict[str, Any], *, where: str):
             values[key] = parse_value(types_[key], raw)
         except ValueError as exc:
             raise BadInput(f"bad value for {where} parameter {key!r}: {exc}") from None
-    return dataclasses.replace(cfg, **values)
+    try:
+        return dataclasses.replace(cfg, **values)
+    except (ValueError, TypeError) as exc:  # a Config's own __post_init__ check
+        raise BadInput(f"bad configuration for {where}: {exc}") from None
 
 
-def resolve(method_cls, preset: str, overrides: dict[str, Any] | None = None):
-    """Defaults -> preset -> overrides. Returns the Config instance."""
+def check_ranges(cfg, *, where: str) -> None:
+    """Every field's value against its declared range (defaults and presets included, not only ``--set``)."""
+    for key, annotation in field_types(type(cfg)).items():
+        try:
+            parse_value(annotation, getattr(cfg, key))
+        except ValueError as exc:
+            raise BadInput(f"bad value for {where} parameter {key!r}: {exc}") from None
+
+
+def resolve(method_cls, preset: str, overrides: dict[str, Any] | None = None, data=None):
+    """Defaults -> preset -> overrides -> the method's adaptation to ``data`` (when given). Returns the Config."""
     if preset not in PRESETS:
         raise BadInput(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
     cfg = method_cls.Config()
     cfg = apply_overrides(cfg, method_cls.presets.get(preset, {}), where=f"{method_cls.name} preset {preset}")
-    return apply_overrides(cfg, overrides or {}, where=method_cls.name)
+    cfg = apply_overrides(cfg, overrides or {}, where=method_cls.name)
+    if data is not None:
+        cfg = method_cls().adapt(cfg, data)
+    check_ranges(cfg, where=method_cls.name)
+    return cfg
 
 
-def variant_name(method_cls, preset: str, cfg) -> str:
-    """``default``, or the parameters that differ from the preset's configuration as ``k=v,k=v``."""
-    base = dataclasses.asdict(resolve(method_cls, preset))
+def variant_name(method_cls, preset: str, cfg, data=None) -> str:
+    """``default``, or the parameters that differ from the preset's configuration (adapted to the same data) as
+    ``k=v,k=v``."""
+    base = dataclasses.asdict(resolve(method_cls, preset, data=data))
     changed = {k: v for k, v in dataclasses.asdict(cfg).items() if base.get(k) != v}
     if not changed:
         return "default"
@@ -144,3 +180,8 @@ def parse_assignments(items: list[str] | None, *, flag: str = "--set") -> dict[s
             raise BadInput(f"{flag} takes key=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def validation_mode(cfg) -> str:
+    """The training/validation split a configuration asks for (``stratified`` unless it has the field)."""
+    return getattr(cfg, VALIDATION_FIELD, "stratified")

@@ -6,7 +6,7 @@ A timer decides what happens around each step through two hooks the iterators ca
 warm-up, counts one step's FLOPs, traces a few steps with ``torch.profiler``, times a fixed number of steps and
 then raises :class:`ProfileComplete` out of the method's loop. With a :class:`StepGate`, a loop running in a
 worker thread takes its steps when another thread lets it (``profile`` interleaves targets; ``tests/perf``
-times single steps with :class:`SteppedTimer`). A method never sees the difference: it only iterates
+times single steps with a timer of its own). A method never sees the difference: it only iterates
 ``run.batches(...)``.
 """
 
@@ -291,21 +291,3 @@ class StepGate:
         """Make the parked (or next) step raise ProfileComplete."""
         self.stopped = True
         self._go.release()
-
-
-class SteppedTimer(StepTimer):
-    """A :class:`StepTimer` whose every step waits for its turn at ``gate``."""
-
-    def __init__(self, gate: StepGate):
-        super().__init__(warmup=0)
-        self.gate = gate
-
-    def before_step(self) -> None:
-        self.gate.enter()
-
-    def after_step(self, seconds: float, samples: int) -> None:
-        super().after_step(seconds, samples)
-        self.gate.leave()
-
-    def abort_step(self) -> None:
-        self.gate.leave()

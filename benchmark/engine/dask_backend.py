@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from benchmark.config import BadInput
+from benchmark.errors import BadInput
 
 CONNECT_TIMEOUT_S = 5
 

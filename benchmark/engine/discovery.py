@@ -1,19 +1,26 @@
 """Finding methods and baselines: every ``methods/<name>/method.py`` and ``baselines/<name>/method.py`` that defines a
 class ``Method``. Nothing is registered by hand; a folder whose name starts with ``_`` or ``.`` is a template and is
 skipped. A folder that fails to import is reported by name with its error, and the others still work.
+
+Each folder is imported as a package of its own (so ``method.py`` can ``from .models import ...``), under a name that
+includes the hash of its source, so an edited folder is imported afresh. Its ``models.py``, if any, is imported
+first: the architectures it registers (:func:`benchmark.nn.architecture`) are buildable by every run, which is how
+the scratch student trains a method's own network.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib
 import os
 import sys
 import traceback
+import types
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import benchmark.archs  # noqa: F401  (registers the shared architectures)
 from benchmark.contract import MethodBase
 
 KINDS = {"baselines": "baseline", "methods": "method"}
@@ -24,7 +31,7 @@ class MethodInfo:
     name: str
     kind: str  # "method" or "baseline"
     folder: Path
-    source_hash: str
+    source_hash: str  # of the folder's Python files
     cls: type[MethodBase] | None = None
     error: str | None = None  # one line: why the folder could not be loaded
 
@@ -36,7 +43,11 @@ class MethodInfo:
 def project_root() -> Path:
     """Where ``methods/`` and ``baselines/`` live: $BENCHMARK_PROJECT_ROOT, else the checkout holding this package."""
     env = os.environ.get("BENCHMARK_PROJECT_ROOT")
-    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
+    return Path(env).resolve() if env else Path(__file__).resolve().parents[2]
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def source_hash(folder: Path) -> str:
@@ -50,22 +61,32 @@ def source_hash(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _package(folder: Path, kind: str, digest: str) -> str:
+    name = f"_benchmark_{kind}_{folder.name}_{digest}"
+    if name not in sys.modules:
+        package = types.ModuleType(name)
+        package.__path__ = [str(folder)]
+        package.__package__ = name
+        sys.modules[name] = package
+    return name
+
+
+def _import(name: str):
+    try:
+        return importlib.import_module(name)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+
+
 def _load(folder: Path, kind: str) -> MethodInfo:
     name = folder.name
     digest = source_hash(folder)
-    module_name = f"_benchmark_{kind}_{name}_{digest}"
     try:
-        if module_name in sys.modules:
-            module = sys.modules[module_name]
-        else:
-            spec = importlib.util.spec_from_file_location(module_name, folder / "method.py")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[module_name]
-                raise
+        package = _package(folder, kind, digest)
+        if (folder / "models.py").is_file():
+            _import(f"{package}.models")
+        module = _import(f"{package}.method")
         cls = getattr(module, "Method", None)
         if cls is None or not (isinstance(cls, type) and issubclass(cls, MethodBase)):
             raise TypeError("method.py defines no class Method(MethodBase)")

@@ -1,0 +1,160 @@
+"""What the harness gives a method's ``train(run, cfg)``: the data views, seeded builders and batch order, the fit
+loop (:mod:`benchmark.engine.fit`), evaluation, logging, and the trained models of the runs it requires."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmark import metrics as M
+from benchmark import nn as layers
+from benchmark.contract import Role
+from benchmark.engine import fit as fitting
+from benchmark.engine.fit import FINAL
+from benchmark.engine.spec import RunSpec, derive_seed, stable_hash
+from benchmark.engine.timing import StepTimer, timed_batches
+from benchmark.errors import NonFiniteLoss
+from benchmark.results.store import Store, load_state
+
+__all__ = ["FINAL", "RunContext", "checkpoint", "freeze"]
+
+
+class RequiredRunMissing(RuntimeError):
+    pass
+
+
+class RunContext:
+    def __init__(self, spec: RunSpec, cfg, dataset, store: Store, roles: dict[str, Role]):
+        self.spec = spec
+        self.cfg = cfg
+        self.data = dataset
+        self.store = store
+        self.roles = roles
+        self.rows: list[dict[str, Any]] = []
+        self.timer = StepTimer()
+        self.reference: dict[str, torch.Tensor] = {}  # a required teacher's logits per split (agreement metric)
+        self.built: set[str] = set()  # architectures built by this run (they must be declared by its roles)
+
+    # ---- identity and randomness ---------------------------------------------------------------------------
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    @property
+    def rep(self) -> int:
+        return self.spec.rep
+
+    def generator(self, *purpose: Any) -> torch.Generator:
+        """A generator seeded by (run seed, purpose): the same purpose gives the same stream in every method."""
+        return torch.Generator().manual_seed(derive_seed(self.seed, *purpose))
+
+    # ---- data --------------------------------------------------------------------------------------------
+    def view(self, spec: str, split: str) -> torch.Tensor:
+        return self.data.view(spec, split)
+
+    def labels(self, split: str) -> torch.Tensor:
+        return self.data.labels(split)
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    def build(self, arch: str, view: str, **options) -> nn.Module:
+        """``arch`` for this dataset's ``view``, initialised from (seed, arch, view): a method's model and the
+        scratch student of the same architecture and view start from the same weights. Build options (a head's
+        size) do not enter the seed, so layers before an option-sized head draw the same initial weights."""
+        gen = self.generator("init", arch, view, stable_hash({}))
+        model = layers.build(arch, self.data.view_shape(view), self.num_classes, generator=gen, **options)
+        model.build_args = {"arch": arch, "view": view, "options": options}
+        self.built.add(arch)
+        return model
+
+    def batches(self, batch_size: int, *, epoch: int, n: int | None = None, shuffle: bool = True,
+                drop_last: bool = False):
+        """Timed index batches over the training split (or its first ``n`` positions); the order depends on
+        (seed, epoch) only, so it is paired across methods."""
+        gen = self.generator("order", epoch)
+        size = self.data.size("train") if n is None else n
+        return timed_batches(size, batch_size, generator=gen, shuffle=shuffle, drop_last=drop_last, timer=self.timer)
+
+    # ---- training ----------------------------------------------------------------------------------------
+    def fit(self, models: dict[str, nn.Module], step: Callable, **options) -> dict[str, nn.Module]:
+        """Train ``models`` (by role) with the method's ``step``; see :func:`benchmark.engine.fit.fit`."""
+        return fitting.fit(self, models, step, **options)
+
+    # ---- logging and checks --------------------------------------------------------------------------------
+    def log(self, role: str, metric: str, value: float, epoch: int = FINAL) -> None:
+        self.rows.append({"role": role, "epoch": int(epoch), "metric": metric, "value": float(value)})
+
+    def curve(self, role: str, metric: str) -> list[float]:
+        """The per-epoch values logged so far for ``role``'s ``metric``, in epoch order."""
+        rows = sorted((r["epoch"], r["value"]) for r in self.rows
+                      if r["role"] == role and r["metric"] == metric and r["epoch"] >= 0)
+        return [v for _, v in rows]
+
+    def check_finite(self, value: float | torch.Tensor, what: str) -> None:
+        v = float(value)
+        if not math.isfinite(v):
+            raise NonFiniteLoss(f"{what} became {v}")
+
+    # ---- evaluation ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, model: nn.Module, view: str, split: str, chunk: int = 4096) -> torch.Tensor:
+        was_training = model.training
+        model.eval()
+        x = self.view(view, split)
+        out = torch.cat([model(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+        model.train(was_training)
+        return out
+
+    def evaluate(self, model: nn.Module, view: str, split: str) -> dict[str, float]:
+        logits = self.logits(model, view, split)
+        result = M.classification_metrics(logits, self.labels(split), self.num_classes)
+        if split in self.reference:
+            result["agreement"] = M.agreement(logits, self.reference[split])
+        return result
+
+    # ---- the models of required runs -----------------------------------------------------------------------
+    def required(self, name: str, role: str | None = None) -> nn.Module:
+        """The trained, frozen model of a run this one requires (``Method.requires``), loaded from its checkpoint:
+        trained before this run by the scheduler, never from inside it. Its validation and test logits become
+        the reference of the ``agreement`` metric."""
+        if name not in self.spec.requires:
+            raise RequiredRunMissing(f"{self.spec.method} loads {name!r} but its requires() does not declare it")
+        run_id = self.spec.requires[name]
+        path = self.store.cache_path(name, run_id)
+        if not path.is_file():
+            raise RequiredRunMissing(f"required run {name} ({run_id}) has no checkpoint at {path.name}")
+        state = load_state(path)
+        roles = state["roles"]
+        if role is None:
+            if len(roles) != 1:
+                raise RequiredRunMissing(f"required run {name} has roles {sorted(roles)}: name one")
+            role = next(iter(roles))
+        entry = roles[role]
+        gen = self.generator("init", entry["arch"], entry["view"], stable_hash({}))
+        model = layers.build(entry["arch"], self.data.view_shape(entry["view"]), self.num_classes, generator=gen,
+                             **entry["options"])
+        model.build_args = {"arch": entry["arch"], "view": entry["view"], "options": entry["options"]}
+        model.load_state_dict(entry["state_dict"])
+        freeze(model)
+        for split in ("val", "test"):
+            if self.data.size(split):
+                self.reference[split] = self.logits(model, entry["view"], split)
+        return model
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Eval mode and no gradients, once, by the harness (not by each method)."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def checkpoint(models_by_role: dict[str, nn.Module]) -> dict[str, Any]:
+    return {"roles": {role: {**m.build_args, "state_dict": m.state_dict()} for role, m in models_by_role.items()}}

@@ -1,0 +1,263 @@
+"""Executing runs: one spec in this process (:func:`execute`), or a whole plan in local worker processes or on Dask
+(:func:`run_plan`), each run after the runs it requires."""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from benchmark import data as datasets
+from benchmark.contract import Role, Trained
+from benchmark.engine.code import code_hash, run_code
+from benchmark.engine.context import FINAL, RunContext, checkpoint
+from benchmark.engine.discovery import MethodInfo, discover
+from benchmark.engine.plan import SCRATCH, levels, scratch_config
+from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
+from benchmark.results.store import Store, atomic_torch_save, provenance
+
+
+@dataclass
+class Settings:
+    """Where and how runs execute (not part of a run's identity)."""
+
+    out: Path
+    data_root: Path | None = None
+    download: bool = False
+    # Torch threads per run. One by default on every backend: the notebooks' models are small, so a run gains little
+    # from a second thread while a busy machine makes the threads wait for each other (a batch-8 step measured 40x
+    # slower with 2 threads on a loaded 2-core machine); parallelism comes from --jobs. A fixed count also keeps the
+    # same seed bit-identical whatever --jobs or backend is used.
+    threads: int = 1
+    progress: bool = True
+
+    @property
+    def store(self) -> Store:
+        return Store(self.out)
+
+
+def dataset_for(spec: RunSpec, settings: Settings):
+    """The dataset a spec trains on: its budget and validation split."""
+    return datasets.load_dataset(spec.dataset, settings.data_root, settings.download,
+                                 max_train=spec.data.get("max_train"), max_test=spec.data.get("max_test"),
+                                 validation=spec.data.get("validation", "stratified"))
+
+
+def seed_everything(seed: int) -> None:
+    # Deterministic kernels where torch has a choice (warn, not fail, where an op has none); recorded in provenance.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def prepare(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo]):
+    """(method, cfg, dataset, roles, run context) for a spec, after checking that its code is what was planned."""
+    info = methods.get(spec.method)
+    if info is None or not info.ok:
+        raise RuntimeError(info.error if info else f"method {spec.method!r} is no longer discoverable")
+    cfg = config_from_dict(info, spec.config)
+    method = info.cls()
+    dataset = dataset_for(spec, settings)
+    roles = method.roles(cfg, dataset)
+    now = code_hash(run_code(info, {r.arch for r in roles.values()}, spec.dataset))
+    if now != spec.source_hash:
+        raise RuntimeError(f"the code {spec.method} executes changed after the run was planned; plan it again")
+    seed_everything(spec.seed)
+    return method, cfg, dataset, roles, RunContext(spec, cfg, dataset, settings.store, roles)
+
+
+def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | None = None) -> dict:
+    """Run one spec (unless already done) and store its record. Never raises for a method's own failure."""
+    store = settings.store
+    done = store.read_run(spec.run_id)
+    if done is not None and done.get("status") in ("ok", "skipped"):
+        return done
+    methods = methods or discover()
+    started = time.time()
+    record: dict[str, Any] = {**spec.to_dict(), "run_id": spec.run_id, "seed": spec.seed, "status": "failed",
+                              "error": None, "roles": {}, "metrics": [], "timing": {}}
+    torch.set_num_threads(settings.threads)
+    # BLAS under numpy/scikit-learn (PCA, linear probes) gets the same budget as torch.
+    with threadpool_limits(limits=settings.threads):
+        try:
+            method, cfg, dataset, roles, run = prepare(spec, settings, methods)
+            record["roles"] = {name: _role_record(r, methods, spec, cfg, dataset) for name, r in roles.items()}
+            reason = method.skip(cfg, dataset)
+            if reason:
+                record.update(status="skipped", error=reason)
+            else:
+                _train(method, cfg, roles, run, spec, store)
+                record["metrics"] = [[r["role"], r["epoch"], r["metric"], r["value"]] for r in run.rows]
+                record["timing"] = run.timer.summary()
+                record["status"] = "ok"
+        except Exception as exc:
+            record["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            record["traceback"] = traceback.format_exc()
+    record["wall_time_s"] = time.time() - started
+    record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    record["provenance"] = provenance()
+    store.write_run(record)
+    return record
+
+
+def _train(method, cfg, roles: dict[str, Role], run: RunContext, spec: RunSpec, store: Store) -> None:
+    result = method.train(run, cfg)
+    trained = result if isinstance(result, Trained) else Trained(dict(result))
+    if set(trained.models) != set(roles):
+        raise RuntimeError(f"train() returned roles {sorted(trained.models)}, declared {sorted(roles)}")
+    undeclared = run.built - {r.arch for r in roles.values()}
+    if undeclared:
+        raise RuntimeError(f"train() built {', '.join(sorted(undeclared))}, which no role declares: declare it, so "
+                           "that the run's id covers the architecture's source")
+    for row in trained.rows:
+        run.log(row["role"], row["metric"], row["value"], row.get("epoch", FINAL))
+    for name, model in trained.models.items():
+        if roles[name].classifier:
+            for split in ("val", "test"):
+                if run.data.size(split):
+                    for metric, value in run.evaluate(model, roles[name].view, split).items():
+                        run.log(name, f"{split}_{metric}", value)
+    if method.saves_models(cfg):
+        atomic_torch_save(store.cache_path(spec.method, spec.run_id), checkpoint(trained.models))
+
+
+def _role_record(role: Role, methods, spec: RunSpec, cfg, dataset) -> dict[str, Any]:
+    entry = {"arch": role.arch, "view": role.view, "classifier": role.classifier, "pairing": role.pairing,
+             "pair_key": None}
+    if spec.method == SCRATCH:
+        entry["pair_key"] = pair_key(spec.config)
+    elif role.scratch is not None and SCRATCH in methods:
+        scfg = scratch_config(role, methods, preset=spec.preset, data=dataset, cfg=cfg)
+        entry["pair_key"] = pair_key(config_to_dict(scfg))
+    return entry
+
+
+# ---- executing a plan -------------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    records: list[dict] = field(default_factory=list)
+    cached: int = 0
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.records if r["status"] == "failed"]
+
+
+def is_done(spec: RunSpec, store: Store, methods: dict[str, MethodInfo]) -> bool:
+    """Finished (ok or skipped), and its checkpoint present when other runs load it."""
+    record = store.read_run(spec.run_id)
+    if record is None or record.get("status") not in ("ok", "skipped"):
+        return False
+    info = methods.get(spec.method)
+    if record["status"] == "ok" and info is not None and info.ok:
+        if info.cls().saves_models(config_from_dict(info, spec.config)):
+            return store.cache_path(spec.method, spec.run_id).is_file()
+    return True
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _execute_in_worker(spec_dict: dict, settings: Settings) -> dict:
+    return execute(RunSpec.from_dict(spec_dict), settings)
+
+
+def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progress=None, backend: str = "local",
+             client=None) -> Outcome:
+    """Execute every spec not already done, each after the runs it requires (in parallel within a phase).
+
+    ``backend`` is ``local`` (this process for ``jobs == 1``, else ``jobs`` worker processes) or ``dask`` (``client``
+    from :func:`benchmark.engine.dask_backend.connect`). Torch threads per run: ``settings.threads`` (1 by default)
+    on every backend, so a run gives the same numbers wherever it executes. A run whose required run failed is
+    recorded as failed without being started.
+    """
+    store = settings.store
+    methods = discover()
+    outcome = Outcome()
+    todo = []
+    for spec in specs:
+        if is_done(spec, store, methods):
+            outcome.cached += 1
+        else:
+            todo.append(spec)
+    failed: set[str] = set()
+
+    def done(spec: RunSpec, record: dict | None, error: str | None = None) -> None:
+        if record is None:
+            record = _failed_record(spec, settings, error or "unknown failure")
+        if record["status"] == "failed":
+            failed.add(spec.run_id)
+        outcome.records.append(record)
+        if progress is not None:
+            progress.update(1)
+
+    for phase in levels(todo):
+        ready = []
+        for spec in phase:
+            broken = [name for name, run_id in spec.requires.items() if run_id in failed]
+            if broken:
+                done(spec, None, f"required run {', '.join(broken)} failed")
+            else:
+                ready.append(spec)
+        if not ready:
+            continue
+        if backend == "dask":
+            from benchmark.engine import dask_backend
+
+            dask_backend.run_phase(client, ready, settings, _execute_in_worker, done)
+        elif jobs <= 1 or len(ready) == 1:  # no worker processes (and their imports) for a single run
+            for spec in ready:
+                if progress is not None:
+                    progress.set_postfix_str(f"{spec.method}/{spec.dataset}/r{spec.rep}", refresh=True)
+                done(spec, execute(spec, settings, methods))
+        else:
+            _run_pool(ready, settings, jobs, done)
+    return outcome
+
+
+def _run_pool(phase: list[RunSpec], settings: Settings, jobs: int, done) -> None:
+    """Local worker processes. If a worker dies (killed, out of memory), the pool breaks: the runs it had not
+    finished are retried once in a fresh pool, then recorded as failed."""
+    remaining = list(phase)
+    for attempt in range(2):
+        broken: list[RunSpec] = []
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                                 initializer=_worker_init, initargs=(settings.threads,)) as pool:
+            futures = {pool.submit(_execute_in_worker, s.to_dict(), settings): s for s in remaining}
+            for future in as_completed(futures):
+                spec = futures[future]
+                try:
+                    done(spec, future.result())
+                except BrokenProcessPool as exc:
+                    if attempt == 0:
+                        broken.append(spec)
+                    else:
+                        done(spec, None, f"worker died: {exc}")
+        if not broken:
+            return
+        remaining = broken
+
+
+def _failed_record(spec: RunSpec, settings: Settings, error: str) -> dict:
+    """Record a run that failed outside the method's own code (its worker was killed, a required run failed)."""
+    store = settings.store
+    existing = store.read_run(spec.run_id)
+    if existing is not None and existing.get("status") in ("ok", "skipped"):
+        return existing  # it finished before the worker died
+    record = {**spec.to_dict(), "run_id": spec.run_id, "seed": spec.seed, "status": "failed", "error": error,
+              "roles": {}, "metrics": [], "timing": {}, "provenance": provenance()}
+    store.write_run(record)
+    return record

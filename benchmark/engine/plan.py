@@ -1,0 +1,125 @@
+"""Planning: the grid (methods x configurations x datasets x repetitions), the runs each one requires, and the paired
+scratch students each role needs, as specs whose ids cover the code they execute."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+from benchmark import data as datasets
+from benchmark.contract import Role
+from benchmark.engine import config as configuration
+from benchmark.engine.code import code_hash, run_code
+from benchmark.engine.discovery import MethodInfo, discover
+from benchmark.engine.spec import RunSpec, config_to_dict, data_budget
+from benchmark.errors import BadInput
+
+SCRATCH = "scratch_student"  # the control baseline every role with a scratch recipe is paired with
+
+
+def load(names, preset: str, data_root=None) -> dict[str, Any]:
+    """Datasets by name at the preset's budget (what planning adapts configurations to)."""
+    return {name: datasets.load_dataset(name, data_root, **configuration.DATA_PRESETS[preset]) for name in names}
+
+
+def make_spec(info: MethodInfo, cfg, *, dataset: str, rep: int, base_seed: int, preset: str, data=None,
+              methods: dict[str, MethodInfo] | None = None, specs: dict[str, RunSpec] | None = None) -> RunSpec:
+    """The spec of one run; the runs it requires are planned too (added to ``specs`` when given). ``data``: the
+    dataset loaded at the preset's budget (loaded here when not given)."""
+    methods = methods or discover()
+    data = data if data is not None else load([dataset], preset)[dataset]
+    method = info.cls()
+    requires = {}
+    for name, overrides in method.requires(cfg).items():
+        if name not in methods or not methods[name].ok:
+            raise BadInput(f"{info.name} requires {name!r}, which is not a loadable method or baseline")
+        base = methods[name]
+        needed = make_spec(base, configuration.resolve(base.cls, preset, overrides, data), dataset=dataset,
+                           data=data, rep=rep, base_seed=base_seed, preset=preset, methods=methods, specs=specs)
+        requires[name] = needed.run_id
+        if specs is not None:
+            specs.setdefault(needed.run_id, needed)
+    roles = method.roles(cfg, data)
+    parts = run_code(info, {r.arch for r in roles.values()}, dataset)
+    return RunSpec(
+        method=info.name, kind=info.kind, dataset=dataset, rep=rep, base_seed=base_seed, preset=preset,
+        config=config_to_dict(cfg), data=data_budget(preset, cfg),
+        variant=configuration.variant_name(info.cls, preset, cfg, data), source_hash=code_hash(parts), code=parts,
+        requires=requires,
+    )
+
+
+def scratch_config(role: Role, methods: dict[str, MethodInfo], *, preset: str, data, cfg=None):
+    """The scratch student's configuration for ``role`` (with the method's validation split, so that the pair
+    trains and is selected on the same examples)."""
+    info = methods[SCRATCH]
+    recipe = dict(role.scratch)
+    if cfg is not None and configuration.VALIDATION_FIELD in configuration.field_types(info.cls.Config):
+        recipe.setdefault(configuration.VALIDATION_FIELD, configuration.validation_mode(cfg))
+    return configuration.resolve(info.cls, preset, recipe, data)
+
+
+def scratch_spec_for(role: Role, methods: dict[str, MethodInfo], *, dataset: str, rep: int, base_seed: int,
+                     preset: str, data=None, cfg=None) -> RunSpec:
+    data = data if data is not None else load([dataset], preset)[dataset]
+    scfg = scratch_config(role, methods, preset=preset, data=data, cfg=cfg)
+    return make_spec(methods[SCRATCH], scfg, dataset=dataset, data=data, rep=rep, base_seed=base_seed,
+                     preset=preset, methods=methods)
+
+
+def plan(infos: Iterable[MethodInfo], *, data: dict[str, Any] | list[str], reps: int, preset: str, base_seed: int,
+         overrides: dict[str, dict[str, Any]] | None = None, grids: dict[str, list[dict[str, Any]]] | None = None,
+         methods: dict[str, MethodInfo] | None = None, rep_start: int = 0) -> list[RunSpec]:
+    """Specs for every (method, configuration, dataset, repetition), the runs they require, and the scratch
+    students their roles pair with; required runs come before the runs that need them.
+
+    ``data`` maps each dataset name to the loaded dataset (its shape and sizes adapt configurations and roles), or
+    lists the names (loaded here at the preset's budget).
+    ``overrides`` maps a method name to its ``--set`` values; ``grids`` maps a method name to a list of parameter
+    dicts (an ablation), each applied on top of the overrides. Every value is validated here, before anything runs.
+    """
+    methods = methods or discover()
+    if not isinstance(data, dict):
+        data = load(data, preset)
+    specs: dict[str, RunSpec] = {}
+    for info in infos:
+        points = (grids or {}).get(info.name) or [{}]
+        for point, (dataset, loaded), rep in itertools.product(points, data.items(),
+                                                               range(rep_start, rep_start + reps)):
+            cfg = configuration.resolve(info.cls, preset, {**(overrides or {}).get(info.name, {}), **point},
+                                        loaded)
+            spec = make_spec(info, cfg, dataset=dataset, data=loaded, rep=rep, base_seed=base_seed, preset=preset,
+                             methods=methods, specs=specs)
+            specs.setdefault(spec.run_id, spec)
+            for role in info.cls().roles(cfg, loaded).values():
+                if role.scratch is not None and SCRATCH in methods:
+                    s = scratch_spec_for(role, methods, dataset=dataset, data=loaded, rep=rep, base_seed=base_seed,
+                                         preset=preset, cfg=cfg)
+                    specs.setdefault(s.run_id, s)
+    return order(list(specs.values()))
+
+
+def levels(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """The specs in phases, in their given order within a phase: each phase needs only runs of earlier phases
+    (or runs outside the list)."""
+    by_id = {s.run_id: s for s in specs}
+    depth: dict[str, int] = {}
+
+    def level(spec: RunSpec) -> int:
+        if spec.run_id not in depth:
+            needed = [by_id[r] for r in spec.requires.values() if r in by_id]
+            depth[spec.run_id] = 1 + max((level(s) for s in needed), default=-1)
+        return depth[spec.run_id]
+
+    phases: list[list[RunSpec]] = []
+    for spec in specs:
+        d = level(spec)
+        phases.extend([] for _ in range(d + 1 - len(phases)))
+        phases[d].append(spec)
+    return phases
+
+
+def order(specs: list[RunSpec]) -> list[RunSpec]:
+    """Every spec after the specs it requires (that are in the list)."""
+    return [spec for phase in levels(specs) for spec in phase]
