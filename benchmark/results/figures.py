@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from benchmark import stats
+from benchmark.results import stats
 from benchmark.results.store import Store, atomic_write_bytes
 from benchmark.results.tables import (
     FINAL_SEL,

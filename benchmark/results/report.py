@@ -16,8 +16,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from benchmark import stats
 from benchmark.errors import BadInput
+from benchmark.results import stats
 from benchmark.results.figures import FigureFile, FigureSet, write_figures
 from benchmark.results.store import atomic_write_bytes
 from benchmark.results.tables import (

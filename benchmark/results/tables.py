@@ -25,9 +25,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from benchmark import stats
+from benchmark.results import stats
+from benchmark.results.stats import mean_ci  # noqa: F401  (kept importable from here)
 from benchmark.results.store import Store, atomic_write_bytes
-from benchmark.stats import mean_ci  # noqa: F401  (kept importable from here)
 
 METRIC_COLUMNS = ["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric", "value"]
 FINAL = -1
