@@ -131,6 +131,11 @@ class MethodBase:
         """Whether this configuration's trained models are kept as a checkpoint (for runs that require it)."""
         return self.provides_cache
 
+    def budget(self, cfg, data) -> tuple[int, int | None]:
+        """(epochs, batch size; None: full batch) of this configuration's training, for the scheduler's estimate
+        of how long a run takes before one has been timed. Default: the ``epochs`` and ``batch_size`` fields."""
+        return int(getattr(cfg, "epochs", 1)), getattr(cfg, "batch_size", None)
+
     def skip(self, cfg, data) -> str | None:
         """A reason why this configuration does not apply to ``data`` (recorded as ``skipped``), or None."""
         return None

@@ -10,6 +10,9 @@ from tests.conftest import ROOT
 
 METHOD_HEADER = '''
 from dataclasses import dataclass
+import os
+import signal
+import sys
 import time
 
 import torch
@@ -27,6 +30,9 @@ class Config:
     sleep: float = 0.0  # seconds slept per epoch, to make a run slow enough to be killed mid-way
     fail: bool = False  # raise inside train
     nan: bool = False  # multiply the loss by NaN
+    exit: bool = False  # call sys.exit(0) inside train
+    kill_rep: int = -1  # the repetition whose run SIGKILLs its own process (as an out-of-memory kill would)
+    hang_rep: int = -1  # the repetition whose run sleeps for 1000 s
 
 
 class Method(MethodBase):
@@ -39,6 +45,12 @@ class Method(MethodBase):
     def train(self, run, cfg):
         if cfg.fail:
             raise ValueError("this method failed on purpose")
+        if cfg.exit:
+            sys.exit(0)
+        if run.rep == cfg.kill_rep:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if run.rep == cfg.hang_rep:
+            time.sleep(1000)
         model = run.build("hinton_student", "flat")
 
         def step(b):

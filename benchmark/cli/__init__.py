@@ -11,6 +11,7 @@ import argparse
 import itertools
 import os
 import sys
+import uuid
 from pathlib import Path
 
 from benchmark import data as datasets
@@ -36,6 +37,21 @@ def _positive(text: str) -> int:
     return value
 
 
+# Default time limit of one run per preset: far above what a healthy run takes on a 2-core machine (the longest quick
+# runs take minutes), so that only a hung or runaway run reaches it.
+RUN_TIMEOUT_S = {"smoke": 600.0, "quick": 3600.0, "paper": 6 * 3600.0}
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def build_parser() -> Parser:
     common = Parser(add_help=False)
     common.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
@@ -48,6 +64,9 @@ def build_parser() -> Parser:
                       help="override a config field (METHOD.KEY=VALUE to target one method); repeatable")
     grid.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1,
                       help="runs executed in parallel (local processes, or local Dask workers); default: the cores")
+    grid.add_argument("--run-timeout", type=_seconds, metavar="SECONDS",
+                      help="time limit of one run; a run past it is recorded failed and the suite goes on "
+                           f"(default by preset: {', '.join(f'{k} {v:g} s' for k, v in RUN_TIMEOUT_S.items())})")
     grid.add_argument("--threads", type=_positive, default=1,
                       help="torch threads per run (default 1; results are bit-identical only at equal threads)")
     grid.add_argument("--backend", choices=("local", "dask"), default="local",
@@ -65,8 +84,8 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("all", parents=[common, grid], help="every method and baseline x datasets x repetitions")
     p.set_defaults(func=cmd_all)
-    p = sub.add_parser("run", parents=[common, grid], help="one method (with its paired scratch students)")
-    p.add_argument("method")
+    p = sub.add_parser("run", parents=[common, grid], help="methods (with their paired scratch students)")
+    p.add_argument("method", nargs="+", help="one or more methods or baselines")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("ablate", parents=[common, grid], help="a method's ablation grid, or --param k=v1,v2")
     p.add_argument("method")
@@ -116,7 +135,7 @@ def cmd_all(args) -> int:
 
 def cmd_run(args) -> int:
     methods = discover()
-    return _run_grid(args, [_lookup(methods, args.method)], methods)
+    return _run_grid(args, [_lookup(methods, name) for name in dict.fromkeys(args.method)], methods)
 
 
 def cmd_ablate(args) -> int:
@@ -257,7 +276,8 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
     overrides = split_overrides(args.sets, infos)
     specs = plan(infos, data=loaded, reps=args.seeds, preset=args.preset, base_seed=args.base_seed,
                  overrides=overrides, grids=grids, methods=methods)  # validates every value before anything is written
-    settings = Settings(out=args.out, data_root=args.data_root, download=args.download, threads=args.threads)
+    settings = Settings(out=args.out, data_root=args.data_root, download=args.download, threads=args.threads,
+                        suite=uuid.uuid4().hex)
     store = settings.store
     cached = [s for s in specs if is_done(s, store, methods)]
     if args.dry_run:
@@ -279,7 +299,9 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
 
         bar = tqdm(total=todo, desc="runs", unit="run", file=sys.stderr)
     try:
-        outcome = run_plan(specs, settings, jobs=args.jobs, progress=bar, backend=args.backend, client=client)
+        timeout = args.run_timeout or RUN_TIMEOUT_S[args.preset]
+        outcome = run_plan(specs, settings, jobs=args.jobs, progress=bar, backend=args.backend, client=client,
+                           timeout_s=timeout, warn=_warn)
     finally:
         if bar is not None:
             bar.close()
@@ -320,11 +342,22 @@ def write_outputs(out: Path, figures: bool = True) -> dict[str, Path]:
     return paths
 
 
+def _warn(line: str) -> None:
+    print(f"benchmark: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from benchmark.engine.local import install_sigterm
+
     parser = build_parser()
+    install_sigterm()
     try:
         args = parser.parse_args(argv)
         return args.func(args)
     except BadInput as exc:
         print(f"benchmark: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("benchmark: interrupted: the workers are stopped and every finished run is stored; the same command "
+              "goes on from there", file=sys.stderr)
+        return 130

@@ -11,7 +11,6 @@ still cannot finish is recorded as failed, and the suite goes on.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from benchmark.errors import BadInput
 
@@ -45,19 +44,76 @@ def close(client) -> None:
         cluster.close()
 
 
-def run_phase(client, specs: list, settings, execute_remote, on_done) -> None:
-    """Submit every spec, wait for all, and hand each record to ``on_done`` as it arrives."""
+def _remote(spec_dicts: list[dict], settings, timeout_s: float | None) -> list[dict]:
+    """Runs one task on a Dask worker. A run past its time limit is recorded failed and its worker process ends
+    (the only way to stop a hung step); the scheduler's retry then finds the record and does not run it again."""
+    import os
+    import threading
+
+    from benchmark.engine.execute import _failed_record, execute_task
+    from benchmark.engine.spec import RunSpec
+
+    specs = [RunSpec.from_dict(d) for d in spec_dicts]
+    store = settings.store
+    finished: list[dict] = []
+    if timeout_s is not None:
+        earlier = [store.read_run(s.run_id) for s in specs]
+        if all(r is not None and r.get("timed_out_in") == settings.suite for r in earlier):
+            return earlier
+
+    def expire():
+        for spec in specs:
+            if spec.run_id not in {r["run_id"] for r in finished}:
+                record = _failed_record(spec, settings, f"timed out after {timeout_s * len(specs):.0f} s "
+                                                        "(--run-timeout)", timed_out=True)
+                finished.append(record)
+        os._exit(75)
+
+    timer = threading.Timer(timeout_s * len(specs), expire) if timeout_s is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        from benchmark.engine.discovery import discover
+
+        for record in execute_task(specs, settings, discover()):
+            finished.append(record)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return finished
+
+
+def run_queue(client, queue, settings, on_done, timeout_s: float | None) -> None:
+    """Submit every task as soon as the runs it needs are done (highest priority first), and hand each record to
+    ``on_done`` as it arrives."""
     from distributed import as_completed
 
-    futures = {}
-    for spec in specs:
-        future = client.submit(execute_remote, spec.to_dict(), settings, key=f"run-{spec.run_id}", pure=False)
-        futures[future] = spec
-    for future in as_completed(list(futures)):
-        spec = futures[future]
+    running = {}
+    stream = as_completed([])
+
+    def submit_ready():
+        for task, broken in queue.blocked():
+            for spec in task.specs:
+                queue.finish(spec.run_id, False)
+                on_done(spec, None, f"required run {', '.join(broken)} failed")
+        while (task := queue.pop_ready()) is not None:
+            future = client.submit(_remote, [s.to_dict() for s in task.specs], settings, timeout_s,
+                                   key=f"runs-{task.specs[0].run_id}-{len(task.specs)}", pure=False,
+                                   priority=int(task.priority))
+            running[future] = task
+            stream.add(future)
+
+    submit_ready()
+    while running:
+        future = next(stream)
+        task = running.pop(future)
         try:
-            record: dict[str, Any] | None = future.result()
+            records = {r["run_id"]: r for r in future.result()}
+            error = None
         except Exception as exc:  # the scheduler gave up on it (e.g. its workers kept dying)
-            record = None
-            error = f"{type(exc).__name__}: {exc}"
-        on_done(spec, record, None if record is not None else error)
+            records, error = {}, f"worker died: {type(exc).__name__}: {exc}"
+        for spec in task.specs:
+            record = on_done(spec, records.get(spec.run_id), error or "no record")
+            queue.finish(spec.run_id, record.get("status") in ("ok", "skipped"))
+        submit_ready()

@@ -6,10 +6,7 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +19,10 @@ from benchmark.contract import Role, Trained
 from benchmark.engine.code import code_hash, run_code
 from benchmark.engine.context import FINAL, RunContext, checkpoint
 from benchmark.engine.discovery import MethodInfo, discover
-from benchmark.engine.plan import SCRATCH, levels, scratch_config
+from benchmark.engine.plan import SCRATCH, scratch_config
 from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
-from benchmark.results.store import Store, atomic_torch_save, provenance
+from benchmark.errors import one_line
+from benchmark.results.store import Store, atomic_torch_save, load_state, provenance
 
 
 @dataclass
@@ -40,6 +38,10 @@ class Settings:
     # same seed bit-identical whatever --jobs or backend is used.
     threads: int = 1
     progress: bool = True
+    # Run each run in a worker process (the command line always does): a run that kills its process or hangs
+    # then takes only itself down. False runs a one-job plan in this process (tests, profiling).
+    isolate: bool = True
+    suite: str = ""  # identifies one invocation of the command line (a timed-out run is not retried within it)
 
     @property
     def store(self) -> Store:
@@ -101,8 +103,10 @@ def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | 
                 record["metrics"] = [[r["role"], r["epoch"], r["metric"], r["value"]] for r in run.rows]
                 record["timing"] = run.timer.summary()
                 record["status"] = "ok"
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() inside a method ends that run, not the suite
             record["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            if isinstance(exc, SystemExit):
+                record["error"] = f"the method called sys.exit({exc.code!r})"
             record["traceback"] = traceback.format_exc()
     record["wall_time_s"] = time.time() - started
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -143,6 +147,12 @@ def _role_record(role: Role, methods, spec: RunSpec, cfg, dataset) -> dict[str, 
     return entry
 
 
+def execute_task(specs: list[RunSpec], settings: Settings, methods: dict[str, MethodInfo]):
+    """Execute the runs of one task, yielding each record as it is stored."""
+    for spec in specs:
+        yield execute(spec, settings, methods)
+
+
 # ---- executing a plan -------------------------------------------------------------------------------------------
 
 @dataclass
@@ -155,109 +165,109 @@ class Outcome:
         return [r for r in self.records if r["status"] == "failed"]
 
 
-def is_done(spec: RunSpec, store: Store, methods: dict[str, MethodInfo]) -> bool:
-    """Finished (ok or skipped), and its checkpoint present when other runs load it."""
+def checkpoint_loads(path: Path) -> str | None:
+    """None if the checkpoint at ``path`` loads as a checkpoint, else why not (one line)."""
+    try:
+        state = load_state(path)
+        roles = state["roles"]
+        if not isinstance(roles, dict) or not all("state_dict" in r and "arch" in r for r in roles.values()):
+            return "not a checkpoint of trained models"
+        return None
+    except Exception as exc:  # truncated, garbage, or refused by weights_only: all mean "retrain it"
+        return one_line(exc)
+
+
+def is_done(spec: RunSpec, store: Store, methods: dict[str, MethodInfo], warn=None) -> bool:
+    """Finished (ok or skipped), and its checkpoint loadable when other runs load it. A checkpoint that does not
+    load is a missing checkpoint: the run is redone (``warn`` gets one line saying so)."""
     record = store.read_run(spec.run_id)
     if record is None or record.get("status") not in ("ok", "skipped"):
         return False
     info = methods.get(spec.method)
     if record["status"] == "ok" and info is not None and info.ok:
         if info.cls().saves_models(config_from_dict(info, spec.config)):
-            return store.cache_path(spec.method, spec.run_id).is_file()
+            path = store.cache_path(spec.method, spec.run_id)
+            if not path.is_file():
+                return False
+            problem = checkpoint_loads(path)
+            if problem:
+                if warn is not None:
+                    warn(f"checkpoint {path.name} of {spec.method} (rep {spec.rep}) does not load ({problem}): "
+                         "training it again")
+                path.unlink(missing_ok=True)
+                return False
     return True
 
 
-def _worker_init(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _execute_in_worker(spec_dict: dict, settings: Settings) -> dict:
-    return execute(RunSpec.from_dict(spec_dict), settings)
-
-
 def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progress=None, backend: str = "local",
-             client=None) -> Outcome:
-    """Execute every spec not already done, each after the runs it requires (in parallel within a phase).
+             client=None, timeout_s: float | None = None, warn=None) -> Outcome:
+    """Execute every spec not already done, each after the runs it requires, longest expected first.
 
-    ``backend`` is ``local`` (this process for ``jobs == 1``, else ``jobs`` worker processes) or ``dask`` (``client``
-    from :func:`benchmark.engine.dask_backend.connect`). Torch threads per run: ``settings.threads`` (1 by default)
-    on every backend, so a run gives the same numbers wherever it executes. A run whose required run failed is
-    recorded as failed without being started.
+    ``backend`` is ``local`` (worker processes, ``jobs`` of them; with ``settings.isolate`` False and one job, this
+    process) or ``dask`` (``client`` from :func:`benchmark.engine.dask_backend.connect`). Torch threads per run:
+    ``settings.threads`` on every backend, so a run gives the same numbers wherever it executes. ``timeout_s``: the
+    limit of one run. A run whose required run failed is recorded as failed without being started.
     """
+    from benchmark.engine import schedule
+
     store = settings.store
     methods = discover()
     outcome = Outcome()
     todo = []
     for spec in specs:
-        if is_done(spec, store, methods):
+        if is_done(spec, store, methods, warn):
             outcome.cached += 1
         else:
             todo.append(spec)
-    failed: set[str] = set()
+    if not todo:
+        return outcome
+    seen = schedule.history(store.iter_runs())
+    expected = {s.run_id: seen.get(schedule.kind(s), schedule.UNKNOWN_S) for s in todo}
+    queue = schedule.Queue(schedule.tasks(todo, expected))
 
-    def done(spec: RunSpec, record: dict | None, error: str | None = None) -> None:
+    def done(spec: RunSpec, record: dict | None, error: str | None = None) -> dict:
         if record is None:
             record = _failed_record(spec, settings, error or "unknown failure")
-        if record["status"] == "failed":
-            failed.add(spec.run_id)
         outcome.records.append(record)
         if progress is not None:
             progress.update(1)
+            progress.set_postfix_str(f"{spec.method}/{spec.dataset}/r{spec.rep}", refresh=False)
+        return record
 
-    for phase in levels(todo):
-        ready = []
-        for spec in phase:
-            broken = [name for name, run_id in spec.requires.items() if run_id in failed]
-            if broken:
-                done(spec, None, f"required run {', '.join(broken)} failed")
-            else:
-                ready.append(spec)
-        if not ready:
-            continue
-        if backend == "dask":
-            from benchmark.engine import dask_backend
+    if backend == "dask":
+        from benchmark.engine import dask_backend
 
-            dask_backend.run_phase(client, ready, settings, _execute_in_worker, done)
-        elif jobs <= 1 or len(ready) == 1:  # no worker processes (and their imports) for a single run
-            for spec in ready:
-                if progress is not None:
-                    progress.set_postfix_str(f"{spec.method}/{spec.dataset}/r{spec.rep}", refresh=True)
-                done(spec, execute(spec, settings, methods))
-        else:
-            _run_pool(ready, settings, jobs, done)
+        dask_backend.run_queue(client, queue, settings, done, timeout_s)
+    elif jobs <= 1 and not settings.isolate:
+        while queue:
+            for task, broken in queue.blocked():
+                for spec in task.specs:
+                    queue.finish(spec.run_id, False)
+                    done(spec, None, f"required run {', '.join(broken)} failed")
+            task = queue.pop_ready()
+            if task is None:
+                break
+            for record in execute_task(task.specs, settings, methods):
+                spec = next(s for s in task.specs if s.run_id == record["run_id"])
+                queue.finish(spec.run_id, done(spec, record)["status"] in ("ok", "skipped"))
+    else:
+        from benchmark.engine.local import Pool
+
+        Pool(jobs, settings, done, timeout_s).run(queue)
     return outcome
 
 
-def _run_pool(phase: list[RunSpec], settings: Settings, jobs: int, done) -> None:
-    """Local worker processes. If a worker dies (killed, out of memory), the pool breaks: the runs it had not
-    finished are retried once in a fresh pool, then recorded as failed."""
-    remaining = list(phase)
-    for attempt in range(2):
-        broken: list[RunSpec] = []
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                                 initializer=_worker_init, initargs=(settings.threads,)) as pool:
-            futures = {pool.submit(_execute_in_worker, s.to_dict(), settings): s for s in remaining}
-            for future in as_completed(futures):
-                spec = futures[future]
-                try:
-                    done(spec, future.result())
-                except BrokenProcessPool as exc:
-                    if attempt == 0:
-                        broken.append(spec)
-                    else:
-                        done(spec, None, f"worker died: {exc}")
-        if not broken:
-            return
-        remaining = broken
-
-
-def _failed_record(spec: RunSpec, settings: Settings, error: str) -> dict:
-    """Record a run that failed outside the method's own code (its worker was killed, a required run failed)."""
+def _failed_record(spec: RunSpec, settings: Settings, error: str, timed_out: bool = False) -> dict:
+    """Record a run that failed outside the method's own code (its worker was killed, it timed out, a required
+    run failed)."""
     store = settings.store
     existing = store.read_run(spec.run_id)
     if existing is not None and existing.get("status") in ("ok", "skipped"):
         return existing  # it finished before the worker died
     record = {**spec.to_dict(), "run_id": spec.run_id, "seed": spec.seed, "status": "failed", "error": error,
-              "roles": {}, "metrics": [], "timing": {}, "provenance": provenance()}
+              "roles": {}, "metrics": [], "timing": {}, "wall_time_s": None,
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance()}
+    if timed_out:
+        record["timed_out_in"] = settings.suite
     store.write_run(record)
     return record

@@ -75,7 +75,7 @@ def train_requirements(specs: list[RunSpec], settings: Settings, methods: dict[s
         info = methods[spec.method]
         target_spec(info, dataset=spec.dataset, preset=spec.preset, overrides=spec.config, rep=spec.rep,
                     base_seed=spec.base_seed, methods=methods, data_root=settings.data_root, required=required)
-    outcome = run_plan(list(required.values()), settings)
+    outcome = run_plan(list(required.values()), settings)  # isolated: a crash of one is its own
     if outcome.failed:
         raise RuntimeError(f"a required run failed: {outcome.failed[0]['error']}")
 

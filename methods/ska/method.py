@@ -53,6 +53,9 @@ class Method(MethodBase):
         return {"net": Role("ska_stack", "flat", scratch=None, classifier=False,
                             options={"layer_sizes": tuple(cfg.layer_sizes)})}
 
+    def budget(self, cfg, data):
+        return cfg.steps, None  # one full batch per forward step
+
     def train(self, run, cfg):
         y_all = run.labels("train")
         idx = stratified_subset(y_all, cfg.per_class, run.generator("ska_subset"))

@@ -187,6 +187,9 @@ class Method(MethodBase):
     def saves_models(self, cfg):
         return cfg.stage == "teacher"
 
+    def budget(self, cfg, data):
+        return (cfg.teacher_epochs if cfg.stage == "teacher" else cfg.epochs), cfg.batch_size
+
     @staticmethod
     def _head(cfg) -> dict:
         return {"subclasses": cfg.subclasses, "collapse": cfg.collapse}

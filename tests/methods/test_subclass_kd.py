@@ -209,7 +209,7 @@ def train_all(out, dataset: str, **overrides):
     """Plan and run subclass_kd (its teacher run first); returns the outcome and {stage: record} of this config."""
     specs = plan([INFO], data=[dataset], reps=1, preset="smoke", base_seed=0, methods=METHODS,
                  overrides={"subclass_kd": overrides})
-    outcome = run_plan(specs, Settings(out=out, progress=False, threads=1))
+    outcome = run_plan(specs, Settings(out=out, progress=False, threads=1, isolate=False))
     assert not outcome.failed, [r["error"] for r in outcome.failed]
     records = {r["run_id"]: r for r in Store(out).iter_runs()}
     ours = {s.config["stage"]: records[s.run_id] for s in specs if s.method == "subclass_kd"}

@@ -1,0 +1,158 @@
+"""What runs when: the plan's runs as tasks, each after the runs it requires, longest expected first.
+
+A task is one run, or the repetitions of one configuration trained together (see :func:`tasks`). Its expected time
+comes from the store (the median wall time of earlier runs of the same method, configuration, dataset and data
+budget, whatever their code version) or, for a kind never run here, from a FLOP estimate of its models times its
+steps. Tasks are handed out by *bottom level*: a task's own expected time plus the longest chain of tasks waiting on
+it, so the shared teacher starts first and the longest runs do not end up alone at the tail with idle cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from benchmark.engine.spec import RunSpec
+
+# A step's cost in seconds for a FLOP estimate: FLOPs / THROUGHPUT + OVERHEAD per model (one torch thread; the
+# small models of the notebooks are dominated by per-operator overhead).
+THROUGHPUT = 15e9
+OVERHEAD_S = 1.5e-3
+UNKNOWN_S = 30.0  # a run whose cost cannot be estimated
+
+
+@dataclass
+class Task:
+    specs: list[RunSpec]
+    expected_s: float = UNKNOWN_S
+    needs: set[str] = field(default_factory=set)  # run ids (outside this task) that must finish first
+    priority: float = 0.0  # bottom level, seconds
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.run_id for s in self.specs]
+
+    def label(self) -> str:
+        s = self.specs[0]
+        reps = ",".join(str(x.rep) for x in self.specs)
+        return f"{s.method}/{s.dataset}/r{reps}"
+
+
+def kind(spec: RunSpec) -> str:
+    """Runs of the same kind cost about the same: method, configuration, dataset, preset and data budget."""
+    return json.dumps([spec.method, spec.config, spec.dataset, spec.preset, spec.data], sort_keys=True)
+
+
+def history(records: Iterable[dict]) -> dict[str, float]:
+    """Median wall time per kind over the ok runs in the store."""
+    times: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("status") == "ok" and isinstance(r.get("wall_time_s"), (int, float)):
+            try:
+                spec = RunSpec.from_dict(r)
+            except (KeyError, TypeError):
+                continue
+            times.setdefault(kind(spec), []).append(float(r["wall_time_s"]))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def tasks(specs: list[RunSpec], expected: dict[str, float], group: int = 1) -> list[Task]:
+    """The specs as tasks with their dependencies and priorities. ``group > 1`` puts up to that many repetitions of
+    one configuration in one task (in repetition order); ``expected`` maps a run id to its expected seconds."""
+    planned = {s.run_id for s in specs}  # a required run outside the list has finished before
+    by_group: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        by_group.setdefault(spec.group, []).append(spec)
+    out: list[Task] = []
+    for members in by_group.values():
+        members.sort(key=lambda s: s.rep)
+        for i in range(0, len(members), max(group, 1)):
+            chunk = members[i:i + max(group, 1)]
+            own = {s.run_id for s in chunk}
+            needs = ({r for s in chunk for r in s.requires.values()} & planned) - own
+            out.append(Task(chunk, sum(expected.get(s.run_id, UNKNOWN_S) for s in chunk), needs))
+    _prioritise(out)
+    return out
+
+
+def _prioritise(all_tasks: list[Task]) -> None:
+    owner = {run_id: t for t in all_tasks for run_id in t.ids}
+    waiting: dict[int, list[Task]] = {id(t): [] for t in all_tasks}
+    for t in all_tasks:
+        for run_id in t.needs:
+            if run_id in owner:
+                waiting[id(owner[run_id])].append(t)
+    done: dict[int, float] = {}
+
+    def level(t: Task) -> float:
+        if id(t) not in done:
+            done[id(t)] = math.inf  # a cycle cannot happen (ids hash what they require); guard anyway
+            done[id(t)] = t.expected_s + max((level(w) for w in waiting[id(t)]), default=0.0)
+        return done[id(t)]
+
+    for t in all_tasks:
+        t.priority = level(t)
+
+
+class Queue:
+    """Tasks handed out when every run they need has finished, highest bottom level first."""
+
+    def __init__(self, all_tasks: list[Task]):
+        self.pending = sorted(all_tasks, key=lambda t: -t.priority)
+        self.finished: set[str] = set()
+        self.failed: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.pending)
+
+    def finish(self, run_id: str, ok: bool) -> None:
+        (self.finished if ok else self.failed).add(run_id)
+
+    def blocked(self) -> list[tuple[Task, list[str]]]:
+        """Tasks that can never run (a run they need failed), removed from the queue with the failed ids."""
+        out = []
+        for t in list(self.pending):
+            broken = sorted(t.needs & self.failed)
+            if broken:
+                self.pending.remove(t)
+                out.append((t, broken))
+        return out
+
+    def pop_ready(self) -> Task | None:
+        for t in self.pending:
+            if t.needs <= self.finished:
+                self.pending.remove(t)
+                return t
+        return None
+
+    def push(self, task: Task) -> None:
+        self.pending.append(task)
+        self.pending.sort(key=lambda t: -t.priority)
+
+
+def flop_estimate(spec: RunSpec, method, cfg, data, roles) -> float:
+    """Seconds a run should take from its models' FLOPs per example and its budget (``Method.budget``): a rough
+    figure, used only to order runs never seen before."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmark import nn as layers
+
+    epochs, batch_size = method.budget(cfg, data)
+    n = data.size("train")
+    steps = epochs * math.ceil(n / (batch_size or n))
+    flops = 0.0
+    with torch.no_grad():
+        for role in roles.values():
+            model = layers.build(role.arch, data.view_shape(role.view), data.num_classes, **role.options)
+            model.eval()
+            counter = FlopCounterMode(display=False)
+            with counter:
+                model(data.view(role.view, "test")[:1])
+            flops += counter.get_total_flops()
+    # forward + backward = 3x the forward's FLOPs, per example of every step, plus evaluation each epoch
+    evaluated = epochs * (data.size("val") + data.size("test"))
+    return steps * OVERHEAD_S * max(len(roles), 1) + (3 * flops * epochs * n + flops * evaluated) / THROUGHPUT
