@@ -175,3 +175,17 @@ def test_overrides_are_parsed_by_type_never_evaluated():
     info = discover()["scratch_student"]
     with pytest.raises(BadInput):
         configuration.resolve(info.cls, "smoke", {"epochs": "__import__('os').system('true')"})
+
+
+def test_a_teacher_checkpoint_that_does_not_load_is_retrained(tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE).returncode == 0
+    (checkpoint,) = (out / "cache").glob("teacher-*.pt")
+    good = checkpoint.read_bytes()
+    checkpoint.write_bytes(b"not a checkpoint" + good[:100])
+    again = run_cli("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE)
+    assert again.returncode == 0, again.stderr
+    lines = [line for line in again.stderr.splitlines() if checkpoint.name in line]
+    assert len(lines) == 1 and "does not load" in lines[0] and "training it again" in lines[0]
+    assert "1 trained, 2 cached" in again.stdout
+    assert checkpoint.read_bytes() == good  # retrained to the same weights (same seed, same code)

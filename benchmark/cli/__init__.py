@@ -279,7 +279,7 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
     settings = Settings(out=args.out, data_root=args.data_root, download=args.download, threads=args.threads,
                         suite=uuid.uuid4().hex)
     store = settings.store
-    cached = [s for s in specs if is_done(s, store, methods)]
+    cached = [s for s in specs if is_done(s, store, methods, _warn)]
     if args.dry_run:
         done = {s.run_id for s in cached}
         for s in specs:
@@ -301,7 +301,7 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
     try:
         timeout = args.run_timeout or RUN_TIMEOUT_S[args.preset]
         outcome = run_plan(specs, settings, jobs=args.jobs, progress=bar, backend=args.backend, client=client,
-                           timeout_s=timeout, warn=_warn)
+                           timeout_s=timeout)
     finally:
         if bar is not None:
             bar.close()

@@ -82,10 +82,9 @@ def prepare(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo]):
 def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | None = None) -> dict:
     """Run one spec (unless already done) and store its record. Never raises for a method's own failure."""
     store = settings.store
-    done = store.read_run(spec.run_id)
-    if done is not None and done.get("status") in ("ok", "skipped"):
-        return done
     methods = methods or discover()
+    if is_done(spec, store, methods):
+        return store.read_run(spec.run_id)
     started = time.time()
     record: dict[str, Any] = {**spec.to_dict(), "run_id": spec.run_id, "seed": spec.seed, "status": "failed",
                               "error": None, "roles": {}, "metrics": [], "timing": {}}
@@ -194,7 +193,6 @@ def is_done(spec: RunSpec, store: Store, methods: dict[str, MethodInfo], warn=No
                 if warn is not None:
                     warn(f"checkpoint {path.name} of {spec.method} (rep {spec.rep}) does not load ({problem}): "
                          "training it again")
-                path.unlink(missing_ok=True)
                 return False
     return True
 
