@@ -67,6 +67,9 @@ def build_parser() -> Parser:
     grid.add_argument("--run-timeout", type=_seconds, metavar="SECONDS",
                       help="time limit of one run; a run past it is recorded failed and the suite goes on "
                            f"(default by preset: {', '.join(f'{k} {v:g} s' for k, v in RUN_TIMEOUT_S.items())})")
+    grid.add_argument("--no-batch-reps", action="store_true",
+                      help="train every repetition on its own (by default the repetitions of a configuration with "
+                           "small models train as one batch; the numbers are the same, bit for bit)")
     grid.add_argument("--threads", type=_positive, default=1,
                       help="torch threads per run (default 1; results are bit-identical only at equal threads)")
     grid.add_argument("--backend", choices=("local", "dask"), default="local",
@@ -277,7 +280,7 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
     specs = plan(infos, data=loaded, reps=args.seeds, preset=args.preset, base_seed=args.base_seed,
                  overrides=overrides, grids=grids, methods=methods)  # validates every value before anything is written
     settings = Settings(out=args.out, data_root=args.data_root, download=args.download, threads=args.threads,
-                        suite=uuid.uuid4().hex)
+                        suite=uuid.uuid4().hex, batch_reps=1 if args.no_batch_reps else Settings.batch_reps)
     store = settings.store
     cached = [s for s in specs if is_done(s, store, methods, _warn)]
     if args.dry_run:

@@ -74,12 +74,13 @@ class RunContext:
         return model
 
     def batches(self, batch_size: int, *, epoch: int, n: int | None = None, shuffle: bool = True,
-                drop_last: bool = False):
+                drop_last: bool = False, timed: bool = True):
         """Timed index batches over the training split (or its first ``n`` positions); the order depends on
         (seed, epoch) only, so it is paired across methods."""
         gen = self.generator("order", epoch)
         size = self.data.size("train") if n is None else n
-        return timed_batches(size, batch_size, generator=gen, shuffle=shuffle, drop_last=drop_last, timer=self.timer)
+        return timed_batches(size, batch_size, generator=gen, shuffle=shuffle, drop_last=drop_last,
+                             timer=self.timer if timed else None)
 
     # ---- training ----------------------------------------------------------------------------------------
     def fit(self, models: dict[str, nn.Module], step: Callable, **options) -> dict[str, nn.Module]:

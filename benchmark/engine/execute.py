@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from benchmark.contract import Role, Trained
 from benchmark.engine.code import code_hash, run_code
 from benchmark.engine.context import FINAL, RunContext, checkpoint
 from benchmark.engine.discovery import MethodInfo, discover
+from benchmark.engine.fit import NotBatchable, Rendezvous
 from benchmark.engine.plan import SCRATCH, scratch_config
 from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
 from benchmark.errors import one_line
@@ -41,6 +43,8 @@ class Settings:
     # Run each run in a worker process (the command line always does): a run that kills its process or hangs
     # then takes only itself down. False runs a one-job plan in this process (tests, profiling).
     isolate: bool = True
+    # Repetitions of one configuration trained as one batch where that is faster (small models); 1: never.
+    batch_reps: int = 5
     suite: str = ""  # identifies one invocation of the command line (a timed-out run is not retried within it)
 
     @property
@@ -50,8 +54,12 @@ class Settings:
 
 def dataset_for(spec: RunSpec, settings: Settings):
     """The dataset a spec trains on: its budget and validation split."""
-    return datasets.load_dataset(spec.dataset, settings.data_root, settings.download,
-                                 max_train=spec.data.get("max_train"), max_test=spec.data.get("max_test"),
+    return dataset_budget(spec, settings.data_root, settings.download)
+
+
+def dataset_budget(spec: RunSpec, data_root=None, download: bool = False):
+    return datasets.load_dataset(spec.dataset, data_root, download, max_train=spec.data.get("max_train"),
+                                 max_test=spec.data.get("max_test"),
                                  validation=spec.data.get("validation", "stratified"))
 
 
@@ -86,32 +94,83 @@ def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | 
     if is_done(spec, store, methods):
         return store.read_run(spec.run_id)
     started = time.time()
-    record: dict[str, Any] = {**spec.to_dict(), "run_id": spec.run_id, "seed": spec.seed, "status": "failed",
-                              "error": None, "roles": {}, "metrics": [], "timing": {}}
+    record = _new_record(spec)
     torch.set_num_threads(settings.threads)
     # BLAS under numpy/scikit-learn (PCA, linear probes) gets the same budget as torch.
     with threadpool_limits(limits=settings.threads):
         try:
-            method, cfg, dataset, roles, run = prepare(spec, settings, methods)
-            record["roles"] = {name: _role_record(r, methods, spec, cfg, dataset) for name, r in roles.items()}
-            reason = method.skip(cfg, dataset)
-            if reason:
-                record.update(status="skipped", error=reason)
-            else:
-                _train(method, cfg, roles, run, spec, store)
-                record["metrics"] = [[r["role"], r["epoch"], r["metric"], r["value"]] for r in run.rows]
-                record["timing"] = run.timer.summary()
-                record["status"] = "ok"
+            _run(spec, settings, methods, record)
         except (Exception, SystemExit) as exc:  # sys.exit() inside a method ends that run, not the suite
             record["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             if isinstance(exc, SystemExit):
                 record["error"] = f"the method called sys.exit({exc.code!r})"
             record["traceback"] = traceback.format_exc()
-    record["wall_time_s"] = time.time() - started
+    return _store(record, store, time.time() - started)
+
+
+def _new_record(spec: RunSpec) -> dict[str, Any]:
+    return {**spec.to_dict(), "run_id": spec.run_id, "seed": spec.seed, "status": "failed", "error": None,
+            "roles": {}, "metrics": [], "timing": {}}
+
+
+def _store(record: dict, store: Store, wall_time_s: float) -> dict:
+    record["wall_time_s"] = wall_time_s
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     record["provenance"] = provenance()
     store.write_run(record)
     return record
+
+
+def _run(spec: RunSpec, settings: Settings, methods, record: dict, rendezvous=None, index: int = 0) -> None:
+    """Prepare, train and evaluate one run, filling ``record`` (raises what the method raises)."""
+    method, cfg, dataset, roles, run = prepare(spec, settings, methods)
+    record["roles"] = {name: _role_record(r, methods, spec, cfg, dataset) for name, r in roles.items()}
+    reason = method.skip(cfg, dataset)
+    if reason:
+        if rendezvous is not None:
+            raise NotBatchable("a skipped run is not trained")
+        record.update(status="skipped", error=reason)
+        return
+    run.rendezvous, run.rendezvous_index = rendezvous, index
+    _train(method, cfg, roles, run, spec, settings.store)
+    record["metrics"] = [[r["role"], r["epoch"], r["metric"], r["value"]] for r in run.rows]
+    record["timing"] = run.timer.summary()
+    record["status"] = "ok"
+
+
+def execute_batched(specs: list[RunSpec], settings: Settings, methods) -> list[dict] | None:
+    """The repetitions ``specs`` of one configuration trained as one batch (see benchmark.engine.fit); their
+    records, stored; or None, with nothing stored, when they cannot be (a step that needs its own order, a run
+    that fails): the caller then runs them one by one, so that a failure is charged to its own run."""
+    store = settings.store
+    rendezvous = Rendezvous(len(specs))
+    records = [_new_record(spec) for spec in specs]
+    errors: list[BaseException | None] = [None] * len(specs)
+
+    def work(i: int) -> None:
+        try:
+            _run(specs[i], settings, methods, records[i], rendezvous, i)
+        except BaseException as exc:  # noqa: B036 - the batch is abandoned and its runs are redone one by one
+            errors[i] = exc
+            rendezvous.abort()
+
+    started = time.time()
+    torch.set_num_threads(settings.threads)
+    with threadpool_limits(limits=settings.threads):
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(specs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if any(e is not None for e in errors):
+        return None
+    elapsed = time.time() - started
+    batch = {"reps": [s.rep for s in specs], "run_ids": [s.run_id for s in specs], "wall_time_s": elapsed}
+    out = []
+    for record in records:
+        record["batch"] = batch  # trained together; the numbers are each run's own (see benchmark.engine.stacked)
+        out.append(_store(record, store, elapsed / len(specs)))
+    return out
 
 
 def _train(method, cfg, roles: dict[str, Role], run: RunContext, spec: RunSpec, store: Store) -> None:
@@ -147,7 +206,15 @@ def _role_record(role: Role, methods, spec: RunSpec, cfg, dataset) -> dict[str, 
 
 
 def execute_task(specs: list[RunSpec], settings: Settings, methods: dict[str, MethodInfo]):
-    """Execute the runs of one task, yielding each record as it is stored."""
+    """Execute the runs of one task (one run, or repetitions to train as one batch), yielding each record as it
+    is stored."""
+    todo = [s for s in specs if not is_done(s, settings.store, methods)]
+    if len(todo) > 1:
+        records = execute_batched(todo, settings, methods)
+        if records is not None:
+            yield from records
+            yield from (settings.store.read_run(s.run_id) for s in specs if s not in todo)
+            return
     for spec in specs:
         yield execute(spec, settings, methods)
 
@@ -221,7 +288,8 @@ def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progres
         return outcome
     seen = schedule.history(store.iter_runs())
     expected = {s.run_id: seen.get(schedule.kind(s), schedule.UNKNOWN_S) for s in todo}
-    queue = schedule.Queue(schedule.tasks(todo, expected))
+    batching = schedule.Batching(settings.batch_reps, methods, settings.data_root)
+    queue = schedule.Queue(schedule.tasks(todo, expected, batching))
 
     def done(spec: RunSpec, record: dict | None, error: str | None = None) -> dict:
         if record is None:

@@ -12,6 +12,15 @@ it is paired across methods), step timing, logging each loss part as an epoch me
 validation/test curves for every classifier role, early stopping on a role's validation NLL with the best weights
 restored, and the final evaluation (after ``train`` returns). A forward-only method (no optimiser) uses the same
 loop: ``lr=None`` and the step updates ``b.model(role)`` itself.
+
+Repetitions trained as one batch. The same loop trains the R repetitions of one configuration at once when their
+runs meet here (:class:`Rendezvous`, set up by the executor): each role's R models become one
+:class:`~benchmark.engine.stacked.Stacked` model, every repetition's step function is called in turn on its own
+batch, the forward passes it asks for are computed for all R at the first request, and its updates are applied
+for all R after the last repetition's step (one backward pass, one optimiser step). A step whose order that cannot
+honour (a role used again after its own update within the step) raises :class:`NotBatchable`, and the runs are
+trained one by one instead. Every stackable model goes through the stacked path, alone too, so a repetition's
+numbers (dropout masks included: each role's own generator) do not depend on how it was batched.
 """
 
 from __future__ import annotations
@@ -20,82 +29,82 @@ import copy
 import functools
 import math
 import operator
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from benchmark.engine.stacked import Stacked, stackable
 from benchmark.errors import NonFiniteLoss
 
 FINAL = -1  # the epoch value of rows that describe the model a method ends with
 CURVES = ("acc", "nll")  # per-epoch metrics of every classifier role, on the validation and test splits
 
 
-class Batch:
-    """One training batch, as a method's step sees it."""
+class NotBatchable(RuntimeError):
+    """These runs cannot be trained as one batch (the executor then trains them one by one)."""
 
-    def __init__(self, loop: _Loop, epoch: int, step: int, idx: torch.Tensor):
-        self._loop = loop
-        self.epoch = epoch  # 0-based
+
+class Batch:
+    """One training batch of one repetition, as a method's step sees it."""
+
+    def __init__(self, state: _Step, rep: int):
+        self._state, self._rep = state, rep
+        loop = state.loops[rep]
+        self.epoch = state.epoch  # 0-based
         self.epochs = loop.epochs
-        self.step = step  # 0-based, within the epoch
-        self.idx = idx  # positions in the training split (what a method indexes its precomputed targets with)
-        self.y = loop.labels[idx]
+        self.step = state.index  # 0-based, within the epoch
+        self.idx = state.idx[rep]  # positions in the training split (what a method indexes its targets with)
+        self.y = loop.labels[self.idx]
         self._x: dict[str, torch.Tensor] = {}
+        self._calls: dict[tuple[str, str], int] = {}
 
     def x(self, role: str) -> torch.Tensor:
         """This batch in ``role``'s input view."""
         if role not in self._x:
-            self._x[role] = self._loop.inputs[role][self.idx]
+            self._x[role] = self._state.loops[self._rep].inputs[role][self.idx]
         return self._x[role]
 
     def model(self, role: str) -> nn.Module:
-        return self._loop.models[role]
+        """``role``'s model (a method that updates its parameters itself; not with repetitions batched)."""
+        return self._state.model(role, self._rep)
 
     def forward(self, role: str, call: str | None = None) -> torch.Tensor:
         """``role``'s output on this batch in training mode (``call``: a method of the model to use instead of
         ``forward``, e.g. one that returns raw subclass logits)."""
-        model = self._loop.models[role]
-        return (getattr(model, call) if call else model)(self.x(role))
+        return self._state.output(self, role, call, train=True)
 
-    @torch.no_grad()
     def predict(self, role: str, call: str | None = None) -> torch.Tensor:
         """``role``'s output on this batch in inference mode, without gradient (Keras ``training=False``)."""
-        model = self._loop.models[role]
-        model.eval()
-        try:
-            return (getattr(model, call) if call else model)(self.x(role))
-        finally:
-            model.train()
+        return self._state.output(self, role, call, train=False)
 
     def update(self, parts: dict[str, dict[str, torch.Tensor]], loss: torch.Tensor | None = None) -> None:
         """One optimiser step for each role in ``parts`` on ``loss`` (default: the sum of their ``"loss"``
         parts). Every part is logged as ``train_<part>``, averaged over the epoch's steps. Partners' outputs must
         enter a role's loss detached, so that each role's gradient is that of its own loss."""
-        roles = list(parts)
         if loss is None:
-            loss = functools.reduce(operator.add, (parts[r]["loss"] for r in roles))
-        optimisers = [self._loop.optimisers[r] for r in roles]
-        for optimiser in optimisers:
-            optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        for optimiser in optimisers:
-            optimiser.step()
+            loss = functools.reduce(operator.add, (parts[r]["loss"] for r in parts))
         for role, role_parts in parts.items():
             for name, value in role_parts.items():
-                self._loop.accumulate(role, f"train_{name}", value.detach(), 1)
+                self._state.loops[self._rep].accumulate(role, f"train_{name}", value.detach(), 1)
+        self._state.update(self._rep, list(parts), loss)
 
     def log(self, role: str, name: str, value: float | torch.Tensor, weight: float = 1) -> None:
         """A per-epoch value: the epoch's rows hold sum(value) / sum(weight) over its steps (``weight`` = a
         batch's size makes a running accuracy exact with a smaller last batch)."""
-        self._loop.accumulate(role, name, value.detach() if torch.is_tensor(value) else value, weight)
+        value = value.detach() if torch.is_tensor(value) else value
+        self._state.loops[self._rep].accumulate(role, name, value, weight)
 
 
 class _Loop:
+    """One repetition's side of the loop: its run, inputs, labels and epoch sums."""
+
     def __init__(self, run, models: dict[str, nn.Module], *, epochs: int, views: dict[str, str],
-                 optimisers: dict[str, torch.optim.Optimizer], train_index: torch.Tensor | None):
-        self.run, self.models, self.epochs, self.views, self.optimisers = run, models, epochs, views, optimisers
+                 train_index: torch.Tensor | None):
+        self.run, self.models, self.epochs, self.views = run, models, epochs, views
         labels = run.labels("train")
         self.labels = labels if train_index is None else labels[train_index]
         self.inputs = {}
@@ -103,6 +112,8 @@ class _Loop:
             x = run.view(view, "train")
             self.inputs[role] = x if train_index is None else x[train_index]
         self.sums: dict[tuple[str, str], Any] = {}
+        self.active = True  # False once early stopping ended this repetition
+        self.best, self.best_state, self.best_epoch, self.waited, self.last_epoch = math.inf, None, -1, 0, -1
 
     def accumulate(self, role: str, name: str, value, weight: float) -> None:
         total, weights = self.sums.get((role, name), (0.0, 0))
@@ -119,81 +130,267 @@ class _Loop:
         return out
 
 
-def adam(model: nn.Module, lr: float, eps: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, eps=eps)
+class _Step:
+    """What the R repetitions' steps share within one batch: the models (plain or stacked), the outputs computed
+    so far, and the updates waiting for the last repetition."""
+
+    def __init__(self, engine: _Engine, epoch: int, index: int, idx: list[torch.Tensor]):
+        self.engine, self.loops, self.epoch, self.index, self.idx = engine, engine.loops, epoch, index, idx
+        self.outputs: dict[tuple[str, str, bool, int], torch.Tensor] = {}
+        self.pending: list[list[tuple[list[str], torch.Tensor]]] = [[] for _ in idx]
+        self.updated: list[set[str]] = [set() for _ in idx]  # per repetition: roles updated in this step
+
+    @property
+    def deferred(self) -> bool:
+        return len(self.idx) > 1
+
+    def model(self, role: str, rep: int) -> nn.Module:
+        if self.deferred or self.engine.stacked:
+            raise NotBatchable("a step that changes a model itself cannot be batched")
+        return self.engine.models[rep][role]
+
+    def output(self, batch: Batch, role: str, call: str | None, *, train: bool) -> torch.Tensor:
+        if self.deferred and role in self.updated[batch._rep]:
+            raise NotBatchable(f"{role} is used again after its update in the same step")
+        key = (role, call or "", train)
+        count = batch._calls.get(key, 0)
+        batch._calls[key] = count + 1
+        full = (*key, count)
+        if full not in self.outputs:
+            xs = [batch.x(role)] if not self.deferred else \
+                [loop.inputs[role][idx] for loop, idx in zip(self.loops, self.idx, strict=True)]
+            self.outputs[full] = self.engine.forward(role, call, xs, train)
+        return self.outputs[full][batch._rep]
+
+    def update(self, rep: int, roles: list[str], loss: torch.Tensor) -> None:
+        if not self.deferred:
+            self.engine.step_optimisers(roles, loss)
+            return
+        self.pending[rep].append((roles, loss))
+        self.updated[rep].update(roles)
+
+    def finish(self) -> None:
+        """Apply the deferred updates: the u-th update of every repetition together."""
+        if not self.deferred:
+            return
+        counts = {len(p) for p in self.pending}
+        if len(counts) != 1:
+            raise NotBatchable("the repetitions' steps made different numbers of updates")
+        for u in range(counts.pop()):
+            roles = [p[u][0] for p in self.pending]
+            if any(r != roles[0] for r in roles):
+                raise NotBatchable("the repetitions' steps updated different roles")
+            self.engine.step_optimisers(roles[0], functools.reduce(operator.add, (p[u][1] for p in self.pending)))
 
 
-def fit(run, models: dict[str, nn.Module], step: Callable[[Batch], None], *, epochs: int, batch_size: int | None,
-        lr: float | dict[str, float] | None = None, adam_eps: float = 1e-7, patience: int | None = None,
-        monitor: str | None = None, drop_last: bool = False, shuffle: bool = True, curves: tuple[str, ...] = CURVES,
-        views: dict[str, str] | None = None, train_index: torch.Tensor | None = None) -> dict[str, nn.Module]:
+class _Engine:
+    """The models of every repetition, plain (one repetition, unstackable models) or stacked by role."""
+
+    def __init__(self, loops: list[_Loop], models: list[dict[str, nn.Module]], roles: list[str], lr, adam_eps):
+        self.loops, self.models, self.roles = loops, models, roles
+        self.stacked: dict[str, Stacked] = {}
+        if all(stackable(models[0][role]) for role in roles):
+            for role in roles:
+                generators = [loop.run.generator("dropout", role) for loop in loops]
+                self.stacked[role] = Stacked([m[role] for m in models], generators)
+        elif len(models) > 1:
+            raise NotBatchable("only stackable models can be trained as a batch of repetitions")
+        self.optimisers = {}
+        if lr is not None:
+            rates = lr if isinstance(lr, dict) else {role: lr for role in roles}
+            for role, rate in rates.items():
+                module = self.stacked.get(role) or models[0][role]
+                params = [p for p in module.parameters() if p.requires_grad]
+                self.optimisers[role] = torch.optim.Adam(params, lr=rate, eps=adam_eps)
+
+    def train(self) -> None:
+        for module in (self.stacked.values() if self.stacked else self.models[0].values()):
+            module.train()
+
+    def forward(self, role: str, call: str | None, xs: list[torch.Tensor], train: bool) -> torch.Tensor:
+        """``[R, B, ...]``: every repetition's output on its own batch."""
+        if role in self.stacked:
+            if call:
+                raise NotBatchable(f"{role}: a stacked model has only its forward")
+            module, run = self.stacked[role], self.stacked[role]
+        else:
+            module = self.models[0][role]
+            fn = getattr(module, call) if call else module
+            run = lambda inputs: fn(inputs[0]).unsqueeze(0)  # noqa: E731
+        if train:
+            return run(xs)
+        with torch.no_grad():
+            module.eval()
+            try:
+                return run(xs)
+            finally:
+                module.train()
+
+    def step_optimisers(self, roles: list[str], loss: torch.Tensor) -> None:
+        optimisers = [self.optimisers[r] for r in roles]
+        for optimiser in optimisers:
+            optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimiser in optimisers:
+            optimiser.step()
+
+    def sync(self) -> None:
+        """Write the stacked values back into every repetition's own models (to evaluate or save them)."""
+        for stacked in self.stacked.values():
+            stacked.unstack()
+
+    def restore(self) -> None:
+        for stacked in self.stacked.values():
+            stacked.restack()
+
+
+@dataclass
+class _Request:
+    run: Any
+    models: dict[str, nn.Module]
+    step: Callable[[Batch], None]
+    options: dict[str, Any]
+
+
+class Rendezvous:
+    """Where the R runs of one batched task meet: each run's ``fit`` waits until all R have called it, the last
+    to arrive trains all of them together, and each gets its own models back."""
+
+    def __init__(self, reps: int, timeout: float = 600.0):
+        self.reps, self.timeout = reps, timeout
+        self.requests: list[_Request | None] = [None] * reps
+        self.barrier = threading.Barrier(reps)
+        self.error: BaseException | None = None
+        self.result: list[dict[str, nn.Module]] | None = None
+
+    def fit(self, index: int, request: _Request) -> dict[str, nn.Module]:
+        self.requests[index] = request
+        try:
+            if self.barrier.wait(self.timeout) == 0:
+                try:
+                    self.result = _fit(self.requests)
+                except BaseException as exc:  # noqa: B036 - every run of the batch gets it
+                    self.error = exc
+            self.barrier.wait(self.timeout)
+        except threading.BrokenBarrierError:
+            raise NotBatchable("a run of the batch failed before or during the fit") from self.error
+        if self.error is not None:
+            raise NotBatchable(f"the batched fit failed: {self.error!r}") from self.error
+        return self.result[index]
+
+    def abort(self) -> None:
+        self.barrier.abort()
+
+
+def fit(run, models: dict[str, nn.Module], step: Callable[[Batch], None], **options) -> dict[str, nn.Module]:
     """Train ``models`` for ``epochs`` with ``step`` called on each batch (see the module docstring).
 
-    ``lr``: Adam's learning rate for every role (a dict: per role; None: no optimiser, the step updates the
-    models itself), with Keras's epsilon by default. ``batch_size`` None is one full batch per epoch.
-    ``patience``: stop when ``monitor``'s (default: the only role's) validation NLL has not improved for that many
-    epochs and restore every model's best weights (Keras ``EarlyStopping(monitor="val_loss",
-    restore_best_weights=True)``). ``curves``: metrics logged per epoch on the validation and test splits for every
-    classifier role (the test split only as a learning curve: nothing is chosen on it). ``drop_last`` drops each
-    epoch's incomplete last batch (tf.data's ``drop_remainder=True``) unless the training split is smaller than one
-    batch. ``views``: the input view per role (default: the roles' declared views). ``train_index``: train on
-    these examples of the training split only.
+    Options: ``epochs``, ``batch_size`` (None: one full batch per epoch); ``lr``: Adam's learning rate for every
+    role (a dict: per role; None: no optimiser, the step updates the models itself) and ``adam_eps`` (Keras's
+    1e-7 by default); ``patience``: stop when ``monitor``'s (default: the only role's) validation NLL has not
+    improved for that many epochs and restore every model's best weights (Keras ``EarlyStopping(
+    monitor="val_loss", restore_best_weights=True)``); ``curves``: metrics logged per epoch on the validation and
+    test splits for every classifier role (the test split only as a learning curve: nothing is chosen on it);
+    ``drop_last``: drop each epoch's incomplete last batch (tf.data's ``drop_remainder=True``) unless the training
+    split is smaller than one batch; ``shuffle``; ``views``: the input view per role (default: the roles' declared
+    views); ``train_index``: train on these examples of the training split only.
     """
-    declared = run.roles
-    views = {role: (views or {}).get(role) or declared[role].view for role in models}
-    if lr is None:
-        optimisers = {}
-    else:
-        rates = lr if isinstance(lr, dict) else {role: lr for role in models}
-        optimisers = {role: adam(models[role], rates[role], adam_eps) for role in rates}
-    has_val = run.data.size("val") > 0
+    request = _Request(run, models, step, options)
+    group = getattr(run, "rendezvous", None)
+    if group is not None:
+        return group.fit(run.rendezvous_index, request)
+    return _fit([request])[0]
+
+
+DEFAULTS = {"batch_size": None, "lr": None, "adam_eps": 1e-7, "patience": None, "monitor": None, "drop_last": False,
+            "shuffle": True, "curves": CURVES, "views": None, "train_index": None}
+
+
+def _fit(requests: list[_Request]) -> list[dict[str, nn.Module]]:
+    first = requests[0]
+    unknown = set(first.options) - set(DEFAULTS) - {"epochs"}
+    if unknown:
+        raise TypeError(f"fit() got unknown options {sorted(unknown)}")
+    o = {**DEFAULTS, **first.options}
+    if any(r.options.keys() != first.options.keys() or
+           any(_differs(r.options[k], first.options[k]) for k in first.options) for r in requests[1:]):
+        raise NotBatchable("the repetitions asked for different fits")
+    run0, roles = first.run, list(first.models)
+    declared = run0.roles
+    views = {role: (o["views"] or {}).get(role) or declared[role].view for role in roles}
+    has_val = run0.data.size("val") > 0
+    patience, monitor = o["patience"], o["monitor"]
     if patience is not None and not has_val:
         raise ValueError("early stopping needs a validation split (validation='none' has none)")
-    if patience is not None and monitor is None and len(models) != 1:
+    if patience is not None and monitor is None and len(roles) != 1:
         raise ValueError("early stopping with several models needs monitor=<role>")
-    if monitor is None and len(models) == 1 and has_val:
-        monitor = next(iter(models))  # a single model's best epoch is logged even without early stopping
-    loop = _Loop(run, models, epochs=epochs, views=views, optimisers=optimisers, train_index=train_index)
-    n = len(loop.labels)
-    size = n if batch_size is None else batch_size
-    classifiers = [role for role in models if role in declared and declared[role].classifier]
+    if monitor is None and len(roles) == 1 and has_val:
+        monitor = roles[0]  # a single model's best epoch is logged even without early stopping
+    loops = [_Loop(r.run, r.models, epochs=o["epochs"], views=views, train_index=o["train_index"]) for r in requests]
+    engine = _Engine(loops, [r.models for r in requests], roles, o["lr"], o["adam_eps"])
+    n = len(loops[0].labels)
+    size = n if o["batch_size"] is None else o["batch_size"]
+    drop_last = o["drop_last"] and n >= size
+    curves = o["curves"]
+    classifiers = [role for role in roles if role in declared and declared[role].classifier]
     evaluate_each_epoch = bool(curves and classifiers) or patience is not None
-    best, best_state, best_epoch, waited, epoch = math.inf, None, -1, 0, -1
-    for epoch in range(epochs):
-        for model in models.values():
-            model.train()
-        for step_index, idx in enumerate(run.batches(size, epoch=epoch, n=n, shuffle=shuffle,
-                                                     drop_last=drop_last and n >= size)):
-            step(Batch(loop, epoch, step_index, idx))
-        for (role, name), value in loop.flush(epoch).items():
-            run.log(role, name, value, epoch)
-        if not evaluate_each_epoch:
-            continue
-        scores = {}
-        splits = (("val", "test") if has_val else ("test",)) if curves else ()
-        for role in classifiers:
-            for split in splits:
-                result = run.evaluate(models[role], views[role], split)
-                scores[role, split] = result
-                for metric in curves:
-                    run.log(role, f"{split}_{metric}", result[metric], epoch)
-        if monitor is None:
-            continue
-        val = scores.get((monitor, "val")) or run.evaluate(models[monitor], views[monitor], "val")
-        if val["nll"] < best:
-            best, best_epoch, waited = val["nll"], epoch, 0
-            if patience is not None:
-                best_state = {role: copy.deepcopy(m.state_dict()) for role, m in models.items()}
-        else:
-            waited += 1
-            if patience is not None and waited >= patience:
-                break
-    if best_state is not None:
-        for role, model in models.items():
-            model.load_state_dict(best_state[role])
-    if evaluate_each_epoch:
-        for role in models:
-            run.log(role, "epochs_trained", epoch + 1 if epochs else 0)
-        if monitor is not None:
-            run.log(monitor, "best_epoch", best_epoch)
-    return models
+    for epoch in range(o["epochs"]):
+        engine.train()
+        orders = [loop.run.batches(size, epoch=epoch, n=n, shuffle=o["shuffle"], drop_last=drop_last, timed=loop.active)
+                  for loop in loops]
+        for index, idx in enumerate(zip(*orders)):
+            state = _Step(engine, epoch, index, list(idx))
+            for rep, request in enumerate(requests):
+                request.step(Batch(state, rep))
+            state.finish()
+        engine.sync()
+        for loop in loops:
+            sums = loop.flush(epoch)
+            if not loop.active:
+                continue
+            loop.last_epoch = epoch
+            for (role, name), value in sums.items():
+                loop.run.log(role, name, value, epoch)
+            if evaluate_each_epoch:
+                _evaluate_epoch(loop, epoch, classifiers, curves, has_val, monitor, patience)
+        if not any(loop.active for loop in loops):
+            break
+    for loop in loops:
+        if loop.best_state is not None:
+            for role, model in loop.models.items():
+                model.load_state_dict(loop.best_state[role])
+        if evaluate_each_epoch:
+            for role in roles:
+                loop.run.log(role, "epochs_trained", loop.last_epoch + 1)
+            if monitor is not None:
+                loop.run.log(monitor, "best_epoch", loop.best_epoch)
+    return [loop.models for loop in loops]
+
+
+def _differs(a, b) -> bool:
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return not (torch.is_tensor(a) and torch.is_tensor(b) and torch.equal(a, b))
+    return a != b
+
+
+def _evaluate_epoch(loop: _Loop, epoch: int, classifiers, curves, has_val: bool, monitor, patience) -> None:
+    run = loop.run
+    scores = {}
+    splits = (("val", "test") if has_val else ("test",)) if curves else ()
+    for role in classifiers:
+        for split in splits:
+            result = run.evaluate(loop.models[role], loop.views[role], split)
+            scores[role, split] = result
+            for metric in curves:
+                run.log(role, f"{split}_{metric}", result[metric], epoch)
+    if monitor is None:
+        return
+    val = scores.get((monitor, "val")) or run.evaluate(loop.models[monitor], loop.views[monitor], "val")
+    if val["nll"] < loop.best:
+        loop.best, loop.best_epoch, loop.waited = val["nll"], epoch, 0
+        if patience is not None:
+            loop.best_state = {role: copy.deepcopy(m.state_dict()) for role, m in loop.models.items()}
+    else:
+        loop.waited += 1
+        if patience is not None and loop.waited >= patience:
+            loop.active = False

@@ -59,18 +59,22 @@ def history(records: Iterable[dict]) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def tasks(specs: list[RunSpec], expected: dict[str, float], group: int = 1) -> list[Task]:
-    """The specs as tasks with their dependencies and priorities. ``group > 1`` puts up to that many repetitions of
-    one configuration in one task (in repetition order); ``expected`` maps a run id to its expected seconds."""
+def tasks(specs: list[RunSpec], expected: dict[str, float], group=lambda spec: 1) -> list[Task]:
+    """The specs as tasks with their dependencies and priorities. ``group(spec) > 1`` puts up to that many
+    repetitions of the spec's configuration in one task, by repetition number (repetitions 0-4, 5-9, ... for 5),
+    so that the same repetitions are batched together whatever else is planned; ``expected`` maps a run id to its
+    expected seconds."""
     planned = {s.run_id for s in specs}  # a required run outside the list has finished before
     by_group: dict[str, list[RunSpec]] = {}
     for spec in specs:
         by_group.setdefault(spec.group, []).append(spec)
     out: list[Task] = []
     for members in by_group.values():
-        members.sort(key=lambda s: s.rep)
-        for i in range(0, len(members), max(group, 1)):
-            chunk = members[i:i + max(group, 1)]
+        size = max(int(group(members[0])), 1)
+        chunks: dict[int, list[RunSpec]] = {}
+        for spec in sorted(members, key=lambda s: s.rep):
+            chunks.setdefault(spec.rep // size, []).append(spec)
+        for chunk in chunks.values():
             own = {s.run_id for s in chunk}
             needs = ({r for s in chunk for r in s.requires.values()} & planned) - own
             out.append(Task(chunk, sum(expected.get(s.run_id, UNKNOWN_S) for s in chunk), needs))
@@ -156,3 +160,66 @@ def flop_estimate(spec: RunSpec, method, cfg, data, roles) -> float:
     # forward + backward = 3x the forward's FLOPs, per example of every step, plus evaluation each epoch
     evaluated = epochs * (data.size("val") + data.size("test"))
     return steps * OVERHEAD_S * max(len(roles), 1) + (3 * flops * epochs * n + flops * evaluated) / THROUGHPUT
+
+
+# A configuration is trained with its repetitions batched when its models are stackable and a step is small:
+# below this many forward FLOPs per repetition and step, a step's time is mostly per-operator overhead, which a
+# batch of repetitions shares; above it, a step is arithmetic and R repetitions cost R times one.
+BATCH_MAX_FLOPS = 20e6
+
+
+class Batching:
+    """Decides, per configuration, how many repetitions train as one batch (the same answer for every run of the
+    configuration, whatever is planned with it)."""
+
+    def __init__(self, reps: int, methods, data_root=None):
+        self.reps, self.methods, self.data_root = reps, methods, data_root
+        self._flops: dict[tuple, float | None] = {}
+        self._answers: dict[str, int] = {}
+
+    def __call__(self, spec: RunSpec) -> int:
+        if self.reps <= 1:
+            return 1
+        if spec.group not in self._answers:
+            self._answers[spec.group] = self.reps if self._small(spec) else 1
+        return self._answers[spec.group]
+
+    def _small(self, spec: RunSpec) -> bool:
+        from benchmark.engine.execute import dataset_budget
+
+        info = self.methods.get(spec.method)
+        if info is None or not info.ok:
+            return False
+        from benchmark.engine.spec import config_from_dict
+
+        cfg = config_from_dict(info, spec.config)
+        method = info.cls()
+        data = dataset_budget(spec, self.data_root)
+        _, batch_size = method.budget(cfg, data)
+        total = 0.0
+        for role in method.roles(cfg, data).values():
+            per_example = self._per_example(role, data)
+            if per_example is None:
+                return False
+            total += per_example * (batch_size or data.size("train"))
+        return total < BATCH_MAX_FLOPS
+
+    def _per_example(self, role, data) -> float | None:
+        """Forward FLOPs of one example, or None when the role's model cannot be stacked."""
+        key = (role.arch, role.view, data.name, json.dumps(role.options, sort_keys=True, default=list))
+        if key not in self._flops:
+            import torch
+            from torch.utils.flop_counter import FlopCounterMode
+
+            from benchmark import nn as layers
+            from benchmark.engine.stacked import stackable
+
+            model = layers.build(role.arch, data.view_shape(role.view), data.num_classes, **role.options)
+            if not stackable(model):
+                self._flops[key] = None
+            else:
+                counter = FlopCounterMode(display=False)
+                with counter, torch.no_grad():
+                    model.eval()(data.view(role.view, "test")[:1])
+                self._flops[key] = float(counter.get_total_flops())
+        return self._flops[key]

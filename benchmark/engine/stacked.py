@@ -1,0 +1,188 @@
+"""R copies of one architecture as one batched model: the repetitions of a configuration trained in one pass.
+
+``Stacked([model_0, ..., model_R-1])`` holds every parameter and buffer of the R models stacked along a new first
+axis (``[R, ...]``), initialised from the R models (so each repetition starts from exactly its own weights), and
+runs all R on their own batches at once: dense layers as one batched matrix product whose forward and backward are,
+slice by slice, the very products ``F.linear`` makes; BatchNorm1d over the R·F features (statistics per
+repetition); dropout with each repetition's own generator; convolutional layers per repetition. A repetition's
+numbers are therefore bit for bit the same whether it trains alone (R = 1), with other repetitions, or as a plain
+module without dropout; R = 1 is the same code, and the harness trains every stackable model through it so that a
+dropout mask depends only on the run.
+
+Stackable: ``nn.Sequential`` of Linear, Conv1d/2d (ungrouped), BatchNorm1d/2d, Dropout, ReLU, MaxPool1d/2d,
+Flatten and Identity. Anything else trains unstacked (:func:`stackable` says which).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _stack(xs: list[torch.Tensor]) -> torch.Tensor:
+    return xs[0].unsqueeze(0) if len(xs) == 1 else torch.stack(xs)  # one repetition: a view, no copy
+
+
+class StackedLinear(torch.autograd.Function):
+    """``x [R, B, in] @ W[r].T + b[r]`` with ``W [R, out, in]``: per slice, the products of ``F.linear`` and of its
+    backward (``g @ W``, ``g.T @ x``, ``g.sum(0)``), so each repetition's gradients are bit-identical to its own."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        w = weight.transpose(1, 2)
+        return torch.baddbmm(bias.unsqueeze(1), x, w) if bias is not None else torch.bmm(x, w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_w = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+LEAVES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.ReLU, nn.MaxPool1d,
+          nn.MaxPool2d, nn.Flatten, nn.Identity)
+
+
+def stackable(model: nn.Module) -> bool:
+    """Whether ``model`` is made only of layers :class:`Stacked` knows."""
+    if isinstance(model, nn.Sequential):
+        return all(stackable(m) for m in model)
+    if isinstance(model, (nn.Conv1d, nn.Conv2d)):
+        return model.groups == 1 and model.padding_mode == "zeros"
+    if isinstance(model, nn.Flatten):
+        return model.start_dim == 1 and model.end_dim == -1
+    return isinstance(model, LEAVES)
+
+
+def _leaves(model: nn.Module) -> list[nn.Module]:
+    if isinstance(model, nn.Sequential):
+        return [leaf for m in model for leaf in _leaves(m)]
+    return [model]
+
+
+class Stacked(nn.Module):
+    """R models of one architecture as one; ``forward(xs)`` takes the R batches (a list, each ``[B, ...]``) and
+    returns ``[R, B, ...]``. :meth:`unstack` writes the trained values back into the R models."""
+
+    def __init__(self, models: list[nn.Module], dropout_generators: list[torch.Generator] | None = None):
+        super().__init__()
+        if not models or not all(stackable(m) for m in models):
+            raise ValueError("only stackable models can be stacked")
+        self.models = models
+        self.R = len(models)
+        self.layers = list(zip(*[_leaves(m) for m in models], strict=True))  # per layer, its R copies
+        self.generators = dropout_generators
+        self.params = nn.ParameterList()
+        self.names: list[tuple[int, str]] = []  # (layer index, attribute) of each stacked parameter / buffer
+        self.stacked: dict[tuple[int, str], torch.Tensor] = {}
+        for i, copies in enumerate(self.layers):
+            first = copies[0]
+            for name, p in first.named_parameters(recurse=False):
+                param = nn.Parameter(torch.stack([getattr(c, name).detach() for c in copies]),
+                                     requires_grad=p.requires_grad)
+                self.params.append(param)
+                self.stacked[i, name] = param
+            for name, b in first.named_buffers(recurse=False):
+                if b is None:
+                    continue
+                buffer = torch.stack([getattr(c, name) for c in copies]).clone()
+                self.register_buffer(f"buffer_{i}_{name}", buffer)
+                self.stacked[i, name] = buffer
+
+    # ---- forward ------------------------------------------------------------------------------------------
+    # Activations are either "rows", one [R, B, ...] tensor (dense layers: one batched product for all R), or
+    # "list", R tensors [B, C, ...] (convolutional layers, run per repetition: a grouped convolution's backward
+    # does not give the per-group results bit for bit, so it would make a repetition's numbers depend on its batch).
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        first = self.layers[0][0]
+        conv = isinstance(first, (nn.Conv1d, nn.Conv2d, nn.BatchNorm2d, nn.MaxPool1d, nn.MaxPool2d))
+        x, layout = (list(xs), "list") if conv else (_stack(xs), "rows")
+        for i, copies in enumerate(self.layers):
+            x, layout = self._apply(i, copies[0], x, layout)
+        return _stack(x) if layout == "list" else x
+
+    def _apply(self, i: int, layer: nn.Module, x, layout: str):
+        if isinstance(layer, nn.Linear):
+            x = _stack(x) if layout == "list" else x
+            weight, bias = self.stacked[i, "weight"], self.stacked.get((i, "bias"))
+            if self.R == 1:  # the very call a plain module makes
+                return F.linear(x[0], weight[0], None if bias is None else bias[0]).unsqueeze(0), "rows"
+            return StackedLinear.apply(x, weight, bias), "rows"
+        if isinstance(layer, nn.BatchNorm1d) and layout == "rows" and x.dim() == 3:
+            return self._batchnorm_rows(i, layer, x), "rows"
+        if isinstance(layer, nn.ReLU):
+            return ([F.relu(t) for t in x] if layout == "list" else F.relu(x)), layout
+        if isinstance(layer, nn.Dropout):
+            return self._dropout(layer, x, layout), layout
+        if isinstance(layer, nn.Flatten):
+            if layout == "list":
+                return _stack([t.flatten(1) for t in x]), "rows"
+            return x.flatten(2), "rows"
+        if isinstance(layer, nn.Identity):
+            return x, layout
+        # convolution, pooling, BatchNorm over feature maps: each repetition through the layer's own functional form
+        xs = list(x) if layout == "rows" else x
+        return [self._single(i, r, layer, t) for r, t in enumerate(xs)], "list"
+
+    def _single(self, i: int, r: int, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Layer ``i`` of repetition ``r`` on its own batch, with the stacked tensors' slices as its state."""
+        state = {name: t[r] for (j, name), t in self.stacked.items() if j == i}
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if self.training and "num_batches_tracked" in state:
+                state["num_batches_tracked"].add_(1)
+            use_batch = self.training or state.get("running_mean") is None
+            return F.batch_norm(x, state.get("running_mean"), state.get("running_var"), state.get("weight"),
+                                state.get("bias"), use_batch, layer.momentum, layer.eps)
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+            conv = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
+            return conv(x, state["weight"], state.get("bias"), layer.stride, layer.padding, layer.dilation)
+        pool = F.max_pool2d if isinstance(layer, nn.MaxPool2d) else F.max_pool1d
+        return pool(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation, ceil_mode=layer.ceil_mode)
+
+    def _batchnorm_rows(self, i: int, layer, x: torch.Tensor) -> torch.Tensor:
+        """BatchNorm1d after a dense layer, all repetitions at once: [R, B, F] -> [B, R*F] (per-channel
+        statistics, so each repetition's are its own, bit for bit)."""
+        if self.training and (i, "num_batches_tracked") in self.stacked:
+            self.stacked[i, "num_batches_tracked"].add_(1)
+        mean, var = self.stacked.get((i, "running_mean")), self.stacked.get((i, "running_var"))
+        flat = [t.view(-1) if t is not None else None
+                for t in (mean, var, self.stacked.get((i, "weight")), self.stacked.get((i, "bias")))]
+        r, b, f = x.shape
+        y = F.batch_norm(x.transpose(0, 1).reshape(b, r * f), *flat, self.training or mean is None,
+                         layer.momentum, layer.eps)
+        return y.reshape(b, r, f).transpose(0, 1)
+
+    def _dropout(self, layer: nn.Dropout, x, layout: str):
+        """Each repetition's mask from its own generator, with the shape it has alone (F.dropout's arithmetic)."""
+        if not self.training or layer.p == 0:
+            return x
+        keep = 1 - layer.p
+        slices = x if layout == "list" else list(x)
+        masks = [torch.empty_like(t).bernoulli_(keep, generator=g).div_(keep) for t, g in zip(slices, self._gens())]
+        if layout == "list":
+            return [t * m for t, m in zip(x, masks)]
+        return x * _stack(masks)
+
+    def _gens(self) -> list[torch.Generator | None]:
+        return self.generators if self.generators is not None else [None] * self.R
+
+    # ---- back to the R models -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def unstack(self) -> list[nn.Module]:
+        """Copy the stacked parameters and buffers into the R models (and return them)."""
+        for (i, name), tensor in self.stacked.items():
+            for r in range(self.R):
+                getattr(self.layers[i][r], name).copy_(tensor[r])
+        return self.models
+
+    @torch.no_grad()
+    def restack(self) -> None:
+        """The reverse of :meth:`unstack` (after the R models were changed, e.g. best weights restored)."""
+        for (i, name), tensor in self.stacked.items():
+            for r in range(self.R):
+                tensor[r].copy_(getattr(self.layers[i][r], name))
