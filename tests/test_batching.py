@@ -17,7 +17,7 @@ from tests.projects import make_project
 discover()  # registers the methods' architectures
 CASES = [("hinton_student", (64,), 16), ("hinton_teacher", (64,), 16), ("kl_cnn", (1, 8, 8), 8),
          ("kl_mlp", (64,), 8), ("js_cnn", (1, 8, 8), 16), ("js_mlp_b", (20,), 16), ("js_cnn", (1, 40), 8),
-         ("subclass_mlp", (64,), 16)]
+         ("subclass_mlp", (64,), 16), ("subclass_cnn", (1, 8, 8), 16)]
 R, STEPS = 3, 4
 
 
@@ -41,9 +41,11 @@ def train_stacked(models, reps, data, generators=True):
 
 
 def train_plain(model, data):
+    """The plain module, with its convolutions' kernels and inputs channels-last as the stacked model keeps them."""
+    model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2, eps=1e-7)
     for x, y in data:
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -81,10 +83,23 @@ def test_a_repetition_trains_the_same_in_a_batch_alone_and_as_a_plain_module(arc
         assert same(together[r], train_plain(copy.deepcopy(plain_models[r]), data[r]))
 
 
-def test_unstackable_models_are_named():
-    assert not stackable(layers.build("ska_stack", (64,), 10))
-    assert not stackable(layers.build("subclass_mlp", (64,), 10, subclasses=2))
+def test_which_models_stack():
+    assert not stackable(layers.build("ska_stack", (64,), 10))  # updated in place by SKA, without autograd
+    assert stackable(layers.build("subclass_mlp", (64,), 10, subclasses=2))  # a wrapper with stack_inner
     assert stackable(layers.build("subclass_mlp", (64,), 10))
+
+
+def test_a_wrapped_network_gives_both_of_its_outputs_stacked():
+    models = [layers.build("subclass_mlp", (64,), 10, subclasses=3, generator=torch.Generator().manual_seed(r))
+              for r in range(2)]
+    stacked = Stacked(models).eval()
+    xs = [torch.randn(5, 64), torch.randn(5, 64)]
+    with torch.no_grad():
+        for call in (None, "subclass_logits"):
+            out = stacked(xs, call)
+            for r in range(2):
+                expected = models[r].eval()(xs[r]) if call is None else models[r].subclass_logits(xs[r])
+                assert torch.equal(out[r], expected)
 
 
 def _records(out):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import random
 import threading
 import time
@@ -63,9 +65,26 @@ def dataset_budget(spec: RunSpec, data_root=None, download: bool = False):
                                  validation=spec.data.get("validation", "stratified"))
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def tune_process() -> None:
+    """Speed settings that change no result. glibc returns large freed blocks to the kernel (mmap above 128 KiB,
+    trimming above 128 KiB), so every training step's activations page-fault and are zeroed by the kernel again;
+    keeping up to 32 MiB blocks and 1 GiB of free heap made CNN steps 1.2-1.4x faster here. With deterministic
+    algorithms on, torch also fills every new tensor with NaN first (``fill_uninitialized_memory``), a debugging aid
+    that changes no computed value: off."""
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(32 * 1024 * 1024))
+        libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(1 << 30))
+
+
 def seed_everything(seed: int) -> None:
     # Deterministic kernels where torch has a choice (warn, not fail, where an op has none); recorded in provenance.
     torch.use_deterministic_algorithms(True, warn_only=True)
+    tune_process()
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

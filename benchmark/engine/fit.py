@@ -210,9 +210,8 @@ class _Engine:
     def forward(self, role: str, call: str | None, xs: list[torch.Tensor], train: bool) -> torch.Tensor:
         """``[R, B, ...]``: every repetition's output on its own batch."""
         if role in self.stacked:
-            if call:
-                raise NotBatchable(f"{role}: a stacked model has only its forward")
-            module, run = self.stacked[role], self.stacked[role]
+            module = self.stacked[role]
+            run = lambda inputs: module(inputs, call)  # noqa: E731
         else:
             module = self.models[0][role]
             fn = getattr(module, call) if call else module

@@ -49,7 +49,10 @@ LEAVES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dr
 
 
 def stackable(model: nn.Module) -> bool:
-    """Whether ``model`` is made only of layers :class:`Stacked` knows."""
+    """Whether ``model`` is made only of layers :class:`Stacked` knows (or wraps such a model, see
+    :func:`inner`)."""
+    if hasattr(model, "stack_inner"):
+        return stackable(model.stack_inner())
     if isinstance(model, nn.Sequential):
         return all(stackable(m) for m in model)
     if isinstance(model, (nn.Conv1d, nn.Conv2d)):
@@ -57,6 +60,13 @@ def stackable(model: nn.Module) -> bool:
     if isinstance(model, nn.Flatten):
         return model.start_dim == 1 and model.end_dim == -1
     return isinstance(model, LEAVES)
+
+
+def inner(model: nn.Module) -> nn.Module:
+    """The stackable network inside ``model``. A module may wrap one by defining ``stack_inner()`` (the wrapped
+    network) and ``stack_output(raw, call)`` (its output, or that of its method ``call``, from the wrapped network's
+    output; it must act on each example alone: it is given the R repetitions' rows together)."""
+    return model.stack_inner() if hasattr(model, "stack_inner") else model
 
 
 def _leaves(model: nn.Module) -> list[nn.Module]:
@@ -75,7 +85,8 @@ class Stacked(nn.Module):
             raise ValueError("only stackable models can be stacked")
         self.models = models
         self.R = len(models)
-        self.layers = list(zip(*[_leaves(m) for m in models], strict=True))  # per layer, its R copies
+        self.wrapper = models[0] if hasattr(models[0], "stack_inner") else None
+        self.layers = list(zip(*[_leaves(inner(m)) for m in models], strict=True))  # per layer, its R copies
         self.generators = dropout_generators
         self.params = nn.ParameterList()
         self.names: list[tuple[int, str]] = []  # (layer index, attribute) of each stacked parameter / buffer
@@ -83,6 +94,14 @@ class Stacked(nn.Module):
         for i, copies in enumerate(self.layers):
             first = copies[0]
             for name, p in first.named_parameters(recurse=False):
+                if isinstance(first, nn.Conv2d) and name == "weight":
+                    # Convolutions run per repetition: each keeps its own kernel, channels-last, the layout in
+                    # which the CPU's convolution and its backward run fastest (results are deterministic)
+                    params = [nn.Parameter(getattr(c, name).detach().clone(memory_format=torch.channels_last),
+                                           requires_grad=p.requires_grad) for c in copies]
+                    self.params.extend(params)
+                    self.stacked[i, name] = params
+                    continue
                 param = nn.Parameter(torch.stack([getattr(c, name).detach() for c in copies]),
                                      requires_grad=p.requires_grad)
                 self.params.append(param)
@@ -98,13 +117,33 @@ class Stacked(nn.Module):
     # Activations are either "rows", one [R, B, ...] tensor (dense layers: one batched product for all R), or
     # "list", R tensors [B, C, ...] (convolutional layers, run per repetition: a grouped convolution's backward
     # does not give the per-group results bit for bit, so it would make a repetition's numbers depend on its batch).
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, xs: list[torch.Tensor], call: str | None = None) -> torch.Tensor:
         first = self.layers[0][0]
         conv = isinstance(first, (nn.Conv1d, nn.Conv2d, nn.BatchNorm2d, nn.MaxPool1d, nn.MaxPool2d))
-        x, layout = (list(xs), "list") if conv else (_stack(xs), "rows")
-        for i, copies in enumerate(self.layers):
-            x, layout = self._apply(i, copies[0], x, layout)
-        return _stack(x) if layout == "list" else x
+        if conv:
+            x, layout = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in xs], "list"
+        else:
+            x, layout = _stack(xs), "rows"
+        i = 0
+        while i < len(self.layers):
+            layer = self.layers[i][0]
+            after = self.layers[i + 1][0] if i + 1 < len(self.layers) else None
+            if isinstance(layer, nn.ReLU) and isinstance(after, (nn.MaxPool1d, nn.MaxPool2d)) and layout == "list":
+                # max pooling commutes with the monotone ReLU, values and gradients alike (a window whose maximum
+                # is not positive gets a zero gradient either way): pool first, and ReLU a quarter of the values
+                x, layout = self._apply(i + 1, after, x, layout)
+                x, layout = self._apply(i, layer, x, layout)
+                i += 2
+                continue
+            x, layout = self._apply(i, layer, x, layout)
+            i += 1
+        out = _stack(x) if layout == "list" else x
+        if self.wrapper is not None:
+            r, b = out.shape[:2]
+            out = self.wrapper.stack_output(out.flatten(0, 1), call).unflatten(0, (r, b))
+        elif call is not None:
+            raise ValueError(f"a stacked plain network has no method {call!r}")
+        return out
 
     def _apply(self, i: int, layer: nn.Module, x, layout: str):
         if isinstance(layer, nn.Linear):
@@ -177,7 +216,8 @@ class Stacked(nn.Module):
         """Copy the stacked parameters and buffers into the R models (and return them)."""
         for (i, name), tensor in self.stacked.items():
             for r in range(self.R):
-                getattr(self.layers[i][r], name).copy_(tensor[r])
+                target = getattr(self.layers[i][r], name)
+                target.copy_(tensor[r])
         return self.models
 
     @torch.no_grad()

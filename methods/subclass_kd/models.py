@@ -36,6 +36,14 @@ class SubclassNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return class_logits(self.net(x), self.num_classes, self.collapse)
 
+    # The harness may train several repetitions of this net as one batch: it runs the wrapped network itself and
+    # asks for the output from the network's (per-example) raw logits.
+    def stack_inner(self) -> nn.Module:
+        return self.net
+
+    def stack_output(self, raw: torch.Tensor, call: str | None) -> torch.Tensor:
+        return raw if call == "subclass_logits" else class_logits(raw, self.num_classes, self.collapse)
+
 
 def _with_head(net: nn.Module, num_classes: int, subclasses: int, collapse: str) -> nn.Module:
     return net if subclasses == 1 else SubclassNet(net, num_classes, collapse)
