@@ -110,6 +110,12 @@ class MethodBase:
     ablations: ClassVar[dict[str, list[Any]]] = {}
     # True for baselines whose trained models other runs load (the teacher): their checkpoints are kept.
     provides_cache: ClassVar[bool] = False
+    # What ``python -m benchmark profile`` checks for this method's step: ``max_ratio_to_scratch`` (its step over
+    # its scratch students' steps), ``min_peak_fraction`` (of the in-process matmul peak), ``min_textbook_speedup``
+    # (against distillation as a tutorial writes it).
+    speed_targets: ClassVar[dict[str, float]] = {}
+    # Other configurations ``profile`` times by default, as "key=value[,key=value]".
+    profile_variants: ClassVar[tuple[str, ...]] = ()
 
     def adapt(self, cfg, data):
         """The configuration fitted to ``data`` (a dataset: ``input_shape``, ``num_classes``, ``size(split)``,

@@ -12,7 +12,9 @@ from benchmark.cli import main
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings
 from benchmark.engine.timing import ProfileComplete, ProfilingTimer, StepGate, StepTimer, timed_batches, timed_iter
-from benchmark.profiling.command import TEXTBOOK, TEXTBOOK_TORCHVISION, plan_targets, run_with_timer, target_spec
+from benchmark.profiling.measure import run_with_timer, target_spec
+from benchmark.profiling.reference import TEXTBOOK, TEXTBOOK_TORCHVISION
+from benchmark.profiling.run import plan_targets
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from benchmark.engine.stacked import Stacked, stackable
+from benchmark.engine.timing import ProfileComplete
 from benchmark.errors import NonFiniteLoss
 
 FINAL = -1  # the epoch value of rows that describe the model a method ends with
@@ -273,6 +274,8 @@ class Rendezvous:
             self.barrier.wait(self.timeout)
         except threading.BrokenBarrierError:
             raise NotBatchable("a run of the batch failed before or during the fit") from self.error
+        if isinstance(self.error, ProfileComplete):  # a profile measured enough batched steps: every run stops
+            raise ProfileComplete
         if self.error is not None:
             raise NotBatchable(f"the batched fit failed: {self.error!r}") from self.error
         return self.result[index]

@@ -117,6 +117,7 @@ class Method(MethodBase):
                "quick": {"epochs": 10, "pca_components": 20}, "paper": {}}
     ablations = {"divergence": ["js", "kl"], "schedule": ["log", "linear", "constant", "zero"],
                  "phase2": ["hard_labels", "argmax_as_published", "none"]}
+    speed_targets = {"min_peak_fraction": 0.4}  # the CNN's arithmetic dominates the step
 
     def adapt(self, cfg, data):
         """K at most one less than the features each MLP's view reads (the notebook's K = 100 is for CIFAR-10's

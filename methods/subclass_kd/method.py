@@ -169,6 +169,8 @@ class Method(MethodBase):
                "quick": {"epochs": 10, "teacher_epochs": 20},
                "paper": {}}
     ablations = {"subclasses": [1, 2, 4], "beta": [0.0, 0.7, 1.0], "aux": ["official", "as_published"]}
+    speed_targets = {"min_peak_fraction": 0.4}
+    profile_variants = ("stage=teacher",)  # the CNN teacher, the costliest step of the suite
 
     def roles(self, cfg, data):
         if cfg.stage == "teacher":

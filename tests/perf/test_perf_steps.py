@@ -16,7 +16,7 @@ import torch
 
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings
-from benchmark.profiling.command import target_spec
+from benchmark.profiling.measure import target_spec
 from tests.perf.stepper import MethodStepper
 
 DATASET = os.environ.get("BENCHMARK_PERF_DATASET", "digits")
