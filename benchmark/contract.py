@@ -116,6 +116,13 @@ class MethodBase:
     speed_targets: ClassVar[dict[str, float]] = {}
     # Other configurations ``profile`` times by default, as "key=value[,key=value]".
     profile_variants: ClassVar[tuple[str, ...]] = ()
+    # Each notebook behaviour the defaults correct, as {field: (the notebook's value, one line on what it does)}.
+    # ``python -m benchmark defects`` runs each alone against the default configuration, paired, and the report
+    # tabulates its effect.
+    notebook_defects: ClassVar[dict[str, tuple[Any, str]]] = {}
+    # Every override that makes a run notebook-faithful (the defects above, the notebook's data split and views):
+    # ``--as-published``.
+    as_published: ClassVar[dict[str, Any]] = {}
 
     def adapt(self, cfg, data):
         """The configuration fitted to ``data`` (a dataset: ``input_shape``, ``num_classes``, ``size(split)``,
