@@ -18,7 +18,7 @@ from benchmark import data as datasets
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings, is_done, run_plan
-from benchmark.engine.plan import plan
+from benchmark.engine.plan import order, plan
 from benchmark.errors import BadInput
 
 
@@ -34,6 +34,20 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+DEFAULT_SEEDS = 5  # repetitions per configuration: the usual minimum for a claim with an interval
+MAX_SEEDS = 100
+
+
+def _width(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of percentage points") from None
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError(f"must be a half-width in pp between 0 and 100, got {text}")
     return value
 
 
@@ -57,7 +71,15 @@ def build_parser() -> Parser:
     common.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
     grid = Parser(add_help=False)
     grid.add_argument("--datasets", help="comma-separated dataset names (default: every dataset available here)")
-    grid.add_argument("--seeds", type=_positive, default=3, help="repetitions per configuration (default 3)")
+    grid.add_argument("--seeds", type=_positive, default=DEFAULT_SEEDS,
+                      help=f"repetitions per configuration (default {DEFAULT_SEEDS})")
+    grid.add_argument("--until-ci", type=_width, metavar="W",
+                      help="then keep adding paired repetitions to every comparison whose 95%% interval of Δ test "
+                           "accuracy is wider than ±W pp (or has none), up to --max-seeds; finished runs are reused")
+    grid.add_argument("--max-seeds", type=_positive, default=20,
+                      help="most repetitions --until-ci gives a configuration (default 20)")
+    grid.add_argument("--as-published", action="store_true",
+                      help="each method as its notebook ran it (its notebook defects, data split and views)")
     grid.add_argument("--base-seed", type=int, default=0, help="base of every run's derived seed (default 0)")
     grid.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
     grid.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
@@ -90,10 +112,16 @@ def build_parser() -> Parser:
     p = sub.add_parser("run", parents=[common, grid], help="methods (with their paired scratch students)")
     p.add_argument("method", nargs="+", help="one or more methods or baselines")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("ablate", parents=[common, grid], help="a method's ablation grid, or --param k=v1,v2")
+    p = sub.add_parser("ablate", parents=[common, grid],
+                       help="vary a method's ablation factors one at a time around its defaults (or --param k=v1,v2)")
     p.add_argument("method")
     p.add_argument("--param", action="append", metavar="KEY=V1,V2", help="ablate KEY over these values; repeatable")
+    p.add_argument("--grid", action="store_true", help="every combination of the factors' levels, not one at a time")
     p.set_defaults(func=cmd_ablate)
+    p = sub.add_parser("defects", parents=[common, grid],
+                       help="each notebook defect of each method alone against the corrected default, paired")
+    p.add_argument("method", nargs="*", help="methods (default: every method that declares notebook defects)")
+    p.set_defaults(func=cmd_defects)
     p = sub.add_parser("tables", parents=[common], help="rebuild results/tables from the stored runs (no training)")
     p.set_defaults(func=cmd_tables)
     p = sub.add_parser("figures", parents=[common], help="redraw results/figures from the stored runs")
@@ -155,8 +183,30 @@ def cmd_ablate(args) -> int:
         axes = dict(info.cls.ablations)
         if not axes:
             raise BadInput(f"{info.name} declares no ablations: give --param KEY=V1,V2")
-    points = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
-    return _run_grid(args, [info], methods, grids={info.name: points})
+    return _run_grid(args, [info], methods, grids={info.name: ablation_points(axes, args.grid)})
+
+
+def ablation_points(axes: dict[str, list], grid: bool = False) -> list[dict]:
+    """The configurations of an ablation: the defaults, then each factor's levels one at a time with every other
+    factor at its default (``grid``: the full product of the levels). A level equal to the default is the default
+    configuration itself (the planner plans it once)."""
+    if grid:
+        return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    return [{}] + [{key: value} for key, values in axes.items() for value in values]
+
+
+def cmd_defects(args) -> int:
+    methods = discover()
+    if args.method:
+        infos = [_lookup(methods, name) for name in dict.fromkeys(args.method)]
+        empty = [i.name for i in infos if not i.cls.notebook_defects]
+        if empty:
+            raise BadInput(f"{', '.join(empty)} declare(s) no notebook defects")
+    else:
+        infos = [i for i in methods.values() if i.ok and i.cls.notebook_defects]
+    grids = {i.name: [{}] + [{field: value} for field, (value, _) in i.cls.notebook_defects.items()]
+             for i in infos}
+    return _run_grid(args, infos, methods, grids=grids)
 
 
 def cmd_tables(args) -> int:
@@ -273,30 +323,66 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
         raise BadInput(f"unknown preset {args.preset!r}: use one of {', '.join(configuration.PRESETS)}")
     if args.scheduler and args.backend != "dask":
         raise BadInput("--scheduler goes with --backend dask")
+    if args.until_ci is not None and not args.seeds <= args.max_seeds <= MAX_SEEDS:
+        raise BadInput(f"--max-seeds must be between --seeds ({args.seeds}) and {MAX_SEEDS}, got {args.max_seeds}")
     loaded = select_datasets(args)
     if not loaded:
         raise BadInput("no dataset is available: see `python -m benchmark list` for how to get one")
     overrides = split_overrides(args.sets, infos)
-    specs = plan(infos, data=loaded, reps=args.seeds, preset=args.preset, base_seed=args.base_seed,
-                 overrides=overrides, grids=grids, methods=methods)  # validates every value before anything is written
+    if args.as_published:
+        overrides = {name: {**methods[name].cls.as_published, **values} for name, values in overrides.items()}
+
+    def planned(chosen, reps: int, rep_start: int = 0, chosen_grids=grids):
+        return plan(chosen, data=loaded, reps=reps, rep_start=rep_start, preset=args.preset,
+                    base_seed=args.base_seed, overrides=overrides, grids=chosen_grids, methods=methods)
+
+    specs = planned(infos, args.seeds)  # validates every value before anything is written
     settings = Settings(out=args.out, data_root=args.data_root, download=args.download, threads=args.threads,
                         suite=uuid.uuid4().hex, batch_reps=1 if args.no_batch_reps else Settings.batch_reps)
-    store = settings.store
-    cached = [s for s in specs if is_done(s, store, methods, _warn)]
     if args.dry_run:
-        done = {s.run_id for s in cached}
-        for s in specs:
-            state = "cached" if s.run_id in done else "to run"
-            print(f"{state:7s} {s.run_id} {s.method:18s} {s.dataset:14s} rep={s.rep} {s.variant}")
-        print(f"{len(specs)} runs planned: {len(cached)} cached, {len(specs) - len(cached)} to run")
-        return 0
-    todo = len(specs) - len(cached)
-    client = None
+        return _dry_run(specs, settings, methods)
+    outcomes = [_execute(args, specs, settings, methods)]
+    if args.until_ci is not None:
+        outcomes += _until_ci(args, infos, grids, planned, settings, methods)
+    write_outputs(args.out)
+    total = sum(n for _, n in outcomes)
+    records = [r for o, _ in outcomes for r in o.records]
+    trained = sum(r["status"] == "ok" for r in records)
+    skipped = sum(r["status"] == "skipped" for r in records)
+    failed = [r for r in records if r["status"] == "failed"]
+    cached = sum(o.cached for o, _ in outcomes)
+    if cached == total:
+        print(f"all {total} runs were cached; nothing trained")
+    else:
+        print(f"{total} runs: {trained} trained, {cached} cached, {skipped} skipped, {len(failed)} failed")
+    print(f"tables: {Path(args.out) / 'tables' / 'summary.md'}")
+    if failed or broken:
+        print("failures:")
+        for r in failed:
+            print(f"  {r['method']} {r['dataset']} rep={r['rep']} {r['variant']} ({r['run_id']}): {r['error']}")
+        for info in broken:
+            print(f"  {info.name}: cannot be loaded: {info.error}")
+        return 1
+    return 0
+
+
+def _dry_run(specs, settings: Settings, methods) -> int:
+    done = {s.run_id for s in specs if is_done(s, settings.store, methods, _warn)}
+    for s in specs:
+        state = "cached" if s.run_id in done else "to run"
+        print(f"{state:7s} {s.run_id} {s.method:18s} {s.dataset:14s} rep={s.rep} {s.variant}")
+    print(f"{len(specs)} runs planned: {len(done)} cached, {len(specs) - len(done)} to run")
+    return 0
+
+
+def _execute(args, specs, settings: Settings, methods):
+    """Train what of ``specs`` is not stored yet: (``run_plan``'s outcome, how many runs were planned)."""
+    todo = sum(not is_done(s, settings.store, methods, _warn) for s in specs)
+    client = bar = None
     if args.backend == "dask" and todo:
         from benchmark.engine import dask_backend
 
         client = dask_backend.connect(args.scheduler, args.jobs)  # unreachable: BadInput before anything is written
-    bar = None
     if todo and not args.no_progress:
         from tqdm import tqdm
 
@@ -310,23 +396,38 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
             bar.close()
         if client is not None:
             dask_backend.close(client)
-    write_outputs(args.out)
-    trained = sum(r["status"] == "ok" for r in outcome.records)
-    skipped = sum(r["status"] == "skipped" for r in outcome.records)
-    if todo == 0:
-        print(f"all {len(specs)} runs were cached; nothing trained")
-    else:
-        print(f"{len(specs)} runs: {trained} trained, {outcome.cached} cached, {skipped} skipped, "
-              f"{len(outcome.failed)} failed")
-    print(f"tables: {Path(args.out) / 'tables' / 'summary.md'}")
-    if outcome.failed or broken:
-        print("failures:")
-        for r in outcome.failed:
-            print(f"  {r['method']} {r['dataset']} rep={r['rep']} {r['variant']} ({r['run_id']}): {r['error']}")
-        for info in broken:
-            print(f"  {info.name}: cannot be loaded: {info.error}")
-        return 1
-    return 0
+    return outcome, len(specs)
+
+
+def _until_ci(args, infos, grids, planned, settings: Settings, methods) -> list:
+    """Rounds of more repetitions for the comparisons still wider than ±W pp (``benchmark.results.precision``),
+    each round planned cell by cell (a method configuration on a dataset, with its scratch students and the runs it
+    requires), until every comparison is narrow enough or at ``--max-seeds``."""
+    from benchmark.results import precision
+
+    outcomes, tried = [], set()
+    while True:
+        want = precision.next_reps(settings.store.iter_runs(), args.until_ci, args.max_seeds)
+        specs: dict[str, object] = {}
+        for info in infos:
+            for point in (grids or {}).get(info.name) or [{}]:
+                first = planned([info], 1, 0, {info.name: [point]})
+                for spec in (s for s in first if s.method == info.name):
+                    n = want.get(precision.Cell(info.name, spec.variant, spec.dataset, spec.preset), 0)
+                    if n:
+                        more = planned([info], n, 0, {info.name: [point]})
+                        specs.update((s.run_id, s) for s in more if s.dataset == spec.dataset)
+        todo = [s for s in specs.values() if not is_done(s, settings.store, methods)]
+        if not todo or tried.issuperset(s.run_id for s in todo):  # nothing new, or only runs that failed already
+            break
+        tried.update(s.run_id for s in todo)
+        print(f"until-ci: {len(want)} configurations wider than ±{args.until_ci:g} pp; {len(todo)} more runs",
+              file=sys.stderr)
+        outcomes.append(_execute(args, order(list(specs.values())), settings, methods))
+    for cell in precision.open_at_max(settings.store.iter_runs(), args.until_ci, args.max_seeds):
+        print(f"until-ci: {cell.method} {cell.variant} on {cell.dataset} is still wider than ±{args.until_ci:g} pp "
+              f"at {args.max_seeds} repetitions", file=sys.stderr)
+    return outcomes
 
 
 def write_outputs(out: Path, figures: bool = True) -> dict[str, Path]:
