@@ -111,10 +111,10 @@ def step(b, cfg: Config, switch: int) -> None:
 class Method(MethodBase):
     name = Path(__file__).parent.name
     Config = Config
-    # K = 20 fits every dataset of the quick suite (mnist1d has 40 features, so 20 per half); quick's 10
-    # epochs (phase 2 from epoch 7) keep a fashion_mnist run near a minute on one core.
-    presets = {"smoke": {"epochs": 3, "pca_components": 20},
-               "quick": {"epochs": 10, "pca_components": 20}, "paper": {}}
+    # quick is the notebook's recipe (30 epochs, K = 100 capped by adapt): the paper-preset curves are still rising
+    # at epoch 25-30 on digits, mnist1d and mnist_5k (the CNN's BatchNorm statistics, momentum 0.99, need the
+    # steps), so no epoch can be cut; the data budget is the harness's.
+    presets = {"smoke": {"epochs": 3, "pca_components": 20}, "quick": {}, "paper": {}}
     ablations = {"divergence": ["js", "kl"], "schedule": ["log", "linear", "constant", "zero"],
                  "phase2": ["hard_labels", "argmax_as_published", "none"]}
     speed_targets = {"min_peak_fraction": 0.4}  # the CNN's arithmetic dominates the step
