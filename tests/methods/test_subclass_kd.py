@@ -92,6 +92,24 @@ def test_official_auxiliary_loss_constants():
 
 
 @pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_official_auxiliary_loss_bounds_and_the_orthogonal_value(temperature):
+    """L_aux is in (-log N, 0]: 0 for identical rows, above log((1 + (N-1) e^(-2/T)) / N) > -log N always,
+    and log((1 + (N-1) e^(-1/T)) / N) -- not -log N -- for mutually orthogonal rows."""
+    hadamard = np.array([[1.0]])
+    for _ in range(4):
+        hadamard = np.block([[hadamard, hadamard], [hadamard, -hadamard]])  # 16 x 16, rows orthogonal
+    n = 8
+    rows = hadamard[1:n + 1]  # zero mean, unit variance, orthogonal: already standardised
+    orthogonal = subclass.auxiliary_loss(torch.tensor(3.0 * rows + 1.5), temperature).item()
+    assert orthogonal == pytest.approx(np.log((1 + (n - 1) * np.exp(-1 / temperature)) / n), rel=1e-7)
+    assert orthogonal > -np.log(n) + 0.5
+    for seed, (rows_, cols) in enumerate([(8, 20), (64, 20), (256, 20), (32, 4)]):
+        got = subclass.auxiliary_loss(torch.tensor(logits(rows_, cols, seed=seed)), temperature).item()
+        floor = np.log((1 + (rows_ - 1) * np.exp(-2 / temperature)) / rows_)
+        assert -np.log(rows_) < floor < got <= 1e-9
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
 def test_as_published_auxiliary_loss_matches_the_notebook_and_collapses(temperature):
     z = logits(10, 20, seed=7)
     got = subclass.auxiliary_loss(torch.tensor(z), temperature, "as_published").item()
