@@ -306,7 +306,7 @@ def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progres
     if not todo:
         return outcome
     seen = schedule.history(store.iter_runs())
-    expected = {s.run_id: seen.get(schedule.kind(s), schedule.UNKNOWN_S) for s in todo}
+    expected = schedule.expected_seconds(todo, seen, methods, settings.data_root)
     batching = schedule.Batching(settings.batch_reps, methods, settings.data_root)
     queue = schedule.Queue(schedule.tasks(todo, expected, batching))
 

@@ -137,6 +137,29 @@ class Queue:
         self.pending.sort(key=lambda t: -t.priority)
 
 
+def expected_seconds(specs: list[RunSpec], seen: dict[str, float], methods, data_root=None) -> dict[str, float]:
+    """Run id -> expected seconds: the store's median for the spec's kind (``history``), else the FLOP estimate
+    (once per kind), else UNKNOWN_S when even that cannot be made (a method that does not load, say)."""
+    from benchmark.engine.execute import dataset_budget
+    from benchmark.engine.spec import config_from_dict
+
+    by_kind: dict[str, float] = dict(seen)
+    out = {}
+    for spec in specs:
+        k = kind(spec)
+        if k not in by_kind:
+            try:
+                info = methods[spec.method]
+                cfg = config_from_dict(info, spec.config)
+                method = info.cls()
+                data = dataset_budget(spec, data_root)
+                by_kind[k] = flop_estimate(spec, method, cfg, data, method.roles(cfg, data))
+            except Exception:  # noqa: BLE001 - an estimate only orders runs; the run itself reports the error
+                by_kind[k] = UNKNOWN_S
+        out[spec.run_id] = by_kind[k]
+    return out
+
+
 def flop_estimate(spec: RunSpec, method, cfg, data, roles) -> float:
     """Seconds a run should take from its models' FLOPs per example and its budget (``Method.budget``): a rough
     figure, used only to order runs never seen before."""
