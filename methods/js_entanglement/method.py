@@ -21,7 +21,6 @@ partner's argmax: the default) or nothing (``none``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,10 +37,10 @@ from benchmark.contract import (
 )
 
 from .losses import SCHEDULES, alignment, entangled_losses, js_divergence, kl_divergence, lambda_at  # noqa: F401
+from .views import PCA_SEED_B, PCA_SEED_C, mlp_views, view_features  # noqa: F401
 
-PCA_SEED_B, PCA_SEED_C = 42, 123  # the notebook's PCA(random_state=...) for B and for C
 ROLES = ("A", "B", "C")  # forward order of the notebook's training step
-SPLITS = ("train", "val", "test")
+
 
 @dataclass
 class Config:
@@ -58,45 +57,20 @@ class Config:
     # fraction (no gradient), or no alignment term.
     phase2: Literal["hard_labels", "argmax_as_published", "none"] = "hard_labels"
     phase2_start: UnitInterval = 20 / 30  # phase 2 from epoch round(phase2_start·E): the notebook's epoch 20 of 30
-    # B/C read PCA (seed 42 / seed 123) of every pixel, as published, or PCA of the top / bottom half of
-    # the image (first / second half of a 1-D signal): two genuinely different views.
-    views: Literal["as_published", "halves"] = "as_published"
+    # B/C read PCA of the top / bottom half of the image (first / second half of a 1-D signal): two genuinely
+    # different views. "as_published": PCA (seed 42 / seed 123) of every pixel, which is one view twice.
+    views: Literal["halves", "as_published"] = "halves"
     # Val/test PCA features standardised with the training split's statistics, or with their own
     # (the notebook's StandardScaler().fit_transform(x_test_pca)).
     scaler: Literal["train", "as_published"] = "train"
-    # Training split: a seeded stratified 10% held out for validation curves, or "none", the notebook's whole
-    # training split
+    # Training split: a seeded stratified 10% held out for validation curves (nothing is selected on it), or
+    # "none", the notebook's whole training split
     validation: Validation = "stratified"
 
 
 def phase2_epoch(cfg: Config) -> int:
     """First epoch of phase 2 (``epochs`` or more: no phase 2)."""
     return round(cfg.phase2_start * cfg.epochs)
-
-
-# ---- the MLPs' input views ---------------------------------------------------------------------------------
-
-def mlp_views(cfg: Config) -> dict[str, str]:
-    """B's and C's input views: PCA of every pixel with the notebook's two seeds, or of the top / bottom half of the
-    input (``part=I/2``); with the notebook's scaler, val/test standardised by their own statistics."""
-    views = {}
-    for part, (role, seed) in enumerate((("B", PCA_SEED_B), ("C", PCA_SEED_C))):
-        view = f"pca:{cfg.pca_components}:seed={seed}"
-        if cfg.views == "halves":
-            view += f":part={part}/2"
-        if cfg.scaler == "as_published":
-            view += ":scaler=split"
-        views[role] = view
-    return views
-
-
-def view_features(data, cfg: Config) -> int:
-    """How many input features each MLP's PCA is fitted on."""
-    features = math.prod(data.input_shape)
-    if cfg.views == "halves":
-        rows = data.input_shape[1]
-        features = features // rows * (rows // 2)  # the smaller half
-    return features
 
 
 # ---- the method --------------------------------------------------------------------------------------------

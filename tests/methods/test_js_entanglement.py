@@ -186,19 +186,42 @@ def test_halves_views_read_disjoint_rows_and_match_sklearn(digits):
         np.testing.assert_allclose(digits.view(view, "test").numpy(), expected, atol=2e-4)
 
 
+def _abs_corr(b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """|Pearson correlation| of every component of view b with every component of view c."""
+    k = b.shape[1]
+    return np.abs(np.corrcoef(b.T, c.T)[:k, k:])
+
+
 def test_as_published_views_are_nearly_the_same_projection(digits):
     # The notebook's two "views" (PCA random_state 42 vs 123) agree up to the sign of each component.
-    b = digits.view("pca:20:seed=42", "train").numpy()
-    c = digits.view("pca:20:seed=123", "train").numpy()
+    views = js.mlp_views(configuration.resolve(js.Method, "smoke", {"views": "as_published"}, digits))
+    assert views == {"B": "pca:20:seed=42", "C": "pca:20:seed=123"}
+    b, c = (digits.view(views[r], "train").numpy() for r in "BC")
     corr = np.abs([np.corrcoef(b[:, i], c[:, i])[0, 1] for i in range(10)])
     assert corr.min() > 0.99
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist1d"])
+def test_default_views_are_two_different_views(dataset):
+    # The default (halves): no component of B's view is close to any component of C's, where the notebook's pair
+    # matches component for component (|r| > 0.99, above).
+    data = load_dataset(dataset, max_train=600, max_test=200)
+    cfg = configuration.resolve(js.Method, "smoke", data=data)
+    assert cfg.views == "halves"
+    views = js.mlp_views(cfg)
+    b, c = (data.view(views[r], "train").numpy() for r in "BC")
+    assert _abs_corr(b, c).max() < 0.6  # measured: 0.49 on digits, 0.47 on mnist1d
+    published = js.mlp_views(configuration.resolve(js.Method, "smoke", {"views": "as_published"}, data))
+    pb, pc = (data.view(published[r], "train").numpy() for r in "BC")
+    assert np.diag(_abs_corr(pb, pc))[:10].min() > 0.99
 
 
 def test_as_published_scaler_refits_on_the_test_split(digits):
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
-    view = js.mlp_views(configuration.resolve(js.Method, "smoke", {"scaler": "as_published"}))["B"]
+    view = js.mlp_views(configuration.resolve(js.Method, "smoke", {"scaler": "as_published",
+                                                                   "views": "as_published"}))["B"]
     assert view == "pca:20:seed=42:scaler=split"
     ours = digits.view(view, "test").numpy()
     # The notebook: PCA fitted on train, then a StandardScaler fitted on the *test* scores.
@@ -213,27 +236,29 @@ def test_as_published_scaler_refits_on_the_test_split(digits):
 # ---- roles, adaptation -------------------------------------------------------------------------------------
 
 def test_roles_pair_each_model_with_its_scratch_recipe(digits):
-    cfg = configuration.resolve(js.Method, "quick", data=digits)
+    cfg = configuration.resolve(js.Method, "smoke", data=digits)
     roles = js.Method().roles(cfg, digits)
     assert roles["A"].scratch == {"arch": "js_cnn", "view": "image", "lr": 5e-4, "batch_size": 128,
-                                  "epochs": 10, "patience": None}
-    assert (roles["B"].arch, roles["B"].view, roles["B"].scratch["view"]) == ("js_mlp_b", "pca:20:seed=42",
-                                                                              "pca:20:seed=42")
-    assert (roles["C"].arch, roles["C"].view) == ("js_mlp_c", "pca:20:seed=123")
-    halves = js.Method().roles(configuration.resolve(js.Method, "quick", {"views": "halves"}, digits), digits)
-    assert halves["B"].view == halves["B"].scratch["view"] == "pca:20:seed=42:part=0/2"
-    published = js.Method().roles(configuration.resolve(js.Method, "quick", {"scaler": "as_published"}), digits)
+                                  "epochs": 3, "patience": None}
+    assert (roles["B"].arch, roles["B"].view, roles["B"].scratch["view"]) == ("js_mlp_b", "pca:20:seed=42:part=0/2",
+                                                                              "pca:20:seed=42:part=0/2")
+    assert (roles["C"].arch, roles["C"].view) == ("js_mlp_c", "pca:20:seed=123:part=1/2")
+    one_view = js.Method().roles(configuration.resolve(js.Method, "smoke", {"views": "as_published"}, digits), digits)
+    assert one_view["B"].view == one_view["B"].scratch["view"] == "pca:20:seed=42"
+    assert one_view["C"].view == "pca:20:seed=123"
+    published = js.Method().roles(configuration.resolve(js.Method, "smoke", {"scaler": "as_published"}), digits)
     assert published["B"].classifier and published["B"].view.endswith(":scaler=split")
+    assert all(role.pairing == "init" for role in roles.values())  # same architecture and view as the scratch
 
 
 def test_k_adapts_to_the_features_each_view_reads(digits):
     paper = configuration.resolve(js.Method, "paper", data=digits)
-    assert paper.pca_components == 63  # the notebook's 100 on 64 pixels
-    halves = configuration.resolve(js.Method, "paper", {"views": "halves"}, digits)
-    assert halves.pca_components == 31  # 32 pixels per half
+    assert paper.pca_components == 31  # the notebook's 100 on the 32 pixels of each half
+    one_view = configuration.resolve(js.Method, "paper", {"views": "as_published"}, digits)
+    assert one_view.pca_components == 63  # 64 pixels
     assert configuration.resolve(js.Method, "paper", {"pca_components": 10}, digits).pca_components == 10
     mnist1d = load_dataset("mnist1d", max_train=600, max_test=200)
-    assert configuration.resolve(js.Method, "paper", {"views": "halves"}, mnist1d).pca_components == 19
+    assert configuration.resolve(js.Method, "paper", data=mnist1d).pca_components == 19
     # The adapted value is the default on that dataset, not a variant.
     assert configuration.variant_name(js.Method, "paper", paper, digits) == "default"
 
@@ -282,3 +307,4 @@ def test_training_logs_lambda_per_epoch_and_final_metrics_for_the_published_scal
         assert ("A", epoch, "test_auc") in logged and ("C", epoch, "train_loss") in logged
     assert run.roles["B"].view == "pca:20:seed=42:part=0/2:scaler=split"
     assert models["B"](run.view(run.roles["B"].view, "test")[:5]).shape == (5, 10)
+
