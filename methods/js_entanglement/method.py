@@ -35,6 +35,7 @@ from benchmark.contract import (
     UnitInterval,
     Validation,
 )
+from benchmark.metrics import agreement
 
 from .losses import SCHEDULES, alignment, entangled_losses, js_divergence, kl_divergence, lambda_at  # noqa: F401
 from .views import PCA_SEED_B, PCA_SEED_C, mlp_views, view_features  # noqa: F401
@@ -74,6 +75,16 @@ def phase2_epoch(cfg: Config) -> int:
 
 
 # ---- the method --------------------------------------------------------------------------------------------
+
+def log_agreement_with_a(run, models) -> None:
+    """Top-1 agreement of B and C with A (the notebook's teacher) on the val and test splits: the
+    ``*_agreement`` rows hinton_kd's student gets against its teacher."""
+    for split in ("val", "test"):
+        if run.data.size(split):
+            logits = {role: run.logits(models[role], run.roles[role].view, split) for role in ROLES}
+            for role in ("B", "C"):
+                run.log(role, f"{split}_agreement", agreement(logits[role], logits["A"]))
+
 
 def step(b, cfg: Config, switch: int) -> None:
     """The notebook's step: forward A, B, C (training mode), then one Adam step each on its own loss."""
@@ -116,5 +127,7 @@ class Method(MethodBase):
                 run.log(role, "lambda", lambda_at(epoch, cfg.epochs, cfg.schedule, cfg.lambda_max), epoch)
                 run.log(role, "phase", 2 if epoch >= phase2_epoch(cfg) else 1, epoch)
         # The notebook's per-epoch panels: test accuracy and ROC-AUC (val: for reading only).
-        return run.fit(models, lambda b: step(b, cfg, phase2_epoch(cfg)), epochs=cfg.epochs,
-                       batch_size=cfg.batch_size, lr=cfg.lr, adam_eps=cfg.adam_eps, curves=("acc", "nll", "auc"))
+        run.fit(models, lambda b: step(b, cfg, phase2_epoch(cfg)), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                lr=cfg.lr, adam_eps=cfg.adam_eps, curves=("acc", "nll", "auc"))
+        log_agreement_with_a(run, models)
+        return models

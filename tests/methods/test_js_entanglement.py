@@ -308,3 +308,26 @@ def test_training_logs_lambda_per_epoch_and_final_metrics_for_the_published_scal
     assert run.roles["B"].view == "pca:20:seed=42:part=0/2:scaler=split"
     assert models["B"](run.view(run.roles["B"].view, "test")[:5]).shape == (5, 10)
 
+
+def test_b_and_c_agreement_with_a_matches_numpy(tmp_path, digits, one_thread):
+    run, models = train(tmp_path, digits)
+    logged = {(r["role"], r["metric"]): r["value"] for r in run.rows if r["epoch"] == -1}
+    assert ("A", "test_agreement") not in logged  # A is the reference, not compared with itself
+    for split in ("val", "test"):
+        predictions = {}
+        for role, model in models.items():  # eval mode, each model on its own view, then argmax in numpy
+            model.eval()
+            with torch.no_grad():
+                predictions[role] = model(run.view(run.roles[role].view, split)).numpy().argmax(1)
+        for role in "BC":
+            expected = np.mean(predictions[role] == predictions["A"])
+            assert logged[role, f"{split}_agreement"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_without_a_validation_split_agreement_is_logged_on_test_only(tmp_path, one_thread):
+    run, cfg = run_context(tmp_path, "js_entanglement", "smoke", {"validation": "none", "epochs": 1})
+    assert run.data.size("val") == 0 and run.data.size("train") == 600  # the smoke budget, nothing held out
+    js.Method().train(run, cfg)
+    final = {(r["role"], r["metric"]) for r in run.rows if r["epoch"] == -1}
+    assert {("B", "test_agreement"), ("C", "test_agreement")} <= final
+    assert not any(metric.startswith("val_") for _, metric in final)
