@@ -18,8 +18,8 @@ from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
 from benchmark.engine.context import RunContext
 from benchmark.engine.discovery import discover
-from benchmark.engine.execute import Settings, run_plan
-from benchmark.engine.plan import plan
+from benchmark.engine.execute import Settings, prepare, run_plan
+from benchmark.engine.plan import plan, scratch_spec_for
 from benchmark.results.store import Store
 from tests.projects import run_context
 
@@ -221,6 +221,27 @@ def test_roles_pair_the_student_with_the_plain_mlp():
     assert Method().requires(teacher_cfg) == {} and Method().saves_models(teacher_cfg)
     assert Method.ablations == {"subclasses": [1, 2, 4], "beta": [0.0, 0.7, 1.0],
                                 "aux": ["official", "as_published"]}
+
+
+def test_student_and_scratch_student_share_every_layer_but_the_head(tmp_path):
+    """Built through the harness for the same repetition, the S = 2 student and its scratch student (a plain C-class
+    head) start from the same weights in every layer before the head: the pair is init-paired."""
+    run, cfg = run_context(tmp_path, "subclass_kd", "smoke", {"subclasses": 2})
+    role = run.roles["student"]
+    assert role.options == {"subclasses": 2, "collapse": "logsumexp"} and role.pairing == "init"
+    spec = scratch_spec_for(role, METHODS, dataset="digits", rep=0, base_seed=0, preset="smoke", cfg=cfg)
+    _, scratch_cfg, _, _, scratch_run = prepare(spec, Settings(out=tmp_path, progress=False), METHODS)
+    assert scratch_run.seed == run.seed and (scratch_cfg.arch, scratch_cfg.view) == (role.arch, role.view)
+    student = run.build(role.arch, role.view, **role.options)
+    scratch = scratch_run.build(scratch_cfg.arch, scratch_cfg.view)
+    assert hasattr(student, "subclass_logits") and not hasattr(scratch, "subclass_logits")  # wrapped vs plain
+    first = [next(m for m in net.modules() if isinstance(m, torch.nn.Linear)) for net in (student, scratch)]
+    assert first[0].weight.shape == (784, 64)  # digits: 64 inputs -> 784 hidden units
+    assert torch.equal(first[0].weight, first[1].weight) and torch.equal(first[0].bias, first[1].bias)
+    ours, theirs = list(student.net.parameters()), list(scratch.parameters())
+    assert len(ours) == len(theirs)
+    assert all(torch.equal(a, b) for a, b in zip(ours[:-2], theirs[:-2], strict=True))  # every hidden layer
+    assert ours[-2].shape == (20, 784) and theirs[-2].shape == (10, 784)  # the head: C*S vs C outputs
 
 
 def train_all(out, dataset: str, **overrides):
