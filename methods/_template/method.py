@@ -33,6 +33,11 @@ class Method(MethodBase):
     Config = Config
     presets = {"smoke": {"epochs": 2}, "quick": {"epochs": 10, "patience": 3}, "paper": {}}
     ablations = {"label_smoothing": [0.0, 0.1, 0.2]}
+    # Each notebook behaviour a default corrects, as {field: (the notebook's value, "one line: what it does")}, and
+    # every override that makes a run notebook-faithful (`--as-published`): those values plus the notebook's data
+    # split (a `validation` field: "stratified", "keras_last" or "none"). This template copies no notebook.
+    notebook_defects = {}
+    as_published = {}
 
     def roles(self, cfg, data):
         # The harness pairs the student with the scratch student trained with the same architecture and recipe.

@@ -103,6 +103,13 @@ class Method(MethodBase):
     ablations = {"divergence": ["js", "kl"], "schedule": ["log", "linear", "constant", "zero"],
                  "phase2": ["hard_labels", "argmax_as_published", "none"]}
     speed_targets = {"min_peak_fraction": 0.4}  # the CNN's arithmetic dominates the step
+    notebook_defects = {
+        "phase2": ("argmax_as_published", "phase 2 pulls by an argmax mismatch fraction: no gradient, CE only"),
+        "scaler": ("as_published", "val/test PCA features standardised by a scaler fitted on those splits"),
+        "views": ("as_published", "B and C read PCAs of all pixels differing only in random_state: one view"),
+    }
+    as_published = {"phase2": "argmax_as_published", "scaler": "as_published", "views": "as_published",
+                    "validation": "none"}  # the notebook trains on its whole training split
 
     def adapt(self, cfg, data):
         """K at most one less than the features each MLP's view reads (the notebook's K = 100 is for CIFAR-10's

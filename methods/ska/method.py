@@ -47,6 +47,9 @@ class Method(MethodBase):
     # ((0.02, 25), (0.01, 50), (0.005, 100)); `ablate ska --param KEY=...` runs one axis at a time.
     ablations = {"eta": [0.005, 0.01, 0.02], "steps": [25, 50, 100], "input": ["current", "as_published"],
                  "layer_sizes": [(256, 128, 64, 10), (256, 10)]}
+    notebook_defects = {"input": ("as_published", "layer l > 0 is updated with the previous step's D[l-1], "
+                                                  "not the input it received in this forward pass")}
+    as_published = {"input": "as_published", "validation": "none"}  # the notebook holds nothing out
 
     def roles(self, cfg, data):
         # Label-free sigmoid layers: no scratch counterpart, not a classifier (the probes are logged instead).

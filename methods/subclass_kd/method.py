@@ -177,6 +177,12 @@ class Method(MethodBase):
     ablations = {"subclasses": [1, 2, 4], "beta": [0.0, 0.7, 1.0], "aux": ["official", "as_published"]}
     speed_targets = {"min_peak_fraction": 0.4}
     profile_variants = ("stage=teacher",)  # the CNN teacher, the costliest step of the suite
+    notebook_defects = {
+        "aux": ("as_published", "sum_ij log(exp(u_i.u_j/T)) is ||sum_i u_i||^2/T: it only centres the batch"),
+        "collapse": ("sum", "a class logit is the sum of its subclass logits, not their logsumexp"),
+    }
+    as_published = {"aux": "as_published", "collapse": "sum",
+                    "validation": "none"}  # the notebook trains on all of MNIST's training split
 
     def roles(self, cfg, data):
         if cfg.stage == "teacher":
