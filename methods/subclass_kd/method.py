@@ -84,8 +84,8 @@ def auxiliary_loss(subclass_logits: torch.Tensor, temperature: float, form: str 
     Official: each example's C*S logits are standardised (mean 0, variance 1 over that example) and divided by
     sqrt(T*C*S), so v_i.v_i = 1/T and the loss is mean_i -log softmax_j(v_i.v_j)[i] - log N. It lies in
     (-log N, 0]: 0, its maximum, when all examples point the same way; -log N is a lower bound it never reaches
-    (a softmax is below 1 while there are other examples: |v_i.v_j| <= 1/T keeps each term above
-    log((1 + (N-1) exp(-2/T)) / N)). Orthogonal examples (possible for N < C*S) give
+    (a softmax is below 1 while there are other examples: |v_i.v_j| <= 1/T keeps each term at least
+    log((1 + (N-1) exp(-2/T)) / N), which is > -log N). Orthogonal examples (possible for N < C*S) give
     log((1 + (N-1) exp(-1/T)) / N), near 0 for large T, not -log N. The official code divides by the
     total number of subclass logits, not by S per class; only then does -1/T cancel the self-similarity.
     As published (the notebook): log(exp(x)) = x, so the double sum is ||sum_i u_i||^2 / T and the loss only
