@@ -91,3 +91,32 @@ def test_until_ci_bad_values_are_refused(capsys):
     assert main(["run", "hinton_kd", "--until-ci", "0"]) == 2
     assert main(["run", "hinton_kd", "--seeds", "5", "--until-ci", "1", "--max-seeds", "3"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
+
+
+def _planned(capsys, *argv):
+    assert main([*argv, "--datasets", "digits", "--preset", "smoke", "--seeds", "1", "--dry-run"]) == 0
+    # "to run  <id> <method> <dataset> rep=<r> <variant>" (the store is new: nothing is cached)
+    return [line.split(None, 6) for line in capsys.readouterr().out.splitlines() if line.startswith("to run")]
+
+
+def test_defects_plans_each_declared_defect_alone_next_to_the_default(capsys, tmp_path):
+    from benchmark.engine.discovery import discover
+
+    declared = discover()["hinton_kd"].cls.notebook_defects
+    rows = _planned(capsys, "defects", "hinton_kd", "--out", str(tmp_path))
+    variants = {row[6] for row in rows if row[3] == "hinton_kd"}
+    assert variants == {"default"} | {f"{field}={value}" for field, (value, _) in declared.items()}
+
+
+def test_defects_refuses_a_method_without_any(capsys):
+    assert main(["defects", "kl_entanglement", "--datasets", "digits"]) == 2
+    assert "no notebook defects" in capsys.readouterr().err
+
+
+def test_as_published_applies_every_notebook_override(capsys, tmp_path):
+    from benchmark.engine.discovery import discover
+
+    overrides = discover()["ska"].cls.as_published
+    rows = _planned(capsys, "run", "ska", "--as-published", "--out", str(tmp_path))
+    (variant,) = {row[6] for row in rows if row[3] == "ska"}
+    assert set(variant.split(",")) == {f"{k}={v}" for k, v in overrides.items()}
