@@ -20,6 +20,7 @@ from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings, is_done, run_plan
 from benchmark.engine.plan import order, plan
 from benchmark.errors import BadInput
+from benchmark.results.store import Store
 
 
 class Parser(argparse.ArgumentParser):
@@ -211,6 +212,7 @@ def cmd_defects(args) -> int:
 
 def cmd_tables(args) -> int:
     _require_store(args.out)
+    Store(args.out).require_runs()
     paths = write_outputs(args.out, figures=False)
     print(f"tables written to {paths['summary.md'].parent}")
     return 0

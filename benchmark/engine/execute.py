@@ -262,11 +262,29 @@ def checkpoint_loads(path: Path) -> str | None:
         return one_line(exc)
 
 
+def identity_problem(record: dict, spec: RunSpec) -> str | None:
+    """None if what ``record`` says it is (method, configuration, dataset, repetition, code, required runs)
+    hashes to ``spec``'s id, else why not: a record edited or copied under another run's name is not that run."""
+    try:
+        if RunSpec.from_dict(record).run_id == spec.run_id:
+            return None
+    except (TypeError, ValueError):  # a field the id needs is missing, or not JSON
+        pass
+    return f"what it records is not run {spec.run_id} (its identity fields hash to another id)"
+
+
 def is_done(spec: RunSpec, store: Store, methods: dict[str, MethodInfo], warn=None) -> bool:
-    """Finished (ok or skipped), and its checkpoint loadable when other runs load it. A checkpoint that does not
-    load is a missing checkpoint: the run is redone (``warn`` gets one line saying so)."""
+    """Finished (ok or skipped) as a valid record of this very run (else it is set aside), and its checkpoint
+    loadable when other runs load it. A checkpoint that does not load is a missing checkpoint: the run is redone
+    (``warn`` gets one line saying so)."""
     record = store.read_run(spec.run_id)
-    if record is None or record.get("status") not in ("ok", "skipped"):
+    if record is None:
+        return False
+    problem = identity_problem(record, spec)
+    if problem:
+        store.set_aside(store.run_path(spec.run_id), problem)
+        return False
+    if record["status"] not in ("ok", "skipped"):
         return False
     info = methods.get(spec.method)
     if record["status"] == "ok" and info is not None and info.ok:

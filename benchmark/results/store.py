@@ -4,10 +4,15 @@ Layout under the output folder (default ``results/``)::
 
     runs/<run_id>.json      one finished run (status ok / failed / skipped)
     cache/<tag>-<key>.pt    cached models (state dicts; loaded with weights_only=True)
+    set-aside/              run files that failed validation, moved out of runs/ (kept, never deleted)
     tables/ figures/ profiles/ REPORT.md
 
 A file is written to a temporary name in the same folder, flushed to disk and renamed over the target, so a killed
 process never leaves a half-written result under a name that is read; readers ignore the temporary names.
+
+Nothing read is trusted: a run file counts (as done, or in a table) only if it parses, has every field of a record
+with its type, names the run its file name says and has a known status (:func:`record_problem`). Any other is
+reported in one line and set aside, and its run is redone.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ import platform
 import subprocess
 import sys
 import tempfile
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from benchmark.errors import BadInput, one_line
 
 TMP_PREFIX = ".tmp-"
 
@@ -83,14 +89,64 @@ def load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+STATUSES = ("ok", "failed", "skipped")
+# What every reader of a record relies on: these keys, with these types.
+REQUIRED = {"run_id": str, "status": str, "method": str, "variant": str, "dataset": str, "preset": str, "rep": int,
+            "config": dict, "metrics": list}
+# Keys a record may lack or leave null, but not hold with another type.
+OPTIONAL = {"kind": str, "base_seed": int, "data": dict, "roles": dict, "timing": dict, "requires": dict,
+            "source_hash": str, "error": str, "wall_time_s": (int, float)}
+
+
+def _is(value, kind) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)  # JSON true is no number
+
+
+def _name(kind) -> str:
+    return " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+
+
+def record_problem(record: Any, run_id: str) -> str | None:
+    """None if ``record`` is a run record of run ``run_id``, else what is wrong with it (one line)."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a run record"
+    for key, kind in REQUIRED.items():
+        if key not in record:
+            return f"no {key!r}"
+        if not _is(record[key], kind):
+            return f"{key!r} is a {type(record[key]).__name__}, not a {_name(kind)}"
+    for key, kind in OPTIONAL.items():
+        if record.get(key) is not None and not _is(record[key], kind):
+            return f"{key!r} is a {type(record[key]).__name__}, not a {_name(kind)}"
+    if record["run_id"] != run_id:
+        return f"its run_id {record['run_id']!r} is not the {run_id!r} of its file name"
+    if record["status"] not in STATUSES:
+        return f"status {record['status']!r} is not one of {', '.join(STATUSES)}"
+    for i, row in enumerate(record["metrics"]):
+        if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str) and _is(row[1], int)
+                and isinstance(row[2], str) and (row[3] is None or _is(row[3], (int, float)))):
+            return f"metrics[{i}] is {json.dumps(row)[:60]}, not [role, epoch, metric, value]"
+    if not all(isinstance(entry, dict) for entry in (record.get("roles") or {}).values()):
+        return "'roles' holds an entry that is not an object"
+    return None
+
+
+def _stderr(line: str) -> None:
+    print(f"benchmark: {line}", file=sys.stderr)
+
+
 class Store:
-    def __init__(self, root: Path | str):
+    """``warn`` receives the one line that reports a run file set aside (default: stderr)."""
+
+    def __init__(self, root: Path | str, warn: Callable[[str], None] | None = None):
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
         self.cache_dir = self.root / "cache"
         self.tables_dir = self.root / "tables"
         self.figures_dir = self.root / "figures"
         self.profiles_dir = self.root / "profiles"
+        self.set_aside_dir = self.root / "set-aside"
+        self.warn = warn or _stderr
 
     def run_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
@@ -99,37 +155,67 @@ class Store:
         atomic_write_json(self.run_path(record["run_id"]), record)
 
     def read_run(self, run_id: str) -> dict | None:
-        """The stored record, or None if absent or unreadable (a corrupt file is reported and will be rerun)."""
+        """The stored record, or None if absent or invalid (an invalid file is set aside and its run redone)."""
         path = self.run_path(run_id)
         if not path.exists():
             return None
-        return _read_record(path)
-
-    def is_done(self, run_id: str) -> bool:
-        record = self.read_run(run_id)
-        return record is not None and record.get("status") in ("ok", "skipped")
+        return self._read(path)
 
     def iter_runs(self) -> Iterator[dict]:
+        """Every valid record (the invalid ones are set aside on the way)."""
         if not self.runs_dir.is_dir():
             return
         for path in sorted(self.runs_dir.glob("*.json")):
-            record = _read_record(path)
+            record = self._read(path)
             if record is not None:
                 yield record
 
+    def require_runs(self) -> None:
+        """BadInput (one line) unless the store holds a valid record: a store of unreadable or invalid records
+        has no tables to give (they are set aside, and reported in that line)."""
+        lines: list[str] = []
+        for path in sorted(self.runs_dir.glob("*.json")) if self.runs_dir.is_dir() else ():
+            if self._read(path, lines.append) is not None:
+                for line in lines:
+                    self.warn(line)
+                return
+        found = f"; the {len(lines)} found were invalid, set aside into {self.set_aside_dir}" if lines else ""
+        raise BadInput(f"no valid run record under {self.runs_dir}{found}: run `python -m benchmark all --out "
+                       f"{self.root}` first")
+
+    def _read(self, path: Path, warn: Callable[[str], None] | None = None) -> dict | None:
+        try:
+            record = json.loads(path.read_bytes())
+        except FileNotFoundError:  # set aside or replaced by another process meanwhile
+            return None
+        except (OSError, ValueError) as exc:
+            problem = f"unreadable: {one_line(exc)}"
+        else:
+            problem = record_problem(record, path.stem)
+            if problem is None:
+                return record
+        self.set_aside(path, problem, warn)
+        return None
+
+    def set_aside(self, path: Path, why: str, warn: Callable[[str], None] | None = None) -> None:
+        """Move an invalid run file out of ``runs/`` (kept for a look, never deleted) and say so in one line."""
+        warn = warn or self.warn
+        dest, n = self.set_aside_dir / path.name, 0
+        while dest.exists():
+            n += 1
+            dest = self.set_aside_dir / f"{path.stem}.{n}{path.suffix}"
+        try:
+            self.set_aside_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+        except FileNotFoundError:  # another process set it aside first
+            return
+        except OSError as exc:
+            warn(f"ignoring run file {path} ({why}); it cannot be moved aside: {one_line(exc)}")
+            return
+        warn(f"run file {path.name} set aside into {dest.parent} ({why}): its run will be redone")
+
     def cache_path(self, tag: str, key: str) -> Path:
         return self.cache_dir / f"{tag}-{key}.pt"
-
-
-def _read_record(path: Path) -> dict | None:
-    try:
-        record = json.loads(path.read_text())
-        if not isinstance(record, dict) or "run_id" not in record or "status" not in record:
-            raise ValueError("not a run record")
-        return record
-    except (OSError, ValueError) as exc:
-        warnings.warn(f"ignoring unreadable run file {path} ({exc}); the run will be redone", stacklevel=3)
-        return None
 
 
 def _git(*args: str) -> str | None:

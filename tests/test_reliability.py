@@ -1,0 +1,88 @@
+"""Nothing read is trusted, nothing written is lost or private, nothing bad reaches training, and a stored run can
+be re-executed bit for bit (issue 13): each test is one of the issue's repros, made small."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+
+SMOKE = ("--preset", "smoke", "--no-progress")
+DIGITS = ("--datasets", "digits")
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """A store holding a smoke hinton_kd run, its teacher and its scratch student, written under umask 0o002."""
+    out = tmp_path_factory.mktemp("stored") / "out"
+    previous = os.umask(0o002)
+    try:
+        assert main(["run", "hinton_kd", "--seeds", "1", "--jobs", "2", "--out", str(out), *DIGITS, *SMOKE]) == 0
+    finally:
+        os.umask(previous)
+    return out
+
+
+def _copy(stored: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(stored, out)
+    return out
+
+
+def _ids(out: Path) -> dict[str, str]:
+    return {json.loads(p.read_text())["method"]: p.stem for p in (out / "runs").glob("*.json")}
+
+
+def _err_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+# ---- 1, 2: every record validated before it counts -------------------------------------------------------------
+
+def test_invalid_records_are_set_aside_and_redone_never_done_nor_tabled(stored, tmp_path, capsys):
+    out = _copy(stored, tmp_path)
+    ids = _ids(out)
+    runs = out / "runs"
+    bare = runs / f"{ids['scratch_student']}.json"
+    bare.write_text(json.dumps({"run_id": ids["scratch_student"], "status": "ok"}))  # the issue's repro
+    teacher = json.loads((runs / f"{ids['teacher']}.json").read_text())
+    edited = runs / f"{ids['teacher']}.json"  # valid, but says it is another configuration than its id
+    edited.write_text(json.dumps({**teacher, "config": {**teacher["config"], "epochs": 3}}))
+    stray = runs / "0123456789abcdef.json"
+    stray.write_text(json.dumps({**teacher, "run_id": stray.stem, "metrics": [["teacher", "last", "acc", 0.9]]}))
+
+    assert main(["run", "hinton_kd", "--seeds", "1", "--jobs", "1", "--out", str(out), *DIGITS, *SMOKE]) == 0
+    captured = capsys.readouterr()
+    assert "2 trained, 1 cached" in captured.out
+    lines = [line for line in captured.err.splitlines() if "set aside" in line]
+    assert len(lines) == 3, captured.err
+    assert any(bare.name in line and "no 'method'" in line for line in lines)
+    assert any(edited.name in line and "hash to another id" in line for line in lines)
+    assert any(stray.name in line and "metrics[0]" in line for line in lines)
+    assert {p.name for p in (out / "set-aside").iterdir()} == {bare.name, edited.name, stray.name}  # kept
+    assert json.loads(bare.read_text())["metrics"] == json.loads((stored / "runs" / bare.name).read_text())["metrics"]
+
+    late = runs / "fedcba9876543210.json"  # a malformed record arriving later: tables and report go on without it
+    late.write_text(json.dumps({**teacher, "run_id": late.stem, "metrics": [[1, 2, 3]]}))
+    assert main(["tables", "--out", str(out)]) == 0
+    assert main(["report", "--out", str(out)]) == 0
+    assert late.name in capsys.readouterr().err
+    assert len(pd.read_csv(out / "tables" / "runs.csv")) == 3
+
+
+def test_tables_on_a_store_of_invalid_records_is_one_line_and_exit_2(tmp_path, capsys):
+    runs = tmp_path / "out" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "aaaa.json").write_text('{"run_id": "aa')
+    (runs / "bbbb.json").write_text(json.dumps({"run_id": "bbbb", "status": "ok"}))
+    assert main(["tables", "--out", str(tmp_path / "out")]) == 2
+    (line,) = _err_lines(capsys)
+    assert "no valid run record" in line and "2 found were invalid" in line
+    assert not (tmp_path / "out" / "tables").exists()
+    assert sorted(p.name for p in (tmp_path / "out" / "set-aside").iterdir()) == ["aaaa.json", "bbbb.json"]
+
+
