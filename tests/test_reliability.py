@@ -1,15 +1,21 @@
 """Nothing read is trusted, nothing written is lost or private, nothing bad reaches training, and a stored run can
 be re-executed bit for bit (issue 13): each test is one of the issue's repros, made small."""
 
+import contextlib
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from benchmark.cli import main
+from benchmark.results.store import Store
+from tests.conftest import ROOT
 
 SMOKE = ("--preset", "smoke", "--no-progress")
 DIGITS = ("--datasets", "digits")
@@ -84,5 +90,84 @@ def test_tables_on_a_store_of_invalid_records_is_one_line_and_exit_2(tmp_path, c
     assert "no valid run record" in line and "2 found were invalid" in line
     assert not (tmp_path / "out" / "tables").exists()
     assert sorted(p.name for p in (tmp_path / "out" / "set-aside").iterdir()) == ["aaaa.json", "bbbb.json"]
+
+
+# ---- 3, 4: temporary files and modes ---------------------------------------------------------------------------
+
+def test_temp_files_of_dead_writers_on_this_host_are_removed_at_open(tmp_path):
+    out = tmp_path / "out"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, sys; from pathlib import Path; from benchmark.results import store\n"
+        "os.replace = lambda *a: os._exit(9)  # dies between write and rename, as a kill would\n"
+        "store.atomic_write_bytes(Path(sys.argv[1]) / 'runs' / 'r.json', b'{}')"), str(out)], cwd=ROOT)
+    assert killed.returncode == 9
+    (left,) = (out / "runs").iterdir()
+    dead, host = int(left.name.split("-")[-2]), socket.gethostname()
+    keep = {f".tmp-{host}-{os.getpid()}-0a1b", f".tmp-elsewhere-{dead}-0a1b", ".tmp-profile.csv"}
+    (out / "cache").mkdir()
+    for name in keep | {f".tmp-{host}-{dead}-0a1b"}:
+        (out / "cache" / name).write_bytes(b"")
+    Store(out).open()
+    assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+    assert {p.name for p in (out / "cache").iterdir()} == keep  # a live writer's, another host's, a foreign name
+
+
+def test_outputs_are_created_0666_minus_umask(stored):
+    files = [p for p in stored.rglob("*") if p.is_file()]
+    assert {p.parent.name for p in files} >= {"runs", "cache", "tables", "figures"}
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o664)}
+
+
+# ---- 5: unwritable output --------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _read_only(folder: Path):
+    """Permissions, and for root (whom permissions do not stop) the immutable attribute."""
+    folder.chmod(0o555)
+    immutable = os.geteuid() == 0
+    try:
+        if immutable and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("running as root, and chattr +i is not available here")
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("case", ["a file", "read-only runs", "under /proc"])
+def test_unwritable_out_is_refused_before_anything_trains(case, tmp_path, capsys):
+    out = tmp_path / "out"
+    guard = contextlib.nullcontext()
+    if case == "a file":
+        out.write_text("not a folder")
+    elif case == "under /proc":
+        if not Path("/proc/self").is_dir():
+            pytest.skip("no /proc here")
+        out = Path("/proc/benchmark-out")
+    else:
+        (out / "runs").mkdir(parents=True)
+        guard = _read_only(out / "runs")
+    with guard:
+        code = main(["run", "scratch_student", "--seeds", "1", "--out", str(out), *DIGITS, *SMOKE])
+    (line,) = _err_lines(capsys)
+    assert code == 2 and "--out" in line, line
+    assert not (out / "runs").is_dir() or not any((out / "runs").iterdir())
+
+
+def test_a_write_that_fails_after_training_is_one_line_and_keeps_every_run(stored, tmp_path, capsys, monkeypatch):
+    out = _copy(stored, tmp_path)
+    before = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
+
+    def full(fd):  # the disk fills once the runs are trained (in their workers): the tables cannot be written
+        raise OSError(28, os.strerror(28))
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(["run", "scratch_student", "--seeds", "2", "--jobs", "1", "--out", str(out), *DIGITS, *SMOKE]) == 2
+    (line,) = _err_lines(capsys)
+    assert "No space left on device" in line and "kept" in line
+    after = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
+    assert len(after) == len(before) + 1 and all(after[name] == data for name, data in before.items())
+    assert not list((out / "tables").glob(".tmp-*"))
 
 

@@ -343,6 +343,7 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
                         suite=uuid.uuid4().hex, batch_reps=1 if args.no_batch_reps else Settings.batch_reps)
     if args.dry_run:
         return _dry_run(specs, settings, methods)
+    settings.store.open()  # an unwritable --out: one line before anything trains
     outcomes = [_execute(args, specs, settings, methods)]
     if args.until_ci is not None:
         outcomes += _until_ci(args, infos, grids, planned, settings, methods)
@@ -462,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BadInput as exc:
         print(f"benchmark: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write that failed after the checks (a full disk): what is stored stays stored
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"benchmark: error: {exc.strerror or exc}{where} (every run stored so far is kept)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("benchmark: interrupted: the workers are stopped and every finished run is stored; the same command "

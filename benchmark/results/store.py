@@ -7,8 +7,10 @@ Layout under the output folder (default ``results/``)::
     set-aside/              run files that failed validation, moved out of runs/ (kept, never deleted)
     tables/ figures/ profiles/ REPORT.md
 
-A file is written to a temporary name in the same folder, flushed to disk and renamed over the target, so a killed
-process never leaves a half-written result under a name that is read; readers ignore the temporary names.
+A file is written to a temporary name in the same folder (``.tmp-<host>-<pid>-<random>``), flushed to disk and
+renamed over the target, so a killed process never leaves a half-written result under a name that is read; readers
+ignore the temporary names, and :meth:`Store.open` removes those of writers that died on this host. Files are
+created with mode 0666 & ~umask, as ``open`` creates them, so a group sharing the folder can read them.
 
 Nothing read is trusted: a run file counts (as done, or in a table) only if it parses, has every field of a record
 with its type, names the run its file name says and has a known status (:func:`record_problem`). Any other is
@@ -17,14 +19,16 @@ reported in one line and set aside, and its run is redone.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
 import platform
+import secrets
+import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,23 +38,49 @@ import torch
 from benchmark.errors import BadInput, one_line
 
 TMP_PREFIX = ".tmp-"
+HOST = socket.gethostname()
+
+
+def _temp_path(folder: Path) -> Path:
+    """A fresh temporary name in ``folder`` that says which process on which host owns it."""
+    return folder / f"{TMP_PREFIX}{HOST}-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def _create(path: Path) -> int:
+    """A new file, mode 0666 & ~umask (tempfile.mkstemp would give 0600: unreadable to the folder's group)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    tmp = _temp_path(path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(_create(tmp), "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
+
+
+def _temp_owner(name: str) -> tuple[str, int] | None:
+    """(host, pid) of a temporary file named by :func:`_temp_path`; None for any other name."""
+    owner = name.removeprefix(TMP_PREFIX).rpartition("-")[0]  # without the random part
+    host, _, pid = owner.rpartition("-")
+    return (host, int(pid)) if name.startswith(TMP_PREFIX) and host and pid.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _json_default(value):
@@ -147,6 +177,37 @@ class Store:
         self.profiles_dir = self.root / "profiles"
         self.set_aside_dir = self.root / "set-aside"
         self.warn = warn or _stderr
+
+    def open(self) -> Store:
+        """Ready for a suite: every folder a suite writes exists and takes a new file (else BadInput, one line,
+        before anything trains), and the temporary files of writers that died on this host are removed."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BadInput(f"the results folder {self.root} is a file: pass --out a folder")
+        for folder in (self.root, self.runs_dir, self.cache_dir, self.tables_dir, self.figures_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                probe = _temp_path(folder)
+                os.close(_create(probe))
+                probe.unlink()
+            except OSError as exc:
+                raise BadInput(f"cannot write results into {folder} ({exc.strerror or one_line(exc)}): pass --out a "
+                               "writable folder") from None
+        self.clean_temporary()
+        return self
+
+    def clean_temporary(self) -> int:
+        """Remove the temporary files whose writer, a process of this host, is dead (a kill between write and
+        rename leaves one); another host's, or a live process's, may still be renamed into place. How many."""
+        removed = 0
+        for folder in (self.root, self.runs_dir, self.cache_dir, self.tables_dir, self.figures_dir,
+                       self.profiles_dir, self.set_aside_dir):
+            for path in folder.glob(TMP_PREFIX + "*") if folder.is_dir() else ():
+                owner = _temp_owner(path.name)
+                if owner is not None and owner[0] == HOST and not _alive(owner[1]):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                        removed += 1
+        return removed
 
     def run_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
