@@ -171,3 +171,21 @@ def test_a_write_that_fails_after_training_is_one_line_and_keeps_every_run(store
     assert not list((out / "tables").glob(".tmp-*"))
 
 
+# ---- 6: bad values refused when planning -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["run", "hinton_kd", "--set", "view=bogus"], ["run", "hinton_kd", "--set", "view=pca:500"],
+    ["run", "hinton_kd", "--set", "arch=b=c"], ["run", "hinton_kd", "--set", "teacher_arch=b=c"],
+    ["run", "hinton_kd", "--set", "lr=nan"], ["run", "hinton_kd", "--set", "lr=-1"],
+    ["run", "hinton_kd", "--set", "batch_size=0"], ["run", "hinton_kd", "--set", "epochs=-5"],
+    ["run", "hinton_kd", "--set", "epochs=0"], ["run", "hinton_kd", "--set", "patience=-1"],
+    ["run", "scratch_student", "--seeds", "100000"], ["run", "scratch_student", "--datasets", "digits:3x3"],
+], ids=lambda args: " ".join(args[1:]))
+def test_bad_values_are_refused_before_anything_runs(args, tmp_path, capsys):
+    out = tmp_path / "out"
+    datasets = () if "--datasets" in args else DIGITS
+    assert main([*args, "--out", str(out), *datasets, *SMOKE]) == 2
+    assert len(_err_lines(capsys)) == 1
+    assert not out.exists()
+
+

@@ -42,6 +42,13 @@ DEFAULT_SEEDS = 5  # repetitions per configuration: the usual minimum for a clai
 MAX_SEEDS = 100
 
 
+def _seeds(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS} repetitions per configuration, got {value}")
+    return value
+
+
 def _width(text: str) -> float:
     try:
         value = float(text)
@@ -72,7 +79,7 @@ def build_parser() -> Parser:
     common.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
     grid = Parser(add_help=False)
     grid.add_argument("--datasets", help="comma-separated dataset names (default: every dataset available here)")
-    grid.add_argument("--seeds", type=_positive, default=DEFAULT_SEEDS,
+    grid.add_argument("--seeds", type=_seeds, default=DEFAULT_SEEDS,
                       help=f"repetitions per configuration (default {DEFAULT_SEEDS})")
     grid.add_argument("--until-ci", type=_width, metavar="W",
                       help="then keep adding paired repetitions to every comparison whose 95%% interval of Δ test "

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from benchmark import data as datasets
+from benchmark import nn as layers
 from benchmark.contract import Role
 from benchmark.engine import config as configuration
 from benchmark.engine.code import code_hash, run_code
@@ -30,17 +31,22 @@ def make_spec(info: MethodInfo, cfg, *, dataset: str, rep: int, base_seed: int, 
     methods = methods or discover()
     data = data if data is not None else load([dataset], preset)[dataset]
     method = info.cls()
+    roles = method.roles(cfg, data)
+    check_roles(info.name, roles, data)
     requires = {}
     for name, overrides in method.requires(cfg).items():
         if name not in methods or not methods[name].ok:
             raise BadInput(f"{info.name} requires {name!r}, which is not a loadable method or baseline")
         base = methods[name]
-        needed = make_spec(base, configuration.resolve(base.cls, preset, overrides, data), dataset=dataset,
-                           data=data, rep=rep, base_seed=base_seed, preset=preset, methods=methods, specs=specs)
+        try:
+            needed = make_spec(base, configuration.resolve(base.cls, preset, overrides, data), dataset=dataset,
+                               data=data, rep=rep, base_seed=base_seed, preset=preset, methods=methods,
+                               specs=specs)
+        except BadInput as exc:
+            raise BadInput(f"{info.name} requires {name}: {exc}") from None
         requires[name] = needed.run_id
         if specs is not None:
             specs.setdefault(needed.run_id, needed)
-    roles = method.roles(cfg, data)
     parts = run_code(info, {r.arch for r in roles.values()}, dataset)
     return RunSpec(
         method=info.name, kind=info.kind, dataset=dataset, rep=rep, base_seed=base_seed, preset=preset,
@@ -48,6 +54,19 @@ def make_spec(info: MethodInfo, cfg, *, dataset: str, rep: int, base_seed: int, 
         variant=configuration.variant_name(info.cls, preset, cfg, data), source_hash=code_hash(parts), code=parts,
         requires=requires,
     )
+
+
+def check_roles(where: str, roles: dict[str, Role], data) -> None:
+    """Every role's architecture is registered and its view parses and fits the dataset: bad input, found when
+    planning (else the run, or the teacher before it, would train and then fail)."""
+    for name, role in roles.items():
+        if role.arch not in layers.ARCHITECTURES:
+            raise BadInput(f"{where} role {name!r}: unknown architecture {role.arch!r} (registered: "
+                           f"{', '.join(sorted(layers.ARCHITECTURES))})")
+        try:
+            data.view_shape(role.view)
+        except ValueError as exc:
+            raise BadInput(f"{where} role {name!r}: {exc}") from None
 
 
 def scratch_config(role: Role, methods: dict[str, MethodInfo], *, preset: str, data, cfg=None):
