@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
+from benchmark.results.failures import failed_runs_markdown
 from benchmark.results.store import Store
 from tests.conftest import ROOT
 
@@ -187,5 +188,21 @@ def test_bad_values_are_refused_before_anything_runs(args, tmp_path, capsys):
     assert main([*args, "--out", str(out), *datasets, *SMOKE]) == 2
     assert len(_err_lines(capsys)) == 1
     assert not out.exists()
+
+
+# ---- 7: failed runs named in summary.md ------------------------------------------------------------------------
+
+def test_failed_runs_markdown_names_current_failures_only():
+    def rec(method, rep, status, at, error=None):
+        return {"run_id": f"{method}{rep}{at}", "method": method, "variant": "default", "preset": "smoke",
+                "dataset": "digits", "rep": rep, "status": status, "finished_at": at, "error": error}
+
+    records = [rec("kd", 0, "failed", "1", "ValueError: a | b\n  more"), rec("kd", 1, "ok", "1"),
+               rec("ska", 0, "failed", "1", "old failure"), rec("ska", 0, "ok", "2")]
+    text = failed_runs_markdown(records)
+    assert text.startswith("## Failed runs") and "1 run failed" in text
+    assert "| kd | default | digits | 0 | `kd01` | ValueError: a \\| b |" in text
+    assert "more" not in text and "old failure" not in text  # first line only; a fixed failure is history
+    assert failed_runs_markdown(records[1:]) == ""
 
 
