@@ -17,6 +17,7 @@ from benchmark.cli import main
 from benchmark.results.failures import failed_runs_markdown
 from benchmark.results.store import Store
 from tests.conftest import ROOT
+from tests.projects import make_project
 
 SMOKE = ("--preset", "smoke", "--no-progress")
 DIGITS = ("--datasets", "digits")
@@ -206,3 +207,40 @@ def test_failed_runs_markdown_names_current_failures_only():
     assert failed_runs_markdown(records[1:]) == ""
 
 
+# ---- 8: reproduce ----------------------------------------------------------------------------------------------
+
+def test_reproduce_a_stored_run_bit_for_bit(stored, tmp_path, capsys):
+    out = _copy(stored, tmp_path)
+    ids = _ids(out)
+    before = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
+    assert main(["reproduce", ids["hinton_kd"], "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "identical, bit for bit" in said and "teacher reused from the cache" in said
+    (checkpoint,) = (out / "cache").glob("teacher-*.pt")
+    checkpoint.write_bytes(b"not a checkpoint")  # the teacher is then trained again, and compared too
+    assert main(["reproduce", ids["hinton_kd"], "--out", str(out)]) == 0
+    assert "identical, bit for bit" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")} == before  # never overwritten
+
+
+def test_reproduce_lists_a_tampered_metric(stored, tmp_path, capsys):
+    out = _copy(stored, tmp_path)
+    path = out / "runs" / f"{_ids(out)['scratch_student']}.json"
+    record = json.loads(path.read_text())
+    index = next(i for i, row in enumerate(record["metrics"]) if row[1:3] == [-1, "test_acc"])
+    record["metrics"][index][3] += 1e-12
+    path.write_text(json.dumps(record))
+    assert main(["reproduce", path.stem, "--out", str(out)]) == 1
+    said = capsys.readouterr().out
+    assert "1 of" in said and "student epoch -1 test_acc" in said
+
+
+def test_reproduce_refuses_a_run_whose_code_changed(stored, tmp_path, capsys, monkeypatch):
+    out = _copy(stored, tmp_path)
+    project = make_project(tmp_path)
+    with (project / "baselines" / "scratch_student" / "method.py").open("a") as fh:
+        fh.write("# an edit\n")
+    monkeypatch.setenv("BENCHMARK_PROJECT_ROOT", str(project))
+    assert main(["reproduce", _ids(out)["scratch_student"], "--out", str(out)]) == 2
+    (line,) = _err_lines(capsys)
+    assert "code it executes changed" in line and "method" in line

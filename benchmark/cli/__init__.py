@@ -142,6 +142,11 @@ def build_parser() -> Parser:
 
     add_profile_arguments(p)
     p.set_defaults(func=cmd_profile)
+    p = sub.add_parser("reproduce", parents=[common], help="re-execute a stored run, compare its metrics bit for bit")
+    from benchmark.cli import reproduce
+
+    reproduce.add_arguments(p)
+    p.set_defaults(func=reproduce.command)
     return parser
 
 

@@ -1,0 +1,151 @@
+"""``python -m benchmark reproduce RUN_ID``: re-execute a stored run from its record and compare every stored metric
+bit for bit.
+
+The run is rebuilt from what its record says it is (method, dataset, preset, repetition, resolved configuration, seed
+and required runs), refused when the code it executes is no longer the code it was made with (its id would not be
+this one), and trained into a temporary store: the stored record is never touched. A run it requires (the shared
+teacher) is reused from the store's cache when its checkpoint loads, else trained again too, and then its metrics
+are compared as well. Exit status 0: every metric identical; 1: some differ (listed) or the reproduction failed;
+2: the run cannot be reproduced here (one line).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from benchmark.engine.code import code_hash, run_code
+from benchmark.engine.discovery import MethodInfo, discover
+from benchmark.engine.execute import Settings, checkpoint_loads, dataset_for, identity_problem, run_plan
+from benchmark.engine.spec import RunSpec, config_from_dict
+from benchmark.errors import BadInput, DatasetUnavailable
+from benchmark.results.store import Store
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run_id", help="the id of a stored run (the name of its file under <out>/runs)")
+    p.add_argument("--data-root", type=Path, help="dataset folder (default $BENCHMARK_DATA_ROOT or ~/.cache/...)")
+
+
+def command(args) -> int:
+    store = Store(args.out)
+    methods = discover()
+    spec, record = stored_run(store, args.run_id)
+    if record["status"] != "ok":
+        raise BadInput(f"run {spec.run_id} is stored as {record['status']}: it has no metrics to compare")
+    threads = (record.get("provenance") or {}).get("threads") or 1  # bit-identical only at equal threads
+    differences, compared = [], 0
+    with tempfile.TemporaryDirectory(prefix="reproduce-") as tmp:
+        settings = Settings(out=Path(tmp), data_root=args.data_root, threads=threads, progress=False, isolate=False,
+                            batch_reps=1)
+        retrained = stage(spec, store, settings, methods)
+        run_plan(retrained + [spec], settings)
+        for s in retrained + [spec]:
+            new = settings.store.read_run(s.run_id)
+            if new is None or new["status"] != "ok":
+                error = (new or {}).get("error") or "no record was written"
+                print(f"run {s.run_id} ({s.method}): the reproduction failed: {error.strip().splitlines()[0]}")
+                return 1
+            stored = store.read_run(s.run_id)["metrics"]
+            compared += len(stored)
+            differences += [f"  {s.method} {line}" for line in compare(stored, new["metrics"])]
+    what = f"{spec.method} on {spec.dataset}, rep {spec.rep}, {spec.variant}"
+    if differences:
+        print(f"run {spec.run_id} ({what}): {len(differences)} of {compared} metrics differ (stored -> reproduced):")
+        print("\n".join(differences))
+        return 1
+    reused = f"; {', '.join(spec.requires)} reused from the cache" if spec.requires and not retrained else ""
+    print(f"run {spec.run_id} ({what}) reproduced: all {compared} metrics identical, bit for bit{reused}")
+    return 0
+
+
+def stored_run(store: Store, run_id: str) -> tuple[RunSpec, dict]:
+    """The spec a stored record describes, and the record; BadInput unless the record is valid and is that run."""
+    record = store.read_run(run_id)
+    if record is None:
+        raise BadInput(f"no valid record of run {run_id!r} under {store.runs_dir}: `python -m benchmark tables` "
+                       "lists the stored runs in tables/runs.csv")
+    try:
+        spec = RunSpec.from_dict(record)
+    except TypeError as exc:
+        raise BadInput(f"run {run_id}: its record lacks what identifies a run ({exc})") from None
+    problem = identity_problem(record, spec) or (None if spec.run_id == run_id else "its id is another run's")
+    if problem:
+        raise BadInput(f"run {run_id}: {problem}")
+    return spec, record
+
+
+def stage(spec: RunSpec, store: Store, settings: Settings, methods: dict[str, MethodInfo]) -> list[RunSpec]:
+    """Check that ``spec`` runs the code it was made with, put the runs it requires into the temporary store
+    (record and checkpoint, when the checkpoint loads) and return those to train again, required ones first."""
+    changed = code_changes(spec, settings, methods)
+    if changed:
+        commit = ((store.read_run(spec.run_id) or {}).get("provenance") or {}).get("git_commit")
+        at = f" (it was made at commit {commit[:12]})" if commit else ""
+        raise BadInput(f"run {spec.run_id} ({spec.method}) cannot be reproduced: the code it executes changed since "
+                       f"it was stored ({', '.join(changed)}){at}")
+    again = settings.store
+    retrain: list[RunSpec] = []
+    for name, run_id in spec.requires.items():
+        try:
+            needed, _ = stored_run(store, run_id)
+        except BadInput as exc:
+            raise BadInput(f"run {spec.run_id} requires a {name} run: {exc}") from None
+        checkpoint = store.cache_path(name, run_id)
+        if checkpoint.is_file() and checkpoint_loads(checkpoint) is None:
+            again.write_run(store.read_run(run_id))
+            again.cache_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(checkpoint, again.cache_path(name, run_id))
+        else:
+            retrain += stage(needed, store, settings, methods) + [needed]
+    return retrain
+
+
+def code_changes(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo]) -> list[str]:
+    """The parts of the code ``spec`` executes that differ from the code it was made with (none: reproducible)."""
+    info = methods.get(spec.method)
+    if info is None or not info.ok:
+        return [f"method {spec.method} is {'broken' if info else 'gone'}"]
+    cfg = config_from_dict(info, spec.config)
+    try:
+        data = dataset_for(spec, settings)
+    except DatasetUnavailable as exc:
+        raise BadInput(str(exc)) from None
+    archs = {role.arch for role in info.cls().roles(cfg, data).values()}
+    try:
+        now = run_code(info, archs, spec.dataset)
+    except KeyError:  # an architecture it built is no longer registered
+        return ["architectures"]
+    if code_hash(now) == spec.source_hash:
+        return []
+    was = spec.code or {}
+    changed = [part for part in ("method", "dataset", "harness") if now[part] != was.get(part)]
+    arch_was = was.get("architectures") or {}
+    changed += [f"architecture {a}" for a, h in now["architectures"].items() if arch_was.get(a) != h]
+    return changed or ["its code"]
+
+
+def compare(stored: list, new: list) -> list[str]:
+    """One line per metric whose value differs in any bit (or is only on one side), keyed by role, epoch, metric
+    and occurrence."""
+    def keyed(rows):
+        out, seen = {}, {}
+        for role, epoch, metric, value in rows:
+            n = seen[(role, epoch, metric)] = seen.get((role, epoch, metric), -1) + 1
+            out[(role, epoch, metric, n)] = value
+        return out
+
+    a, b = keyed(stored), keyed(new)
+    lines = []
+    for key in list(a) + [k for k in b if k not in a]:
+        x, y = a.get(key, "absent"), b.get(key, "absent")
+        if _bits(x) != _bits(y):
+            role, epoch, metric, _ = key
+            lines.append(f"{role} epoch {epoch} {metric}: {x!r} -> {y!r}")
+    return lines
+
+
+def _bits(value):
+    """A value's exact identity: the float's bits (so -0.0 differs from 0.0), or the value itself."""
+    return float(value).hex() if isinstance(value, (int, float)) and not isinstance(value, bool) else value
