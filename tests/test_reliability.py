@@ -82,12 +82,13 @@ def test_invalid_records_are_set_aside_and_redone_never_done_nor_tabled(stored, 
     assert len(pd.read_csv(out / "tables" / "runs.csv")) == 3
 
 
-def test_tables_on_a_store_of_invalid_records_is_one_line_and_exit_2(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["tables", "figures", "report"])
+def test_tables_on_a_store_of_invalid_records_is_one_line_and_exit_2(tmp_path, capsys, command):
     runs = tmp_path / "out" / "runs"
     runs.mkdir(parents=True)
     (runs / "aaaa.json").write_text('{"run_id": "aa')
     (runs / "bbbb.json").write_text(json.dumps({"run_id": "bbbb", "status": "ok"}))
-    assert main(["tables", "--out", str(tmp_path / "out")]) == 2
+    assert main([command, "--out", str(tmp_path / "out")]) == 2
     (line,) = _err_lines(capsys)
     assert "no valid run record" in line and "2 found were invalid" in line
     assert not (tmp_path / "out" / "tables").exists()

@@ -1,4 +1,4 @@
-"""``python -m benchmark <command>``: list, all, run, ablate, tables, figures, report.
+"""``python -m benchmark <command>``: list, all, run, ablate, defects, tables, figures, report, profile, reproduce.
 
 Bad input (an unknown name, a bad value, a missing dataset) prints one line saying what is wrong and how to fix it,
 exits with status 2 and writes nothing. A run that fails is stored as ``failed``; the others go on, and the exit status
@@ -241,6 +241,7 @@ def cmd_figures(args) -> int:
     from benchmark.results.report import require_results
 
     require_results(args.out)
+    Store(args.out).require_runs()
     drawn = write_figures(args.out)
     _warn_figure_errors(drawn.errors)
     print(f"{len(drawn.files)} figures written to {Path(args.out) / 'figures'} ({drawn.seconds:.1f} s)")
@@ -248,8 +249,10 @@ def cmd_figures(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from benchmark.results.report import write_report
+    from benchmark.results.report import require_results, write_report
 
+    require_results(args.out)
+    Store(args.out).require_runs()
     path, drawn = write_report(args.out)
     _warn_figure_errors(drawn.errors)
     print(f"report written to {path} ({len(drawn.files)} figures)")
