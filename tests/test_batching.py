@@ -161,3 +161,16 @@ def test_a_step_that_needs_its_own_order_trains_one_repetition_at_a_time(tmp_pat
     a, b = _records(tmp_path / "a"), _records(tmp_path / "b")
     assert all(r["status"] == "ok" and "batch" not in r for r in a.values())
     assert {k: r["metrics"] for k, r in a.items()} == {k: r["metrics"] for k, r in b.items()}
+
+
+@pytest.mark.parametrize("arch, shape, size", [c for c in CASES if c[0] != "js_cnn" or c[1] != (1, 40)])
+def test_evaluation_logits_do_not_depend_on_the_chunk(arch, shape, size):
+    """The harness evaluates EVAL_CHUNK examples at a time, for speed; in eval mode that changes no logit."""
+    from benchmark.engine.context import RunContext
+
+    model = layers.build(arch, shape, 10, generator=torch.Generator().manual_seed(3)).eval()
+    x = torch.randn(3 * RunContext.EVAL_CHUNK + 5, *shape, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        whole = model(x)
+        chunked = torch.cat([model(x[i:i + RunContext.EVAL_CHUNK]) for i in range(0, len(x), RunContext.EVAL_CHUNK)])
+    assert torch.equal(whole, chunked)
