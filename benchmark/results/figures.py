@@ -10,13 +10,16 @@ skipped. Means over repetitions carry 95% Student-t intervals (as in the tables)
 | ``cost_<dataset>_<preset>.png`` | test accuracy against wall time per run |
 | ``step_time_<dataset>_<preset>.png`` | median training-step time per method (per-repetition points) |
 | ``curves_<method>_<dataset>_<preset>.png`` | learning curves per role, with the paired scratch student |
-| ``ablation_<method>_<param>_<dataset>_<preset>.png`` | main metrics against one ablated parameter |
+| ``ablation_<method>_<dataset>_<preset>.png`` | each variant's paired Δ vs the default, a panel per factor |
 | ``heatmap_<method>_<dataset>_<preset>.png`` | per-step metrics (entropy, cos θ) per layer role |
 | ``outputs_<method>_<dataset>_<preset>.png`` | per-step mean outputs (``mean_output_<unit>`` rows) |
 | ``schedule_<dataset>_<preset>.png`` | per-epoch weight schedules (``lambda`` rows) |
 
 Only the default variant of each method (every variant of a baseline, and every variant of a method stored
-without a default) appears in the per-dataset overviews; other variants are in the ablation figures.
+without a default) appears in the per-dataset overviews; other variants are in the ablation figures. A scratch
+student is labelled by the role it is the control for (``tables.scratch_labels``), a role that shares only the
+batch order with its scratch student says "order-paired only", and a paired Δ without an interval (all
+differences equal) is drawn as a cross with no bar, never as a zero-width interval.
 """
 
 from __future__ import annotations
@@ -37,13 +40,18 @@ from benchmark.results import stats
 from benchmark.results.store import Store, atomic_write_bytes
 from benchmark.results.tables import (
     FINAL_SEL,
+    ORDER,
+    ORDER_ONLY,
     PRIMARY,
     SCRATCH,
     UNTRAINED,
     VAL_SEL,
+    VS_DEFAULT,
     Results,
+    config_label,
     is_percent,
     load_results,
+    main_metric,
     main_rows,
     order_rows,
 )
@@ -152,9 +160,22 @@ def band(values_by_x: pd.DataFrame, x: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[x, "mean", "std", "lo", "hi"])
 
 
+def row_label(name: str, method: str, role: str | None = None, pairing: str | None = None) -> str:
+    """A table row's readable ``name`` (``tables.model_labels``) · role, wrapped; a scratch student's name says
+    what it is the control for, so its role is left out; "(order-paired only)" when the pairing is that."""
+    text = name if method == SCRATCH or not role or role == name else f"{name} · {role}"
+    if pairing == ORDER:
+        text += f" ({ORDER_ONLY})"
+    return textwrap.fill(text, LABEL_WIDTH, break_long_words=True)
+
+
 def with_labels(frame: pd.DataFrame) -> pd.DataFrame:
-    names = [label(m, v, r) for m, v, r in zip(frame.method, frame.variant, frame.role, strict=True)]
-    return frame.assign(label=names)
+    names = frame["label"] if "label" in frame else [config_label(m, v) for m, v in zip(frame.method,
+                                                                                         frame.variant, strict=True)]
+    pairing = frame["pairing"] if "pairing" in frame else [None] * len(frame)
+    labels = [row_label(n if isinstance(n, str) else config_label(m, v), m, r, p)
+              for n, m, v, r, p in zip(names, frame.method, frame.variant, frame.role, pairing, strict=True)]
+    return frame.assign(label=labels)
 
 
 def palette(n: int):
@@ -237,11 +258,18 @@ def forest_figures(res: Results, folder: Path) -> list[FigureFile]:
             part = block[block.selection == selection]
             if part.empty:
                 continue
-            err = np.vstack([part.delta_mean - part.delta_ci_low, part.delta_ci_high - part.delta_mean]) * 100
-            ax.errorbar(part.delta_mean * 100, [y[n] + off for n in part.label], xerr=np.nan_to_num(err),
-                        fmt=marker, color=color, capsize=2, markersize=5, markerfacecolor="none",
-                        label=f"{selection} (filled: Holm p<0.05)")
-            sig = part[part.significant.astype(bool)]
+            bounded = part[part.delta_ci_low.notna() & part.delta_ci_high.notna()]
+            err = np.vstack([bounded.delta_mean - bounded.delta_ci_low,
+                             bounded.delta_ci_high - bounded.delta_mean]) * 100
+            if len(bounded):
+                ax.errorbar(bounded.delta_mean * 100, [y[n] + off for n in bounded.label], xerr=err,
+                            fmt=marker, color=color, capsize=2, markersize=5, markerfacecolor="none",
+                            label=f"{selection} (filled: Holm p<0.05)")
+            bare = part[part.delta_ci_low.isna() | part.delta_ci_high.isna()]
+            if len(bare):
+                ax.plot(bare.delta_mean * 100, [y[n] + off for n in bare.label], "x", color=color, markersize=6,
+                        label=f"{selection}: no interval (all differences equal, or n=1)")
+            sig = bounded[bounded.significant.astype(bool)]
             ax.plot(sig.delta_mean * 100, [y[n] + off for n in sig.label], marker, color=color, markersize=5)
         ax.axvline(0, color="0.2", lw=1)
         ax.set_yticks(range(len(order)), order, fontsize=TICK_FONT)
@@ -267,7 +295,7 @@ def cost_figures(res: Results, folder: Path) -> list[FigureFile]:
             err = [[max(r.mean - r.ci_low, 0) * 100], [max(r.ci_high - r.mean, 0) * 100]]
             ax.errorbar([r.wall_time_s], [r.mean * 100], yerr=np.nan_to_num(err),
                         fmt=markers[i % len(markers)], color=color, capsize=2,
-                        label=label(r.method, r.variant, r.role))
+                        label=row_label(r.label, r.method, r.role, r.pairing))
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
@@ -286,7 +314,8 @@ def step_time_figures(res: Results, folder: Path) -> list[FigureFile]:
     files = []
     for preset, dataset, block in per_dataset(runs):
         block = order_rows(block.assign(role="")).assign(ms=block.step_median_s.astype(float) * 1e3)
-        block["label"] = [label(m, v) for m, v in zip(block.method, block.variant, strict=True)]
+        block["label"] = [row_label(res.labels.get((preset, dataset, m, v), config_label(m, v)), m)
+                          for m, v in zip(block.method, block.variant, strict=True)]
         order = list(dict.fromkeys(block.label))
         fig, axes = new_figure(8.0, 1.2 + height(order))
         ax = axes[0, 0]
@@ -357,53 +386,92 @@ def _v(variant: str) -> str | None:
     return None if variant == "default" else variant
 
 
+SEVERAL = "several factors"  # the panel of variants that change more than one field (``ablate --grid``)
+PANELS_PER_ROW = 3
+
+
+def ablation_panels(block: pd.DataFrame) -> list[tuple[str, pd.DataFrame, list[str], str | None]]:
+    """(factor, its variants' rows, the levels in order, the default level) per one-factor panel, then
+    (SEVERAL, rows, their ``changed`` labels, None) for the variants that change several fields."""
+    variants = block[block.variant != "default"]
+    panels = []
+    for factor, rows in variants[variants.n_factors == 1].groupby("factors", sort=True):
+        default = rows.default_level.iloc[0]
+        levels = sorted(set(rows[f"param.{factor}"].astype(str)) | {str(default)}, key=_number_first)
+        panels.append((factor, rows, levels, str(default)))
+    several = variants[variants.n_factors != 1]
+    if len(several):
+        names = several.changed.where(several.changed.astype(bool), several.variant)
+        several = several.assign(changed=names)
+        panels.append((SEVERAL, several, sorted(set(names), key=natural_key), None))
+    return panels
+
+
 def ablation_figures(res: Results, folder: Path) -> list[FigureFile]:
-    """Per method, dataset and ablated parameter: each main metric against the parameter's value (top row,
-    mean ± CI over repetitions) and its paired difference from the default variant (bottom row), one line per
-    setting of the other ablated parameters."""
+    """Per method, dataset and preset: each variant's paired Δ against the method's default run of the same
+    repetition (each role's main metric: test accuracy, or e.g. a label-free layer's probe accuracy), with its 95%
+    interval. A panel per factor: one row per level, the default level marked at 0; variants that change several
+    factors share a last panel, labelled by all of them. A Δ without an interval is a cross with no bar."""
+    import seaborn as sns
+
     a = res.ablations
     if a.empty:
         return []
     files = []
+    mean, lo, hi = (VS_DEFAULT + k for k in ("delta_mean", "delta_ci_low", "delta_ci_high"))
     for (preset, dataset, method), block in a.groupby(["preset", "dataset", "method"], sort=True):
-        params = [c for c in block.columns if c.startswith("param.") and block[c].notna().any()]
-        panels = sorted(block[["role", "metric"]].drop_duplicates().itertuples(index=False, name=None),
-                        key=lambda rm: (natural_key(rm[0]), rm[1]))[:8]
-        block = block.copy()
-        is_default = block.variant == "default"
-        for column in ("vs_default_delta_mean", "vs_default_delta_ci_low", "vs_default_delta_ci_high"):
-            block[column] = block.get(column, pd.Series(np.nan, index=block.index)).astype(float)
-            block.loc[is_default, column] = 0.0
-        for param in params:
-            others = [p for p in params if p != param]
-            settings = block[others].astype(str).itertuples(index=False, name=None)
-            data = block.assign(other=[", ".join(f"{p[6:]}={v}" for p, v in zip(others, row, strict=True))
-                                       for row in settings])
-            xs = sorted(data[param].astype(str).unique(), key=_number_first)
-            fig, axes = new_figure(3.4 * len(panels), 5.6, 2, len(panels), sharex="col")
-            hues = sorted(data.other.unique())
-            for col, (role, metric) in enumerate(panels):
-                k = scale(metric)
-                unit = " (%)" if is_percent(metric) else ""
-                for hue, color in zip(hues, palette(len(hues)), strict=True):
-                    part = data[(data.role == role) & (data.metric == metric) & (data.other == hue)]
-                    part = part.assign(_x=[xs.index(v) for v in part[param].astype(str)]).sort_values("_x")
-                    for row, (mean, lo, hi) in enumerate((("mean", "ci_low", "ci_high"),
-                                                          ("vs_default_delta_mean", "vs_default_delta_ci_low",
-                                                           "vs_default_delta_ci_high"))):
-                        err = np.vstack([part[mean] - part[lo], part[hi] - part[mean]]).clip(min=0) * k
-                        axes[row, col].errorbar(part._x, part[mean] * k, yerr=np.nan_to_num(err), fmt="o-",
-                                                color=color, capsize=2, label=hue or None)
-                axes[0, col].set_title(f"{role}: {metric}{unit}")
-                axes[1, col].axhline(0, color="0.3", lw=1)
-                axes[1, col].set_title(f"paired Δ vs default{' (pp)' if unit else ''}")
-                axes[1, col].set_xticks(range(len(xs)), xs, rotation=30 if max(map(len, xs)) > 6 else 0)
-                axes[1, col].set_xlabel(param[6:])
-            if any(hues):
-                axes[0, -1].legend(fontsize="x-small", title="other parameters", title_fontsize="x-small")
-            fig.suptitle(f"{method} on {dataset} ({preset}): ablation of {param[6:]} (mean ± 95% CI)")
-            files.append(FigureFile(save(fig, folder, slug("ablation", method, param[6:], dataset, preset)),
-                                    "ablation", f"{method}: {param[6:]}", preset, dataset, method))
+        block = main_metric(block)
+        panels = ablation_panels(block)
+        if not panels:
+            continue
+        roles = sorted(block.role.unique(), key=natural_key)
+        colors = dict(zip(roles, palette(len(roles)), strict=True))
+        offsets = dict(zip(roles, np.linspace(-0.25, 0.25, len(roles)) if len(roles) > 1 else [0.0], strict=True))
+        ncols = min(PANELS_PER_ROW, len(panels))
+        nrows = -(-len(panels) // ncols)
+        tallest = max(len(levels) for _, _, levels, _ in panels)
+        row_height = 1.3 + (0.28 + 0.08 * len(roles)) * tallest
+        fig, axes = new_figure(4.0 * ncols + (1.5 if any(f == SEVERAL for f, *_ in panels) else 0),
+                               row_height * nrows + 0.5, nrows, ncols)
+        for ax in axes.flat[len(panels):]:
+            ax.set_visible(False)
+        for ax, (factor, rows, levels, default) in zip(axes.flat, panels, strict=False):
+            column = "changed" if factor == SEVERAL else f"param.{factor}"
+            y = {level: i for i, level in enumerate(levels)}
+            rows = rows.assign(_y=[y[str(v)] + offsets[r] for v, r in zip(rows[column], rows.role, strict=True)],
+                               _d=rows[mean].astype(float) * [scale(m) for m in rows.metric])
+            bounded = rows[rows[lo].notna() & rows[hi].notna()]
+            for role, part in bounded.groupby("role"):
+                k = np.array([scale(m) for m in part.metric])
+                err = np.vstack([part[mean] - part[lo], part[hi] - part[mean]]).astype(float) * k
+                ax.errorbar(part._d, part._y, xerr=err, fmt="none", ecolor=colors[role], capsize=2, lw=1.2)
+            if len(bounded):
+                sns.scatterplot(data=bounded, x="_d", y="_y", hue="role", palette=colors, hue_order=roles, ax=ax,
+                                s=30, legend=False, zorder=3)
+            bare = rows[rows[lo].isna() | rows[hi].isna()]
+            if len(bare):
+                sns.scatterplot(data=bare, x="_d", y="_y", hue="role", palette=colors, hue_order=roles, ax=ax,
+                                marker="X", s=45, legend=False, zorder=3)
+            if default is not None:
+                ax.plot([0.0], [y[default]], "D", color="0.15", markersize=6, zorder=4)
+            ax.axvline(0, color="0.3", lw=1)
+            names = [f"{level} (default)" if level == default else level for level in levels]
+            ax.set_yticks(range(len(levels)), [textwrap.fill(n, 28) for n in names], fontsize=TICK_FONT)
+            ax.set_ylim(len(levels) - 0.5, -0.5)
+            ax.set_ylabel("")
+            units = {" pp" if is_percent(m) else "" for m in rows.metric}
+            ax.set_xlabel(f"Δ vs default{',' + units.pop() if len(units) == 1 else ''} (95% CI)")
+            ax.set_title(factor)
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], marker="o", ls="", color=colors[r], label=r) for r in roles]
+        handles += [Line2D([], [], marker="D", ls="", color="0.15", label="default level (Δ = 0)"),
+                    Line2D([], [], marker="X", ls="", color="0.4", label="no interval (all differences equal)")]
+        fig.legend(handles=handles, fontsize="x-small", loc="outside right upper")
+        metrics = ", ".join(sorted(set(block.metric)))
+        fig.suptitle(f"{method} on {dataset} ({preset}): paired Δ {metrics} vs the default, per factor")
+        files.append(FigureFile(save(fig, folder, slug("ablation", method, dataset, preset)), "ablation",
+                                f"{method}: each variant against the default", preset, dataset, method))
     return files
 
 
