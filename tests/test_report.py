@@ -14,32 +14,11 @@ from scipy import stats as sps
 
 from benchmark import cli
 from benchmark.results.report import write_report
-from benchmark.results.store import Store
 from tests.conftest import ROOT
+from tests.test_stats import root_found_mde
+from tests.test_tables import StoreBuilder, holm_by_hand
 
-DATA = {"max_train": 600, "max_test": 500}
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-class StoreBuilder:
-    def __init__(self, out):
-        self.store = Store(out)
-        self.count = 0
-
-    def add(self, method, rep, *, roles, metrics, kind="method", variant="default", config=None, status="ok",
-            finished="2025-01-01T00:00:00", error=None, step=1e-3, wall=2.0):
-        self.count += 1
-        record = {
-            "run_id": f"r{self.count:04d}", "method": method, "kind": kind, "variant": variant,
-            "dataset": "digits", "rep": rep, "base_seed": 0, "preset": "smoke", "config": config or {},
-            "data": DATA, "source_hash": "abc", "seed": rep, "status": status, "error": error,
-            "roles": {name: {"arch": "a", "view": "flat", "classifier": key != "label_free", "pair_key": key}
-                      for name, key in roles.items()},
-            "metrics": metrics, "timing": {"step_median_s": step * (1 + rep / 10), "step_iqr_s": step / 10},
-            "wall_time_s": wall, "finished_at": finished, "provenance": {"git_commit": "0123456789abcdef"},
-        }
-        self.store.write_run(record)
-        return record
 
 
 def curve_rows(role, val, test):
@@ -48,6 +27,18 @@ def curve_rows(role, val, test):
         rows += [[role, epoch, "val_acc", v], [role, epoch, "test_acc", t],
                  [role, epoch, "train_loss", 1 / (1 + epoch)]]
     return rows
+
+
+DEFECTS = {"good_method": {"loss": ("as_published", "the notebook's loss | with a pipe"),
+                           "clip": (True, "a defect never run")},
+           "noisy_method": {"clip": (True, "the notebook clips")},
+           "scheduled": {}}
+
+
+def mde_by_hand(sd, n):
+    """The |δ| at which the two-sided paired t-test rejects with 80% power, from test_stats' own computation (the
+    noncentral t written out and integrated over the chi-square distribution of s², root-found)."""
+    return root_found_mde(sd, n)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +53,8 @@ def known(tmp_path_factory):
     v["good"] = v["scratch"] + 0.03 + rng.normal(0, 0.005, n)
     v["good_t8"] = v["good"] + 0.01 + rng.normal(0, 0.004, n)
     v["good_pub"] = v["good"] - 0.02 + rng.normal(0, 0.004, n)
+    v["good_grid"] = v["good"] + rng.normal(0, 0.01, n)
+    v["order"] = v["scratch"] + rng.normal(0, 0.01, n)
     v["scratch_curves"] = rng.uniform(0.5, 0.9, (n, 4, 2))  # rep, epoch, (val, test)
     v["good_curves"] = rng.uniform(0.5, 0.9, (n, 4, 2))
     for r in range(n):
@@ -72,24 +65,33 @@ def known(tmp_path_factory):
               metrics=[["teacher", -1, "test_acc", 0.95]], wall=10.0)
         good_metrics = [["student", -1, "test_acc", v["good"][r]], ["student", -1, "test_nll", 0.4]]
         b.add("good_method", r, roles={"student": "K1"}, config={"temperature": 4.0, "loss": "fixed"},
-              metrics=good_metrics + curve_rows("student", *v["good_curves"][r].T))
-        b.add("good_method", r, variant="temperature=8.0", roles={"student": "K1"},
+              arch="good_cnn", metrics=good_metrics + curve_rows("student", *v["good_curves"][r].T))
+        b.add("good_method", r, variant="temperature=8.0", roles={"student": "K1"}, arch="good_cnn",
               config={"temperature": 8.0, "loss": "fixed"},
               metrics=[["student", -1, "test_acc", v["good_t8"][r]]])
-        b.add("good_method", r, variant="loss=as_published", roles={"student": "K1"},
+        b.add("good_method", r, variant="loss=as_published", roles={"student": "K1"}, arch="good_cnn",
               config={"temperature": 4.0, "loss": "as_published"},
               metrics=[["student", -1, "test_acc", v["good_pub"][r]]])
+        b.add("good_method", r, variant="loss=as_published,temperature=8.0", roles={"student": "K1"},
+              arch="good_cnn", config={"temperature": 8.0, "loss": "as_published"},
+              metrics=[["student", -1, "test_acc", v["good_grid"][r]]])
+        b.add("order_method", r, roles={"student": "K1"}, pairing="order", arch="order_mlp",
+              metrics=[["student", -1, "test_acc", v["order"][r]]])
     # a superseded, older run of good_method rep 0 with a wild value: must be left out
     b.add("good_method", 0, roles={"student": "K1"}, config={"temperature": 4.0, "loss": "fixed"},
           finished="2024-01-01T00:00:00", metrics=[["student", -1, "test_acc", 0.01]])
-    # a second scratch architecture (K2) with three repetitions, and a method paired with it
+    # a second scratch architecture (K2) with three repetitions, a method paired with it, and one that moves by
+    # the same number of test images in every repetition (zero variance: no interval)
     v["scratch2"] = np.array([0.70, 0.72, 0.71])
     v["noisy"] = v["scratch2"] + np.array([0.010, -0.012, 0.004])
+    v["constant"] = v["scratch2"] + 1 / 360
     for r in range(3):
         b.add("scratch_student", r, kind="baseline", variant="arch=other", roles={"student": "K2"},
               config={"arch": "other"}, metrics=[["student", -1, "test_acc", v["scratch2"][r]]])
-        b.add("noisy_method", r, roles={"student": "K2"},
+        b.add("noisy_method", r, roles={"student": "K2"}, arch="noisy_mlp",
               metrics=[["student", -1, "test_acc", v["noisy"][r]]])
+        b.add("constant_method", r, roles={"student": "K2"}, arch="constant_mlp", pairing=None,
+              metrics=[["student", -1, "test_acc", v["constant"][r]]])
     # a label-free method: probes per layer beside the untrained control, per-step diagnostics
     v["probe"] = rng.uniform(0.8, 0.9, (3, 2))
     v["probe_untrained"] = v["probe"] - np.array([0.05, 0.0]) + rng.normal(0, 0.003, (3, 2))
@@ -106,14 +108,15 @@ def known(tmp_path_factory):
         b.add("label_free", r, roles={"net": "label_free", "layer1": None, "layer2": None}, metrics=rows)
     # a method with a weight schedule, and one whose scratch partner is missing
     for r in range(3):
-        b.add("scheduled", r, roles={"A": "K1"}, metrics=[["A", -1, "test_acc", 0.8]]
+        b.add("scheduled", r, roles={"A": "K1"}, arch="scheduled_cnn", metrics=[["A", -1, "test_acc", 0.8]]
               + [["A", e, "lambda", e / 3] for e in range(4)])
         b.add("orphan", r, roles={"student": "K9"}, metrics=[["student", -1, "test_acc", 0.5]])
-    b.add("broken_method", 0, roles={}, metrics=[], status="failed", error="ValueError: on purpose")
+    b.add("broken_method", 0, roles={}, metrics=[], status="failed", error="ValueError: on purpose\n  line two")
     b.add("skipping_method", 0, roles={}, metrics=[], status="skipped", error="does not apply to digits")
-    report, figures = write_report(out)
+    report, figures = write_report(out, DEFECTS)
     summary = pd.read_csv(out / "tables" / "summary.csv")
-    return {"out": out, "v": v, "report": report.read_text(), "figures": figures, "summary": summary}
+    return {"out": out, "v": v, "report": report.read_text(), "figures": figures, "summary": summary,
+            "md": (out / "tables" / "summary.md").read_text()}
 
 
 def row(summary, method, metric="test_acc", selection="final", variant="default", role="student"):
@@ -121,6 +124,15 @@ def row(summary, method, metric="test_acc", selection="final", variant="default"
                     & (summary.variant == variant) & (summary.role == role)]
     assert len(match) == 1, (method, metric, selection, variant, role)
     return match.iloc[0]
+
+
+def md_row(md, label, role="student"):
+    """The first official-accuracy table row of ``label``, as its cells."""
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 2 and cells[0] == label and cells[1] == role:
+            return cells
+    raise AssertionError(f"no row {label!r} / {role!r}")
 
 
 def test_paired_delta_ci_and_p_values_match_scipy(known):
@@ -132,9 +144,11 @@ def test_paired_delta_ci_and_p_values_match_scipy(known):
     assert r["mean"] == pytest.approx(v["good"].mean())
     assert r.delta_mean == pytest.approx(diffs.mean())
     assert (r.delta_ci_low, r.delta_ci_high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    assert r.delta_halfwidth == pytest.approx(half)
     assert r.p_ttest == pytest.approx(sps.ttest_rel(v["good"], v["scratch"]).pvalue)
+    assert r.p_value == r.p_ttest and r.p_value_test == "t-test"
     assert r.p_wilcoxon == pytest.approx(sps.wilcoxon(v["good"], v["scratch"]).pvalue)
-    assert r.delta_vs == "scratch_student"
+    assert r.verdict == "higher" and r.delta_vs == "scratch_student" and r.pairing == "init"
 
 
 def test_pairing_follows_pair_key_not_the_default_scratch(known):
@@ -146,6 +160,24 @@ def test_pairing_follows_pair_key_not_the_default_scratch(known):
     orphan = row(s, "orphan")
     assert orphan.pair_n == 0 and "no paired scratch_student run" in orphan.note
     assert pd.isna(row(s, "teacher", role="teacher").delta_vs)
+
+
+def test_a_constant_difference_has_no_interval_and_the_sign_flip_p(known):
+    s, md, text = known["summary"], known["md"], known["report"]
+    r = row(s, "constant_method")
+    assert r.delta_mean == pytest.approx(1 / 360)
+    assert math.isnan(r.delta_ci_low) and math.isnan(r.delta_ci_high) and math.isnan(r.p_ttest)
+    assert r.p_value_test == "sign-flip" and r.p_value == r.p_signflip == pytest.approx(2 / 2**3)
+    assert r.verdict == "unclear at this n" and math.isnan(r.mde)
+    cells = md_row(md, "constant_method")
+    assert cells[4].startswith("+0.28, no interval: all 3 differences equal")
+    assert cells[6] == "0.25 (sign-flip)" and cells[8] == "unclear at this n" and cells[9] == "none (no spread)"
+    # nowhere a zero-width interval such as "[+2.78, +2.78]"
+    for where in (md, text):
+        assert not re.search(r"\[([+-]?[\d.]+), \1\]", where)
+    assert ("constant_method (student) differs from scratch on digits by +0.3 pp in each of its 3 repetitions "
+            "(no interval: all 3 differences equal; sign-flip p=0.25, the smallest it can be at this n): "
+            "unclear at this n; no minimum detectable difference can be stated") in text
 
 
 def test_validation_selected_is_test_accuracy_at_best_validation_epoch(known):
@@ -161,32 +193,81 @@ def test_validation_selected_is_test_accuracy_at_best_validation_epoch(known):
     assert r.p_ttest == pytest.approx(sps.ttest_rel(good, scratch).pvalue)
 
 
-def test_holm_across_the_table_family(known):
+def test_holm_is_over_each_comparisons_p_value_across_the_table_family(known):
     s = known["summary"]
-    family = s[(s.metric == "test_acc") & (s.selection == "final") & s.p_ttest.notna()]
-    p = family.p_ttest.to_numpy()
-    m = len(p)
-    order = np.argsort(p)
-    expected = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        expected[i] = running
-    assert m >= 4 and (family.holm_m == m).all()
-    assert family.p_holm.to_numpy() == pytest.approx(expected)
+    family = s[(s.metric == "test_acc") & (s.selection == "final") & s.p_value.notna()]
+    m = len(family)
+    assert m >= 6 and (family.holm_m == m).all()
+    assert "sign-flip" in set(family.p_value_test)  # the zero-variance comparison counts in the family
+    assert family.p_holm.to_numpy() == pytest.approx(holm_by_hand(family.p_value.to_numpy()))
     assert (family.significant == (family.p_holm < 0.05)).all()
+    untested = s[(s.metric == "test_acc") & (s.selection == "final") & s.p_value.isna()]
+    assert untested.p_holm.isna().all()
 
 
 def test_label_free_probes_against_their_untrained_control(known):
-    v, s = known["v"], known["summary"]
+    v, s, md = known["v"], known["summary"], known["md"]
     r = row(s, "label_free", metric="probe_acc", role="layer1")
     diffs = v["probe"][:, 0] - v["probe_untrained"][:, 0]
     assert r.delta_vs == "probe_acc_untrained (same run)" and r.pair_n == 3
     assert r.delta_mean == pytest.approx(diffs.mean())
     assert r.p_ttest == pytest.approx(sps.ttest_rel(v["probe"][:, 0], v["probe_untrained"][:, 0]).pvalue)
-    md = (known["out"] / "tables" / "summary.md").read_text()
     assert "| probe_acc ± 95% CI | probe_acc_untrained ± 95% CI |" in md
-    assert re.search(r"\| label_free \| default \| layer1 \| 3 \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \|", md)
+    assert re.search(r"\| label_free \| layer1 \| 3 \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \|", md)
+
+
+def test_scratch_students_are_named_by_what_they_are_the_control_for(known):
+    s, md, text = known["summary"], known["md"], known["report"]
+    k1 = row(s, "scratch_student")
+    assert k1.label == "scratch · good_method student (CNN) / order_method student (MLP) / scheduled A (CNN)"
+    assert row(s, "scratch_student", variant="arch=other").label == \
+        "scratch · constant_method student (MLP) / noisy_method student (MLP)"
+    assert md_row(md, k1.label)[4] == "reference"
+    assert "arch=other" not in md  # the raw variant stays in the CSV only
+    assert set(s[s.method == "scratch_student"].variant) == {"default", "arch=other"}
+    assert "scratch · good_method student (CNN)" in text
+
+
+def test_rows_that_do_not_share_the_initialisation_are_marked(known):
+    s, md, text = known["summary"], known["md"], known["report"]
+    assert row(s, "order_method").pairing == "order" and row(s, "good_method").pairing == "init"
+    assert pd.isna(row(s, "constant_method").pairing)  # its records do not say
+    assert md_row(md, "order_method")[4].endswith("(order-paired only)")
+    assert "order-paired" not in md_row(md, "good_method")[4]
+    assert md_row(md, "constant_method")[4].endswith("(pairing not recorded)")
+    assert "same seed, same initialisation and batch order" not in md + text
+    assert 'rows marked "order-paired only" share its data and batch order but not its initial weights' in md
+    sentence = next(line for line in text.splitlines() if line.startswith("- order_method (student)"))
+    assert "Order-paired only: the same data and batch order as its scratch student" in sentence
+
+
+def test_verdicts_and_what_an_unclear_comparison_could_have_detected(known):
+    v, s, md, text = known["v"], known["summary"], known["md"], known["report"]
+    diffs = (v["good"] - v["scratch"]) * 100
+    half = sps.t.ppf(0.975, 6) * diffs.std(ddof=1) / math.sqrt(7)
+    assert (f"good_method (student) beats scratch on digits: {diffs.mean():+.1f} pp, 95% CI "
+            f"[{diffs.mean() - half:.1f}, {diffs.mean() + half:.1f}], n=7, t-test p=") in text
+    assert md_row(md, "good_method")[8] == "beats scratch"
+    noisy = (v["noisy"] - v["scratch2"]) * 100
+    lo, hi = sps.t.interval(0.95, 2, loc=noisy.mean(), scale=noisy.std(ddof=1) / math.sqrt(3))
+    assert lo < 0 < hi
+    mde = mde_by_hand(noisy.std(ddof=1), 3)
+    assert row(s, "noisy_method").mde * 100 == pytest.approx(mde, rel=1e-6)
+    assert ("noisy_method (student) against scratch on digits: unclear at this n "
+            f"({noisy.mean():+.1f} pp, 95% CI [{lo:.1f}, {hi:.1f}], n=3, t-test p=") in text
+    assert f"it could have detected |Δ| ≥ {mde:.2f} pp at 80% power" in text
+    cells = md_row(md, "noisy_method")
+    assert cells[8] == "unclear at this n" and cells[9] == f"{mde:.2f}"
+    # every unclear sentence says what it could have detected, or why it cannot
+    unclear = [line for line in text.splitlines() if line.startswith("- ") and "unclear at this n" in line]
+    assert len(unclear) >= 4
+    for line in unclear:
+        said = line.count("could have detected") + line.count("no minimum detectable difference")
+        assert said == line.count("unclear at this n"), line
+    assert "orphan (student) on digits: no paired scratch_student run in the store." in text
+    assert "| failed | broken_method |" in text and "| skipped | skipping_method |" in text
+    for name in ("good_method", "noisy_method", "label_free", "scheduled"):
+        assert name in text
 
 
 def test_ablation_table_against_the_default_variant(known):
@@ -195,29 +276,61 @@ def test_ablation_table_against_the_default_variant(known):
     good = a[a.method == "good_method"]
     assert {"param.temperature", "param.loss"} <= set(a.columns)
     t8 = good[good.variant == "temperature=8.0"].iloc[0]
-    assert t8["param.temperature"] == 8.0 and t8.changed == "temperature=8.0"
-    assert t8.vs_default_delta_mean == pytest.approx((v["good_t8"] - v["good"]).mean())
-    assert t8.vs_default_p_ttest == pytest.approx(sps.ttest_rel(v["good_t8"], v["good"]).pvalue)
-    assert set(a.method) == {"good_method"}  # baselines' variants are pairing partners, not ablations
-
-
-def test_report_sentences_say_what_the_numbers_show(known):
-    v, text = known["v"], known["report"]
-    diffs = (v["good"] - v["scratch"]) * 100
+    assert t8["param.temperature"] == 8.0 and t8.changed == "temperature=8.0" and t8.n_factors == 1
+    assert t8.default_level == "4.0"
+    diffs = v["good_t8"] - v["good"]
     half = sps.t.ppf(0.975, 6) * diffs.std(ddof=1) / math.sqrt(7)
-    assert (f"good_method (student) beats scratch on digits by {diffs.mean():+.1f} pp, 95% CI "
-            f"[{diffs.mean() - half:.1f}, {diffs.mean() + half:.1f}], n=7") in text
-    noisy = (v["noisy"] - v["scratch2"]) * 100
-    lo, hi = sps.t.interval(0.95, 2, loc=noisy.mean(), scale=noisy.std(ddof=1) / math.sqrt(3))
-    assert lo < 0 < hi
-    assert "noisy_method (student) shows no detectable difference from scratch on digits" in text
+    assert t8.vs_default_n == 7 and t8.vs_default_delta_mean == pytest.approx(diffs.mean())
+    assert (t8.vs_default_delta_ci_low, t8.vs_default_delta_ci_high) == pytest.approx(
+        (diffs.mean() - half, diffs.mean() + half))
+    assert t8.vs_default_p_value == pytest.approx(sps.ttest_rel(v["good_t8"], v["good"]).pvalue)
+    assert t8.vs_default_verdict == "higher"
+    assert t8.vs_default_mde == pytest.approx(mde_by_hand(diffs.std(ddof=1), 7), rel=1e-6)
+    grid = good[good.n_factors == 2].iloc[0]
+    assert grid.changed == "loss=as_published, temperature=8.0" and pd.isna(grid.default_level)
+    assert grid.vs_default_delta_mean == pytest.approx((v["good_grid"] - v["good"]).mean())
+    others = good[good.variant != "default"]
+    assert len(others) == 3 and (others.vs_default_holm_m == 3).all()
+    assert others.vs_default_p_holm.to_numpy() == pytest.approx(holm_by_hand(others.vs_default_p_value))
+    assert set(a.method) == {"good_method"}  # baselines' variants are pairing partners, not ablations
+    text = known["report"]
     pub = (v["good_pub"] - v["good"]) * 100
-    assert ("good_method with loss=as_published (student) falls behind the default on digits: "
-            f"{pub.mean():+.1f} pp") in text
-    assert "orphan (student) on digits: no paired scratch_student run in the store." in text
-    assert "| failed | broken_method |" in text and "| skipped | skipping_method |" in text
-    for name in ("good_method", "noisy_method", "label_free", "scheduled"):
-        assert name in text
+    assert f"good_method with loss=as_published (student) is worse than the default on digits: {pub.mean():+.1f} pp" \
+        in text
+    assert "good_method with loss=as_published, temperature=8.0 (student)" in text
+
+
+def test_notebook_defect_table(known):
+    v, text = known["v"], known["report"]
+    section = text.split("## What each notebook defect did", 1)[1].split("\n## ", 1)[0]
+    pub = (v["good_pub"] - v["good"]) * 100
+    line = next(x for x in section.splitlines() if x.startswith("| good_method | loss=as_published |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2] == "the notebook's loss \\" or "the notebook's loss \\| with a pipe" in line
+    assert f"{pub.mean():+.2f} [" in line and "| 7 | " in line and "worse than the default" in line
+    assert "good_method clip=True" in section and "noisy_method clip=True" in section
+    assert "`python -m benchmark defects good_method noisy_method --datasets digits --preset smoke`" in section
+    assert "scheduled declares no notebook defects." in section
+
+
+def test_notebook_defects_not_run_or_not_given(tmp_path):
+    b = StoreBuilder(tmp_path)
+    for r in range(2):
+        b.add("scratch_student", r, kind="baseline", roles={"student": "K1"},
+              metrics=[["student", -1, "test_acc", 0.8 + r / 100]])
+        b.add("kd", r, roles={"student": "K1"}, metrics=[["student", -1, "test_acc", 0.81 + r / 50]])
+    report, _ = write_report(tmp_path, {"kd": {"t_squared": (False, "no T²")}})
+    assert ("No notebook-defect runs in the store: `python -m benchmark defects` runs each notebook defect alone"
+            in report.read_text())
+    report, _ = write_report(tmp_path)
+    assert "notebook defects were not given to this report" in report.read_text()
+
+
+def test_failed_runs_are_named_in_summary_md(known):
+    md = known["md"]
+    assert "## Failed runs" in md
+    assert "| broken_method | default | digits | 0 |" in md and "ValueError: on purpose |" in md
+    assert "line two" not in md
 
 
 def test_every_figure_is_drawn_and_linked(known):
@@ -228,9 +341,20 @@ def test_every_figure_is_drawn_and_linked(known):
                      "schedule"}
     names = {f.path.name for f in figures.files}
     assert {"curves_good_method_digits_smoke.png", "heatmap_label_free_digits_smoke.png",
-            "outputs_label_free_digits_smoke.png", "ablation_good_method_temperature_digits_smoke.png",
-            "ablation_good_method_loss_digits_smoke.png", "schedule_digits_smoke.png"} <= names
+            "outputs_label_free_digits_smoke.png", "ablation_good_method_digits_smoke.png",
+            "schedule_digits_smoke.png"} <= names
     assert_links_are_pngs(out, text, minimum=len(figures.files))
+
+
+def test_ablation_figure_has_a_panel_per_factor(known):
+    from benchmark.results.figures import SEVERAL, ablation_panels
+    from benchmark.results.tables import load_results, main_metric
+
+    a = load_results(known["out"]).ablations
+    panels = ablation_panels(main_metric(a[a.method == "good_method"]))
+    assert [(factor, levels, default) for factor, _, levels, default in panels] == [
+        ("loss", ["as_published", "fixed"], "fixed"), ("temperature", ["4.0", "8.0"], "4.0"),
+        (SEVERAL, ["loss=as_published, temperature=8.0"], None)]
 
 
 def assert_links_are_pngs(out, text, minimum=1):
@@ -295,9 +419,10 @@ def test_all_then_report_end_to_end_with_a_new_method_folder(tmp_path, monkeypat
     assert cli.main(["report", "--out", str(out)]) == 0
     text = (out / "REPORT.md").read_text()
     assert "fresh_method (student)" in text and "fresh_method with label_smoothing=0.0 (student)" in text
+    assert "scratch · fresh_method student" in (out / "tables" / "summary.md").read_text()
     assert "fresh_method" in (out / "tables" / "summary.md").read_text()
     assert (out / "figures" / "curves_fresh_method_digits_smoke.png").is_file()
-    assert (out / "figures" / "ablation_fresh_method_label_smoothing_digits_smoke.png").is_file()
+    assert (out / "figures" / "ablation_fresh_method_digits_smoke.png").is_file()
     assert_links_are_pngs(out, text, minimum=6)
     assert "warning" not in capsys.readouterr().err
 

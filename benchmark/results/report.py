@@ -1,41 +1,66 @@
-"""``<out>/REPORT.md`` from the store alone: the findings in plain sentences, the figures, the ablations, the
-summary tables and the runs that did not finish. The tables and figures are regenerated first, so every link
-points to a file drawn from the same runs. Nothing is trained.
+"""``<out>/REPORT.md`` from the store alone: the findings in plain sentences, the figures, the ablations, what each
+notebook defect did, the summary tables and the runs that did not finish. The tables and figures are regenerated
+first, so every link points to a file drawn from the same runs. Nothing is trained, and nothing here imports the
+engine: the methods' declared notebook defects come in as an argument (the command line passes them).
 
-One sentence per paired comparison. The verdict follows the 95% interval of the paired difference: "beats" or
-"falls behind" only when the interval excludes 0, otherwise "no detectable difference"; the Holm-corrected
-p-value is given beside it, and said plainly when the difference does not survive the correction.
+One sentence per paired comparison, from ``stats.paired``: "beats" or "is worse than" only when the 95% interval
+of the paired difference excludes 0 (when the differences have zero variance there is no interval, and the exact
+sign-flip test decides), otherwise "unclear at this n" with the smallest difference the comparison could have
+detected at 80% power (or why none can be stated). The p-value is named by its test; the Holm-corrected p-value is
+given beside it, and said plainly when the difference does not survive the correction. A comparison whose role
+shares only the batch order with its scratch student (not its initial weights) is marked "order-paired only".
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 
 from benchmark.errors import BadInput
 from benchmark.results import stats
+from benchmark.results.failures import current_failures
 from benchmark.results.figures import FigureFile, FigureSet, write_figures
 from benchmark.results.store import atomic_write_bytes
 from benchmark.results.tables import (
     FINAL_SEL,
+    ORDER_ONLY,
     PRIMARY,
     SCRATCH,
     VAL_SEL,
+    VS_DEFAULT,
     Results,
+    comparison,
+    defect_frame,
+    fmt_delta,
+    fmt_holm,
     fmt_mean_ci,
     fmt_p,
+    fmt_p_test,
     is_main,
     is_percent,
     load_results,
+    main_metric,
     main_rows,
+    mde_sentence,
+    mde_short,
+    no_interval_text,
     order_rows,
+    pairing_mark,
     summary_markdown,
+    verdict_text,
     write_tables,
+    zero_variance,
 )
+
+# {method: {config field: (the notebook's value, one line on what the notebook did)}}, as methods declare it
+NotebookDefects = Mapping[str, Mapping[str, Any]]
+DEFECTS_COMMAND = "python -m benchmark defects"
 
 
 def require_results(out: Path | str) -> None:
@@ -46,13 +71,15 @@ def require_results(out: Path | str) -> None:
                        "or pass --out with a results folder")
 
 
-def write_report(out: Path | str) -> tuple[Path, FigureSet]:
+def write_report(out: Path | str, notebook_defects: NotebookDefects | None = None) -> tuple[Path, FigureSet]:
+    """Tables, figures and ``<out>/REPORT.md``. ``notebook_defects`` is ``{method: Method.notebook_defects}``
+    for the methods whose defects the report should tabulate (None: the section says it was not given)."""
     require_results(out)
     results = load_results(out)
     write_tables(out, results)
     figures = write_figures(out, results)
     path = Path(out) / "REPORT.md"
-    atomic_write_bytes(path, render(results, figures, Path(out)).encode())
+    atomic_write_bytes(path, render(results, figures, Path(out), notebook_defects).encode())
     return path, figures
 
 
@@ -68,30 +95,55 @@ def interval(lo: float, hi: float, metric: str) -> str:
     return f"95% CI [{lo:.3g}, {hi:.3g}]"
 
 
-def delta_sentence(subject: str, against: str, where: str, metric: str, d: dict) -> str:
-    """``d`` holds n, delta_mean, delta_ci_low, delta_ci_high, note and optionally p_holm, holm_m."""
-    n, mean = int(d["n"]), d["delta_mean"]
+def _holm_clause(c: dict) -> str:
+    p_holm, m = c.get("p_holm", math.nan), int(c.get("holm_m") or 0)
+    if p_holm is None or math.isnan(p_holm):
+        return ""
+    if p_holm < stats.ALPHA:
+        return f"; Holm-adjusted p={fmt_p(p_holm)} over {m} comparisons"
+    return f"; after Holm's correction over {m} comparisons it is not significant (p={fmt_p(p_holm)})"
+
+
+def _pairing_clause(c: dict) -> str:
+    """A sentence after the comparison when its pair does not share the initial weights, or may not."""
+    mark = pairing_mark(c)
+    if mark == ORDER_ONLY:
+        return (f" {ORDER_ONLY.capitalize()}: the same data and batch order as its scratch student, not the same "
+                "initial weights.")
+    if mark:
+        return " Its records do not say whether it shares its scratch student's initial weights (pairing not recorded)."
+    return ""
+
+
+def delta_sentence(subject: str, against: str, where: str, metric: str, c: dict) -> str:
+    """One paired comparison in words; ``c`` is a ``tables.comparison`` dict (``stats.paired``'s keys, n, the
+    Holm-adjusted p-value and family size, and for comparisons with a scratch student its pairing)."""
+    n, mean = int(c["n"]), c["delta_mean"]
+    pairing = _pairing_clause(c)
     if n < 2:
         return (f"{subject} differs from {against} {where} by {amount(mean, metric)} in its only paired "
-                "repetition: too few for an interval.")
-    if "all differences zero" in str(d.get("note")):
-        return f"{subject} matches {against} exactly {where} in all {n} repetitions."
-    numbers = f"{amount(mean, metric)}, {interval(d['delta_ci_low'], d['delta_ci_high'], metric)}, n={n}"
-    found = stats.verdict(d["delta_ci_low"], d["delta_ci_high"])
-    if found == "unclear":
-        return f"{subject} shows no detectable difference from {against} {where} ({numbers})."
-    if found == "higher":
-        text = f"{subject} beats {against} {where} by {numbers}"
-    else:
-        text = f"{subject} falls behind {against} {where}: {numbers}"
-    p_holm, m = d.get("p_holm", math.nan), d.get("holm_m", 0)
-    if p_holm is None or math.isnan(p_holm):
-        caveat = [part for part in str(d.get("note") or "").split("; ") if part.startswith("constant")]
-        return text + (f" ({caveat[0]})." if caveat else ".")
-    if p_holm < stats.ALPHA:
-        return text + f" (Holm-adjusted p={fmt_p(p_holm)} over {int(m)} comparisons)."
-    return text + (f"; after Holm's correction over {int(m)} comparisons it is not significant "
-                   f"(p={fmt_p(p_holm)}).")
+                f"repetition: too few for an interval or a test, so {stats.UNCLEAR}; {mde_sentence(c, metric)}"
+                f".{pairing}")
+    if zero_variance(c):
+        if mean == 0:
+            head = f"{subject} matches {against} exactly {where} in all {n} repetitions"
+        else:
+            head = f"{subject} differs from {against} {where} by {amount(mean, metric)} in each of its {n} repetitions"
+        floor = ", the smallest it can be at this n" if mean != 0 and math.isclose(c["p_signflip"], 2 / 2**n) else ""
+        numbers = f"{no_interval_text(n)}; sign-flip p={fmt_p(c['p_signflip'])}{floor}"
+        found = verdict_text(c["verdict"], against, metric)
+        if found == stats.UNCLEAR:
+            return f"{head} ({numbers}): {stats.UNCLEAR}; {mde_sentence(c, metric)}.{pairing}"
+        return f"{head} ({numbers}): it {found}{_holm_clause(c)}.{pairing}"
+    test = c["p_value_test"] or "test"
+    numbers = (f"{amount(mean, metric)}, {interval(c['delta_ci_low'], c['delta_ci_high'], metric)}, n={n}, "
+               f"{test} p={fmt_p(c['p_value'])}")
+    found = verdict_text(c["verdict"], against, metric)
+    if found == stats.UNCLEAR:
+        return (f"{subject} against {against} {where}: {stats.UNCLEAR} ({numbers}); "
+                f"{mde_sentence(c, metric)}.{pairing}")
+    verb = found if found.startswith("beats") else f"is {found}"
+    return f"{subject} {verb} {where}: {numbers}{_holm_clause(c)}.{pairing}"
 
 
 def who(r) -> str:
@@ -103,11 +155,15 @@ def comparison_sentence(r, dataset: str, selected=None) -> str:
     """One summary row with a paired Δ (against scratch or an untrained control), in words."""
     against = "scratch" if str(r.delta_vs).startswith(SCRATCH) else "the untrained network"
     subject = who(r) if r.metric == PRIMARY else f"{r.metric} of {who(r)}"
-    text = delta_sentence(subject, against, f"on {dataset}", r.metric, {**r._asdict(), "n": r.pair_n})
+    text = delta_sentence(subject, against, f"on {dataset}", r.metric, comparison(r))
     if selected is not None and not math.isnan(selected.delta_mean):
-        ci = "" if math.isnan(selected.delta_ci_low) else \
-            f", {interval(selected.delta_ci_low, selected.delta_ci_high, r.metric)}"
-        text += f" Validation-selected: {amount(selected.delta_mean, r.metric)}{ci}."
+        c = comparison(selected)
+        ci = f", {interval(c['delta_ci_low'], c['delta_ci_high'], r.metric)}" if not math.isnan(
+            c["delta_ci_low"]) else (f", {no_interval_text(c['n'])}" if zero_variance(c) else "")
+        found = verdict_text(c["verdict"], against, r.metric)
+        if found == stats.UNCLEAR:
+            found += f"; {mde_sentence(c, r.metric)}"
+        text += f" Validation-selected: {amount(c['delta_mean'], r.metric)}{ci}, {found}."
     return text
 
 
@@ -117,6 +173,7 @@ def findings(block: pd.DataFrame, dataset: str) -> list[str]:
     main = paired.metric.map(is_main).astype(bool)
     final = order_rows(main_rows(paired[(paired.selection == FINAL_SEL) & main]))
     chosen = paired[paired.selection == VAL_SEL].set_index(["method", "variant", "role"])
+    chosen = chosen[~chosen.index.duplicated()]
     for r in final.itertuples():
         key = (r.method, r.variant, r.role)
         sel = chosen.loc[key] if r.metric == PRIMARY and key in chosen.index else None
@@ -150,9 +207,10 @@ def header(results: Results, out: Path) -> list[str]:
     def names(column):
         return ", ".join(sorted(c[column].unique())) or "–"
 
+    # the folder is named relative to nothing: an absolute path would be this machine's
     lines = ["# Benchmark report", "",
-             f"Written by `python -m benchmark report --out {out}` from the {len(results.records)} run "
-             f"records in `{out / 'runs'}` ({status}); nothing was trained to write it.",
+             f"Written by `python -m benchmark report` from the {len(results.records)} run records in `runs/` "
+             f"beside this file ({status}); nothing was trained to write it.",
              f"Datasets: {names('dataset')}. Presets: {names('preset')}. Methods and baselines: "
              f"{names('method')}.",
              f"Code: git commit {commits}{dirty}; {torch}.", ""]
@@ -170,10 +228,11 @@ def dataset_sections(results: Results, figures: FigureSet, out: Path) -> list[st
     summary = results.summary
     if summary.empty:
         return lines + ["No successful runs: nothing to compare.", ""]
+    a = results.ablations
     for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
         lines += [f"### {dataset} (preset {preset})", ""]
         found = findings(block, dataset)
-        if found and block[block.kind == "method"].variant.ne("default").any():
+        if found and not a.empty and ((a.dataset == dataset) & (a.preset == preset)).any():
             found.append("- Other variants are compared with their method's default under Ablations.")
         lines += (found or ["- No paired comparison: the store has no method run with a paired scratch "
                             "student here."]) + [""]
@@ -193,32 +252,47 @@ def method_sections(figures: FigureSet, out: Path) -> list[str]:
     return lines
 
 
+def _vs_default(r) -> dict:
+    return comparison(r, prefix=VS_DEFAULT, n=VS_DEFAULT + "n")
+
+
+def _comparison_cells(c: dict, metric: str, against: str) -> list[str]:
+    """Δ [CI], pairs, p (test), p (Holm), verdict and MDE of one comparison."""
+    return [fmt_delta(None, metric, c), str(c["n"]), fmt_p_test(c), fmt_holm(c),
+            verdict_text(c["verdict"], against, metric), mde_short(c, metric)]
+
+
 def ablation_sections(results: Results, figures: FigureSet, out: Path) -> list[str]:
     a = results.ablations
     if a.empty:
         return []
     lines = ["## Ablations", "",
-             "Every method stored in more than one variant: its main metrics per variant (mean ± 95% CI "
-             "over repetitions), the paired Δ against the method's own default variant (same repetitions) "
-             "and the paired Δ of the summary tables. Parameters are the config fields that differ between "
-             "the stored variants. Accuracies in %, their Δ in pp. The sentences cover variants that "
-             "change one parameter; their intervals are not corrected for the number of variants.", ""]
+             "Every method stored in its default variant and at least one other: per variant (the config fields "
+             "it changes from the default: one factor at a time from `ablate`, several from `ablate --grid`), "
+             "its main metrics (mean ± 95% CI over repetitions) and Δ, the paired difference from the method's "
+             "default run of the same repetition, read as in the summary tables (p (test), verdict, MDE); "
+             "p (Holm) corrects the Δ-vs-default p-values across every variant of the method on that dataset "
+             "for the same metric. The last column is the variant's Δ against its scratch student. "
+             "Accuracies in %, their Δ in pp.", ""]
     for (dataset, preset, method), block in a.groupby(["dataset", "preset", "method"], sort=True):
-        params = [c for c in block.columns if c.startswith("param.") and block[c].notna().any()]
-        refs = {"untrained" if str(v).endswith("(same run)") else "scratch" for v in block.delta_vs.dropna()}
-        head = ["variant", *[p[6:] for p in params], "role", "metric", "n", "mean ± 95% CI",
-                "Δ vs default [95% CI]", f"Δ vs {' / '.join(sorted(refs)) or 'scratch'} [95% CI]"]
-        block = block.assign(_d=block.variant.ne("default")).sort_values(["_d", "variant", "role", "metric"])
+        block = block.assign(_d=block.variant.ne("default"), _k=block.n_factors).sort_values(
+            ["_d", "_k", "factors", "variant", "role", "metric"])
+        head = ["variant", "role", "metric", "n", "mean ± 95% CI", "Δ vs default [95% CI]", "pairs", "p (test)",
+                "p (Holm)", "verdict", "MDE", "Δ vs scratch [95% CI]"]
+        rows = []
         records = [SimpleNamespace(**d) for d in block.to_dict("records")]
-        rows = [[r.variant, *[str(vars(r)[p]) for p in params], r.role, r.metric, _int(r.n),
-                 fmt_mean_ci(r, r.metric) if not pd.isna(r.mean) else "–",
-                 _delta_text(vars(r), "vs_default_delta_", r.metric),
-                 _delta_text(vars(r), "delta_", r.metric)]
-                for r in records]
+        for r in records:
+            mean = fmt_mean_ci(r, r.metric) if not pd.isna(r.mean) else "–"
+            scratch = fmt_delta(r, r.metric) if isinstance(r.delta_vs, str) else "–"
+            if r.variant == "default":
+                cells = ["reference", "–", "–", "–", "–", "–"]
+            else:
+                cells = _comparison_cells(_vs_default(r), r.metric, "the default")
+            rows.append([r.changed or r.variant, r.role, r.metric, _int(r.n), mean, *cells, scratch])
         lines += [f"### {method} on {dataset} (preset {preset})", "",
-                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                  "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
         lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
-        lines += ablation_sentences(records, dataset) + [""]
+        lines += ablation_sentences(block, dataset) + [""]
         lines += [image(f, out) for f in by_kind(figures, "ablation", dataset=dataset, preset=preset,
                                                  method=method)] + [""]
     return lines
@@ -228,50 +302,91 @@ def _int(value) -> str:
     return "–" if pd.isna(value) else str(int(value))
 
 
-def _delta_text(d: dict, prefix: str, metric: str) -> str:
-    mean = d.get(f"{prefix}mean")
-    if mean is None or pd.isna(mean):
-        return "–"
-    lo, hi = d.get(f"{prefix}ci_low"), d.get(f"{prefix}ci_high")
-    k, digits = (100, ".2f") if is_percent(metric) else (1, ".4f")
-    text = f"{mean * k:+{digits}}"
-    if lo is not None and not pd.isna(lo):
-        text += f" [{lo * k:+{digits}}, {hi * k:+{digits}}]"
-    return text
-
-
-def ablation_sentences(records: list, dataset: str) -> list[str]:
-    """Variants that change one parameter from the default (e.g. an ``as_published`` switch), in words; for
-    roles without test accuracy, their main metric (e.g. a probe's accuracy)."""
+def ablation_sentences(block: pd.DataFrame, dataset: str) -> list[str]:
+    """Every variant's Δ against the default in words, for each role's main metric (test accuracy, or e.g. a
+    label-free layer's probe accuracy)."""
     lines = []
-    has_primary = {r.role for r in records if r.metric == PRIMARY}
-    compared = [r for r in records
-                if r.variant != "default" and not pd.isna(vars(r).get("vs_default_n", math.nan))]
-    unmoved = {(r.role, r.metric) for r in compared} - {
-        (r.role, r.metric) for r in compared if "all differences zero" not in str(r.vs_default_note)}
-    for role, metric in sorted(unmoved):
-        lines.append(f"- {metric} of {role} is identical to the default's in every variant and repetition.")
-    for r in compared:
-        d = vars(r)
-        if "," in str(r.changed) or (r.role, r.metric) in unmoved:
+    for r in main_metric(block[block.variant != "default"]).itertuples():
+        subject = f"{r.method} with {r.changed or r.variant} ({r.role}{'' if r.metric == PRIMARY else ', ' + r.metric})"
+        c = _vs_default(r)
+        if c["n"] == 0:
+            lines.append(f"- {subject} on {dataset}: no repetition shared with the default.")
             continue
-        if r.metric != PRIMARY and r.role in has_primary:
-            continue
-        subject = f"{r.method} with {r.changed} ({r.role}{'' if r.metric == PRIMARY else ', ' + r.metric})"
-        keys = ("n", "delta_mean", "delta_ci_low", "delta_ci_high", "note")
-        numbers = {k: d[f"vs_default_{k}"] for k in keys}
-        lines.append("- " + delta_sentence(subject, "the default", f"on {dataset}", r.metric, numbers))
+        lines.append("- " + delta_sentence(subject, "the default", f"on {dataset}", r.metric, c))
     return lines
 
 
+def defect_sections(results: Results, notebook_defects: NotebookDefects | None) -> list[str]:
+    """"What each notebook defect did": per method and dataset, each declared defect's variant against the
+    corrected default, paired (``tables.defect_frame``)."""
+    lines = ["## What each notebook defect did", ""]
+    if notebook_defects is None:
+        return lines + ["The methods' notebook defects were not given to this report (`python -m benchmark "
+                        "report` passes each method's `notebook_defects`).", ""]
+    declared = {m: dict(d) for m, d in notebook_defects.items() if d}
+    methods = set(results.current.method[results.current.kind == "method"])
+    none = sorted(m for m, d in notebook_defects.items() if not d and m in methods)
+    lines += ["Each notebook behaviour a method's default corrects, run alone (`" + DEFECTS_COMMAND + "`) and "
+              "compared with the corrected default on the same repetitions: Δ is the notebook's behaviour minus "
+              "the corrected default, read as in the summary tables (p (test), verdict, MDE: the smallest |Δ| "
+              f"it could have detected at {stats.POWER:.0%} power); p (Holm) corrects across every variant of "
+              "the method on that dataset for the same metric. Accuracies in %, Δ and MDE in pp.", ""]
+    if not declared:
+        return lines + ["No method declares a notebook defect.", ""]
+    frame = defect_frame(results.ablations, declared)
+    run = frame[frame.variant.notna()] if not frame.empty else frame
+    defaults = results.current[(results.current.variant == "default") & results.current.method.isin(declared)]
+    if run.empty:
+        lines += [f"No notebook-defect runs in the store: `{DEFECTS_COMMAND}` runs each notebook defect alone "
+                  "beside the default, paired (add `--datasets` and `--preset` to match the runs here).", ""]
+    for (dataset, preset), block in defaults.groupby(["dataset", "preset"], sort=True):
+        here = run[(run.dataset == dataset) & (run.preset == preset)] if not run.empty else run
+        if here.empty:
+            continue
+        lines += [f"### {dataset} (preset {preset})", "",
+                  "| method | defect | what the notebook did | role | n | Δ vs corrected default [95% CI] "
+                  "| pairs | p (test) | p (Holm) | verdict | MDE |", "|" + "---|" * 4 + "---:|" * 7]
+        missing = []
+        for method in sorted(set(block.method)):
+            for name, spec in declared[method].items():
+                value, description = tuple(spec)[:2]
+                rows = here[(here.method == method) & (here.field == name)]
+                if rows.empty:
+                    missing.append(f"{method} {name}={value}")
+                    continue
+                for r in rows.itertuples():
+                    c = _vs_default(r)
+                    cells = _comparison_cells(c, r.metric, "the default")
+                    defect = f"{name}={r.notebook_value}"
+                    changed = r.changed or r.variant
+                    if changed != defect:  # e.g. a field the method adapts to the notebook's view changed too
+                        defect += f" (variant: {changed})"
+                    lines.append("| " + " | ".join([method, defect, _cell(description), r.role, _int(r.n),
+                                                    *cells]) + " |")
+        lines.append("")
+        if missing:
+            methods = " ".join(sorted({m.split()[0] for m in missing}))
+            lines += [f"Not run on {dataset} ({preset}): {', '.join(missing)}; `{DEFECTS_COMMAND} {methods} "
+                      f"--datasets {dataset} --preset {preset}` runs them.", ""]
+    if none:
+        lines += [f"{', '.join(none)} {'declares' if len(none) == 1 else 'declare'} no notebook defects.", ""]
+    return lines
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def problems(results: Results) -> list[str]:
-    bad = [r for r in results.records if r.get("status") in ("failed", "skipped")]
+    """Runs that failed (and are not superseded by a later finished run of the same slot) or were skipped."""
+    failed = current_failures(results.records)
+    bad = failed + [r for r in results.records if r.get("status") == "skipped"]
     if not bad:
         return []
     lines = ["## Runs that did not finish", "", "| status | method | dataset | rep | variant | reason |",
              "|---|---|---|---:|---|---|"]
     for r in sorted(bad, key=lambda r: (r["status"], r["method"], r["dataset"], r["rep"])):
-        reason = str(r.get("error") or "").replace("|", "\\|").replace("\n", " ")[:200]
+        reason = _cell(str(r.get("error") or "").strip().splitlines()[0] if r.get("error") else "")[:200]
         lines.append(f"| {r['status']} | {r['method']} | {r['dataset']} | {r['rep']} | {r['variant']} "
                      f"| {reason} |")
     return lines + [""]
@@ -279,15 +394,23 @@ def problems(results: Results) -> list[str]:
 
 def how_to_read() -> list[str]:
     return ["## How to read this", "",
-            "- Every comparison is paired: a method's model and the scratch student of the same "
-            "architecture, input view and recipe share the dataset, repetition, seed, initialisation and "
-            "batch order; Δ is the mean of the per-repetition differences, with a 95% Student-t interval.",
-            "- \"Beats\" / \"falls behind\" means the interval excludes 0; otherwise the sentence says "
-            "\"no detectable difference\", which is not evidence of equality, only of too little precision "
-            "to tell with these repetitions.",
-            "- p (t) is the paired t-test; p (Holm) corrects it across every comparison of the same metric "
-            "and selection in the tables; Wilcoxon's signed-rank p is shown only with at least "
-            f"{stats.WILCOXON_MIN_NONZERO} non-zero differences (with fewer it cannot reach 0.05).",
+            "- Every comparison is paired: a method's model and its scratch student (the same architecture, input "
+            "view and recipe trained alone, named \"scratch · method role (architecture)\" after the role it is "
+            "the control for) share the dataset, repetition, seed, data and batch order, and, unless marked "
+            f"\"{ORDER_ONLY}\", the initial weights. Δ is the mean of the per-repetition differences, with a 95% "
+            "Student-t interval.",
+            "- When every repetition differs by the same amount there is no t-interval (\"no interval: all n "
+            "differences equal\"): the exact paired sign-flip test gives the p-value, and with n repetitions it "
+            "cannot go below 2/2^n (0.0625 at n = 5).",
+            "- \"Beats\" / \"worse than\" means the 95% interval excludes 0 (or, without an interval, the sign-flip "
+            f"p < {stats.ALPHA}); otherwise the verdict is \"{stats.UNCLEAR}\", which is not evidence of "
+            "equality: the sentence then gives the smallest |Δ| the comparison could have detected at "
+            f"{stats.POWER:.0%} power (MDE) from its n and the observed spread of the differences.",
+            "- p (test) is the comparison's p-value and the test it comes from (the paired t-test, or the "
+            "sign-flip test at zero variance); p (Holm) corrects it across every comparison of the same metric "
+            "and selection in the tables. Wilcoxon signed-rank p-values are in `tables/summary.csv` only, with at "
+            f"least {stats.WILCOXON_MIN_NONZERO} non-zero differences: below that it cannot reach 0.05, and at "
+            "the default five repetitions it would never be shown.",
             "- Official numbers are the final model's test metrics. Validation-selected numbers are the test "
             "accuracy at the epoch of best validation accuracy, for roles that log learning curves.",
             "- Label-free roles (e.g. SKA's layers) have no scratch counterpart; their linear-probe accuracy "
@@ -296,11 +419,12 @@ def how_to_read() -> list[str]:
             "to train first; step times exclude evaluation and warm-up.", ""]
 
 
-def render(results: Results, figures: FigureSet, out: Path) -> str:
+def render(results: Results, figures: FigureSet, out: Path, notebook_defects: NotebookDefects | None = None) -> str:
     lines = header(results, out)
     lines += dataset_sections(results, figures, out)
     lines += method_sections(figures, out)
     lines += ablation_sections(results, figures, out)
+    lines += defect_sections(results, notebook_defects)
     tables = summary_markdown(results.summary).split("\n", 1)[1]  # without its "# Summary" title
     lines += ["## Summary tables", "", "Also in `tables/summary.md` and, tidy, `tables/summary.csv`."]
     lines += ["#" + line if line.startswith("#") else line for line in tables.split("\n")]
