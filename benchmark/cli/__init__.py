@@ -253,7 +253,7 @@ def cmd_report(args) -> int:
 
     require_results(args.out)
     Store(args.out).require_runs()
-    path, drawn = write_report(args.out)
+    path, drawn = write_report(args.out, {i.name: i.cls.notebook_defects for i in discover().values() if i.ok})
     _warn_figure_errors(drawn.errors)
     print(f"report written to {path} ({len(drawn.files)} figures)")
     return 0
