@@ -245,3 +245,23 @@ def test_reproduce_refuses_a_run_whose_code_changed(stored, tmp_path, capsys, mo
     assert main(["reproduce", _ids(out)["scratch_student"], "--out", str(out)]) == 2
     (line,) = _err_lines(capsys)
     assert "code it executes changed" in line and "method" in line
+
+
+def test_provenance_calls_a_checkout_dirty_for_code_not_for_the_results_it_writes(tmp_path):
+    from benchmark.results.store import code_dirty
+
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "benchmark").mkdir()
+    (tmp_path / "results" / "summary.md").write_text("old\n")
+    (tmp_path / "benchmark" / "code.py").write_text("x = 1\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=tmp_path, check=True)
+    assert code_dirty(tmp_path / "benchmark") is False
+    (tmp_path / "results" / "summary.md").write_text("new\n")
+    (tmp_path / "results" / "new.png").write_text("png\n")
+    assert code_dirty(tmp_path / "benchmark") is False
+    (tmp_path / "benchmark" / "code.py").write_text("x = 2\n")
+    assert code_dirty(tmp_path / "benchmark") is True
+    assert code_dirty(tmp_path.parent / "no-such-folder") is None

@@ -217,9 +217,13 @@ def header(results: Results, out: Path) -> list[str]:
     if results.superseded:
         lines += [f"{results.superseded} older run(s), superseded by newer runs of the same configuration "
                   "(e.g. after a method's code changed), are left out of every table and figure.", ""]
-    versions = c.groupby(["method", "preset"]).source_hash.nunique()
-    for (method, preset), count in versions[versions > 1].items():
-        lines += [f"Note: the {preset} results of {method} come from {count} versions of its code.", ""]
+    # One configuration on one dataset trained by several versions of the code that can change its result (its
+    # source hash; configurations and datasets differ in theirs by design)
+    versions = c.groupby(["method", "preset", "dataset", "variant"]).source_hash.nunique()
+    mixed = versions[versions > 1].groupby(level=["method", "preset"]).size()
+    for (method, preset), count in mixed.items():
+        lines += [f"Note: {count} {preset} configuration(s) of {method} mix runs of different versions of the "
+                  "code they execute.", ""]
     return lines
 
 

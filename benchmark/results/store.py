@@ -279,13 +279,20 @@ class Store:
         return self.cache_dir / f"{tag}-{key}.pt"
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, cwd: Path | None = None) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
-                             timeout=5)
+        out = subprocess.run(["git", *args], cwd=cwd or Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def code_dirty(cwd: Path | None = None) -> bool | None:
+    """Whether the checkout's code differs from its commit (None outside git). The top-level results/ folder is
+    left out: it is what a suite writes (the default --out), and its committed files change with every suite."""
+    status = _git("status", "--porcelain", "--", ":(top)", ":(top,exclude)results", cwd=cwd)
+    return bool(status) if status is not None else None
 
 
 _PROVENANCE: dict | None = None
@@ -297,10 +304,9 @@ def provenance() -> dict[str, Any]:
     if _PROVENANCE is None:
         import torchvision
 
-        status = _git("status", "--porcelain")
         _PROVENANCE = {
             "git_commit": _git("rev-parse", "HEAD"),
-            "git_dirty": bool(status) if status is not None else None,
+            "git_dirty": code_dirty(),
             "python": sys.version.split()[0],
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,
