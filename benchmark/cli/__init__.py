@@ -358,10 +358,20 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
                         suite=uuid.uuid4().hex, batch_reps=1 if args.no_batch_reps else Settings.batch_reps)
     if args.dry_run:
         return _dry_run(specs, settings, methods)
-    settings.store.open()  # an unwritable --out: one line before anything trains
-    outcomes = [_execute(args, specs, settings, methods)]
-    if args.until_ci is not None:
-        outcomes += _until_ci(args, infos, grids, planned, settings, methods)
+    client = None
+    if args.backend == "dask" and (args.until_ci is not None
+                                   or any(not is_done(s, settings.store, methods) for s in specs)):
+        from benchmark.engine import dask_backend
+
+        client = dask_backend.connect(args.scheduler, args.jobs)  # unreachable: BadInput before anything is written
+    try:
+        settings.store.open()  # an unwritable --out: one line before anything trains
+        outcomes = [_execute(args, specs, settings, methods, client)]
+        if args.until_ci is not None:
+            outcomes += _until_ci(args, infos, grids, planned, settings, methods, client)
+    finally:
+        if client is not None:
+            dask_backend.close(client)
     write_outputs(args.out)
     total = sum(n for _, n in outcomes)
     records = [r for o, _ in outcomes for r in o.records]
@@ -393,14 +403,10 @@ def _dry_run(specs, settings: Settings, methods) -> int:
     return 0
 
 
-def _execute(args, specs, settings: Settings, methods):
+def _execute(args, specs, settings: Settings, methods, client=None):
     """Train what of ``specs`` is not stored yet: (``run_plan``'s outcome, how many runs were planned)."""
     todo = sum(not is_done(s, settings.store, methods, _warn) for s in specs)
-    client = bar = None
-    if args.backend == "dask" and todo:
-        from benchmark.engine import dask_backend
-
-        client = dask_backend.connect(args.scheduler, args.jobs)  # unreachable: BadInput before anything is written
+    bar = None
     if todo and not args.no_progress:
         from tqdm import tqdm
 
@@ -412,12 +418,10 @@ def _execute(args, specs, settings: Settings, methods):
     finally:
         if bar is not None:
             bar.close()
-        if client is not None:
-            dask_backend.close(client)
     return outcome, len(specs)
 
 
-def _until_ci(args, infos, grids, planned, settings: Settings, methods) -> list:
+def _until_ci(args, infos, grids, planned, settings: Settings, methods, client=None) -> list:
     """Rounds of more repetitions for the comparisons still wider than ±W pp (``benchmark.results.precision``),
     each round planned cell by cell (a method configuration on a dataset, with its scratch students and the runs it
     requires), until every comparison is narrow enough or at ``--max-seeds``."""
@@ -441,7 +445,7 @@ def _until_ci(args, infos, grids, planned, settings: Settings, methods) -> list:
         tried.update(s.run_id for s in todo)
         print(f"until-ci: {len(want)} configurations wider than ±{args.until_ci:g} pp; {len(todo)} more runs",
               file=sys.stderr)
-        outcomes.append(_execute(args, order(list(specs.values())), settings, methods))
+        outcomes.append(_execute(args, order(list(specs.values())), settings, methods, client))
     for cell in precision.open_at_max(settings.store.iter_runs(), args.until_ci, args.max_seeds):
         print(f"until-ci: {cell.method} {cell.variant} on {cell.dataset} is still wider than ±{args.until_ci:g} pp "
               f"at {args.max_seeds} repetitions", file=sys.stderr)
