@@ -84,7 +84,7 @@ def build_parser() -> Parser:
     grid.add_argument("--until-ci", type=_width, metavar="W",
                       help="then keep adding paired repetitions to every comparison whose 95%% interval of Δ test "
                            "accuracy is wider than ±W pp (or has none), up to --max-seeds; finished runs are reused")
-    grid.add_argument("--max-seeds", type=_positive, default=20,
+    grid.add_argument("--max-seeds", type=_seeds, default=20,
                       help="most repetitions --until-ci gives a configuration (default 20)")
     grid.add_argument("--as-published", action="store_true",
                       help="each method as its notebook ran it (its notebook defects, data split and views)")
@@ -217,13 +217,12 @@ def cmd_defects(args) -> int:
             raise BadInput(f"{', '.join(empty)} declare(s) no notebook defects")
     else:
         infos = [i for i in methods.values() if i.ok and i.cls.notebook_defects]
-    grids = {i.name: [{}] + [{field: value} for field, (value, _) in i.cls.notebook_defects.items()]
+    grids = {i.name: ablation_points({field: [value] for field, (value, _) in i.cls.notebook_defects.items()})
              for i in infos}
     return _run_grid(args, infos, methods, grids=grids)
 
 
 def cmd_tables(args) -> int:
-    _require_store(args.out)
     Store(args.out).require_runs()
     paths = write_outputs(args.out, figures=False)
     print(f"tables written to {paths['summary.md'].parent}")
@@ -238,9 +237,7 @@ def cmd_profile(args) -> int:
 
 def cmd_figures(args) -> int:
     from benchmark.results.figures import write_figures
-    from benchmark.results.report import require_results
 
-    require_results(args.out)
     Store(args.out).require_runs()
     drawn = write_figures(args.out)
     _warn_figure_errors(drawn.errors)
@@ -249,9 +246,8 @@ def cmd_figures(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from benchmark.results.report import require_results, write_report
+    from benchmark.results.report import write_report
 
-    require_results(args.out)
     Store(args.out).require_runs()
     path, drawn = write_report(args.out, {i.name: i.cls.notebook_defects for i in discover().values() if i.ok})
     _warn_figure_errors(drawn.errors)
@@ -273,11 +269,6 @@ def _lookup(methods: dict[str, MethodInfo], name: str) -> MethodInfo:
     if not info.ok:
         raise BadInput(f"{info.kind} {name!r} cannot be loaded: {info.error}")
     return info
-
-
-def _require_store(out: Path) -> None:
-    if not (Path(out) / "runs").is_dir():
-        raise BadInput(f"no results under {out}: run `python -m benchmark all` first or pass --out")
 
 
 def select_datasets(args) -> dict[str, datasets.Dataset]:
@@ -340,8 +331,8 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
         raise BadInput(f"unknown preset {args.preset!r}: use one of {', '.join(configuration.PRESETS)}")
     if args.scheduler and args.backend != "dask":
         raise BadInput("--scheduler goes with --backend dask")
-    if args.until_ci is not None and not args.seeds <= args.max_seeds <= MAX_SEEDS:
-        raise BadInput(f"--max-seeds must be between --seeds ({args.seeds}) and {MAX_SEEDS}, got {args.max_seeds}")
+    if args.until_ci is not None and args.max_seeds < args.seeds:
+        raise BadInput(f"--max-seeds {args.max_seeds} is below --seeds {args.seeds}")
     loaded = select_datasets(args)
     if not loaded:
         raise BadInput("no dataset is available: see `python -m benchmark list` for how to get one")
