@@ -116,7 +116,7 @@ def test_dask_backend_equals_local_backend(tmp_path):
 
 
 def test_killed_dask_worker_run_is_retried_and_suite_completes(tmp_path, monkeypatch):
-    from benchmark.engine import dask_backend
+    from benchmark.runner import dask_backend
 
     project = make_project(tmp_path, {"sleepy": FAULTY})
     monkeypatch.setenv("BENCHMARK_PROJECT_ROOT", str(project))

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats as sps
 
 from benchmark import cli
-from benchmark.results.report import write_report
+from benchmark.reporting.report import write_report
 from tests.conftest import ROOT
 from tests.test_stats import root_found_mde
 from tests.test_tables import StoreBuilder, holm_by_hand
@@ -347,8 +347,8 @@ def test_every_figure_is_drawn_and_linked(known):
 
 
 def test_ablation_figure_has_a_panel_per_factor(known):
-    from benchmark.results.figures import SEVERAL, ablation_panels
-    from benchmark.results.tables import load_results, main_metric
+    from benchmark.reporting.figures import SEVERAL, ablation_panels
+    from benchmark.reporting.tables import load_results, main_metric
 
     a = load_results(known["out"]).ablations
     panels = ablation_panels(main_metric(a[a.method == "good_method"]))

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from benchmark.engine import schedule
+from benchmark.runner import schedule
 from benchmark.engine.discovery import discover
 from benchmark.engine.plan import plan
 from benchmark.engine.spec import RunSpec

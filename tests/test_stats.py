@@ -11,7 +11,7 @@ import pytest
 from scipy import integrate, optimize
 from scipy import stats as sps
 
-from benchmark.results import stats
+from benchmark.reporting import stats
 
 TEST_SIZE = 360  # accuracy differences on a 360-image test set are multiples of 1/360
 

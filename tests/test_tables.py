@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from benchmark.results import stats
-from benchmark.results.store import Store
-from benchmark.results.tables import (
+from benchmark.reporting import stats
+from benchmark.store.store import Store
+from benchmark.reporting.tables import (
     ABLATION_FAMILY,
     INIT,
     ORDER,

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from benchmark.cli import ablation_points, main
-from benchmark.results import precision
+from benchmark.reporting import precision
 
 
 def _method(rep, value, key="k", variant="default"):

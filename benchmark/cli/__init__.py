@@ -20,7 +20,7 @@ from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings, is_done, run_plan
 from benchmark.engine.plan import order, plan
 from benchmark.errors import BadInput
-from benchmark.results.store import Store
+from benchmark.store.store import Store
 
 
 class Parser(argparse.ArgumentParser):
@@ -236,7 +236,7 @@ def cmd_profile(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from benchmark.results.figures import write_figures
+    from benchmark.reporting.figures import write_figures
 
     Store(args.out).require_runs()
     drawn = write_figures(args.out)
@@ -246,7 +246,7 @@ def cmd_figures(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from benchmark.results.report import write_report
+    from benchmark.reporting.report import write_report
 
     Store(args.out).require_runs()
     path, drawn = write_report(args.out, {i.name: i.cls.notebook_defects for i in discover().values() if i.ok})
@@ -352,7 +352,7 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
     client = None
     if args.backend == "dask" and (args.until_ci is not None
                                    or any(not is_done(s, settings.store, methods) for s in specs)):
-        from benchmark.engine import dask_backend
+        from benchmark.runner import dask_backend
 
         client = dask_backend.connect(args.scheduler, args.jobs)  # unreachable: BadInput before anything is written
     try:
@@ -413,10 +413,10 @@ def _execute(args, specs, settings: Settings, methods, client=None):
 
 
 def _until_ci(args, infos, grids, planned, settings: Settings, methods, client=None) -> list:
-    """Rounds of more repetitions for the comparisons still wider than ±W pp (``benchmark.results.precision``),
+    """Rounds of more repetitions for the comparisons still wider than ±W pp (``benchmark.reporting.precision``),
     each round planned cell by cell (a method configuration on a dataset, with its scratch students and the runs it
     requires), until every comparison is narrow enough or at ``--max-seeds``."""
-    from benchmark.results import precision
+    from benchmark.reporting import precision
 
     outcomes, tried = [], set()
     while True:
@@ -446,9 +446,9 @@ def _until_ci(args, infos, grids, planned, settings: Settings, methods, client=N
 def write_outputs(out: Path, figures: bool = True) -> dict[str, Path]:
     """Tables (and figures) from the store; BadInput if it holds no run. A figure that cannot be drawn is a
     warning, never a failure: the tables of a finished suite are always written."""
-    from benchmark.results.figures import write_figures
-    from benchmark.results.report import require_results
-    from benchmark.results.tables import load_results, write_tables
+    from benchmark.reporting.figures import write_figures
+    from benchmark.reporting.report import require_results
+    from benchmark.reporting.tables import load_results, write_tables
 
     require_results(out)
     results = load_results(out)
@@ -464,7 +464,7 @@ def _warn(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmark.engine.local import install_sigterm
+    from benchmark.runner.local import install_sigterm
 
     parser = build_parser()
     install_sigterm()

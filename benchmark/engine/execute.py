@@ -26,7 +26,7 @@ from benchmark.engine.fit import NotBatchable, Rendezvous
 from benchmark.engine.plan import SCRATCH, scratch_config
 from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
 from benchmark.errors import one_line
-from benchmark.results.store import Store, atomic_torch_save, load_state, provenance
+from benchmark.store.store import Store, atomic_torch_save, load_state, provenance
 
 
 @dataclass
@@ -306,11 +306,11 @@ def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progres
     """Execute every spec not already done, each after the runs it requires, longest expected first.
 
     ``backend`` is ``local`` (worker processes, ``jobs`` of them; with ``settings.isolate`` False and one job, this
-    process) or ``dask`` (``client`` from :func:`benchmark.engine.dask_backend.connect`). Torch threads per run:
+    process) or ``dask`` (``client`` from :func:`benchmark.runner.dask_backend.connect`). Torch threads per run:
     ``settings.threads`` on every backend, so a run gives the same numbers wherever it executes. ``timeout_s``: the
     limit of one run. A run whose required run failed is recorded as failed without being started.
     """
-    from benchmark.engine import schedule
+    from benchmark.runner import schedule
 
     store = settings.store
     methods = discover()
@@ -338,7 +338,7 @@ def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progres
         return record
 
     if backend == "dask":
-        from benchmark.engine import dask_backend
+        from benchmark.runner import dask_backend
 
         dask_backend.run_queue(client, queue, settings, done, timeout_s)
     elif jobs <= 1 and not settings.isolate:
@@ -354,7 +354,7 @@ def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progres
                 spec = next(s for s in task.specs if s.run_id == record["run_id"])
                 queue.finish(spec.run_id, done(spec, record)["status"] in ("ok", "skipped"))
     else:
-        from benchmark.engine.local import Pool
+        from benchmark.runner.local import Pool
 
         Pool(jobs, settings, done, timeout_s).run(queue)
     return outcome

@@ -40,7 +40,7 @@ from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings
 from benchmark.engine.plan import SCRATCH, plan, scratch_spec_for
-from benchmark.engine.schedule import Batching
+from benchmark.runner.schedule import Batching
 from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.engine.stacked import stackable
 from benchmark.engine.timing import ProfilingTimer, StepGate

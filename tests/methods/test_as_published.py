@@ -14,7 +14,7 @@ from benchmark.engine import config as configuration
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, run_plan
 from benchmark.engine.plan import plan
-from benchmark.results.store import Store
+from benchmark.store.store import Store
 
 METHODS = discover()
 NAMES = sorted(n for n, i in METHODS.items() if i.ok)

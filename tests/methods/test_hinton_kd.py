@@ -17,7 +17,7 @@ from benchmark.engine.context import RunContext
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, run_plan
 from benchmark.engine.plan import plan
-from benchmark.results.store import Store
+from benchmark.store.store import Store
 
 METHODS = discover()
 INFO = METHODS["hinton_kd"]

@@ -20,7 +20,7 @@ from benchmark.engine.context import RunContext
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, prepare, run_plan
 from benchmark.engine.plan import plan, scratch_spec_for
-from benchmark.results.store import Store
+from benchmark.store.store import Store
 from tests.projects import run_context
 
 METHODS = discover()

@@ -35,10 +35,10 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from benchmark.results import stats
-from benchmark.results.failures import failed_runs_markdown
-from benchmark.results.stats import mean_ci  # noqa: F401  (kept importable from here)
-from benchmark.results.store import Store, atomic_write_bytes
+from benchmark.reporting import stats
+from benchmark.reporting.failures import failed_runs_markdown
+from benchmark.reporting.stats import mean_ci  # noqa: F401  (kept importable from here)
+from benchmark.store.store import Store, atomic_write_bytes
 
 METRIC_COLUMNS = ["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric", "value"]
 FINAL = -1

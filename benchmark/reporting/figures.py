@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from benchmark.results import stats
-from benchmark.results.store import Store, atomic_write_bytes
-from benchmark.results.tables import (
+from benchmark.reporting import stats
+from benchmark.store.store import Store, atomic_write_bytes
+from benchmark.reporting.tables import (
     FINAL_SEL,
     ORDER,
     ORDER_ONLY,

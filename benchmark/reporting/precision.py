@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from benchmark.results import stats
+from benchmark.reporting import stats
 
 METRIC, FINAL = "test_acc", -1
 

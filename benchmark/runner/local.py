@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing import connection, get_context
 
-from benchmark.engine.schedule import Queue, Task
+from benchmark.runner.schedule import Queue, Task
 from benchmark.engine.spec import RunSpec
 
 RETRIES_AFTER_DEATH = 1  # a run whose worker died is tried once more, alone, before it is charged

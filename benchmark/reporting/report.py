@@ -23,11 +23,11 @@ from typing import Any
 import pandas as pd
 
 from benchmark.errors import BadInput
-from benchmark.results import stats
-from benchmark.results.failures import current_failures
-from benchmark.results.figures import FigureFile, FigureSet, write_figures
-from benchmark.results.store import atomic_write_bytes
-from benchmark.results.tables import (
+from benchmark.reporting import stats
+from benchmark.reporting.failures import current_failures
+from benchmark.reporting.figures import FigureFile, FigureSet, write_figures
+from benchmark.store.store import atomic_write_bytes
+from benchmark.reporting.tables import (
     FINAL_SEL,
     ORDER_ONLY,
     PRIMARY,
