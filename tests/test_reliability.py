@@ -100,7 +100,7 @@ def test_tables_on_a_store_of_invalid_records_is_one_line_and_exit_2(tmp_path, c
 def test_temp_files_of_dead_writers_on_this_host_are_removed_at_open(tmp_path):
     out = tmp_path / "out"
     killed = subprocess.run([sys.executable, "-c", (
-        "import os, sys; from pathlib import Path; from benchmark.reporting import store\n"
+        "import os, sys; from pathlib import Path; from benchmark.store import io as store\n"
         "os.replace = lambda *a: os._exit(9)  # dies between write and rename, as a kill would\n"
         "store.atomic_write_bytes(Path(sys.argv[1]) / 'runs' / 'r.json', b'{}')"), str(out)], cwd=ROOT)
     assert killed.returncode == 9
@@ -248,7 +248,7 @@ def test_reproduce_refuses_a_run_whose_code_changed(stored, tmp_path, capsys, mo
 
 
 def test_provenance_calls_a_checkout_dirty_for_code_not_for_the_results_it_writes(tmp_path):
-    from benchmark.store.store import code_dirty
+    from benchmark.store import code_dirty
 
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     (tmp_path / "results").mkdir()

@@ -78,7 +78,7 @@ def known(tmp_path_factory):
         b.add("order_method", r, roles={"student": "K1"}, pairing="order", arch="order_mlp",
               metrics=[["student", -1, "test_acc", v["order"][r]]])
     # a superseded, older run of good_method rep 0 with a wild value: must be left out
-    b.add("good_method", 0, roles={"student": "K1"}, config={"temperature": 4.0, "loss": "fixed"},
+    b.add("good_method", 0, roles={"student": "K1"}, config={"temperature": 4.0, "loss": "fixed"}, source="older",
           finished="2024-01-01T00:00:00", metrics=[["student", -1, "test_acc", 0.01]])
     # a second scratch architecture (K2) with three repetitions, a method paired with it, and one that moves by
     # the same number of test images in every repetition (zero variance: no interval)

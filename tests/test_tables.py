@@ -14,7 +14,6 @@ import pytest
 from scipy import stats as sps
 
 from benchmark.reporting import stats
-from benchmark.store.store import Store
 from benchmark.reporting.tables import (
     ABLATION_FAMILY,
     INIT,
@@ -35,13 +34,15 @@ from benchmark.reporting.tables import (
     summary_markdown,
     verdict_text,
 )
+from benchmark.store import Store, run_id_of
 
 TEST_SIZE = 360
 DATA = {"max_train": 600, "max_test": 500}
 
 
 class StoreBuilder:
-    """Run records written straight into a store, with every field a table reads (test_report uses it too)."""
+    """Run records written straight into a store, with every field a table reads and the run id their identity
+    fields hash to (test_report uses it too)."""
 
     def __init__(self, out):
         self.store = Store(out)
@@ -49,7 +50,7 @@ class StoreBuilder:
 
     def add(self, method, rep, *, roles, metrics, kind="method", variant="default", config=None, status="ok",
             finished="2025-01-01T00:00:00", error=None, step=1e-3, wall=2.0, pairing="init", arch="a",
-            dataset="digits"):
+            dataset="digits", source="abc"):
         """``roles``: {role: pair_key}; ``pairing`` and ``arch``: one value for every role, or {role: value}."""
         self.count += 1
 
@@ -57,15 +58,17 @@ class StoreBuilder:
             return value.get(name) if isinstance(value, dict) else value
 
         record = {
-            "run_id": f"r{self.count:04d}", "method": method, "kind": kind, "variant": variant,
+            "method": method, "kind": kind, "variant": variant,
             "dataset": dataset, "rep": rep, "base_seed": 0, "preset": "smoke", "config": config or {},
-            "data": DATA, "source_hash": "abc", "seed": rep, "status": status, "error": error,
+            "data": DATA, "source_hash": source, "seed": rep, "status": status, "error": error,
             "roles": {name: {"arch": per_role(arch, name), "view": "flat", "classifier": key != "label_free",
                              "pair_key": key, "pairing": per_role(pairing, name)}
                       for name, key in roles.items()},
             "metrics": metrics, "timing": {"step_median_s": step * (1 + rep / 10), "step_iqr_s": step / 10},
             "wall_time_s": wall, "finished_at": finished, "provenance": {"git_commit": "0123456789abcdef"},
         }
+        record["run_id"] = run_id_of(record)
+        assert not self.store.run_path(record["run_id"]).exists(), "two records of one run"
         self.store.write_run(record)
         return record
 

@@ -18,7 +18,7 @@ from benchmark.engine.fit import FINAL
 from benchmark.engine.spec import RunSpec, derive_seed, stable_hash
 from benchmark.engine.timing import StepTimer, timed_batches
 from benchmark.errors import NonFiniteLoss
-from benchmark.store.store import Store, load_state
+from benchmark.store import Store, load_state
 
 __all__ = ["FINAL", "RunContext", "checkpoint", "freeze"]
 

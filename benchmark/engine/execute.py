@@ -26,7 +26,7 @@ from benchmark.engine.fit import NotBatchable, Rendezvous
 from benchmark.engine.plan import SCRATCH, scratch_config
 from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
 from benchmark.errors import one_line
-from benchmark.store.store import Store, atomic_torch_save, load_state, provenance
+from benchmark.store import Store, atomic_torch_save, load_state, provenance
 
 
 @dataclass

@@ -4,18 +4,13 @@ the code it executes) and the ids and seeds derived from it."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo
-
-
-def stable_hash(obj: Any, length: int = 16) -> str:
-    text = json.dumps(obj, sort_keys=True, default=list, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+from benchmark.store.records import run_id_of, stable_hash
 
 
 def derive_seed(*parts: Any) -> int:
@@ -49,11 +44,8 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return stable_hash({
-            "method": self.method, "kind": self.kind, "dataset": self.dataset, "rep": self.rep,
-            "base_seed": self.base_seed, "config": self.config, "data": self.data, "source": self.source_hash,
-            "requires": self.requires,
-        })
+        """The hash of the fields that define the run (the store checks it again in every record it reads)."""
+        return run_id_of(vars(self))
 
     @property
     def group(self) -> str:

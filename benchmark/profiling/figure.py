@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.store.store import atomic_write_json
+from benchmark.store import atomic_write_json
 
 
 def write_outputs(result: dict[str, Any], folder: Path) -> dict[str, Path]:

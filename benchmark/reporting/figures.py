@@ -37,7 +37,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from benchmark.reporting import stats
-from benchmark.store.store import Store, atomic_write_bytes
+from benchmark.store import Store, atomic_write_bytes
 from benchmark.reporting.tables import (
     FINAL_SEL,
     ORDER,

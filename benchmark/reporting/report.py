@@ -26,7 +26,7 @@ from benchmark.errors import BadInput
 from benchmark.reporting import stats
 from benchmark.reporting.failures import current_failures
 from benchmark.reporting.figures import FigureFile, FigureSet, write_figures
-from benchmark.store.store import atomic_write_bytes
+from benchmark.store import atomic_write_bytes
 from benchmark.reporting.tables import (
     FINAL_SEL,
     ORDER_ONLY,

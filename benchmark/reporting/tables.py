@@ -38,7 +38,7 @@ import pandas as pd
 from benchmark.reporting import stats
 from benchmark.reporting.failures import failed_runs_markdown
 from benchmark.reporting.stats import mean_ci  # noqa: F401  (kept importable from here)
-from benchmark.store.store import Store, atomic_write_bytes
+from benchmark.store import Store, atomic_write_bytes
 
 METRIC_COLUMNS = ["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric", "value"]
 FINAL = -1

@@ -1,182 +1,84 @@
-"""The results store: one JSON file per finished run, written atomically, and the model cache.
+"""The results store: one JSON file per finished run, the model cache, and where every output goes.
 
-Layout under the output folder (default ``results/``)::
+Layout under the output folder (default ``results/``), each name defined here once (:class:`Store`)::
 
     runs/<run_id>.json      one finished run (status ok / failed / skipped)
     cache/<tag>-<key>.pt    cached models (state dicts; loaded with weights_only=True)
     set-aside/              run files that failed validation, moved out of runs/ (kept, never deleted)
     tables/ figures/ profiles/ REPORT.md
 
-A file is written to a temporary name in the same folder (``.tmp-<host>-<pid>-<random>``), flushed to disk and
-renamed over the target, so a killed process never leaves a half-written result under a name that is read; readers
-ignore the temporary names, and :meth:`Store.open` removes those of writers that died on this host. Files are
-created with mode 0666 & ~umask, as ``open`` creates them, so a group sharing the folder can read them.
-
-Nothing read is trusted: a run file counts (as done, or in a table) only if it parses, has every field of a record
-with its type, names the run its file name says and has a known status (:func:`record_problem`). Any other is
-reported in one line and set aside, and its run is redone.
+Every file is written atomically (``benchmark.store.io``). Nothing read is trusted: a run file counts (as done,
+or in a table) only if it is a regular file of a sane size holding a valid record of the run its name says
+(``benchmark.store.records``). Any other is reported in one line and set aside, and its run is redone; a
+read-only store (``--dry-run``) reports it, leaves it where it is and does not read it again.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import math
 import os
-import platform
-import secrets
-import socket
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
 
 from benchmark.errors import BadInput, one_line
-
-TMP_PREFIX = ".tmp-"
-HOST = socket.gethostname()
-
-
-def _temp_path(folder: Path) -> Path:
-    """A fresh temporary name in ``folder`` that says which process on which host owns it."""
-    return folder / f"{TMP_PREFIX}{HOST}-{os.getpid()}-{secrets.token_hex(6)}"
-
-
-def _create(path: Path) -> int:
-    """A new file, mode 0666 & ~umask (tempfile.mkstemp would give 0600: unreadable to the folder's group)."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path.parent)
-    try:
-        with open(_create(tmp), "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _temp_owner(name: str) -> tuple[str, int] | None:
-    """(host, pid) of a temporary file named by :func:`_temp_path`; None for any other name."""
-    owner = name.removeprefix(TMP_PREFIX).rpartition("-")[0]  # without the random part
-    host, _, pid = owner.rpartition("-")
-    return (host, int(pid)) if name.startswith(TMP_PREFIX) and host and pid.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def _json_default(value):
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _finite_or_none(obj):
-    """JSON has no NaN/inf: store them as null (tables drop them)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    return obj
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(_finite_or_none(obj), indent=1, default=_json_default, allow_nan=False)
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_torch_save(path: Path, state: dict) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_state(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-STATUSES = ("ok", "failed", "skipped")
-# What every reader of a record relies on: these keys, with these types.
-REQUIRED = {"run_id": str, "status": str, "method": str, "variant": str, "dataset": str, "preset": str, "rep": int,
-            "config": dict, "metrics": list}
-# Keys a record may lack or leave null, but not hold with another type.
-OPTIONAL = {"kind": str, "base_seed": int, "data": dict, "roles": dict, "timing": dict, "requires": dict,
-            "source_hash": str, "error": str, "wall_time_s": (int, float)}
-
-
-def _is(value, kind) -> bool:
-    return isinstance(value, kind) and not isinstance(value, bool)  # JSON true is no number
-
-
-def _name(kind) -> str:
-    return " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
-
-
-def record_problem(record: Any, run_id: str) -> str | None:
-    """None if ``record`` is a run record of run ``run_id``, else what is wrong with it (one line)."""
-    if not isinstance(record, dict):
-        return f"a JSON {type(record).__name__}, not a run record"
-    for key, kind in REQUIRED.items():
-        if key not in record:
-            return f"no {key!r}"
-        if not _is(record[key], kind):
-            return f"{key!r} is a {type(record[key]).__name__}, not a {_name(kind)}"
-    for key, kind in OPTIONAL.items():
-        if record.get(key) is not None and not _is(record[key], kind):
-            return f"{key!r} is a {type(record[key]).__name__}, not a {_name(kind)}"
-    if record["run_id"] != run_id:
-        return f"its run_id {record['run_id']!r} is not the {run_id!r} of its file name"
-    if record["status"] not in STATUSES:
-        return f"status {record['status']!r} is not one of {', '.join(STATUSES)}"
-    for i, row in enumerate(record["metrics"]):
-        if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str) and _is(row[1], int)
-                and isinstance(row[2], str) and (row[3] is None or _is(row[3], (int, float)))):
-            return f"metrics[{i}] is {json.dumps(row)[:60]}, not [role, epoch, metric, value]"
-    if not all(isinstance(entry, dict) for entry in (record.get("roles") or {}).values()):
-        return "'roles' holds an entry that is not an object"
-    return None
+from benchmark.store.io import (
+    NotAFileToRead,
+    atomic_write_json,
+    create,
+    read_regular_file,
+    remove_dead_temporaries,
+    temp_path,
+)
+from benchmark.store.records import MAX_RECORD_BYTES, parse_record, record_problem
 
 
 def _stderr(line: str) -> None:
     print(f"benchmark: {line}", file=sys.stderr)
 
 
-class Store:
-    """``warn`` receives the one line that reports a run file set aside (default: stderr)."""
+@dataclass
+class StoredRuns:
+    """What one reading of ``runs/`` found: the valid records, one line per run file found invalid (and set
+    aside) by this reading, and how many invalid files found by an earlier reading were left in place."""
 
-    def __init__(self, root: Path | str, warn: Callable[[str], None] | None = None):
+    records: list[dict] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    ignored: int = 0
+
+    @property
+    def skipped(self) -> int:
+        """Run files under ``runs/`` that this reading did not count as records."""
+        return len(self.invalid) + self.ignored
+
+
+class Store:
+    """``warn`` receives the one line that reports an invalid run file (default: stderr). ``read_only``: never
+    write or move anything (an invalid run file is reported and left in place)."""
+
+    RUNS, CACHE, SET_ASIDE = "runs", "cache", "set-aside"
+    TABLES, FIGURES, PROFILES, REPORT = "tables", "figures", "profiles", "REPORT.md"
+    PROFILE_FIGURE = "profile.png"  # written by ``python -m benchmark profile``, shown in the report
+
+    def __init__(self, root: Path | str, warn: Callable[[str], None] | None = None, read_only: bool = False):
         self.root = Path(root)
-        self.runs_dir = self.root / "runs"
-        self.cache_dir = self.root / "cache"
-        self.tables_dir = self.root / "tables"
-        self.figures_dir = self.root / "figures"
-        self.profiles_dir = self.root / "profiles"
-        self.set_aside_dir = self.root / "set-aside"
+        self.runs_dir = self.root / self.RUNS
+        self.cache_dir = self.root / self.CACHE
+        self.set_aside_dir = self.root / self.SET_ASIDE
+        self.tables_dir = self.root / self.TABLES
+        self.figures_dir = self.root / self.FIGURES
+        self.profiles_dir = self.root / self.PROFILES
+        self.report_path = self.root / self.REPORT
+        self.profile_figure = self.profiles_dir / self.PROFILE_FIGURE
         self.warn = warn or _stderr
+        self.read_only = read_only
+        # Invalid run files still in place (read-only, or not movable): (inode, size, mtime) -> why, so that a
+        # file is read once, not at every look, and reported once.
+        self._invalid: dict[Path, tuple[tuple, str]] = {}
+
+    def relative(self, path: Path) -> str:
+        """``path`` as a link from a file at the store's root (the report's)."""
+        return path.relative_to(self.root).as_posix()
 
     def open(self) -> Store:
         """Ready for a suite: every folder a suite writes exists and takes a new file (else BadInput, one line,
@@ -186,8 +88,8 @@ class Store:
         for folder in (self.root, self.runs_dir, self.cache_dir, self.tables_dir, self.figures_dir):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                probe = _temp_path(folder)
-                os.close(_create(probe))
+                probe = temp_path(folder)
+                os.close(create(probe))
                 probe.unlink()
             except OSError as exc:
                 raise BadInput(f"cannot write results into {folder} ({exc.strerror or one_line(exc)}): pass --out a "
@@ -196,59 +98,82 @@ class Store:
         return self
 
     def clean_temporary(self) -> int:
-        """Remove the temporary files whose writer, a process of this host, is dead (a kill between write and
-        rename leaves one); another host's, or a live process's, may still be renamed into place. How many."""
-        removed = 0
-        for folder in (self.root, self.runs_dir, self.cache_dir, self.tables_dir, self.figures_dir,
-                       self.profiles_dir, self.set_aside_dir):
-            for path in folder.glob(TMP_PREFIX + "*") if folder.is_dir() else ():
-                owner = _temp_owner(path.name)
-                if owner is not None and owner[0] == HOST and not _alive(owner[1]):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                        removed += 1
-        return removed
+        """Remove the temporary files whose writer, a process of this host, is dead. How many."""
+        return remove_dead_temporaries((self.root, self.runs_dir, self.cache_dir, self.tables_dir,
+                                        self.figures_dir, self.profiles_dir, self.set_aside_dir))
 
     def run_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
 
+    def cache_path(self, tag: str, key: str) -> Path:
+        return self.cache_dir / f"{tag}-{key}.pt"
+
     def write_run(self, record: dict) -> None:
+        if self.read_only:
+            raise RuntimeError(f"the store {self.root} was opened read-only: run {record['run_id']} is not written")
         atomic_write_json(self.run_path(record["run_id"]), record)
 
     def read_run(self, run_id: str) -> dict | None:
         """The stored record, or None if absent or invalid (an invalid file is set aside and its run redone)."""
-        path = self.run_path(run_id)
-        if not path.exists():
-            return None
-        return self._read(path)
+        return self._read(self.run_path(run_id), self.warn)
 
     def iter_runs(self) -> Iterator[dict]:
-        """Every valid record (the invalid ones are set aside on the way)."""
-        if not self.runs_dir.is_dir():
-            return
-        for path in sorted(self.runs_dir.glob("*.json")):
-            record = self._read(path)
+        """Every valid record (the invalid ones are reported, and set aside, on the way)."""
+        for path in self._run_files():
+            record = self._read(path, self.warn)
             if record is not None:
                 yield record
 
-    def require_runs(self) -> None:
-        """BadInput (one line) unless the store holds a valid record: a store of unreadable or invalid records
-        has no tables to give (they are set aside, and reported in that line)."""
-        lines: list[str] = []
-        for path in sorted(self.runs_dir.glob("*.json")) if self.runs_dir.is_dir() else ():
-            if self._read(path, lines.append) is not None:
-                for line in lines:
-                    self.warn(line)
-                return
-        found = f"; the {len(lines)} found were invalid, set aside into {self.set_aside_dir}" if lines else ""
-        raise BadInput(f"no valid run record under {self.runs_dir}{found}: run `python -m benchmark all --out "
-                       f"{self.root}` first")
+    def read_runs(self) -> StoredRuns:
+        """Every valid record, and a line per invalid run file (reported too, and set aside)."""
+        found = self._scan()
+        for line in found.invalid:
+            self.warn(line)
+        return found
 
-    def _read(self, path: Path, warn: Callable[[str], None] | None = None) -> dict | None:
+    def require_runs(self) -> StoredRuns:
+        """:meth:`read_runs`, or BadInput (one line) when there is no valid record: a store of unreadable or
+        invalid records has no tables to give (they are set aside, and counted in that line)."""
+        found = self._scan()
+        if not found.records:
+            where = "left in place (read-only)" if self.read_only else f"set aside into {self.set_aside_dir}"
+            invalid = f"; the {len(found.invalid)} found were invalid, {where}" if found.invalid else ""
+            raise BadInput(f"no valid run record under {self.runs_dir}{invalid}: run `python -m benchmark all "
+                           f"--out {self.root}` first")
+        for line in found.invalid:
+            self.warn(line)
+        return found
+
+    def _run_files(self) -> list[Path]:
+        return sorted(self.runs_dir.glob("*.json")) if self.runs_dir.is_dir() else []
+
+    def _scan(self) -> StoredRuns:
+        found = StoredRuns()
+        for path in self._run_files():
+            if self._known_invalid(path):
+                found.ignored += 1
+                continue
+            record = self._read(path, found.invalid.append)
+            if record is not None:
+                found.records.append(record)
+        return found
+
+    def _known_invalid(self, path: Path) -> bool:
+        """Found invalid before, left in place and unchanged since: not read (nor reported) again."""
         try:
-            record = json.loads(path.read_bytes())
-        except FileNotFoundError:  # set aside or replaced by another process meanwhile
+            return path in self._invalid and self._invalid[path][0] == _file_key(path)
+        except FileNotFoundError:
+            return False
+
+    def _read(self, path: Path, warn: Callable[[str], None]) -> dict | None:
+        if self._known_invalid(path):
             return None
+        try:
+            record = parse_record(read_regular_file(path, MAX_RECORD_BYTES))
+        except FileNotFoundError:  # absent, or set aside or replaced by another process meanwhile
+            return None
+        except NotAFileToRead as exc:
+            problem = str(exc)
         except (OSError, ValueError) as exc:
             problem = f"unreadable: {one_line(exc)}"
         else:
@@ -259,8 +184,13 @@ class Store:
         return None
 
     def set_aside(self, path: Path, why: str, warn: Callable[[str], None] | None = None) -> None:
-        """Move an invalid run file out of ``runs/`` (kept for a look, never deleted) and say so in one line."""
+        """Move an invalid run file out of ``runs/`` (kept for a look, never deleted) and say so in one line; a
+        read-only store only says so, and a file that cannot be moved is ignored from then on."""
         warn = warn or self.warn
+        if self.read_only:
+            self._remember(path, why)
+            warn(f"run file {path.name} is invalid ({why}): left in place, the store is read-only")
+            return
         dest, n = self.set_aside_dir / path.name, 0
         while dest.exists():
             n += 1
@@ -271,49 +201,19 @@ class Store:
         except FileNotFoundError:  # another process set it aside first
             return
         except OSError as exc:
+            self._remember(path, why)
             warn(f"ignoring run file {path} ({why}); it cannot be moved aside: {one_line(exc)}")
             return
         warn(f"run file {path.name} set aside into {dest.parent} ({why}): its run will be redone")
 
-    def cache_path(self, tag: str, key: str) -> Path:
-        return self.cache_dir / f"{tag}-{key}.pt"
+    def _remember(self, path: Path, why: str) -> None:
+        try:
+            self._invalid[path] = (_file_key(path), why)
+        except FileNotFoundError:
+            pass
 
 
-def _git(*args: str, cwd: Path | None = None) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd or Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def code_dirty(cwd: Path | None = None) -> bool | None:
-    """Whether the checkout's code differs from its commit (None outside git). The top-level results/ folder is
-    left out: it is what a suite writes (the default --out), and its committed files change with every suite."""
-    status = _git("status", "--porcelain", "--", ":(top)", ":(top,exclude)results", cwd=cwd)
-    return bool(status) if status is not None else None
-
-
-_PROVENANCE: dict | None = None
-
-
-def provenance() -> dict[str, Any]:
-    """Where and with what a run was made (computed once per process)."""
-    global _PROVENANCE
-    if _PROVENANCE is None:
-        import torchvision
-
-        _PROVENANCE = {
-            "git_commit": _git("rev-parse", "HEAD"),
-            "git_dirty": code_dirty(),
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "machine": platform.machine(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-        }
-    return dict(_PROVENANCE, threads=torch.get_num_threads(),
-                deterministic_algorithms=torch.are_deterministic_algorithms_enabled())
+def _file_key(path: Path) -> tuple:
+    """What changes when a file is replaced or rewritten (without following a link)."""
+    info = os.lstat(path)
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode)

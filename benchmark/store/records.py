@@ -1,0 +1,181 @@
+"""A run record: its id, and what a file must be to count as one.
+
+A run's id is a hash of the fields that define the run (:data:`IDENTITY`): the engine names each run by
+:func:`run_id_of`, and every reader checks it again, so a record edited, or copied under another run's name with
+its ``run_id`` changed to match, is not that run.
+
+Nothing read is trusted (:func:`parse_record`, :func:`record_problem`): a run file counts only if it is standard
+JSON (no NaN or Infinity, every number finite and within 64 bits, nested at most :data:`MAX_DEPTH` deep), has
+every field a reader uses, each with its type and in its range, names the run its file name says, and hashes to
+that name. Anything else is reported in one line and set aside by the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+STATUSES = ("ok", "failed", "skipped")
+# The fields a run's id hashes; a record's own id must be their hash.
+IDENTITY = ("method", "kind", "dataset", "rep", "base_seed", "config", "data", "source_hash", "requires")
+# A record is a few hundred KB at most (per-epoch metrics of every role of a paper-preset run); 64 MiB leaves
+# room for a method that logs per step while a file of gigabytes (or a device) is refused before it is read.
+MAX_RECORD_BYTES = 64 * 2**20
+MAX_DEPTH = 16  # a record's arrays and objects nest 3 deep (record, metrics, row); far deeper is not one
+MAX_REP = 10_000  # the command line allows 100 repetitions per configuration
+MAX_EPOCH = 2**31  # epochs or steps of a learning curve; -1 is the final evaluation
+MAX_THREADS = 4096
+INT64 = 2**63
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    text = json.dumps(obj, sort_keys=True, default=list, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def run_id_of(fields: Mapping[str, Any]) -> str:
+    """The id of the run these identity fields describe (a record, or a run spec's fields)."""
+    return stable_hash({
+        "method": fields["method"], "kind": fields["kind"], "dataset": fields["dataset"], "rep": fields["rep"],
+        "base_seed": fields["base_seed"], "config": fields["config"], "data": fields["data"],
+        "source": fields.get("source_hash", ""), "requires": fields.get("requires", {}),
+    })
+
+
+def _constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is too large for a float")
+    return value
+
+
+def _int(text: str) -> int:
+    value = int(text)
+    if not -INT64 <= value < INT64:
+        raise ValueError(f"the integer {text[:20]}... does not fit in 64 bits")
+    return value
+
+
+def parse_record(data: bytes) -> Any:
+    """The JSON value of ``data``; ValueError (one line) for anything but standard JSON of finite 64-bit numbers
+    nested at most ``MAX_DEPTH`` deep."""
+    try:
+        value = json.loads(data, parse_constant=_constant, parse_float=_float, parse_int=_int)
+    except RecursionError:
+        raise ValueError(f"nested deeper than the {MAX_DEPTH} levels a record may have") from None
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than the {MAX_DEPTH} levels a record may have")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return value
+
+
+def _is(value, kind) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)  # JSON true is no number
+
+
+NUMBER = (int, float)
+TEXT = str
+BOOL = bool
+
+
+def _kind_name(kind) -> str:
+    if kind is BOOL:
+        return "bool"
+    return " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+
+
+# What every reader of a record relies on: these keys, with these types.
+REQUIRED = {"run_id": str, "status": str, "method": str, "variant": str, "dataset": str, "preset": str, "rep": int,
+            "config": dict, "metrics": list, "kind": str, "base_seed": int, "data": dict}
+# Keys a record may lack or leave null, but not hold with another type.
+OPTIONAL = {"roles": dict, "timing": dict, "requires": dict, "source_hash": str, "error": str,
+            "wall_time_s": NUMBER, "finished_at": str, "seed": int, "provenance": dict, "code": dict, "batch": dict,
+            "timed_out_in": str, "traceback": str}
+ROLE_FIELDS = {"arch": TEXT, "view": TEXT, "classifier": BOOL, "pair_key": TEXT, "pairing": TEXT}
+PROVENANCE_FIELDS = {"git_commit": TEXT, "git_dirty": BOOL, "python": TEXT, "torch": TEXT, "torchvision": TEXT,
+                     "machine": TEXT, "platform": TEXT, "processor": TEXT, "cpu_count": int, "threads": int,
+                     "deterministic_algorithms": BOOL}
+
+
+def _type_problem(where: str, value, kind) -> str | None:
+    """None if ``value`` is None or of ``kind``, else what it is instead."""
+    if value is None:
+        return None
+    ok = isinstance(value, bool) if kind is BOOL else _is(value, kind)
+    return None if ok else f"{where} is a {type(value).__name__}, not a {_kind_name(kind)}"
+
+
+def _fields_problem(where: str, entry: dict, fields: dict) -> str | None:
+    return next((p for key, kind in fields.items()
+                 if (p := _type_problem(f"{where}[{key!r}]", entry.get(key), kind))), None)
+
+
+def _range_problem(record: dict) -> str | None:
+    rep, wall = record["rep"], record.get("wall_time_s")
+    if not 0 <= rep < MAX_REP:
+        return f"'rep' is {rep}, not a repetition number in [0, {MAX_REP})"
+    if wall is not None and wall < 0:
+        return f"'wall_time_s' is {wall}, a negative time"
+    if record["status"] not in STATUSES:
+        return f"status {record['status']!r} is not one of {', '.join(STATUSES)}"
+    threads = (record.get("provenance") or {}).get("threads")
+    if threads is not None and not 0 < threads <= MAX_THREADS:
+        return f"provenance threads is {threads}, not a thread count in [1, {MAX_THREADS}]"
+    return None
+
+
+def _parts_problem(record: dict) -> str | None:
+    """The structure inside the record's objects: metric rows, roles, timing, requirements, provenance."""
+    for i, row in enumerate(record["metrics"]):
+        if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str) and _is(row[1], int)
+                and -1 <= row[1] < MAX_EPOCH and isinstance(row[2], str)
+                and (row[3] is None or _is(row[3], NUMBER))):
+            return f"metrics[{i}] is {json.dumps(row)[:60]}, not [role, epoch, metric, value]"
+    for name, entry in (record.get("roles") or {}).items():
+        if not isinstance(entry, dict):
+            return f"roles[{name!r}] is a {type(entry).__name__}, not an object"
+        problem = _fields_problem(f"roles[{name!r}]", entry, ROLE_FIELDS)
+        if problem:
+            return problem
+    for key, value in (record.get("timing") or {}).items():
+        if not (value is None or _is(value, NUMBER)):
+            return f"timing[{key!r}] is a {type(value).__name__}, not a number"
+    if not all(isinstance(v, str) for v in (record.get("requires") or {}).values()):
+        return "'requires' holds a run id that is not a string"
+    if not all(v is None or isinstance(v, (str, int, float, bool)) for v in record["data"].values()):
+        return "'data' holds a value that is not a number, string or bool"
+    return _fields_problem("provenance", record.get("provenance") or {}, PROVENANCE_FIELDS)
+
+
+def record_problem(record: Any, run_id: str) -> str | None:
+    """None if ``record`` is a run record of run ``run_id``, else what is wrong with it (one line)."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a run record"
+    for key, kind in REQUIRED.items():
+        if key not in record:
+            return f"no {key!r}"
+        if record[key] is None or _type_problem(repr(key), record[key], kind):
+            return f"{key!r} is a {type(record[key]).__name__}, not a {_kind_name(kind)}"
+    for key, kind in OPTIONAL.items():
+        problem = _type_problem(repr(key), record.get(key), kind)
+        if problem:
+            return problem
+    if record["run_id"] != run_id:
+        return f"its run_id {record['run_id']!r} is not the {run_id!r} of its file name"
+    problem = _range_problem(record) or _parts_problem(record)
+    if problem:
+        return problem
+    if run_id_of(record) != run_id:
+        return f"what it records is not run {run_id} (its identity fields hash to another id)"
+    return None
