@@ -5,6 +5,8 @@
 - :class:`DatasetUnavailable` / :class:`DatasetCorrupt`: a dataset cannot be loaded (missing files, or a file that
   exists but cannot be parsed); one line naming the fix or the file.
 - :class:`NonFiniteLoss`: a training loss became NaN or infinite; the run is recorded as failed with the reason.
+- :class:`NothingPublished`: a command asked for tables, figures or a report and none of a part's files could be
+  made (whatever else could be was written); the command line exits with status 1.
 """
 
 
@@ -28,3 +30,8 @@ def one_line(exc: BaseException) -> str:
     """``Type: first line of the message``, for embedding an exception in a one-line message."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class NothingPublished(RuntimeError):
+    """A publish step (tables, figures, report) wrote none of the files of a part it was asked for, e.g. every
+    figure failed; ``str()`` is one line naming the part and why. The command line exits with status 1."""

@@ -4,6 +4,7 @@ tests also show that any method in the store appears with no code change."""
 
 import json
 import math
+import os
 import re
 import shutil
 
@@ -13,12 +14,19 @@ import pytest
 from scipy import stats as sps
 
 from benchmark import cli
-from benchmark.reporting.report import write_report
+from benchmark.reporting.publish import publish
+from benchmark.store import Store
 from tests.conftest import ROOT
 from tests.test_stats import root_found_mde
 from tests.test_tables import StoreBuilder, holm_by_hand
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def write_report(out, notebook_defects=None):
+    """The report command's publish step: (REPORT.md's path, the figures drawn)."""
+    published = publish(Store(out), notebook_defects=notebook_defects)
+    return published.report, published.figures
 
 
 def curve_rows(role, val, test):
@@ -314,11 +322,7 @@ def test_notebook_defect_table(known):
 
 
 def test_notebook_defects_not_run_or_not_given(tmp_path):
-    b = StoreBuilder(tmp_path)
-    for r in range(2):
-        b.add("scratch_student", r, kind="baseline", roles={"student": "K1"},
-              metrics=[["student", -1, "test_acc", 0.8 + r / 100]])
-        b.add("kd", r, roles={"student": "K1"}, metrics=[["student", -1, "test_acc", 0.81 + r / 50]])
+    small_store(tmp_path)
     report, _ = write_report(tmp_path, {"kd": {"t_squared": (False, "no T²")}})
     assert ("No notebook-defect runs in the store: `python -m benchmark defects` runs each notebook defect alone"
             in report.read_text())
@@ -347,10 +351,11 @@ def test_every_figure_is_drawn_and_linked(known):
 
 
 def test_ablation_figure_has_a_panel_per_factor(known):
-    from benchmark.reporting.figures import SEVERAL, ablation_panels
-    from benchmark.reporting.tables import load_results, main_metric
+    from benchmark.reporting.ablations import main_metric
+    from benchmark.reporting.figures_method import SEVERAL, ablation_panels
+    from benchmark.reporting.frames import load_results
 
-    a = load_results(known["out"]).ablations
+    a = load_results(Store(known["out"])).ablations
     panels = ablation_panels(main_metric(a[a.method == "good_method"]))
     assert [(factor, levels, default) for factor, _, levels, default in panels] == [
         ("loss", ["as_published", "fixed"], "fixed"), ("temperature", ["4.0", "8.0"], "4.0"),
@@ -366,7 +371,7 @@ def assert_links_are_pngs(out, text, minimum=1):
         assert path.read_bytes()[:8] == PNG, link
 
 
-def test_figures_skip_cleanly_without_their_data(tmp_path):
+def test_figures_skip_cleanly_without_their_data_and_never_delete_a_file(tmp_path, capsys):
     b = StoreBuilder(tmp_path)
     for r in range(2):
         b.add("scratch_student", r, kind="baseline", roles={"student": "K1"},
@@ -374,11 +379,15 @@ def test_figures_skip_cleanly_without_their_data(tmp_path):
     assert cli.main(["figures", "--out", str(tmp_path)]) == 0
     drawn = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
     assert drawn == ["accuracy_digits_smoke.png", "cost_digits_smoke.png", "step_time_digits_smoke.png"]
-    stale = tmp_path / "figures" / "heatmap_gone_digits_smoke.png"
-    stale.write_bytes(PNG)
-    report, _ = write_report(tmp_path)
-    assert not stale.exists()  # a figure whose data left the store is not kept
-    assert "No paired comparison" in report.read_text()
+    assert "warning" not in capsys.readouterr().err
+    committed = tmp_path / "figures" / "heatmap_gone_digits_smoke.png"  # e.g. a committed reference figure
+    committed.write_bytes(PNG)
+    assert cli.main(["report", "--out", str(tmp_path)]) == 0
+    assert committed.read_bytes() == PNG  # not drawn from this store: left as it was, never deleted
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert "1 figure file(s)" in line and committed.name in line and "left as they were" in line
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "heatmap_gone" not in text and "No paired comparison" in text
 
 
 def test_store_with_only_failed_runs_still_reports(tmp_path):
@@ -386,6 +395,69 @@ def test_store_with_only_failed_runs_still_reports(tmp_path):
     report, figures = write_report(tmp_path)
     text = report.read_text()
     assert "No successful runs" in text and "| failed | m |" in text and figures.files == []
+
+
+def small_store(out, reps=2):
+    b = StoreBuilder(out)
+    for r in range(reps):
+        b.add("scratch_student", r, kind="baseline", roles={"student": "K1"},
+              metrics=[["student", -1, "test_acc", 0.8 + r / 100]])
+        b.add("kd", r, roles={"student": "K1"}, metrics=[["student", -1, "test_acc", 0.81 + r / 50]])
+    return b
+
+
+def test_each_command_publishes_only_its_part(tmp_path):
+    small_store(tmp_path)
+    tables = publish(Store(tmp_path), ("tables",))
+    assert [p.name for p in tables.written] == ["metrics.parquet", "metrics.csv", "runs.csv", "summary.csv",
+                                                "summary.md", "ablations.csv"]
+    assert tables.figures is None and tables.report is None and not (tmp_path / "figures").exists()
+    figures = publish(Store(tmp_path), ("figures",))
+    assert {p.parent.name for p in figures.written} == {"figures"} and not (tmp_path / "REPORT.md").exists()
+    report = publish(Store(tmp_path), ("report",))  # the report brings the tables and figures it links
+    assert report.report == tmp_path / "REPORT.md" and report.written[-1] == report.report
+    assert len(report.written) == 6 + len(report.figures.files) + 1
+
+
+def test_a_full_disk_leaves_every_table_as_it_was(tmp_path, capsys, monkeypatch):
+    b = small_store(tmp_path)
+    assert cli.main(["tables", "--out", str(tmp_path)]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()}
+    b.add("kd", 2, roles={"student": "K1"}, metrics=[["student", -1, "test_acc", 0.9]])  # a new run: new tables
+    calls = []
+    real_fsync = os.fsync
+
+    def fills_up(fd):  # two table files fit on the disk, the third does not
+        calls.append(fd)
+        if len(calls) > 2:
+            raise OSError(28, os.strerror(28))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fills_up)
+    assert cli.main(["tables", "--out", str(tmp_path)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()} == before  # no temporary file either
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert cli.main(["tables", "--out", str(tmp_path)]) == 0
+    assert all((tmp_path / "tables" / name).read_bytes() != data for name, data in before.items()
+               if name != "ablations.csv")  # every table now holds the new run (there is no ablation)
+
+
+def test_every_figure_failing_is_a_failure_of_the_command(tmp_path, capsys, monkeypatch):
+    from benchmark.reporting import figures
+
+    def broken(res, folder):
+        raise ValueError("cannot draw")
+
+    small_store(tmp_path)
+    monkeypatch.setattr(figures, "DRAWERS", (broken, broken))
+    assert cli.main(["figures", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("benchmark: error: no figure could be drawn") and "cannot draw" in err[-1]
+    assert not (tmp_path / "figures").exists()
+    assert cli.main(["report", "--out", str(tmp_path)]) == 1  # what could be written was
+    assert "## Figures that could not be drawn" in (tmp_path / "REPORT.md").read_text()
+    assert (tmp_path / "tables" / "summary.md").is_file()
 
 
 @pytest.mark.parametrize("command", ["tables", "figures", "report"])
@@ -415,6 +487,7 @@ def test_all_then_report_end_to_end_with_a_new_method_folder(tmp_path, monkeypat
               "--jobs", "1"]
     assert cli.main(["all", *common]) == 0
     assert (out / "figures" / "accuracy_digits_smoke.png").is_file()  # `all` draws figures too
+    assert "fresh_method (student)" in (out / "REPORT.md").read_text()  # and writes the report of the same runs
     assert cli.main(["ablate", "fresh_method", "--param", "label_smoothing=0.0,0.1", *common]) == 0
     assert cli.main(["report", "--out", str(out)]) == 0
     text = (out / "REPORT.md").read_text()

@@ -14,24 +14,19 @@ import pytest
 from scipy import stats as sps
 
 from benchmark.reporting import stats
-from benchmark.reporting.tables import (
-    ABLATION_FAMILY,
-    INIT,
-    ORDER,
-    VS_DEFAULT,
-    add_holm,
+from benchmark.reporting.ablations import defect_frame
+from benchmark.reporting.columns import ABLATION_FAMILY, INIT, ORDER, VS_DEFAULT
+from benchmark.reporting.frames import add_holm, load_results, pairing_of
+from benchmark.reporting.stats import holm_within
+from benchmark.reporting.tables import summary_markdown
+from benchmark.reporting.text import (
     arch_text,
     comparison,
-    defect_frame,
     fmt_delta,
-    holm_within,
-    load_results,
     mde_sentence,
     mde_short,
-    pairing_of,
     same_level,
     scratch_labels,
-    summary_markdown,
     verdict_text,
 )
 from benchmark.store import Store, run_id_of
@@ -148,7 +143,7 @@ def store_of_diffs(tmp_path, cases: dict[str, list[int]]):
         for r, d in enumerate(diffs):
             b.add(method, r, roles={"student": "K"}, arch="m_mlp",
                   metrics=[["student", -1, "test_acc", (scratch[r] + d) / TEST_SIZE]])
-    return load_results(tmp_path)
+    return load_results(Store(tmp_path))
 
 
 def summary_row(results, method):
@@ -326,7 +321,7 @@ def ablated(tmp_path_factory):
             for r in range(4):
                 b.add("m", r, variant=name, dataset=dataset, roles={"student": None},
                       config={**base, **change}, metrics=[["student", -1, "test_acc", values[(dataset, name)][r]]])
-    return load_results(out), values
+    return load_results(Store(out)), values
 
 
 def test_each_variant_against_the_default_of_its_dataset(ablated):

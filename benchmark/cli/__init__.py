@@ -19,7 +19,7 @@ from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings, is_done, run_plan
 from benchmark.engine.plan import order, plan
-from benchmark.errors import BadInput
+from benchmark.errors import BadInput, NothingPublished
 from benchmark.store.store import Store
 
 
@@ -223,9 +223,8 @@ def cmd_defects(args) -> int:
 
 
 def cmd_tables(args) -> int:
-    Store(args.out).require_runs()
-    paths = write_outputs(args.out, figures=False)
-    print(f"tables written to {paths['summary.md'].parent}")
+    published = _publish(Store(args.out), ("tables",))
+    print(f"tables written to {published.summary.parent}")
     return 0
 
 
@@ -236,28 +235,27 @@ def cmd_profile(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from benchmark.reporting.figures import write_figures
-
-    Store(args.out).require_runs()
-    drawn = write_figures(args.out)
-    _warn_figure_errors(drawn.errors)
-    print(f"{len(drawn.files)} figures written to {Path(args.out) / 'figures'} ({drawn.seconds:.1f} s)")
+    store = Store(args.out)
+    drawn = _publish(store, ("figures",)).figures
+    print(f"{len(drawn.files)} figures written to {store.figures_dir} ({drawn.seconds:.1f} s)")
     return 0
 
 
 def cmd_report(args) -> int:
-    from benchmark.reporting.report import write_report
-
-    Store(args.out).require_runs()
-    path, drawn = write_report(args.out, {i.name: i.cls.notebook_defects for i in discover().values() if i.ok})
-    _warn_figure_errors(drawn.errors)
-    print(f"report written to {path} ({len(drawn.files)} figures)")
+    published = _publish(Store(args.out), methods=discover())
+    print(f"report written to {published.report} ({len(published.figures.files)} figures)")
     return 0
 
 
-def _warn_figure_errors(errors: list[str]) -> None:
-    for line in errors:
-        print(f"warning: figure not drawn: {line}", file=sys.stderr)
+def _publish(store: Store, parts=("tables", "figures", "report"), methods: dict[str, MethodInfo] | None = None):
+    """``benchmark.reporting.publish`` with the methods' notebook defects for the report; its warnings on stderr."""
+    from benchmark.reporting.publish import publish
+
+    defects = {i.name: i.cls.notebook_defects for i in (methods or {}).values() if i.ok}
+    published = publish(store, parts, defects if methods is not None else None)
+    for line in published.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    return published
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
@@ -363,7 +361,7 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
     finally:
         if client is not None:
             dask_backend.close(client)
-    write_outputs(args.out)
+    published = _publish(settings.store, methods=methods)
     total = sum(n for _, n in outcomes)
     records = [r for o, _ in outcomes for r in o.records]
     trained = sum(r["status"] == "ok" for r in records)
@@ -374,7 +372,7 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
         print(f"all {total} runs were cached; nothing trained")
     else:
         print(f"{total} runs: {trained} trained, {cached} cached, {skipped} skipped, {len(failed)} failed")
-    print(f"tables: {Path(args.out) / 'tables' / 'summary.md'}")
+    print(f"tables: {published.summary}")
     if failed or broken:
         print("failures:")
         for r in failed:
@@ -443,22 +441,6 @@ def _until_ci(args, infos, grids, planned, settings: Settings, methods, client=N
     return outcomes
 
 
-def write_outputs(out: Path, figures: bool = True) -> dict[str, Path]:
-    """Tables (and figures) from the store; BadInput if it holds no run. A figure that cannot be drawn is a
-    warning, never a failure: the tables of a finished suite are always written."""
-    from benchmark.reporting.figures import write_figures
-    from benchmark.reporting.report import require_results
-    from benchmark.reporting.tables import load_results, write_tables
-
-    require_results(out)
-    results = load_results(out)
-    paths = write_tables(out, results)
-    if figures:
-        _warn_figure_errors(write_figures(out, results).errors)
-        paths["figures"] = Path(out) / "figures"
-    return paths
-
-
 def _warn(line: str) -> None:
     print(f"benchmark: {line}", file=sys.stderr)
 
@@ -474,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         print(f"benchmark: error: {exc}", file=sys.stderr)
         return 2
+    except NothingPublished as exc:  # what could be written was; the part asked for is missing
+        print(f"benchmark: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # a write that failed after the checks (a full disk): what is stored stays stored
         where = f": {exc.filename}" if exc.filename else ""
         print(f"benchmark: error: {exc.strerror or exc}{where} (every run stored so far is kept)", file=sys.stderr)

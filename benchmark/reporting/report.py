@@ -1,7 +1,8 @@
 """``<out>/REPORT.md`` from the store alone: the findings in plain sentences, the figures, the ablations, what each
-notebook defect did, the summary tables and the runs that did not finish. The tables and figures are regenerated
-first, so every link points to a file drawn from the same runs. Nothing is trained, and nothing here imports the
-engine: the methods' declared notebook defects come in as an argument (the command line passes them).
+notebook defect did, the summary tables and the runs that did not finish. :func:`render` writes it from the same
+``Results`` and figures as the tables (``benchmark.reporting.publish`` writes all three as one set), so every link
+points to a file drawn from the same runs. Nothing is trained, and nothing here imports the engine: the methods'
+declared notebook defects come in as an argument (the command line passes them).
 
 One sentence per paired comparison, from ``stats.paired``: "beats" or "is worse than" only when the 95% interval
 of the paired difference excludes 0 (when the differences have zero variance there is no interval, and the exact
@@ -16,81 +17,30 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 
-from benchmark.errors import BadInput
-from benchmark.reporting import stats
+from benchmark.reporting import ablations, columns, frames, stats, tables, text
 from benchmark.reporting.failures import current_failures
-from benchmark.reporting.figures import FigureFile, FigureSet, write_figures
-from benchmark.store import atomic_write_bytes
-from benchmark.reporting.tables import (
-    FINAL_SEL,
-    ORDER_ONLY,
-    PRIMARY,
-    SCRATCH,
-    VAL_SEL,
-    VS_DEFAULT,
-    Results,
-    comparison,
-    defect_frame,
-    fmt_delta,
-    fmt_holm,
-    fmt_mean_ci,
-    fmt_p,
-    fmt_p_test,
-    is_main,
-    is_percent,
-    load_results,
-    main_metric,
-    main_rows,
-    mde_sentence,
-    mde_short,
-    no_interval_text,
-    order_rows,
-    pairing_mark,
-    summary_markdown,
-    verdict_text,
-    write_tables,
-    zero_variance,
-)
+from benchmark.reporting.figures import FigureSet
+from benchmark.reporting.plot import FigureFile
+from benchmark.store import Store
 
 # {method: {config field: (the notebook's value, one line on what the notebook did)}}, as methods declare it
 NotebookDefects = Mapping[str, Mapping[str, Any]]
 DEFECTS_COMMAND = "python -m benchmark defects"
 
 
-def require_results(out: Path | str) -> None:
-    """BadInput (one line, exit 2) unless ``out`` holds at least one stored run."""
-    runs = Path(out) / "runs"
-    if not runs.is_dir() or not any(runs.glob("*.json")):
-        raise BadInput(f"no stored runs under {runs}: run `python -m benchmark all --out {out}` first, "
-                       "or pass --out with a results folder")
-
-
-def write_report(out: Path | str, notebook_defects: NotebookDefects | None = None) -> tuple[Path, FigureSet]:
-    """Tables, figures and ``<out>/REPORT.md``. ``notebook_defects`` is ``{method: Method.notebook_defects}``
-    for the methods whose defects the report should tabulate (None: the section says it was not given)."""
-    require_results(out)
-    results = load_results(out)
-    write_tables(out, results)
-    figures = write_figures(out, results)
-    path = Path(out) / "REPORT.md"
-    atomic_write_bytes(path, render(results, figures, Path(out), notebook_defects).encode())
-    return path, figures
-
-
 # ---- sentences ---------------------------------------------------------------------------------------------
 
 def amount(value: float, metric: str) -> str:
-    return f"{value * 100:+.1f} pp" if is_percent(metric) else f"{value:+.3g}"
+    return f"{value * 100:+.1f} pp" if columns.is_percent(metric) else f"{value:+.3g}"
 
 
 def interval(lo: float, hi: float, metric: str) -> str:
-    if is_percent(metric):
+    if columns.is_percent(metric):
         return f"95% CI [{lo * 100:.1f}, {hi * 100:.1f}]"
     return f"95% CI [{lo:.3g}, {hi:.3g}]"
 
@@ -100,16 +50,16 @@ def _holm_clause(c: dict) -> str:
     if p_holm is None or math.isnan(p_holm):
         return ""
     if p_holm < stats.ALPHA:
-        return f"; Holm-adjusted p={fmt_p(p_holm)} over {m} comparisons"
-    return f"; after Holm's correction over {m} comparisons it is not significant (p={fmt_p(p_holm)})"
+        return f"; Holm-adjusted p={text.fmt_p(p_holm)} over {m} comparisons"
+    return f"; after Holm's correction over {m} comparisons it is not significant (p={text.fmt_p(p_holm)})"
 
 
 def _pairing_clause(c: dict) -> str:
     """A sentence after the comparison when its pair does not share the initial weights, or may not."""
-    mark = pairing_mark(c)
-    if mark == ORDER_ONLY:
-        return (f" {ORDER_ONLY.capitalize()}: the same data and batch order as its scratch student, not the same "
-                "initial weights.")
+    mark = text.pairing_mark(c)
+    if mark == columns.ORDER_ONLY:
+        return (f" {columns.ORDER_ONLY.capitalize()}: the same data and batch order as its scratch student, not the "
+                "same initial weights.")
     if mark:
         return " Its records do not say whether it shares its scratch student's initial weights (pairing not recorded)."
     return ""
@@ -122,26 +72,26 @@ def delta_sentence(subject: str, against: str, where: str, metric: str, c: dict)
     pairing = _pairing_clause(c)
     if n < 2:
         return (f"{subject} differs from {against} {where} by {amount(mean, metric)} in its only paired "
-                f"repetition: too few for an interval or a test, so {stats.UNCLEAR}; {mde_sentence(c, metric)}"
+                f"repetition: too few for an interval or a test, so {stats.UNCLEAR}; {text.mde_sentence(c, metric)}"
                 f".{pairing}")
-    if zero_variance(c):
+    if text.zero_variance(c):
         if mean == 0:
             head = f"{subject} matches {against} exactly {where} in all {n} repetitions"
         else:
             head = f"{subject} differs from {against} {where} by {amount(mean, metric)} in each of its {n} repetitions"
         floor = ", the smallest it can be at this n" if mean != 0 and math.isclose(c["p_signflip"], 2 / 2**n) else ""
-        numbers = f"{no_interval_text(n)}; sign-flip p={fmt_p(c['p_signflip'])}{floor}"
-        found = verdict_text(c["verdict"], against, metric)
+        numbers = f"{text.no_interval_text(n)}; sign-flip p={text.fmt_p(c['p_signflip'])}{floor}"
+        found = text.verdict_text(c["verdict"], against, metric)
         if found == stats.UNCLEAR:
-            return f"{head} ({numbers}): {stats.UNCLEAR}; {mde_sentence(c, metric)}.{pairing}"
+            return f"{head} ({numbers}): {stats.UNCLEAR}; {text.mde_sentence(c, metric)}.{pairing}"
         return f"{head} ({numbers}): it {found}{_holm_clause(c)}.{pairing}"
     test = c["p_value_test"] or "test"
     numbers = (f"{amount(mean, metric)}, {interval(c['delta_ci_low'], c['delta_ci_high'], metric)}, n={n}, "
-               f"{test} p={fmt_p(c['p_value'])}")
-    found = verdict_text(c["verdict"], against, metric)
+               f"{test} p={text.fmt_p(c['p_value'])}")
+    found = text.verdict_text(c["verdict"], against, metric)
     if found == stats.UNCLEAR:
         return (f"{subject} against {against} {where}: {stats.UNCLEAR} ({numbers}); "
-                f"{mde_sentence(c, metric)}.{pairing}")
+                f"{text.mde_sentence(c, metric)}.{pairing}")
     verb = found if found.startswith("beats") else f"is {found}"
     return f"{subject} {verb} {where}: {numbers}{_holm_clause(c)}.{pairing}"
 
@@ -153,49 +103,49 @@ def who(r) -> str:
 
 def comparison_sentence(r, dataset: str, selected=None) -> str:
     """One summary row with a paired Δ (against scratch or an untrained control), in words."""
-    against = "scratch" if str(r.delta_vs).startswith(SCRATCH) else "the untrained network"
-    subject = who(r) if r.metric == PRIMARY else f"{r.metric} of {who(r)}"
-    text = delta_sentence(subject, against, f"on {dataset}", r.metric, comparison(r))
+    against = "scratch" if str(r.delta_vs).startswith(columns.SCRATCH) else "the untrained network"
+    subject = who(r) if r.metric == columns.PRIMARY else f"{r.metric} of {who(r)}"
+    sentence = delta_sentence(subject, against, f"on {dataset}", r.metric, text.comparison(r))
     if selected is not None and not math.isnan(selected.delta_mean):
-        c = comparison(selected)
+        c = text.comparison(selected)
         ci = f", {interval(c['delta_ci_low'], c['delta_ci_high'], r.metric)}" if not math.isnan(
-            c["delta_ci_low"]) else (f", {no_interval_text(c['n'])}" if zero_variance(c) else "")
-        found = verdict_text(c["verdict"], against, r.metric)
+            c["delta_ci_low"]) else (f", {text.no_interval_text(c['n'])}" if text.zero_variance(c) else "")
+        found = text.verdict_text(c["verdict"], against, r.metric)
         if found == stats.UNCLEAR:
-            found += f"; {mde_sentence(c, r.metric)}"
-        text += f" Validation-selected: {amount(c['delta_mean'], r.metric)}{ci}, {found}."
-    return text
+            found += f"; {text.mde_sentence(c, r.metric)}"
+        sentence += f" Validation-selected: {amount(c['delta_mean'], r.metric)}{ci}, {found}."
+    return sentence
 
 
 def findings(block: pd.DataFrame, dataset: str) -> list[str]:
     lines = []
     paired = block[block.delta_vs.notna() & (block.pair_n > 0)]
-    main = paired.metric.map(is_main).astype(bool)
-    final = order_rows(main_rows(paired[(paired.selection == FINAL_SEL) & main]))
-    chosen = paired[paired.selection == VAL_SEL].set_index(["method", "variant", "role"])
+    main = paired.metric.map(columns.is_main).astype(bool)
+    final = frames.order_rows(frames.main_rows(paired[(paired.selection == columns.FINAL_SEL) & main]))
+    chosen = paired[paired.selection == columns.VAL_SEL].set_index(["method", "variant", "role"])
     chosen = chosen[~chosen.index.duplicated()]
     for r in final.itertuples():
         key = (r.method, r.variant, r.role)
-        sel = chosen.loc[key] if r.metric == PRIMARY and key in chosen.index else None
+        sel = chosen.loc[key] if r.metric == columns.PRIMARY and key in chosen.index else None
         lines.append("- " + comparison_sentence(r, dataset, sel))
-    unpaired = block[block.delta_vs.notna() & (block.pair_n == 0) & (block.metric == PRIMARY)
-                     & (block.selection == FINAL_SEL)]
-    for r in order_rows(main_rows(unpaired)).itertuples():
+    unpaired = block[block.delta_vs.notna() & (block.pair_n == 0) & (block.metric == columns.PRIMARY)
+                     & (block.selection == columns.FINAL_SEL)]
+    for r in frames.order_rows(frames.main_rows(unpaired)).itertuples():
         lines.append(f"- {who(r)} on {dataset}: {r.note}.")
     return lines
 
 
 # ---- sections ----------------------------------------------------------------------------------------------
 
-def image(f: FigureFile, out: Path) -> str:
-    return f"![{f.title}]({f.path.relative_to(out).as_posix()})\n"
+def image(f: FigureFile, store: Store) -> str:
+    return f"![{f.title}]({store.relative(f.path)})\n"
 
 
 def by_kind(figures: FigureSet, kind: str, **match) -> list[FigureFile]:
     return [f for f in figures.files if f.kind == kind and all(getattr(f, k) == v for k, v in match.items())]
 
 
-def header(results: Results, out: Path) -> list[str]:
+def header(results: frames.Results) -> list[str]:
     provenance = [r.get("provenance") or {} for r in results.records]
     counts = Counter(r.get("status") for r in results.records)
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
@@ -209,7 +159,7 @@ def header(results: Results, out: Path) -> list[str]:
 
     # the folder is named relative to nothing: an absolute path would be this machine's
     lines = ["# Benchmark report", "",
-             f"Written by `python -m benchmark report` from the {len(results.records)} run records in `runs/` "
+             f"Written by `python -m benchmark report` from the {len(results.records)} run records in `{Store.RUNS}/` "
              f"beside this file ({status}); nothing was trained to write it.",
              f"Datasets: {names('dataset')}. Presets: {names('preset')}. Methods and baselines: "
              f"{names('method')}.",
@@ -217,6 +167,8 @@ def header(results: Results, out: Path) -> list[str]:
     if results.superseded:
         lines += [f"{results.superseded} older run(s), superseded by newer runs of the same configuration "
                   "(e.g. after a method's code changed), are left out of every table and figure.", ""]
+    if results.skipped:
+        lines += [tables.skipped_sentence(results.skipped), ""]
     # One configuration on one dataset trained by several versions of the code that can change its result (its
     # source hash; configurations and datasets differ in theirs by design)
     versions = c.groupby(["method", "preset", "dataset", "variant"]).source_hash.nunique()
@@ -227,7 +179,7 @@ def header(results: Results, out: Path) -> list[str]:
     return lines
 
 
-def dataset_sections(results: Results, figures: FigureSet, out: Path) -> list[str]:
+def dataset_sections(results: frames.Results, figures: FigureSet, store: Store) -> list[str]:
     lines = ["## Findings", ""]
     summary = results.summary
     if summary.empty:
@@ -241,32 +193,32 @@ def dataset_sections(results: Results, figures: FigureSet, out: Path) -> list[st
         lines += (found or ["- No paired comparison: the store has no method run with a paired scratch "
                             "student here."]) + [""]
         for kind in ("accuracy", "forest", "cost", "step_time", "schedule"):
-            lines += [image(f, out) for f in by_kind(figures, kind, dataset=dataset, preset=preset)]
+            lines += [image(f, store) for f in by_kind(figures, kind, dataset=dataset, preset=preset)]
         lines.append("")
     return lines
 
 
-def method_sections(figures: FigureSet, out: Path) -> list[str]:
+def method_sections(figures: FigureSet, store: Store) -> list[str]:
     per_method = [f for f in figures.files if f.method and f.kind in ("curves", "heatmap", "outputs")]
     if not per_method:
         return []
     lines = ["## Per method: learning curves and per-step diagnostics", ""]
     for method in sorted({f.method for f in per_method}):
-        lines += [f"### {method}", ""] + [image(f, out) for f in per_method if f.method == method] + [""]
+        lines += [f"### {method}", ""] + [image(f, store) for f in per_method if f.method == method] + [""]
     return lines
 
 
 def _vs_default(r) -> dict:
-    return comparison(r, prefix=VS_DEFAULT, n=VS_DEFAULT + "n")
+    return text.comparison(r, prefix=columns.VS_DEFAULT, n=columns.VS_DEFAULT + "n")
 
 
 def _comparison_cells(c: dict, metric: str, against: str) -> list[str]:
     """Δ [CI], pairs, p (test), p (Holm), verdict and MDE of one comparison."""
-    return [fmt_delta(None, metric, c), str(c["n"]), fmt_p_test(c), fmt_holm(c),
-            verdict_text(c["verdict"], against, metric), mde_short(c, metric)]
+    return [text.fmt_delta(None, metric, c), str(c["n"]), text.fmt_p_test(c), text.fmt_holm(c),
+            text.verdict_text(c["verdict"], against, metric), text.mde_short(c, metric)]
 
 
-def ablation_sections(results: Results, figures: FigureSet, out: Path) -> list[str]:
+def ablation_sections(results: frames.Results, figures: FigureSet, store: Store) -> list[str]:
     a = results.ablations
     if a.empty:
         return []
@@ -286,8 +238,8 @@ def ablation_sections(results: Results, figures: FigureSet, out: Path) -> list[s
         rows = []
         records = [SimpleNamespace(**d) for d in block.to_dict("records")]
         for r in records:
-            mean = fmt_mean_ci(r, r.metric) if not pd.isna(r.mean) else "–"
-            scratch = fmt_delta(r, r.metric) if isinstance(r.delta_vs, str) else "–"
+            mean = text.fmt_mean_ci(r, r.metric) if not pd.isna(r.mean) else "–"
+            scratch = text.fmt_delta(r, r.metric) if isinstance(r.delta_vs, str) else "–"
             if r.variant == "default":
                 cells = ["reference", "–", "–", "–", "–", "–"]
             else:
@@ -297,7 +249,7 @@ def ablation_sections(results: Results, figures: FigureSet, out: Path) -> list[s
                   "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
         lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
         lines += ablation_sentences(block, dataset) + [""]
-        lines += [image(f, out) for f in by_kind(figures, "ablation", dataset=dataset, preset=preset,
+        lines += [image(f, store) for f in by_kind(figures, "ablation", dataset=dataset, preset=preset,
                                                  method=method)] + [""]
     return lines
 
@@ -310,8 +262,9 @@ def ablation_sentences(block: pd.DataFrame, dataset: str) -> list[str]:
     """Every variant's Δ against the default in words, for each role's main metric (test accuracy, or e.g. a
     label-free layer's probe accuracy)."""
     lines = []
-    for r in main_metric(block[block.variant != "default"]).itertuples():
-        subject = f"{r.method} with {r.changed or r.variant} ({r.role}{'' if r.metric == PRIMARY else ', ' + r.metric})"
+    for r in ablations.main_metric(block[block.variant != "default"]).itertuples():
+        metric = "" if r.metric == columns.PRIMARY else ", " + r.metric
+        subject = f"{r.method} with {r.changed or r.variant} ({r.role}{metric})"
         c = _vs_default(r)
         if c["n"] == 0:
             lines.append(f"- {subject} on {dataset}: no repetition shared with the default.")
@@ -320,7 +273,7 @@ def ablation_sentences(block: pd.DataFrame, dataset: str) -> list[str]:
     return lines
 
 
-def defect_sections(results: Results, notebook_defects: NotebookDefects | None) -> list[str]:
+def defect_sections(results: frames.Results, notebook_defects: NotebookDefects | None) -> list[str]:
     """"What each notebook defect did": per method and dataset, each declared defect's variant against the
     corrected default, paired (``tables.defect_frame``)."""
     lines = ["## What each notebook defect did", ""]
@@ -337,7 +290,7 @@ def defect_sections(results: Results, notebook_defects: NotebookDefects | None) 
               "the method on that dataset for the same metric. Accuracies in %, Δ and MDE in pp.", ""]
     if not declared:
         return lines + ["No method declares a notebook defect.", ""]
-    frame = defect_frame(results.ablations, declared)
+    frame = ablations.defect_frame(results.ablations, declared)
     run = frame[frame.variant.notna()] if not frame.empty else frame
     defaults = results.current[(results.current.variant == "default") & results.current.method.isin(declared)]
     if run.empty:
@@ -381,7 +334,7 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def problems(results: Results) -> list[str]:
+def problems(results: frames.Results) -> list[str]:
     """Runs that failed (and are not superseded by a later finished run of the same slot) or were skipped."""
     failed = current_failures(results.records)
     bad = failed + [r for r in results.records if r.get("status") == "skipped"]
@@ -401,8 +354,8 @@ def how_to_read() -> list[str]:
             "- Every comparison is paired: a method's model and its scratch student (the same architecture, input "
             "view and recipe trained alone, named \"scratch · method role (architecture)\" after the role it is "
             "the control for) share the dataset, repetition, seed, data and batch order, and, unless marked "
-            f"\"{ORDER_ONLY}\", the initial weights. Δ is the mean of the per-repetition differences, with a 95% "
-            "Student-t interval.",
+            f"\"{columns.ORDER_ONLY}\", the initial weights. Δ is the mean of the per-repetition differences, "
+            "with a 95% Student-t interval.",
             "- When every repetition differs by the same amount there is no t-interval (\"no interval: all n "
             "differences equal\"): the exact paired sign-flip test gives the p-value, and with n repetitions it "
             "cannot go below 2/2^n (0.0625 at n = 5).",
@@ -423,21 +376,25 @@ def how_to_read() -> list[str]:
             "to train first; step times exclude evaluation and warm-up.", ""]
 
 
-def render(results: Results, figures: FigureSet, out: Path, notebook_defects: NotebookDefects | None = None) -> str:
-    lines = header(results, out)
-    lines += dataset_sections(results, figures, out)
-    lines += method_sections(figures, out)
-    lines += ablation_sections(results, figures, out)
+def render(results: frames.Results, figures: FigureSet, store: Store,
+           notebook_defects: NotebookDefects | None = None) -> str:
+    """``REPORT.md``'s text; ``notebook_defects`` is ``{method: Method.notebook_defects}`` for the methods whose
+    defects the report should tabulate (None: the section says it was not given)."""
+    lines = header(results)
+    lines += dataset_sections(results, figures, store)
+    lines += method_sections(figures, store)
+    lines += ablation_sections(results, figures, store)
     lines += defect_sections(results, notebook_defects)
-    tables = summary_markdown(results.summary).split("\n", 1)[1]  # without its "# Summary" title
-    lines += ["## Summary tables", "", "Also in `tables/summary.md` and, tidy, `tables/summary.csv`."]
-    lines += ["#" + line if line.startswith("#") else line for line in tables.split("\n")]
+    summary = tables.summary_markdown(results.summary).split("\n", 1)[1]  # without its "# Summary" title
+    lines += ["## Summary tables", "", f"Also in `{store.relative(store.tables_dir / tables.SUMMARY_MD)}` and, "
+              f"tidy, `{store.relative(store.tables_dir / 'summary.csv')}`."]
+    lines += ["#" + line if line.startswith("#") else line for line in summary.split("\n")]
     lines += problems(results)
-    profile = out / "profiles" / "profile.png"
+    profile = store.profile_figure
     if profile.is_file() and profile.stat().st_size:
         lines += ["## Timing profile", "",
-                  "From `python -m benchmark profile` (`profiles/profile.csv`); not regenerated here.", "",
-                  f"![Timing profile]({profile.relative_to(out).as_posix()})", ""]
+                  f"From `python -m benchmark profile` (`{Store.PROFILES}/profile.csv`); not regenerated here.", "",
+                  f"![Timing profile]({store.relative(profile)})", ""]
     if figures.errors:
         lines += ["## Figures that could not be drawn", ""] + [f"- {e}" for e in figures.errors] + [""]
     lines += how_to_read()

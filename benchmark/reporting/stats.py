@@ -37,6 +37,7 @@ import math
 import warnings
 
 import numpy as np
+import pandas as pd
 from scipy import optimize, stats
 
 LEVEL = 0.95  # coverage of every interval in the tables
@@ -276,6 +277,21 @@ def holm(pvalues) -> np.ndarray:
     scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
     adjusted[order] = np.maximum.accumulate(scaled)
     return adjusted
+
+
+def holm_within(frame: pd.DataFrame, by: list[str], p: str = "p_value") -> tuple[pd.Series, pd.Series]:
+    """:func:`holm` of column ``p`` within each group of ``by`` (NaN p-values stay NaN and do not count), and each
+    group's number m of finite p-values (the family size the adjustment used)."""
+    adjusted = pd.Series(np.nan, index=frame.index, dtype=float)
+    family = pd.Series(0, index=frame.index, dtype="int64")
+    if frame.empty:
+        return adjusted, family
+    for _, part in frame.groupby(by, dropna=False):
+        idx = part.index
+        values = part[p].astype(float).to_numpy()
+        adjusted.loc[idx] = holm(values)
+        family.loc[idx] = int(np.isfinite(values).sum())
+    return adjusted, family
 
 
 def verdict(delta_lo: float, delta_hi: float) -> str:

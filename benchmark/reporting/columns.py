@@ -1,0 +1,59 @@
+"""The names every reporting module shares: the columns of the tidy tables, the two selections of an accuracy,
+the pairing kinds, and which metrics are summarised, compared in ablations, shown in percent or better lower.
+
+``epoch == -1`` marks the final evaluation of the model a method ends with (the official numbers); other epochs
+are learning curves.
+"""
+
+from __future__ import annotations
+
+METRIC_COLUMNS = ["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric", "value"]
+FINAL = -1
+SCRATCH = "scratch_student"  # the control every role with a pair_key is compared with
+PRIMARY = "test_acc"  # the official metric: sentences, figures and ablations lead with it
+# Final metrics summarised for every role that has them; any other final metric whose name ends in "_acc" is
+# added (e.g. a method's own accuracy), except validation/training ones.
+SUMMARY_METRICS = ("test_acc", "test_auc", "test_nll", "test_ece", "test_agreement", "probe_acc",
+                   "probe_acc_untrained")
+LOWER_IS_BETTER = ("_nll", "_ece", "_loss")  # metric-name suffixes where a smaller value is better
+# "<m>_untrained" is the same measurement on the untrained network: Δ = <m> - <m>_untrained, paired by run.
+UNTRAINED = "_untrained"
+FINAL_SEL, VAL_SEL = "final", "val_selected"
+GROUP = ["preset", "dataset", "method", "kind", "variant", "role", "metric", "selection"]
+UNIT = ["dataset", "base_seed", "data_key", "rep"]  # what makes two runs a pair (same seed, data, repetition)
+# What ``stats.paired`` returns, kept per comparison (prefixed ``delta_`` where the name alone is ambiguous).
+PAIRED_KEYS = ("delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "halfwidth", "p_ttest", "p_signflip",
+               "p_wilcoxon", "p_value", "p_value_test", "verdict", "mde", "mde_note", "note")
+SUMMARY_COLUMNS = GROUP + ["label", "n", "mean", "std", "ci_low", "ci_high", "delta_vs", "pairing", "pair_n",
+                           "delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "delta_halfwidth", "p_ttest",
+                           "p_signflip", "p_wilcoxon", "p_value", "p_value_test", "p_holm", "holm_m",
+                           "significant", "verdict", "mde", "mde_note", "note", "wall_time_s"]
+# A role's pairing with its scratch student, as its record says: INIT, the same initial weights and batch order;
+# ORDER, the same batch order and data only. The tables mark ORDER rows with ORDER_ONLY.
+INIT, ORDER = "init", "order"
+ORDER_ONLY = "order-paired only"
+# The vs-scratch comparison of the summary row, carried into each ablation row.
+VS_SCRATCH = ["label", "n", "mean", "ci_low", "ci_high", "delta_vs", "pairing", "pair_n", "delta_mean",
+              "delta_std", "delta_ci_low", "delta_ci_high", "delta_halfwidth", "p_value", "p_value_test",
+              "p_holm", "holm_m", "verdict", "mde", "mde_note", "note"]
+VS_DEFAULT = "vs_default_"  # prefix of the comparison with the method's default variant
+ABLATION_FAMILY = ["preset", "dataset", "method", "metric"]  # Holm families of the Δ-vs-default comparisons
+
+
+def is_summarised(metric: str) -> bool:
+    if metric in SUMMARY_METRICS:
+        return True
+    return metric.endswith("_acc") and not metric.startswith(("val_", "train_"))
+
+
+def is_main(metric: str) -> bool:
+    """Metrics shown in ablations: accuracies, without the untrained controls."""
+    return is_summarised(metric) and metric.endswith("_acc") and not metric.endswith(UNTRAINED)
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.endswith(LOWER_IS_BETTER)
+
+
+def is_percent(metric: str) -> bool:
+    return metric.endswith(("_acc", "_agreement", "_gain"))

@@ -1,0 +1,307 @@
+"""The store read into frames, once per command (:func:`load_results`): every record, the current successful runs
+(a newer run of the same configuration and repetition supersedes an older one), their roles and tidy metrics, and
+from them the per-run values, the summary with its paired comparisons, the ablations and the notebook defects.
+
+Every paired comparison is ``stats.paired`` of the per-repetition differences: its t-interval (none when the
+differences have zero variance), its p-value (the t-test's, or the exact sign-flip test's at zero variance), the
+uncorrected verdict and the minimum detectable difference. Holm's correction of those p-values runs across a
+family (``add_holm``: every comparison of one metric and selection in the summary).
+
+Two numbers per accuracy, labelled in the ``selection`` column:
+- ``final``: the metric of the model the method ends with (the official number);
+- ``val_selected``: test accuracy at the epoch of best validation accuracy in the run's learning curve
+  (first such epoch), for roles that log per-epoch ``val_acc`` and ``test_acc``. The test set is only read,
+  never used to choose.
+
+Non-finite values never reach a frame. Everything is driven by the store's contents: a new method's runs appear
+without any change here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from benchmark.reporting import stats
+from benchmark.reporting.ablations import ablation_frame
+from benchmark.reporting.columns import (
+    FINAL,
+    FINAL_SEL,
+    GROUP,
+    INIT,
+    METRIC_COLUMNS,
+    ORDER,
+    PAIRED_KEYS,
+    PRIMARY,
+    SCRATCH,
+    SUMMARY_COLUMNS,
+    UNIT,
+    UNTRAINED,
+    VAL_SEL,
+    is_summarised,
+)
+from benchmark.reporting.text import config_label, model_labels
+from benchmark.store import Store
+
+# ---- reading the store ---------------------------------------------------------------------------
+
+def metrics_frame(records: list[dict]) -> pd.DataFrame:
+    """The tidy metrics of the ok runs among ``records``: one row per run, role, epoch and metric."""
+    rows = []
+    for rec in records:
+        if rec.get("status") != "ok":
+            continue
+        for role, epoch, metric, value in rec.get("metrics", []):
+            if value is None or not math.isfinite(value):
+                continue
+            rows.append((rec["run_id"], rec["method"], rec["variant"], rec["dataset"], rec["rep"], role,
+                         epoch, metric, float(value)))
+    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    return frame.astype({"rep": "int64", "epoch": "int64", "value": "float64"})
+
+
+def runs_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per run with its parameters, timing, roles and status."""
+    rows = []
+    for rec in records:
+        timing = rec.get("timing") or {}
+        row = {
+            "run_id": rec["run_id"], "method": rec["method"], "kind": rec.get("kind"),
+            "variant": rec["variant"], "dataset": rec["dataset"], "rep": rec["rep"], "seed": rec.get("seed"),
+            "base_seed": rec.get("base_seed"), "preset": rec.get("preset"), "status": rec["status"],
+            "error": rec.get("error"), "wall_time_s": rec.get("wall_time_s"),
+            "step_median_s": timing.get("step_median_s"), "step_iqr_s": timing.get("step_iqr_s"),
+            "samples_per_s": timing.get("samples_per_s"), "source_hash": rec.get("source_hash"),
+            "git_commit": (rec.get("provenance") or {}).get("git_commit"),
+        }
+        row.update({f"cfg.{k}": _scalar(v) for k, v in (rec.get("config") or {}).items()})
+        row.update({f"data.{k}": v for k, v in (rec.get("data") or {}).items()})
+        for role, info in (rec.get("roles") or {}).items():
+            row[f"role.{role}.arch"] = info.get("arch")
+            row[f"role.{role}.view"] = info.get("view")
+            row[f"role.{role}.pair_key"] = info.get("pair_key")
+            row[f"role.{role}.pairing"] = info.get("pairing")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _scalar(value):
+    return "x".join(map(str, value)) if isinstance(value, list) else value
+
+
+@dataclass
+class Results:
+    """The store read once: every record, and the current successful runs with their metrics and roles."""
+
+    records: list[dict]
+    current: pd.DataFrame  # one row per current ok run (identity, unit, timing, config)
+    roles: pd.DataFrame  # run_id, role, arch, view, classifier, pair_key
+    metrics: pd.DataFrame  # tidy rows of the current runs, with preset/kind/unit columns added
+    superseded: int = 0  # ok runs replaced by a newer run of the same method, variant, dataset and repetition
+    skipped: int = 0  # run files under runs/ that were not valid records (set aside, or left in place read-only)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def _cached(self, name, build):
+        if name not in self._cache:
+            self._cache[name] = build(self)
+        return self._cache[name]
+
+    @property
+    def values(self) -> pd.DataFrame:
+        """Summarised values per run and role: final metrics and validation-selected test accuracy."""
+        return self._cached("values", summary_values)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self._cached("summary", summary_frame)
+
+    @property
+    def ablations(self) -> pd.DataFrame:
+        return self._cached("ablations", lambda r: ablation_frame(r.current, r.values, r.summary))
+
+    @property
+    def labels(self) -> dict[tuple, str]:
+        """(preset, dataset, method, variant) -> the readable name of that configuration (``model_labels``)."""
+        return self._cached("labels", lambda r: model_labels(r.current, r.roles))
+
+
+def load_results(store: Store) -> Results:
+    """The store's runs read once (BadInput, one line, when it holds no valid record: ``Store.require_runs``)."""
+    found = store.require_runs()
+    records = found.records
+    ok = [r for r in records if r.get("status") == "ok"]
+    latest: dict[tuple, dict] = {}
+    for rec in ok:
+        key = (rec["method"], rec.get("kind"), rec["variant"], rec.get("preset"), *_unit(rec))
+        if key not in latest or str(rec.get("finished_at", "")) >= str(latest[key].get("finished_at", "")):
+            latest[key] = rec
+    current_records = sorted(latest.values(), key=lambda r: r["run_id"])
+    current = pd.DataFrame([_current_row(r) for r in current_records], columns=CURRENT_COLUMNS)
+    roles = pd.DataFrame([{"run_id": r["run_id"], "role": role, "arch": info.get("arch"),
+                           "view": info.get("view"), "classifier": bool(info.get("classifier", True)),
+                           "pair_key": info.get("pair_key"), "pairing": info.get("pairing") or ""}
+                          for r in current_records for role, info in (r.get("roles") or {}).items()],
+                         columns=ROLE_COLUMNS)
+    tidy = metrics_frame(current_records)
+    extra = current[["run_id", "kind", "preset", "base_seed", "data_key"]]
+    metrics = tidy.merge(extra, on="run_id", how="left")
+    return Results(records, current, roles, metrics, superseded=len(ok) - len(current_records),
+                   skipped=found.skipped)
+
+
+ROLE_COLUMNS = ["run_id", "role", "arch", "view", "classifier", "pair_key", "pairing"]  # pairing "" if unrecorded
+CURRENT_COLUMNS = ["run_id", "method", "kind", "variant", "preset", *UNIT, "wall_time_s", "step_median_s",
+                   "step_iqr_s", "samples_per_s", "source_hash", "config"]
+
+
+def _current_row(rec: dict) -> dict:
+    timing = rec.get("timing") or {}
+    return {"run_id": rec["run_id"], "method": rec["method"], "kind": rec.get("kind") or "method",
+            "variant": rec["variant"], "preset": rec.get("preset") or "?",
+            **dict(zip(UNIT, _unit(rec), strict=True)),
+            "wall_time_s": rec.get("wall_time_s"), "step_median_s": timing.get("step_median_s"),
+            "step_iqr_s": timing.get("step_iqr_s"), "samples_per_s": timing.get("samples_per_s"),
+            "source_hash": rec.get("source_hash"), "config": rec.get("config") or {}}
+
+
+def _unit(rec: dict) -> tuple:
+    data = json.dumps(rec.get("data") or {}, sort_keys=True)
+    return (rec["dataset"], rec.get("base_seed", 0), data, rec["rep"])
+
+
+# ---- per-run values and the summary --------------------------------------------------------------
+
+def val_selected(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, role): test_acc at the first epoch of best val_acc; columns run_id, role, epoch, value."""
+    curves = metrics[(metrics.epoch >= 0) & metrics.metric.isin(["val_acc", "test_acc"])]
+    if curves.empty:
+        return pd.DataFrame(columns=["run_id", "role", "epoch", "value"])
+    wide = curves.pivot_table(index=["run_id", "role", "epoch"], columns="metric", values="value",
+                              aggfunc="first")
+    if not {"val_acc", "test_acc"} <= set(wide.columns):
+        return pd.DataFrame(columns=["run_id", "role", "epoch", "value"])
+    wide = wide.dropna(subset=["val_acc", "test_acc"]).reset_index().sort_values(["run_id", "role", "epoch"])
+    best = wide.loc[wide.groupby(["run_id", "role"], sort=False)["val_acc"].idxmax()]
+    return best[["run_id", "role", "epoch", "test_acc"]].rename(columns={"test_acc": "value"})
+
+
+def summary_values(results: Results) -> pd.DataFrame:
+    m = results.metrics
+    final = m[(m.epoch == FINAL) & m.metric.map(is_summarised).astype(bool)].assign(selection=FINAL_SEL)
+    chosen = val_selected(m).assign(metric=PRIMARY, selection=VAL_SEL).drop(columns="epoch")
+    ident = results.current[["run_id", "method", "kind", "variant", "preset", *UNIT]]
+    chosen = chosen.merge(ident, on="run_id")
+    cols = ["run_id", "method", "kind", "variant", "preset", *UNIT, "role", "metric", "selection", "value"]
+    values = pd.concat([final.reindex(columns=cols), chosen.reindex(columns=cols)], ignore_index=True)
+    values = values.merge(results.roles[["run_id", "role", "pair_key", "pairing"]], on=["run_id", "role"],
+                          how="left")
+    return values.astype({"value": "float64"})
+
+
+def summary_frame(results: Results) -> pd.DataFrame:
+    values = results.values
+    if values.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    scratch = _scratch_reference(results, values)
+    wall = results.current.set_index("run_id")["wall_time_s"].astype(float)
+    labels = results.labels
+    rows = []
+    for key, group in values.groupby(GROUP, sort=True, dropna=False):
+        row = dict(zip(GROUP, key, strict=True))
+        mean, std, lo, hi = stats.mean_ci(group.value.to_numpy())
+        row.update(label=labels.get((row["preset"], row["dataset"], row["method"], row["variant"]),
+                                    config_label(row["method"], row["variant"])),
+                   n=len(group), mean=mean, std=std, ci_low=lo, ci_high=hi,
+                   wall_time_s=float(wall.reindex(group.run_id.unique()).mean()))
+        row.update(_reference(row, group, values, scratch))
+        rows.append(row)
+    summary = pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)
+    return add_holm(summary)
+
+
+def add_holm(summary: pd.DataFrame) -> pd.DataFrame:
+    """Holm's correction of each comparison's p-value (``p_value``: the paired t-test's, or the sign-flip test's
+    when the differences have zero variance) within each family: every comparison of one metric and selection in
+    the table."""
+    summary = summary.copy()
+    summary["p_holm"], summary["holm_m"] = stats.holm_within(summary, ["metric", "selection"])
+    summary["significant"] = summary.p_holm < stats.ALPHA
+    return summary
+
+
+def _scratch_reference(results: Results, values: pd.DataFrame) -> pd.DataFrame:
+    s = values[values.method == SCRATCH].dropna(subset=["pair_key"])
+    s = s.set_index([*UNIT, "pair_key", "metric", "selection"])[["value", "variant", "role"]]
+    return s[~s.index.duplicated(keep="last")]  # one partner per pair, even in an unusual store
+
+
+def pairing_of(group: pd.DataFrame) -> str:
+    """INIT when every run of the group records its role as init-paired; ORDER when any records "order"; "" when
+    any run does not record it (an older record: nothing is claimed)."""
+    kinds = set(group.pairing.fillna("")) if "pairing" in group else {""}
+    if ORDER in kinds:
+        return ORDER
+    return INIT if kinds == {INIT} else ""
+
+
+def _reference(row: dict, group: pd.DataFrame, values: pd.DataFrame, scratch: pd.DataFrame) -> dict:
+    """Paired Δ of one summary row: against the scratch student, or the untrained control of the same run."""
+    keys = group.pair_key.dropna().unique()
+    if row["method"] != SCRATCH and len(keys) == 1:
+        index = pd.MultiIndex.from_frame(group[UNIT].assign(pair_key=keys[0], metric=row["metric"],
+                                                            selection=row["selection"]))
+        ref = scratch.reindex(index)
+        found = ref.value.notna().to_numpy()
+        if found.any():
+            variants = sorted(set(ref.variant.dropna()))
+            label = SCRATCH + ("" if variants == ["default"] else f" [{', '.join(variants)}]")
+            diffs = group.value.to_numpy()[found] - ref.value.to_numpy()[found]
+            return {**_delta(label, diffs), "pairing": pairing_of(group)}
+        units = scratch.index.droplevel(["metric", "selection"])
+        if not units.isin(index.droplevel(["metric", "selection"])).any():
+            return {"delta_vs": SCRATCH, "pair_n": 0, "pairing": pairing_of(group),
+                    "note": "no paired scratch_student run in the store"}
+        return {}  # the scratch student has no such metric (e.g. agreement with a teacher it never had)
+    control = row["metric"] + UNTRAINED
+    if row["selection"] == FINAL_SEL and not row["metric"].endswith(UNTRAINED):
+        other = values[(values.metric == control) & (values.role == row["role"])].set_index("run_id").value
+        other = other.reindex(group.run_id)
+        found = other.notna().to_numpy()
+        if found.any():
+            # the same network before training: the same initial weights by construction
+            return {**_delta(f"{control} (same run)", group.value.to_numpy()[found] - other.to_numpy()[found]),
+                    "pairing": INIT}
+    return {}
+
+
+def _delta(label: str, diffs: np.ndarray) -> dict:
+    p = stats.paired(diffs)
+    out = {"delta_vs": label, "pair_n": p["n"], **{k: p[k] for k in PAIRED_KEYS}}
+    out["delta_halfwidth"] = out.pop("halfwidth")
+    return out
+
+
+# ---- which rows a table or figure shows ---------------------------------------------------------
+
+def order_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Baselines first (scratch students by label, then others), then methods by name; the default variant
+    first."""
+    rank = frame.kind.ne("baseline").astype(int) * 2 + frame.method.ne(SCRATCH).astype(int)
+    names = frame["label"].where(frame.method.eq(SCRATCH), "") if "label" in frame else ""
+    return frame.assign(_r=rank, _d=frame.variant.ne("default"), _l=names).sort_values(
+        ["_r", "method", "_l", "_d", "variant", "role"]).drop(columns=["_r", "_d", "_l"])
+
+
+def main_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The default variant of each method, and every variant of baselines and of methods stored without one
+    (other variants belong to the ablations)."""
+    if frame.empty:
+        return frame
+    has_default = frame.groupby(["preset", "dataset", "method"]).variant.transform(
+        lambda v: v.eq("default").any())
+    return frame[frame.kind.eq("baseline") | frame.variant.eq("default") | ~has_default.astype(bool)]
+
