@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
+from benchmark.errors import BadInput
 from benchmark.reporting.failures import failed_runs_markdown
 from benchmark.store.store import Store
 from tests.conftest import ROOT
@@ -265,3 +266,144 @@ def test_provenance_calls_a_checkout_dirty_for_code_not_for_the_results_it_write
     (tmp_path / "benchmark" / "code.py").write_text("x = 2\n")
     assert code_dirty(tmp_path / "benchmark") is True
     assert code_dirty(tmp_path.parent / "no-such-folder") is None
+
+
+# ---- issue 21: every reader checks identity; the reader takes only what a record can be ------------------------
+
+def _record(out: Path, method: str = "m", rep: int = 0) -> dict:
+    from tests.test_tables import StoreBuilder
+
+    return StoreBuilder(out).add(method, rep, roles={"student": "K"}, metrics=[["student", -1, "test_acc", 0.5]])
+
+
+def test_the_run_id_formula_is_unchanged_and_shared_with_the_engine(tmp_path):
+    import hashlib
+
+    from benchmark.engine.spec import RunSpec
+    from benchmark.store import run_id_of
+
+    record = _record(tmp_path)
+    fields = {"method": "m", "kind": "method", "dataset": "digits", "rep": 0, "base_seed": 0,
+              "config": record["config"], "data": record["data"], "source": "abc", "requires": {}}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))  # the formula, written out
+    assert record["run_id"] == run_id_of(record) == hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert RunSpec.from_dict(record).run_id == record["run_id"]
+
+
+def test_a_forged_record_is_set_aside_by_the_tables_and_counted(tmp_path, capsys):
+    out = tmp_path / "out"
+    real, other = _record(out), _record(out, rep=1)
+    forged = {**other, "run_id": "0123456789abcdef"}  # a valid record copied under another run's name
+    (out / "runs" / "0123456789abcdef.json").write_text(json.dumps(forged))
+    assert main(["tables", "--out", str(out)]) == 0
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "set aside" in x]
+    assert "0123456789abcdef.json" in line and "hash to another id" in line
+    assert sorted(pd.read_csv(out / "tables" / "runs.csv").run_id) == sorted([real["run_id"], other["run_id"]])
+    assert "1 run file was not a valid run record and is left out" in (out / "tables" / "summary.md").read_text()
+    assert main(["tables", "--out", str(out)]) == 0  # read again: nothing left to skip, nothing said
+    assert "not a valid run record" not in (out / "tables" / "summary.md").read_text()
+
+
+def _json_with(record: dict, path: tuple, raw: str) -> str:
+    """The record as JSON text with the value at ``path`` replaced by the literal ``raw``."""
+    node = record
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = "@@RAW@@"
+    return json.dumps(record).replace('"@@RAW@@"', raw)
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+HOSTILE = {  # what a run file holds -> what the one line says
+    "metric 10**400": (("metrics", 0, 3), str(10**400), "does not fit in 64 bits"),
+    "rep 10**400": (("rep",), str(10**400), "does not fit in 64 bits"),
+    "epoch 10**400": (("metrics", 0, 1), str(10**400), "does not fit in 64 bits"),
+    "metric 1e400": (("metrics", 0, 3), "1e400", "too large for a float"),
+    "metric NaN": (("metrics", 0, 3), "NaN", "NaN is not a JSON number"),
+    "rep -1": (("rep",), "-1", "'rep' is -1"),
+    "rep true": (("rep",), "true", "'rep' is a bool"),
+    "epoch -2": (("metrics", 0, 1), "-2", "metrics[0]"),
+    "provenance a list": (("provenance",), '["x"]', "'provenance' is a list, not a dict"),
+    "threads 0": (("provenance", "threads"), "0", "provenance threads is 0"),
+    "threads text": (("provenance", "threads"), '"8"', "provenance['threads'] is a str"),
+    "role entry a list": (("roles", "student"), '["x"]', "roles['student'] is a list"),
+    "role classifier text": (("roles", "student", "classifier"), '"yes"', "roles['student']['classifier']"),
+    "timing text": (("timing", "step_median_s"), '"fast"', "timing['step_median_s']"),
+    "negative wall time": (("wall_time_s",), "-1.0", "negative time"),
+    "config nested deep": (("config", "k"), _nested(40), "nested deeper than"),
+    "nested past the recursion limit": ((), _nested(100_000), "nested deeper than"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_hostile_record_is_set_aside_and_the_tables_go_on(case, tmp_path, capsys):
+    out = tmp_path / "out"
+    good = _record(out)
+    path, raw, said = HOSTILE[case]
+    bad = _record(out, rep=1)
+    text = raw if not path else _json_with(bad, path, raw)
+    (out / "runs" / f"{bad['run_id']}.json").write_text(text)
+    assert main(["tables", "--out", str(out)]) == 0
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "set aside" in x]
+    assert said in line and bad["run_id"] in line
+    assert [p.name for p in (out / "set-aside").iterdir()] == [f"{bad['run_id']}.json"]
+    assert list(pd.read_csv(out / "tables" / "runs.csv").run_id) == [good["run_id"]]
+
+
+@pytest.mark.timeout(60)  # a reader that opened the FIFO would wait for a writer forever
+def test_a_fifo_or_a_link_to_a_device_is_set_aside_without_being_read(tmp_path, capsys):
+    out = tmp_path / "out"
+    good = _record(out)
+    os.mkfifo(out / "runs" / "aaaaaaaaaaaaaaaa.json")
+    (out / "runs" / "bbbbbbbbbbbbbbbb.json").symlink_to("/dev/zero")
+    (out / "runs" / "cccccccccccccccc.json").mkdir()
+    found = Store(out).read_runs()
+    assert [r["run_id"] for r in found.records] == [good["run_id"]]
+    err = capsys.readouterr().err
+    assert "aaaaaaaaaaaaaaaa.json set aside" in err and "a FIFO, not a regular file" in err
+    assert "bbbbbbbbbbbbbbbb.json set aside" in err and "a symbolic link, not a regular file" in err
+    assert "cccccccccccccccc.json set aside" in err and "a folder, not a regular file" in err
+    assert sorted(p.name for p in (out / "set-aside").iterdir()) == [
+        "aaaaaaaaaaaaaaaa.json", "bbbbbbbbbbbbbbbb.json", "cccccccccccccccc.json"]
+
+
+def test_a_run_file_above_the_size_bound_is_set_aside_unread(tmp_path, capsys, monkeypatch):
+    import benchmark.store.store as store_module
+
+    out = tmp_path / "out"
+    good = _record(out)
+    big = out / "runs" / "dddddddddddddddd.json"
+    big.write_bytes(b" " * 5000)
+    monkeypatch.setattr(store_module, "MAX_RECORD_BYTES", 4096)
+    assert [r["run_id"] for r in Store(out).read_runs().records] == [good["run_id"]]
+    assert "5,000 bytes, above the 4,096 a run file may have" in capsys.readouterr().err
+    assert not big.exists()
+
+
+def test_a_read_only_store_reports_invalid_files_once_and_moves_nothing(tmp_path):
+    out = tmp_path / "out"
+    good = _record(out)
+    bad = out / "runs" / "eeeeeeeeeeeeeeee.json"
+    bad.write_text('{"run_id": "ee')
+    lines = []
+    store = Store(out, warn=lines.append, read_only=True)
+    first = store.read_runs()
+    assert [r["run_id"] for r in first.records] == [good["run_id"]] and first.skipped == 1
+    assert len(lines) == 1 and "left in place, the store is read-only" in lines[0]
+    again = store.read_runs()
+    assert again.skipped == 1 and again.invalid == [] and len(lines) == 1  # not read, nor said, twice
+    assert store.read_run(bad.stem) is None and len(lines) == 1
+    assert bad.exists() and not (out / "set-aside").exists()
+    with pytest.raises(RuntimeError, match="read-only"):
+        store.write_run(good)
+    bad.write_text("{}")  # changed since: read (and reported) again
+    assert store.read_runs().invalid and len(lines) == 2
+    only_bad = tmp_path / "only-bad"
+    (only_bad / "runs").mkdir(parents=True)
+    (only_bad / "runs" / "x.json").write_text("[")
+    with pytest.raises(BadInput, match="the 1 found were invalid, left in place"):
+        Store(only_bad, read_only=True).require_runs()
+    assert (only_bad / "runs" / "x.json").exists()

@@ -173,7 +173,7 @@ def record_problem(record: Any, run_id: str) -> str | None:
             return problem
     if record["run_id"] != run_id:
         return f"its run_id {record['run_id']!r} is not the {run_id!r} of its file name"
-    problem = _range_problem(record) or _parts_problem(record)
+    problem = _parts_problem(record) or _range_problem(record)
     if problem:
         return problem
     if run_id_of(record) != run_id:
