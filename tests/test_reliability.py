@@ -397,8 +397,9 @@ def test_a_read_only_store_reports_invalid_files_once_and_moves_nothing(tmp_path
     assert again.skipped == 1 and again.invalid == [] and len(lines) == 1  # not read, nor said, twice
     assert store.read_run(bad.stem) is None and len(lines) == 1
     assert bad.exists() and not (out / "set-aside").exists()
-    with pytest.raises(RuntimeError, match="read-only"):
-        store.write_run(good)
+    for write in (lambda: store.write_run(good), store.open, store.clean_temporary):
+        with pytest.raises(RuntimeError, match="read-only"):
+            write()
     bad.write_text("{}")  # changed since: read (and reported) again
     assert store.read_runs().invalid and len(lines) == 2
     only_bad = tmp_path / "only-bad"

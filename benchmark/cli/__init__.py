@@ -242,13 +242,14 @@ def cmd_figures(args) -> int:
 
 
 def cmd_report(args) -> int:
-    published = _publish(Store(args.out), methods=discover())
+    published = _publish(Store(args.out), ("report",), discover())
     print(f"report written to {published.report} ({len(published.figures.files)} figures)")
     return 0
 
 
-def _publish(store: Store, parts=("tables", "figures", "report"), methods: dict[str, MethodInfo] | None = None):
-    """``benchmark.reporting.publish`` with the methods' notebook defects for the report; its warnings on stderr."""
+def _publish(store: Store, parts: tuple[str, ...], methods: dict[str, MethodInfo] | None = None):
+    """``benchmark.reporting.publish`` (the report brings the tables and figures) with the methods' notebook
+    defects for the report; its warnings on stderr."""
     from benchmark.reporting.publish import publish
 
     defects = {i.name: i.cls.notebook_defects for i in (methods or {}).values() if i.ok}
@@ -361,7 +362,7 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
     finally:
         if client is not None:
             dask_backend.close(client)
-    published = _publish(settings.store, methods=methods)
+    published = _publish(settings.store, ("report",), methods)
     total = sum(n for _, n in outcomes)
     records = [r for o, _ in outcomes for r in o.records]
     trained = sum(r["status"] == "ok" for r in records)

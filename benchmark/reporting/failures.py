@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from benchmark.store import Store
+
 MAX_ERROR = 160  # characters of an error's first line shown in the table
 
 
@@ -45,7 +47,7 @@ def failed_runs_markdown(records: Iterable[dict]) -> str:
     n = len(failed)
     lines = ["## Failed runs", "",
              f"{n} run{'s' * (n != 1)} failed and {'are' if n != 1 else 'is'} missing from the tables above; "
-             "`runs/<run_id>.json` holds each traceback.", "",
+             f"`{Store.RUNS}/<run_id>.json` holds each traceback.", "",
              "| method | variant | dataset | rep | run | error |", "|---|---|---|---:|---|---|"]
     lines += [f"| {r.get('method')} | {r.get('variant')} | {r.get('dataset')} | {r.get('rep')} | `{r.get('run_id')}` "
               f"| {_error(r)} |" for r in failed]

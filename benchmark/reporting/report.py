@@ -365,8 +365,8 @@ def how_to_read() -> list[str]:
             f"{stats.POWER:.0%} power (MDE) from its n and the observed spread of the differences.",
             "- p (test) is the comparison's p-value and the test it comes from (the paired t-test, or the "
             "sign-flip test at zero variance); p (Holm) corrects it across every comparison of the same metric "
-            "and selection in the tables. Wilcoxon signed-rank p-values are in `tables/summary.csv` only, with at "
-            f"least {stats.WILCOXON_MIN_NONZERO} non-zero differences: below that it cannot reach 0.05, and at "
+            f"and selection in the tables. Wilcoxon signed-rank p-values are in `{Store.TABLES}/summary.csv` only, "
+            f"with at least {stats.WILCOXON_MIN_NONZERO} non-zero differences: below that it cannot reach 0.05, and at "
             "the default five repetitions it would never be shown.",
             "- Official numbers are the final model's test metrics. Validation-selected numbers are the test "
             "accuracy at the epoch of best validation accuracy, for roles that log learning curves.",

@@ -83,6 +83,7 @@ class Store:
     def open(self) -> Store:
         """Ready for a suite: every folder a suite writes exists and takes a new file (else BadInput, one line,
         before anything trains), and the temporary files of writers that died on this host are removed."""
+        self._writable("opened for a suite")
         if self.root.exists() and not self.root.is_dir():
             raise BadInput(f"the results folder {self.root} is a file: pass --out a folder")
         for folder in (self.root, self.runs_dir, self.cache_dir, self.tables_dir, self.figures_dir):
@@ -99,6 +100,7 @@ class Store:
 
     def clean_temporary(self) -> int:
         """Remove the temporary files whose writer, a process of this host, is dead. How many."""
+        self._writable("cleaned")
         return remove_dead_temporaries((self.root, self.runs_dir, self.cache_dir, self.tables_dir,
                                         self.figures_dir, self.profiles_dir, self.set_aside_dir))
 
@@ -109,9 +111,12 @@ class Store:
         return self.cache_dir / f"{tag}-{key}.pt"
 
     def write_run(self, record: dict) -> None:
-        if self.read_only:
-            raise RuntimeError(f"the store {self.root} was opened read-only: run {record['run_id']} is not written")
+        self._writable(f"given run {record['run_id']}")
         atomic_write_json(self.run_path(record["run_id"]), record)
+
+    def _writable(self, what: str) -> None:
+        if self.read_only:
+            raise RuntimeError(f"the store {self.root} is read-only: it is not {what}")
 
     def read_run(self, run_id: str) -> dict | None:
         """The stored record, or None if absent or invalid (an invalid file is set aside and its run redone)."""
@@ -137,7 +142,7 @@ class Store:
         found = self._scan()
         if not found.records:
             where = "left in place (read-only)" if self.read_only else f"set aside into {self.set_aside_dir}"
-            invalid = f"; the {len(found.invalid)} found were invalid, {where}" if found.invalid else ""
+            invalid = f"; the {found.skipped} found were invalid, {where}" if found.skipped else ""
             raise BadInput(f"no valid run record under {self.runs_dir}{invalid}: run `python -m benchmark all "
                            f"--out {self.root}` first")
         for line in found.invalid:
@@ -153,7 +158,7 @@ class Store:
             if self._known_invalid(path):
                 found.ignored += 1
                 continue
-            record = self._read(path, found.invalid.append)
+            record = self._parse(path, found.invalid.append)
             if record is not None:
                 found.records.append(record)
         return found
@@ -166,8 +171,10 @@ class Store:
             return False
 
     def _read(self, path: Path, warn: Callable[[str], None]) -> dict | None:
-        if self._known_invalid(path):
-            return None
+        return None if self._known_invalid(path) else self._parse(path, warn)
+
+    def _parse(self, path: Path, warn: Callable[[str], None]) -> dict | None:
+        """The record in ``path``, or None: absent, or invalid (then set aside and reported to ``warn``)."""
         try:
             record = parse_record(read_regular_file(path, MAX_RECORD_BYTES))
         except FileNotFoundError:  # absent, or set aside or replaced by another process meanwhile
