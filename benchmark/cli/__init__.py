@@ -2,25 +2,28 @@
 
 Bad input (an unknown name, a bad value, a missing dataset) prints one line saying what is wrong and how to fix it,
 exits with status 2 and writes nothing. A run that fails is stored as ``failed``; the others go on, and the exit status
-is then 1 with the failures listed at the end.
+is then 1 with the failures listed at the end. This module parses and dispatches: what a suite command does is
+:mod:`benchmark.suite`, what the tables, figures and report are is :mod:`benchmark.reporting`.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
-import uuid
 from pathlib import Path
 
-from benchmark import data as datasets
-from benchmark.engine import config as configuration
-from benchmark.engine.discovery import MethodInfo, discover
-from benchmark.engine.execute import Settings, is_done, run_plan
-from benchmark.engine.plan import order, plan
+from benchmark import data
+from benchmark.cli import reproduce
+from benchmark.engine.discovery import discover
 from benchmark.errors import BadInput, NothingPublished
+from benchmark.profiling import command as profiling
+from benchmark.reporting.publish import publish
+from benchmark.runner.local import install_sigterm
 from benchmark.store.store import Store
+from benchmark.suite import grid as grids
+from benchmark.suite.request import DEFAULT_SEEDS, MAX_SEEDS, RUN_TIMEOUT_S, SuiteRequest, cores
+from benchmark.suite.session import run_suite
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,18 +31,18 @@ class Parser(argparse.ArgumentParser):
         raise BadInput(message)
 
 
-def _positive(text: str) -> int:
+def _number(kind, text: str, what: str):
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def _positive(text: str) -> int:
+    value = _number(int, text, "a whole number")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-DEFAULT_SEEDS = 5  # repetitions per configuration: the usual minimum for a claim with an interval
-MAX_SEEDS = 100
 
 
 def _seeds(text: str) -> int:
@@ -49,51 +52,44 @@ def _seeds(text: str) -> int:
     return value
 
 
+def _base_seed(text: str) -> int:
+    value = _number(int, text, "a whole number")
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2^31 - 1, got {value}")
+    return value
+
+
 def _width(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of percentage points") from None
+    value = _number(float, text, "a number of percentage points")
     if not 0 < value < 100:
         raise argparse.ArgumentTypeError(f"must be a half-width in pp between 0 and 100, got {text}")
     return value
 
 
-# Default time limit of one run per preset: far above what a healthy run takes on a 2-core machine (the longest quick
-# runs take minutes), so that only a hung or runaway run reaches it.
-RUN_TIMEOUT_S = {"smoke": 600.0, "quick": 3600.0, "paper": 6 * 3600.0}
-
-
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value != value or value == float("inf"):
+    value = _number(float, text, "a number of seconds")
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
 
 
-def build_parser() -> Parser:
-    common = Parser(add_help=False)
-    common.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
-    grid = Parser(add_help=False)
+def _grid_options(grid: Parser) -> None:
     grid.add_argument("--datasets", help="comma-separated dataset names (default: every dataset available here)")
     grid.add_argument("--seeds", type=_seeds, default=DEFAULT_SEEDS,
-                      help=f"repetitions per configuration (default {DEFAULT_SEEDS})")
+                      help=f"repetitions per configuration (default {DEFAULT_SEEDS}, at most {MAX_SEEDS})")
     grid.add_argument("--until-ci", type=_width, metavar="W",
                       help="then keep adding paired repetitions to every comparison whose 95%% interval of Δ test "
                            "accuracy is wider than ±W pp (or has none), up to --max-seeds; finished runs are reused")
-    grid.add_argument("--max-seeds", type=_seeds, default=20,
-                      help="most repetitions --until-ci gives a configuration (default 20)")
+    grid.add_argument("--max-seeds", type=_seeds, help="most repetitions --until-ci gives a configuration (default 20)")
     grid.add_argument("--as-published", action="store_true",
                       help="each method as its notebook ran it (its notebook defects, data split and views)")
-    grid.add_argument("--base-seed", type=int, default=0, help="base of every run's derived seed (default 0)")
+    grid.add_argument("--base-seed", type=_base_seed, default=0, help="base of every run's derived seed (default 0)")
     grid.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
     grid.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
                       help="override a config field (METHOD.KEY=VALUE to target one method); repeatable")
-    grid.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1,
-                      help="runs executed in parallel (local processes, or local Dask workers); default: the cores")
+    grid.add_argument("--jobs", type=_positive,
+                      help="runs executed in parallel (local processes, or local Dask workers); default: the cores "
+                           "divided by --threads")
     grid.add_argument("--run-timeout", type=_seconds, metavar="SECONDS",
                       help="time limit of one run; a run past it is recorded failed and the suite goes on "
                            f"(default by preset: {', '.join(f'{k} {v:g} s' for k, v in RUN_TIMEOUT_S.items())})")
@@ -105,11 +101,18 @@ def build_parser() -> Parser:
     grid.add_argument("--backend", choices=("local", "dask"), default="local",
                       help="local processes, or a Dask cluster (--scheduler ADDR, else a local cluster)")
     grid.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
-    grid.add_argument("--dry-run", action="store_true", help="print the plan and which runs are cached; train nothing")
+    grid.add_argument("--dry-run", action="store_true",
+                      help="print the plan, which runs are cached and the expected time; train and write nothing")
     grid.add_argument("--data-root", type=Path, help="dataset folder (default $BENCHMARK_DATA_ROOT or ~/.cache/...)")
     grid.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     grid.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def build_parser() -> Parser:
+    common = Parser(add_help=False)
+    common.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    grid = Parser(add_help=False)
+    _grid_options(grid)
     parser = Parser(prog="python -m benchmark", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = sub.add_parser("list", parents=[common], help="methods, baselines and datasets, and what is available")
@@ -130,21 +133,16 @@ def build_parser() -> Parser:
                        help="each notebook defect of each method alone against the corrected default, paired")
     p.add_argument("method", nargs="*", help="methods (default: every method that declares notebook defects)")
     p.set_defaults(func=cmd_defects)
-    p = sub.add_parser("tables", parents=[common], help="rebuild results/tables from the stored runs (no training)")
-    p.set_defaults(func=cmd_tables)
-    p = sub.add_parser("figures", parents=[common], help="redraw results/figures from the stored runs")
-    p.set_defaults(func=cmd_figures)
-    p = sub.add_parser("report", parents=[common],
-                       help="write results/REPORT.md: findings, tables and figures from the stored runs")
-    p.set_defaults(func=cmd_report)
+    for name, parts, text in (("tables", ("tables",), "rebuild <out>/tables from the stored runs (no training)"),
+                              ("figures", ("figures",), "redraw <out>/figures from the stored runs"),
+                              ("report", ("report",),
+                               "write <out>/REPORT.md with its tables and figures, from the stored runs")):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.set_defaults(func=cmd_publish, parts=parts)
     p = sub.add_parser("profile", parents=[common], help="timing profiles of every method's training step")
-    from benchmark.profiling.command import add_arguments as add_profile_arguments
-
-    add_profile_arguments(p)
-    p.set_defaults(func=cmd_profile)
+    profiling.add_arguments(p)
+    p.set_defaults(func=profiling.command)
     p = sub.add_parser("reproduce", parents=[common], help="re-execute a stored run, compare its metrics bit for bit")
-    from benchmark.cli import reproduce
-
     reproduce.add_arguments(p)
     p.set_defaults(func=reproduce.command)
     return parser
@@ -153,17 +151,19 @@ def build_parser() -> Parser:
 # ---- commands ---------------------------------------------------------------------------------------------------
 
 def cmd_list(args) -> int:
-    methods = discover()
     print("methods and baselines:")
-    for info in methods.values():
+    for info in discover().values():
         if info.ok:
-            grid = ", ".join(f"{k}={v}" for k, v in info.cls.ablations.items()) or "-"
-            print(f"  {info.kind:8s} {info.name:18s} ok      ablations: {grid}")
+            factors = ", ".join(f"{k}={v}" for k, v in info.cls.ablations.items()) or "-"
+            print(f"  {info.kind:8s} {info.name:18s} ok      ablations: {factors}")
         else:
             print(f"  {info.kind:8s} {info.name:18s} BROKEN  {info.error}")
     print("datasets:")
-    for name in datasets.DATASET_NAMES:
-        ok, where = datasets.availability(name, args.data_root)
+    for name in data.dataset_names():
+        try:
+            ok, where = data.availability(name, args.data_root)
+        except Exception as exc:  # noqa: BLE001 - a dataset module that cannot even locate its files
+            ok, where = False, f"its module fails: {exc}".splitlines()[0]
         print(f"  {name:14s} {'available' if ok else 'missing':9s} {where}")
     return 0
 
@@ -172,274 +172,67 @@ def cmd_all(args) -> int:
     methods = discover()
     broken = [i for i in methods.values() if not i.ok]
     for info in broken:
-        print(f"{info.kind} {info.name} cannot be loaded and is left out: {info.error}", file=sys.stderr)
-    infos = [i for i in methods.values() if i.ok]
-    return _run_grid(args, infos, methods, broken=broken)
+        print(f"benchmark: {info.kind} {info.name} cannot be loaded and is left out: {info.error}", file=sys.stderr)
+    return _suite(args, [i for i in methods.values() if i.ok], methods, broken=broken)
 
 
 def cmd_run(args) -> int:
     methods = discover()
-    return _run_grid(args, [_lookup(methods, name) for name in dict.fromkeys(args.method)], methods)
+    return _suite(args, [grids.lookup(methods, name) for name in dict.fromkeys(args.method)], methods)
 
 
 def cmd_ablate(args) -> int:
     methods = discover()
-    info = _lookup(methods, args.method)
-    if args.param:
-        axes = {}
-        for item in args.param:
-            key, sep, values = item.partition("=")
-            if not sep or not values:
-                raise BadInput(f"--param takes KEY=V1,V2,..., got {item!r}")
-            axes[key.strip()] = [v.strip() for v in values.split(",")]
-    else:
-        axes = dict(info.cls.ablations)
-        if not axes:
-            raise BadInput(f"{info.name} declares no ablations: give --param KEY=V1,V2")
-    return _run_grid(args, [info], methods, grids={info.name: ablation_points(axes, args.grid)})
-
-
-def ablation_points(axes: dict[str, list], grid: bool = False) -> list[dict]:
-    """The configurations of an ablation: the defaults, then each factor's levels one at a time with every other
-    factor at its default (``grid``: the full product of the levels). A level equal to the default is the default
-    configuration itself (the planner plans it once)."""
-    if grid:
-        return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
-    return [{}] + [{key: value} for key, values in axes.items() for value in values]
+    info = grids.lookup(methods, args.method)
+    axes = grids.parse_params(args.param) if args.param else dict(info.cls.ablations)
+    if not axes:
+        raise BadInput(f"{info.name} declares no ablations: give --param KEY=V1,V2")
+    return _suite(args, [info], methods, points={info.name: grids.ablation_points(axes, args.grid)})
 
 
 def cmd_defects(args) -> int:
     methods = discover()
     if args.method:
-        infos = [_lookup(methods, name) for name in dict.fromkeys(args.method)]
+        infos = [grids.lookup(methods, name) for name in dict.fromkeys(args.method)]
         empty = [i.name for i in infos if not i.cls.notebook_defects]
         if empty:
             raise BadInput(f"{', '.join(empty)} declare(s) no notebook defects")
     else:
         infos = [i for i in methods.values() if i.ok and i.cls.notebook_defects]
-    grids = {i.name: ablation_points({field: [value] for field, (value, _) in i.cls.notebook_defects.items()})
-             for i in infos}
-    return _run_grid(args, infos, methods, grids=grids)
+    return _suite(args, infos, methods, points={i.name: grids.defect_points(i) for i in infos})
 
 
-def cmd_tables(args) -> int:
-    published = _publish(Store(args.out), ("tables",))
-    print(f"tables written to {published.summary.parent}")
-    return 0
-
-
-def cmd_profile(args) -> int:
-    from benchmark.profiling.command import command
-
-    return command(args)
-
-
-def cmd_figures(args) -> int:
+def cmd_publish(args) -> int:
     store = Store(args.out)
-    drawn = _publish(store, ("figures",)).figures
-    print(f"{len(drawn.files)} figures written to {store.figures_dir} ({drawn.seconds:.1f} s)")
-    return 0
-
-
-def cmd_report(args) -> int:
-    published = _publish(Store(args.out), ("report",), discover())
-    print(f"report written to {published.report} ({len(published.figures.files)} figures)")
-    return 0
-
-
-def _publish(store: Store, parts: tuple[str, ...], methods: dict[str, MethodInfo] | None = None):
-    """``benchmark.reporting.publish`` (the report brings the tables and figures) with the methods' notebook
-    defects for the report; its warnings on stderr."""
-    from benchmark.reporting.publish import publish
-
-    defects = {i.name: i.cls.notebook_defects for i in (methods or {}).values() if i.ok}
-    published = publish(store, parts, defects if methods is not None else None)
+    published = publish(store, parts=args.parts, notebook_defects=_notebook_defects())
     for line in published.warnings:
-        print(f"warning: {line}", file=sys.stderr)
-    return published
-
-
-# ---- helpers ----------------------------------------------------------------------------------------------------
-
-def _lookup(methods: dict[str, MethodInfo], name: str) -> MethodInfo:
-    if name not in methods:
-        raise BadInput(f"unknown method {name!r}: `python -m benchmark list` shows {', '.join(methods)}")
-    info = methods[name]
-    if not info.ok:
-        raise BadInput(f"{info.kind} {name!r} cannot be loaded: {info.error}")
-    return info
-
-
-def select_datasets(args) -> dict[str, datasets.Dataset]:
-    """The datasets of the grid, loaded at the preset's budget: a corrupt or missing dataset is bad input, found
-    before any run (their shapes and sizes also adapt the configurations)."""
-    loaded = {}
-    for name in _candidate_datasets(args):
-        try:
-            loaded[name] = datasets.load_dataset(name, args.data_root, args.download,
-                                                 **configuration.DATA_PRESETS[args.preset])
-        except datasets.DatasetUnavailable as exc:
-            raise BadInput(str(exc)) from None
-    return loaded
-
-
-def _candidate_datasets(args) -> list[str]:
-    if args.datasets:
-        names = [n.strip() for n in args.datasets.split(",") if n.strip()]
-        for name in names:
-            if not datasets.is_known(name):
-                raise BadInput(f"unknown dataset {name!r}: choose from {', '.join(datasets.DATASET_NAMES)} "
-                               "(or a superclass task such as digits:2x5)")
-            ok, fix = datasets.availability(name, args.data_root)
-            if not ok and not args.download:
-                raise BadInput(fix)
-        return names
-    chosen = []
-    for name in datasets.DATASET_NAMES:
-        ok, fix = datasets.availability(name, args.data_root)
-        if ok:
-            chosen.append(name)
-        else:
-            print(f"skipping dataset {name}: {fix}", file=sys.stderr)
-    return chosen
-
-
-def split_overrides(sets: list[str] | None, infos: list[MethodInfo]) -> dict[str, dict[str, str]]:
-    """``--set`` values per method: ``KEY=V`` goes to every selected method that has KEY, ``METHOD.KEY=V`` to one."""
-    per: dict[str, dict[str, str]] = {i.name: {} for i in infos}
-    names = {i.name: i for i in infos}
-    for key, value in configuration.parse_assignments(sets).items():
-        scope, dot, field = key.rpartition(".")
-        if dot:
-            if scope not in names:
-                raise BadInput(f"--set {key}: {scope!r} is not among the selected methods ({', '.join(names)})")
-            per[scope][field] = value
-            continue
-        takers = [n for n, i in names.items() if key in configuration.field_types(i.cls.Config)]
-        if not takers:
-            raise BadInput(f"--set {key}: no selected method has a parameter {key!r}")
-        if len(names) == 1:
-            takers = list(names)
-        for n in takers:
-            per[n][key] = value
-    return per
-
-
-def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], grids=None, broken=()) -> int:
-    if args.preset not in configuration.PRESETS:
-        raise BadInput(f"unknown preset {args.preset!r}: use one of {', '.join(configuration.PRESETS)}")
-    if args.scheduler and args.backend != "dask":
-        raise BadInput("--scheduler goes with --backend dask")
-    if args.until_ci is not None and args.max_seeds < args.seeds:
-        raise BadInput(f"--max-seeds {args.max_seeds} is below --seeds {args.seeds}")
-    loaded = select_datasets(args)
-    if not loaded:
-        raise BadInput("no dataset is available: see `python -m benchmark list` for how to get one")
-    overrides = split_overrides(args.sets, infos)
-    if args.as_published:
-        overrides = {name: {**methods[name].cls.as_published, **values} for name, values in overrides.items()}
-
-    def planned(chosen, reps: int, rep_start: int = 0, chosen_grids=grids):
-        return plan(chosen, data=loaded, reps=reps, rep_start=rep_start, preset=args.preset,
-                    base_seed=args.base_seed, overrides=overrides, grids=chosen_grids, methods=methods)
-
-    specs = planned(infos, args.seeds)  # validates every value before anything is written
-    settings = Settings(out=args.out, data_root=args.data_root, download=args.download, threads=args.threads,
-                        suite=uuid.uuid4().hex, batch_reps=1 if args.no_batch_reps else Settings.batch_reps)
-    if args.dry_run:
-        return _dry_run(specs, settings, methods)
-    client = None
-    if args.backend == "dask" and (args.until_ci is not None
-                                   or any(not is_done(s, settings.store, methods) for s in specs)):
-        from benchmark.runner import dask_backend
-
-        client = dask_backend.connect(args.scheduler, args.jobs)  # unreachable: BadInput before anything is written
-    try:
-        settings.store.open()  # an unwritable --out: one line before anything trains
-        outcomes = [_execute(args, specs, settings, methods, client)]
-        if args.until_ci is not None:
-            outcomes += _until_ci(args, infos, grids, planned, settings, methods, client)
-    finally:
-        if client is not None:
-            dask_backend.close(client)
-    published = _publish(settings.store, ("report",), methods)
-    total = sum(n for _, n in outcomes)
-    records = [r for o, _ in outcomes for r in o.records]
-    trained = sum(r["status"] == "ok" for r in records)
-    skipped = sum(r["status"] == "skipped" for r in records)
-    failed = [r for r in records if r["status"] == "failed"]
-    cached = sum(o.cached for o, _ in outcomes)
-    if cached == total:
-        print(f"all {total} runs were cached; nothing trained")
+        print(f"benchmark: warning: {line}", file=sys.stderr)
+    if published.report is not None:
+        print(f"report written to {published.report} ({len(published.figures.files)} figures)")
+    elif published.figures is not None:
+        figures = published.figures
+        print(f"{len(figures.files)} figures written to {store.figures_dir} ({figures.seconds:.1f} s)")
     else:
-        print(f"{total} runs: {trained} trained, {cached} cached, {skipped} skipped, {len(failed)} failed")
-    print(f"tables: {published.summary}")
-    if failed or broken:
-        print("failures:")
-        for r in failed:
-            print(f"  {r['method']} {r['dataset']} rep={r['rep']} {r['variant']} ({r['run_id']}): {r['error']}")
-        for info in broken:
-            print(f"  {info.name}: cannot be loaded: {info.error}")
-        return 1
+        print(f"tables written to {published.summary.parent}")
     return 0
 
 
-def _dry_run(specs, settings: Settings, methods) -> int:
-    done = {s.run_id for s in specs if is_done(s, settings.store, methods, _warn)}
-    for s in specs:
-        state = "cached" if s.run_id in done else "to run"
-        print(f"{state:7s} {s.run_id} {s.method:18s} {s.dataset:14s} rep={s.rep} {s.variant}")
-    print(f"{len(specs)} runs planned: {len(done)} cached, {len(specs) - len(done)} to run")
-    return 0
+def _notebook_defects() -> dict:
+    return {i.name: i.cls.notebook_defects for i in discover().values() if i.ok}
 
 
-def _execute(args, specs, settings: Settings, methods, client=None):
-    """Train what of ``specs`` is not stored yet: (``run_plan``'s outcome, how many runs were planned)."""
-    todo = sum(not is_done(s, settings.store, methods, _warn) for s in specs)
-    bar = None
-    if todo and not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=todo, desc="runs", unit="run", file=sys.stderr)
-    try:
-        timeout = args.run_timeout or RUN_TIMEOUT_S[args.preset]
-        outcome = run_plan(specs, settings, jobs=args.jobs, progress=bar, backend=args.backend, client=client,
-                           timeout_s=timeout)
-    finally:
-        if bar is not None:
-            bar.close()
-    return outcome, len(specs)
+def _request(args) -> SuiteRequest:
+    return SuiteRequest(
+        preset=args.preset, seeds=args.seeds, base_seed=args.base_seed, datasets=args.datasets,
+        sets=tuple(args.sets or ()), as_published=args.as_published, until_ci=args.until_ci,
+        max_seeds=args.max_seeds, jobs=args.jobs or max(cores() // args.threads, 1), threads=args.threads,
+        backend=args.backend, scheduler=args.scheduler, run_timeout=args.run_timeout, batch_reps=not args.no_batch_reps,
+        data_root=args.data_root, download=args.download, dry_run=args.dry_run, progress=not args.no_progress)
 
 
-def _until_ci(args, infos, grids, planned, settings: Settings, methods, client=None) -> list:
-    """Rounds of more repetitions for the comparisons still wider than ±W pp (``benchmark.reporting.precision``),
-    each round planned cell by cell (a method configuration on a dataset, with its scratch students and the runs it
-    requires), until every comparison is narrow enough or at ``--max-seeds``."""
-    from benchmark.reporting import precision
-
-    outcomes, tried = [], set()
-    while True:
-        want = precision.next_reps(settings.store.iter_runs(), args.until_ci, args.max_seeds)
-        specs: dict[str, object] = {}
-        for info in infos:
-            for point in (grids or {}).get(info.name) or [{}]:
-                first = planned([info], 1, 0, {info.name: [point]})
-                for spec in (s for s in first if s.method == info.name):
-                    n = want.get(precision.Cell(info.name, spec.variant, spec.dataset, spec.preset), 0)
-                    if n:
-                        more = planned([info], n, 0, {info.name: [point]})
-                        specs.update((s.run_id, s) for s in more if s.dataset == spec.dataset)
-        todo = [s for s in specs.values() if not is_done(s, settings.store, methods)]
-        if not todo or tried.issuperset(s.run_id for s in todo):  # nothing new, or only runs that failed already
-            break
-        tried.update(s.run_id for s in todo)
-        print(f"until-ci: {len(want)} configurations wider than ±{args.until_ci:g} pp; {len(todo)} more runs",
-              file=sys.stderr)
-        outcomes.append(_execute(args, order(list(specs.values())), settings, methods, client))
-    for cell in precision.open_at_max(settings.store.iter_runs(), args.until_ci, args.max_seeds):
-        print(f"until-ci: {cell.method} {cell.variant} on {cell.dataset} is still wider than ±{args.until_ci:g} pp "
-              f"at {args.max_seeds} repetitions", file=sys.stderr)
-    return outcomes
+def _suite(args, infos, methods, points=None, broken=()) -> int:
+    grid = grids.build_grid(_request(args), infos, methods, points, _warn)
+    return run_suite(grid, Store(args.out), broken=list(broken), notebook_defects=_notebook_defects())
 
 
 def _warn(line: str) -> None:
@@ -447,8 +240,6 @@ def _warn(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmark.runner.local import install_sigterm
-
     parser = build_parser()
     install_sigterm()
     try:
@@ -460,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     except NothingPublished as exc:  # what could be written was; the part asked for is missing
         print(f"benchmark: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `python -m benchmark list | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a write that failed after the checks (a full disk): what is stored stays stored
         where = f": {exc.filename}" if exc.filename else ""
         print(f"benchmark: error: {exc.strerror or exc}{where} (every run stored so far is kept)", file=sys.stderr)

@@ -11,6 +11,7 @@ are compared as well. Exit status 0: every metric identical; 1: some differ (lis
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,13 +29,35 @@ def add_arguments(p) -> None:
     p.add_argument("--data-root", type=Path, help="dataset folder (default $BENCHMARK_DATA_ROOT or ~/.cache/...)")
 
 
+RUN_ID = re.compile(r"[0-9a-f]{16}")
+ID_PREFIX = re.compile(r"[0-9a-f]{1,16}")
+
+
+def resolve_id(store: Store, text: str) -> str:
+    """The full id of the stored run ``text`` names: 16 hexadecimal digits, or a unique prefix of a stored id.
+    Anything else is not an id (BadInput): no path is ever built from it."""
+    if not ID_PREFIX.fullmatch(text):
+        raise BadInput(f"{text[:40]!r} is not a run id: 16 hexadecimal digits, or a unique prefix of one "
+                       "(tables/runs.csv lists the stored runs)")
+    if len(text) == 16:
+        return text
+    names = sorted(p.stem for p in store.runs_dir.glob("*.json")) if store.runs_dir.is_dir() else []
+    matches = [n for n in names if RUN_ID.fullmatch(n) and n.startswith(text)]
+    if len(matches) != 1:
+        which = "no stored run" if not matches else f"{len(matches)} stored runs ({', '.join(matches[:3])}, ...)"
+        raise BadInput(f"run id prefix {text!r} matches {which}: give more digits")
+    return matches[0]
+
+
 def command(args) -> int:
     store = Store(args.out)
     methods = discover()
-    spec, record = stored_run(store, args.run_id)
+    spec, record = stored_run(store, resolve_id(store, args.run_id))
     if record["status"] != "ok":
         raise BadInput(f"run {spec.run_id} is stored as {record['status']}: it has no metrics to compare")
     threads = (record.get("provenance") or {}).get("threads") or 1  # bit-identical only at equal threads
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 1024:
+        raise BadInput(f"run {spec.run_id}: its record's thread count {threads!r} is not a number of threads")
     differences, compared = [], 0
     with tempfile.TemporaryDirectory(prefix="reproduce-") as tmp:
         settings = Settings(out=Path(tmp), data_root=args.data_root, threads=threads, progress=False, isolate=False,
@@ -62,6 +85,8 @@ def command(args) -> int:
 
 def stored_run(store: Store, run_id: str) -> tuple[RunSpec, dict]:
     """The spec a stored record describes, and the record; BadInput unless the record is valid and is that run."""
+    if not RUN_ID.fullmatch(str(run_id)):
+        raise BadInput(f"{str(run_id)[:40]!r} is not a run id (16 hexadecimal digits)")
     record = store.read_run(run_id)
     if record is None:
         raise BadInput(f"no valid record of run {run_id!r} under {store.runs_dir}: `python -m benchmark tables` "

@@ -13,12 +13,12 @@ import pkgutil
 import re
 import sys
 import threading
-import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import BadInput
+from benchmark.modules import failure_line, import_plugin
 
 DATASETS_PACKAGE = "benchmark.data.datasets"
 REQUIRED = ("name", "order", "classes", "input_shape", "citation", "locate", "read")
@@ -60,14 +60,11 @@ def _check_contract(module: types.ModuleType, name: str) -> None:
 def _load(name: str, path: Path) -> DatasetInfo:
     full = f"{DATASETS_PACKAGE}.{name}"
     try:
-        module = importlib.import_module(full)
+        module = import_plugin(full)
         _check_contract(module, name)
         return DatasetInfo(name, path, module)
-    except Exception as exc:  # a broken dataset module must not take the others down
-        sys.modules.pop(full, None)
-        last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        where = f" ({Path(last.filename).name}:{last.lineno})" if last else ""
-        return DatasetInfo(name, path, error=f"{type(exc).__name__}: {exc}{where}".replace("\n", " "))
+    except BaseException as exc:  # noqa: B036 - a broken dataset module (even one that exits) takes only itself down
+        return DatasetInfo(name, path, error=failure_line(exc))
 
 
 _DISCOVERED: dict[str, DatasetInfo] | None = None

@@ -11,10 +11,8 @@ the scratch student trains a method's own network.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import sys
-import traceback
 import types
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import benchmark.archs  # noqa: F401  (registers the shared architectures)
 from benchmark.contract import MethodBase
+from benchmark.modules import failure_line, import_plugin
 
 KINDS = {"baselines": "baseline", "methods": "method"}
 
@@ -71,32 +70,22 @@ def _package(folder: Path, kind: str, digest: str) -> str:
     return name
 
 
-def _import(name: str):
-    try:
-        return importlib.import_module(name)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-
-
 def _load(folder: Path, kind: str) -> MethodInfo:
     name = folder.name
     digest = source_hash(folder)
     try:
         package = _package(folder, kind, digest)
         if (folder / "models.py").is_file():
-            _import(f"{package}.models")
-        module = _import(f"{package}.method")
+            import_plugin(f"{package}.models")
+        module = import_plugin(f"{package}.method")
         cls = getattr(module, "Method", None)
         if cls is None or not (isinstance(cls, type) and issubclass(cls, MethodBase)):
             raise TypeError("method.py defines no class Method(MethodBase)")
         if cls.name != name:
             raise ValueError(f"Method.name is {cls.name!r} but the folder is {name!r}")
         return MethodInfo(name, kind, folder, digest, cls=cls)
-    except Exception as exc:  # a broken folder must not take the others down
-        last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        where = f" ({Path(last.filename).name}:{last.lineno})" if last else ""
-        return MethodInfo(name, kind, folder, digest, error=f"{type(exc).__name__}: {exc}{where}".replace("\n", " "))
+    except BaseException as exc:  # noqa: B036 - a broken folder (even one that exits) takes only itself down
+        return MethodInfo(name, kind, folder, digest, error=failure_line(exc))
 
 
 def discover(root: Path | None = None) -> dict[str, MethodInfo]:

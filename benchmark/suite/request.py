@@ -1,0 +1,117 @@
+"""What a suite command asks for (``all``, ``run``, ``ablate``, ``defects``), checked before anything is planned.
+
+Every bound says why it is there: a value past it cannot be honoured on this machine (more workers than its cores
+or its memory can hold, more torch threads than cores), or is a typo (an empty ``--datasets``, ``--max-seeds``
+without ``--until-ci``). A violation is :class:`~benchmark.errors.BadInput`: one line, exit status 2, nothing
+written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.engine import config as configuration
+from benchmark.errors import BadInput
+
+DEFAULT_SEEDS = 5  # repetitions per configuration: the usual minimum for a claim with an interval
+MAX_SEEDS = 100
+DEFAULT_MAX_SEEDS = 20  # what --until-ci gives a configuration at most, unless --max-seeds says otherwise
+# Resident memory of one local worker process (torch, the datasets of a run, a CNN's activations), measured as
+# about 16 GB for the 21 workers of `--jobs 1000` on digits; a worker beyond what the machine can hold is killed
+# by the kernel mid-run.
+WORKER_MEMORY_GB = 0.8
+# Default time limit of one run per preset: far above what a healthy run takes on a 2-core machine (the longest quick
+# runs take minutes), so that only a hung or runaway run reaches it.
+RUN_TIMEOUT_S = {"smoke": 600.0, "quick": 3600.0, "paper": 6 * 3600.0}
+
+
+def cores() -> int:
+    """The cores this process may use (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def available_memory_gb() -> float | None:
+    """MemAvailable of /proc/meminfo in GB (None where there is no such file)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class SuiteRequest:
+    """A suite command's options, as the command line parsed them (defaults: the README's)."""
+
+    preset: str = "quick"
+    seeds: int = DEFAULT_SEEDS
+    base_seed: int = 0
+    datasets: str | None = None  # comma-separated names; None: every dataset available here
+    sets: tuple[str, ...] = ()  # --set KEY=VALUE or METHOD.KEY=VALUE
+    as_published: bool = False
+    until_ci: float | None = None  # half-width in pp
+    max_seeds: int | None = None
+    jobs: int = 1
+    threads: int = 1
+    backend: str = "local"
+    scheduler: str | None = None
+    run_timeout: float | None = None
+    batch_reps: bool = True
+    data_root: Path | None = None
+    download: bool = False
+    dry_run: bool = False
+    progress: bool = True
+
+    @property
+    def timeout_s(self) -> float:
+        return self.run_timeout or RUN_TIMEOUT_S[self.preset]
+
+    @property
+    def most_seeds(self) -> int:
+        return self.max_seeds if self.max_seeds is not None else max(DEFAULT_MAX_SEEDS, self.seeds)
+
+    def check(self) -> SuiteRequest:
+        """Self, or BadInput naming the first value that cannot be honoured."""
+        if self.preset not in configuration.PRESETS:
+            raise BadInput(f"unknown preset {self.preset!r}: use one of {', '.join(configuration.PRESETS)}")
+        if self.scheduler and self.backend != "dask":
+            raise BadInput("--scheduler goes with --backend dask")
+        if self.max_seeds is not None and self.until_ci is None:
+            raise BadInput("--max-seeds bounds --until-ci's repetitions: give --until-ci W too, or use --seeds N")
+        if self.until_ci is not None and self.most_seeds < self.seeds:
+            raise BadInput(f"--max-seeds {self.most_seeds} is below --seeds {self.seeds}")
+        if self.datasets is not None and not [n for n in self.datasets.split(",") if n.strip()]:
+            raise BadInput(f"--datasets {self.datasets!r} names no dataset: give one or more names, e.g. "
+                           "--datasets digits,mnist1d (or leave it out for every available dataset)")
+        self._check_parallelism()
+        if self.data_root is not None and not self.download:
+            if not self.data_root.exists():
+                raise BadInput(f"--data-root {self.data_root} does not exist: create it and put the datasets there, "
+                               "or add --download")
+            if not self.data_root.is_dir():
+                raise BadInput(f"--data-root {self.data_root} is not a folder")
+        return self
+
+    def _check_parallelism(self) -> None:
+        n = cores()
+        if self.threads > n:
+            raise BadInput(f"--threads {self.threads}: at most {n}, the cores this machine gives this process "
+                           "(more torch threads than cores wait for each other)")
+        if self.backend == "dask" and self.scheduler:
+            return  # the cluster's workers are elsewhere: --jobs does not start processes here
+        if self.jobs * self.threads > n:
+            raise BadInput(f"--jobs {self.jobs} with --threads {self.threads}: at most {max(n // self.threads, 1)} "
+                           f"jobs here ({n} cores; each job takes {self.threads} thread(s))")
+        memory = available_memory_gb()
+        if memory is not None and self.jobs * WORKER_MEMORY_GB > memory:
+            most = max(int(memory / WORKER_MEMORY_GB), 1)
+            raise BadInput(f"--jobs {self.jobs}: at most {most} here (each worker process needs about "
+                           f"{WORKER_MEMORY_GB:g} GB and {memory:.1f} GB is available)")

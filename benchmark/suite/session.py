@@ -1,0 +1,154 @@
+"""Running a suite command: plan its grid, say what it will do, train what is not stored yet, add repetitions where
+``--until-ci`` asks for them, publish the tables, figures and report, and say how it went.
+
+Which planned runs are cached is decided once per run (:func:`benchmark.runner.status.partition`); the runner
+trains exactly the others. The exit status is 0 when everything planned is stored, 1 when a run failed, a method
+could not be loaded or a dataset could not be read (all listed at the end).
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from benchmark.engine.discovery import MethodInfo
+from benchmark.engine.execute import Settings
+from benchmark.engine.plan import order
+from benchmark.engine.spec import RunSpec
+from benchmark.reporting import precision
+from benchmark.reporting.publish import publish
+from benchmark.runner import dask_backend, status
+from benchmark.runner.runner import run_plan
+from benchmark.store.store import Store
+from benchmark.suite.forecast import forecast
+from benchmark.suite.grid import Grid
+
+
+def warn(line: str) -> None:
+    print(f"benchmark: {line}", file=sys.stderr)
+
+
+@dataclass
+class Tally:
+    """What the suite's rounds did."""
+
+    planned: int = 0
+    cached: int = 0
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.records if r["status"] == "failed"]
+
+
+def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), notebook_defects=None) -> int:
+    """Plan, train and publish ``grid`` into ``store``; the exit status."""
+    request = grid.request
+    specs = grid.specs(request.seeds)  # every value is validated here, before anything is written
+    view = store.read_only() if request.dry_run else store  # a dry run moves no invalid record aside
+    cached, todo = status.partition(specs, view, grid.methods, warn)
+    plan = forecast(cached, todo, view.iter_runs(), grid.methods, jobs=request.jobs,
+                    batch_reps=_batch_reps(request), data_root=request.data_root)
+    if request.dry_run:
+        listed = {s.run_id for s in cached}
+        for s in specs:
+            state = "cached" if s.run_id in listed else "to run"
+            print(f"{state:7s} {s.run_id} {s.method:18s} {s.dataset:14s} rep={s.rep} {s.variant}")
+        print("\n".join(plan.lines()))
+        return 0
+    store.open()  # an unwritable --out: one line before anything trains
+    if todo:
+        print("\n".join(plan.lines()), file=sys.stderr)
+    settings = Settings(store=store, data_root=request.data_root, download=request.download,
+                        threads=request.threads, suite=uuid.uuid4().hex, batch_reps=_batch_reps(request))
+    tally = Tally(planned=len(specs), cached=len(cached))
+    client = _connect(request, todo)
+    try:
+        tally.records += _train(request, todo, settings, client)
+        if request.until_ci is not None:
+            _until_ci(grid, store, settings, client, tally)
+    finally:
+        if client is not None:
+            dask_backend.close(client)
+    published = publish(store, notebook_defects=notebook_defects)
+    for line in published.warnings:
+        warn(line)
+    return _summary(tally, grid, store, broken)
+
+
+def _batch_reps(request) -> int:
+    return Settings.batch_reps if request.batch_reps else 1
+
+
+def _connect(request, todo: list[RunSpec]):
+    if request.backend != "dask" or (not todo and request.until_ci is None):
+        return None
+    return dask_backend.connect(request.scheduler, request.jobs)  # unreachable: BadInput before anything trains
+
+
+def _train(request, todo: list[RunSpec], settings: Settings, client) -> list[dict]:
+    if not todo:
+        return []
+    bar = None
+    if request.progress:
+        bar = tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr)
+    try:
+        outcome = run_plan(todo, settings, jobs=request.jobs, progress=bar, backend=request.backend, client=client,
+                           timeout_s=request.timeout_s)
+    finally:
+        if bar is not None:
+            bar.close()
+    return outcome.records
+
+
+def _until_ci(grid: Grid, store: Store, settings: Settings, client, tally: Tally) -> None:
+    """Rounds of more repetitions for the comparisons still wider than ±W pp (:mod:`benchmark.reporting.precision`),
+    each round planned per configuration and dataset, until every comparison is narrow enough or at the cap."""
+    request, tried = grid.request, set()
+    width, cap = request.until_ci, request.most_seeds
+    while True:
+        want = precision.next_reps(store.iter_runs(), width, cap)
+        specs: dict[str, RunSpec] = {}
+        for info in grid.infos:
+            for point in (grid.points or {}).get(info.name) or [{}]:
+                points = {info.name: [point]}
+                for spec in (s for s in grid.specs(1, infos=[info], points=points) if s.method == info.name):
+                    n = want.get(precision.Cell(info.name, spec.variant, spec.dataset, spec.preset), 0)
+                    if n:
+                        more = grid.specs(n, infos=[info], points=points)
+                        specs.update((s.run_id, s) for s in more if s.dataset == spec.dataset)
+        cached, todo = status.partition(order(list(specs.values())), store, grid.methods, warn)
+        if not todo or tried.issuperset(s.run_id for s in todo):  # nothing new, or only runs that failed already
+            break
+        tried.update(s.run_id for s in todo)
+        tally.planned += len(todo)
+        warn(f"until-ci: {len(want)} configurations wider than ±{width:g} pp; {len(todo)} more runs")
+        tally.records += _train(request, todo, settings, client)
+    for cell in precision.open_at_max(store.iter_runs(), width, cap):
+        warn(f"until-ci: {cell.method} {cell.variant} on {cell.dataset} is still wider than ±{width:g} pp "
+             f"at {cap} repetitions")
+
+
+def _summary(tally: Tally, grid: Grid, store: Store, broken) -> int:
+    trained = sum(r["status"] == "ok" for r in tally.records)
+    skipped = sum(r["status"] == "skipped" for r in tally.records)
+    if tally.cached == tally.planned:
+        print(f"all {tally.planned} runs were cached; nothing trained")
+    else:
+        print(f"{tally.planned} runs: {trained} trained, {tally.cached} cached, {skipped} skipped, "
+              f"{len(tally.failed)} failed")
+    print(f"tables: {store.tables_dir / 'summary.md'}")
+    unreadable = grid.datasets.unreadable
+    if not (tally.failed or broken or unreadable):
+        return 0
+    print("failures:")
+    for r in tally.failed:
+        print(f"  {r['method']} {r['dataset']} rep={r['rep']} {r['variant']} ({r['run_id']}): {r['error']}")
+    for info in broken:
+        print(f"  {info.name}: cannot be loaded: {info.error}")
+    for name, why in unreadable.items():
+        print(f"  dataset {name}: cannot be read: {why}")
+    return 1
