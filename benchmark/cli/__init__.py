@@ -20,7 +20,7 @@ from benchmark.errors import BadInput, NothingPublished
 from benchmark.profiling import command as profiling
 from benchmark.reporting.publish import publish
 from benchmark.runner.local import install_sigterm
-from benchmark.store.store import Store
+from benchmark.store import Store
 from benchmark.suite import grid as grids
 from benchmark.suite.request import DEFAULT_SEEDS, MAX_SEEDS, RUN_TIMEOUT_S, SuiteRequest, cores
 from benchmark.suite.session import run_suite

@@ -21,7 +21,7 @@ from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings, checkpoint_loads, dataset_for, identity_problem, run_plan
 from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.errors import BadInput, DatasetUnavailable
-from benchmark.store.store import Store
+from benchmark.store import Store
 
 
 def add_arguments(p) -> None:

@@ -18,11 +18,12 @@ from benchmark.engine.discovery import MethodInfo
 from benchmark.engine.execute import Settings
 from benchmark.engine.plan import order
 from benchmark.engine.spec import RunSpec
+from benchmark.errors import NothingPublished
 from benchmark.reporting import precision
 from benchmark.reporting.publish import publish
 from benchmark.runner import dask_backend, status
 from benchmark.runner.runner import run_plan
-from benchmark.store.store import Store
+from benchmark.store import Store
 from benchmark.suite.forecast import forecast
 from benchmark.suite.grid import Grid
 
@@ -38,6 +39,7 @@ class Tally:
     planned: int = 0
     cached: int = 0
     records: list[dict] = field(default_factory=list)
+    unpublished: str = ""  # why a part of the outputs could not be written
 
     @property
     def failed(self) -> list[dict]:
@@ -48,7 +50,7 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), notebook_
     """Plan, train and publish ``grid`` into ``store``; the exit status."""
     request = grid.request
     specs = grid.specs(request.seeds)  # every value is validated here, before anything is written
-    view = store.read_only() if request.dry_run else store  # a dry run moves no invalid record aside
+    view = Store(store.root, read_only=True) if request.dry_run else store  # a dry run moves nothing aside
     cached, todo = status.partition(specs, view, grid.methods, warn)
     plan = forecast(cached, todo, view.iter_runs(), grid.methods, jobs=request.jobs,
                     batch_reps=_batch_reps(request), data_root=request.data_root)
@@ -73,9 +75,12 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), notebook_
     finally:
         if client is not None:
             dask_backend.close(client)
-    published = publish(store, notebook_defects=notebook_defects)
-    for line in published.warnings:
-        warn(line)
+    try:
+        published = publish(store, notebook_defects=notebook_defects)
+        for line in published.warnings:
+            warn(f"warning: {line}")
+    except NothingPublished as exc:  # the tables and report are written; the figures are not
+        tally.unpublished = str(exc)
     return _summary(tally, grid, store, broken)
 
 
@@ -140,11 +145,13 @@ def _summary(tally: Tally, grid: Grid, store: Store, broken) -> int:
     else:
         print(f"{tally.planned} runs: {trained} trained, {tally.cached} cached, {skipped} skipped, "
               f"{len(tally.failed)} failed")
-    print(f"tables: {store.tables_dir / 'summary.md'}")
+    print(f"report: {store.report_path}")
     unreadable = grid.datasets.unreadable
-    if not (tally.failed or broken or unreadable):
+    if not (tally.failed or broken or unreadable or tally.unpublished):
         return 0
     print("failures:")
+    if tally.unpublished:
+        print(f"  outputs: {tally.unpublished}")
     for r in tally.failed:
         print(f"  {r['method']} {r['dataset']} rep={r['rep']} {r['variant']} ({r['run_id']}): {r['error']}")
     for info in broken:
