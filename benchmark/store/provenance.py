@@ -29,6 +29,15 @@ def code_dirty(cwd: Path | None = None) -> bool | None:
     return bool(status) if status is not None else None
 
 
+def committed_files(folder: Path) -> set[str]:
+    """Names of the files in ``folder`` that its git checkout tracks at HEAD (empty outside git): in the project's
+    own results/, the committed reference records."""
+    if not folder.is_dir():
+        return set()
+    listed = _git("ls-files", "--full-name", "--", ".", cwd=folder)
+    return {Path(line).name for line in listed.splitlines()} if listed else set()
+
+
 _PROVENANCE: dict | None = None
 
 

@@ -23,7 +23,7 @@ from benchmark.reporting import precision
 from benchmark.reporting.publish import publish
 from benchmark.runner import dask_backend, status
 from benchmark.runner.runner import run_plan
-from benchmark.store import Store
+from benchmark.store import Store, committed_files
 from benchmark.suite.forecast import forecast
 from benchmark.suite.grid import Grid
 
@@ -64,6 +64,7 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), notebook_
     store.open()  # an unwritable --out: one line before anything trains
     if todo:
         print("\n".join(plan.lines()), file=sys.stderr)
+    _say_reference(cached, store)
     settings = Settings(store=store, data_root=request.data_root, download=request.download,
                         threads=request.threads, suite=uuid.uuid4().hex, batch_reps=_batch_reps(request))
     tally = Tally(planned=len(specs), cached=len(cached))
@@ -82,6 +83,15 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), notebook_
     except NothingPublished as exc:  # the tables and report are written; the figures are not
         tally.unpublished = str(exc)
     return _summary(tally, grid, store, broken)
+
+
+def _say_reference(cached: list[RunSpec], store: Store) -> None:
+    """How many cached runs are the committed reference results, and how to train them anew."""
+    committed = committed_files(store.runs_dir)
+    reference = sum(store.run_path(s.run_id).name in committed for s in cached)
+    if reference:
+        warn(f"{reference} of the {len(cached)} cached runs are the committed reference results in "
+             f"{store.runs_dir}: to train them anew, pass --out DIR (a new folder)")
 
 
 def _batch_reps(request) -> int:
