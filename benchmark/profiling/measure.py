@@ -13,7 +13,8 @@ from benchmark.engine.execute import Settings, prepare, run_plan
 from benchmark.engine.fit import Rendezvous
 from benchmark.engine.plan import make_spec
 from benchmark.engine.spec import RunSpec
-from benchmark.engine.timing import ProfileComplete, ProfilingTimer, StepTimer
+from benchmark.engine.timing import StepTimer, StopTraining
+from benchmark.profiling.timer import ProfilingTimer
 
 
 def target_spec(info: MethodInfo, *, dataset: str, preset: str, overrides: dict[str, Any] | None = None,
@@ -43,7 +44,7 @@ def run_with_timer(spec: RunSpec, settings: Settings, methods: dict[str, MethodI
                    timer: StepTimer) -> bool:
     """Train ``spec`` as the runner would (nothing is stored for it), with ``timer`` as its step timer.
 
-    Returns True if the timer stopped the loop (``ProfileComplete``), False if the method finished first.
+    Returns True if the timer stopped the loop (``StopTraining``), False if the method finished first.
     """
     method, cfg, dataset, _, run = prepare(spec, settings, methods)
     reason = method.skip(cfg, dataset)
@@ -54,12 +55,12 @@ def run_with_timer(spec: RunSpec, settings: Settings, methods: dict[str, MethodI
 
 
 def until_complete(timer: StepTimer, loop) -> bool:
-    """Run ``loop()``; True if ``timer`` stopped it (``ProfileComplete``), False if it ended first. The timer's
+    """Run ``loop()``; True if ``timer`` stopped it (``StopTraining``), False if it ended first. The timer's
     instruments are released either way."""
     try:
         loop()
         return False
-    except ProfileComplete:
+    except StopTraining:
         return True
     finally:
         if isinstance(timer, ProfilingTimer):
@@ -88,7 +89,7 @@ def measure_batched(spec: RunSpec, reps: int, settings: Settings, methods: dict[
         run.rendezvous, run.rendezvous_index = rendezvous, i
         try:
             method.train(run, cfg)
-        except BaseException as exc:  # noqa: B036 - ProfileComplete ends every repetition's loop
+        except BaseException as exc:  # noqa: B036 - StopTraining ends every repetition's loop
             errors[i] = exc
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(reps)]
@@ -97,6 +98,6 @@ def measure_batched(spec: RunSpec, reps: int, settings: Settings, methods: dict[
     for t in threads:
         t.join()
     timer.close()
-    if not all(isinstance(e, ProfileComplete) for e in errors):
+    if not all(isinstance(e, StopTraining) for e in errors):
         return None
     return timer.summary().get("step_median_s")

@@ -1,8 +1,8 @@
 """``python -m benchmark profile``: timing profiles of every method's real training step, no per-method code.
 
 Each method runs through the harness as in ``benchmark run``, except that its run context's timer is a
-:class:`~benchmark.engine.timing.ProfilingTimer`: after W untimed warm-up steps it times S steps, counts one step's
-FLOPs, traces a few steps with ``torch.profiler`` and stops the method by raising ``ProfileComplete`` out of
+:class:`~benchmark.profiling.timer.ProfilingTimer`: after W untimed warm-up steps it times S steps, counts one step's
+FLOPs, traces a few steps with ``torch.profiler`` and stops the method by raising ``StopTraining`` out of
 its loop. The runs a target requires (the shared teacher) are trained first, as runs of their own in the store,
 and never counted.
 
@@ -40,13 +40,13 @@ from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings
 from benchmark.engine.plan import SCRATCH, plan, scratch_spec_for
-from benchmark.runner.schedule import Batching
 from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.engine.stacked import stackable
-from benchmark.engine.timing import ProfilingTimer, StepGate
 from benchmark.profiling.figure import write_outputs
 from benchmark.profiling.measure import measure_batched, run_with_timer, target_spec, train_requirements
 from benchmark.profiling.reference import TEXTBOOK, TEXTBOOK_TORCHVISION, matmul_peak, textbook_kd_loop
+from benchmark.profiling.timer import ProfilingTimer, StepGate
+from benchmark.runner.schedule import Batching
 
 # ---- what gets profiled ---------------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing import connection, get_context
 
-from benchmark.runner.schedule import Queue, Task
 from benchmark.engine.spec import RunSpec
+from benchmark.runner.schedule import Queue, Task
 
 RETRIES_AFTER_DEATH = 1  # a run whose worker died is tried once more, alone, before it is charged
 POLL_S = 0.5
