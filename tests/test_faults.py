@@ -13,9 +13,11 @@ import pytest
 
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import discover
-from benchmark.engine.execute import Settings, run_plan
+from benchmark.engine.execute import Settings
 from benchmark.engine.plan import plan
 from benchmark.errors import BadInput
+from benchmark.runner.runner import run_plan
+from benchmark.store.store import Store
 from tests.conftest import ROOT, run_cli
 from tests.projects import FAULTY, make_project
 
@@ -130,7 +132,7 @@ def test_killed_dask_worker_run_is_retried_and_suite_completes(tmp_path, monkeyp
         victim = sorted(pids.values())[0]
         timer = threading.Timer(1.5, os.kill, args=(victim, signal.SIGKILL))
         timer.start()
-        outcome = run_plan(specs, Settings(out=tmp_path / "out"), jobs=2, backend="dask", client=client)
+        outcome = run_plan(specs, Settings(store=Store(tmp_path / "out")), jobs=2, backend="dask", client=client)
         timer.join()
         after = set(client.run(os.getpid).values())
     finally:

@@ -16,6 +16,7 @@ from benchmark.profiling.measure import run_with_timer, target_spec
 from benchmark.profiling.reference import TEXTBOOK, TEXTBOOK_TORCHVISION
 from benchmark.profiling.run import plan_targets
 from benchmark.profiling.timer import ProfilingTimer, StepGate
+from benchmark.store.store import Store
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ def test_run_with_timer_reports_a_method_that_ends_first(tmp_path, _one_thread):
     methods = discover()
     spec = target_spec(methods["scratch_student"], dataset="digits", preset="smoke")
     timer = ProfilingTimer(warmup=0, steps=10_000, count_flops=False, trace_steps=0)
-    stopped = run_with_timer(spec, Settings(out=tmp_path), methods, timer)
+    stopped = run_with_timer(spec, Settings(store=Store(tmp_path)), methods, timer)
     assert not stopped and len(timer.times) == 2 * math.ceil(spec_train_size(spec) / 64)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing stored
 

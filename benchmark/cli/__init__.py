@@ -17,9 +17,11 @@ from pathlib import Path
 from benchmark import data as datasets
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo, discover
-from benchmark.engine.execute import Settings, is_done, run_plan
+from benchmark.engine.execute import Settings
 from benchmark.engine.plan import order, plan
 from benchmark.errors import BadInput
+from benchmark.runner.runner import run_plan
+from benchmark.runner.status import partition
 from benchmark.store.store import Store
 
 
@@ -345,31 +347,32 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
                     base_seed=args.base_seed, overrides=overrides, grids=chosen_grids, methods=methods)
 
     specs = planned(infos, args.seeds)  # validates every value before anything is written
-    settings = Settings(out=args.out, data_root=args.data_root, download=args.download, threads=args.threads,
-                        suite=uuid.uuid4().hex, batch_reps=1 if args.no_batch_reps else Settings.batch_reps)
+    settings = Settings(store=Store(args.out), data_root=args.data_root, download=args.download,
+                        threads=args.threads, suite=uuid.uuid4().hex,
+                        batch_reps=1 if args.no_batch_reps else Settings.batch_reps)
+    cached, todo = partition(specs, settings.store, methods, _warn)
     if args.dry_run:
-        return _dry_run(specs, settings, methods)
+        return _dry_run(specs, cached)
     client = None
-    if args.backend == "dask" and (args.until_ci is not None
-                                   or any(not is_done(s, settings.store, methods) for s in specs)):
+    if args.backend == "dask" and (args.until_ci is not None or todo):
         from benchmark.runner import dask_backend
 
         client = dask_backend.connect(args.scheduler, args.jobs)  # unreachable: BadInput before anything is written
     try:
         settings.store.open()  # an unwritable --out: one line before anything trains
-        outcomes = [_execute(args, specs, settings, methods, client)]
+        outcomes = [_execute(args, cached, todo, settings, client)]
         if args.until_ci is not None:
             outcomes += _until_ci(args, infos, grids, planned, settings, methods, client)
     finally:
         if client is not None:
             dask_backend.close(client)
     write_outputs(args.out)
-    total = sum(n for _, n in outcomes)
-    records = [r for o, _ in outcomes for r in o.records]
+    total = sum(n for _, n, _ in outcomes)
+    records = [r for o, _, _ in outcomes for r in o.records]
     trained = sum(r["status"] == "ok" for r in records)
     skipped = sum(r["status"] == "skipped" for r in records)
     failed = [r for r in records if r["status"] == "failed"]
-    cached = sum(o.cached for o, _ in outcomes)
+    cached = sum(n for _, _, n in outcomes)
     if cached == total:
         print(f"all {total} runs were cached; nothing trained")
     else:
@@ -385,8 +388,8 @@ def _run_grid(args, infos: list[MethodInfo], methods: dict[str, MethodInfo], gri
     return 0
 
 
-def _dry_run(specs, settings: Settings, methods) -> int:
-    done = {s.run_id for s in specs if is_done(s, settings.store, methods, _warn)}
+def _dry_run(specs, cached) -> int:
+    done = {s.run_id for s in cached}
     for s in specs:
         state = "cached" if s.run_id in done else "to run"
         print(f"{state:7s} {s.run_id} {s.method:18s} {s.dataset:14s} rep={s.rep} {s.variant}")
@@ -394,22 +397,22 @@ def _dry_run(specs, settings: Settings, methods) -> int:
     return 0
 
 
-def _execute(args, specs, settings: Settings, methods, client=None):
-    """Train what of ``specs`` is not stored yet: (``run_plan``'s outcome, how many runs were planned)."""
-    todo = sum(not is_done(s, settings.store, methods, _warn) for s in specs)
+def _execute(args, cached, todo, settings: Settings, client=None):
+    """Train ``todo``, the planned runs not stored yet (``cached``: those stored): (``run_plan``'s outcome, how
+    many runs were planned, how many were cached)."""
     bar = None
     if todo and not args.no_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=todo, desc="runs", unit="run", file=sys.stderr)
+        bar = tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr)
     try:
         timeout = args.run_timeout or RUN_TIMEOUT_S[args.preset]
-        outcome = run_plan(specs, settings, jobs=args.jobs, progress=bar, backend=args.backend, client=client,
+        outcome = run_plan(todo, settings, jobs=args.jobs, progress=bar, backend=args.backend, client=client,
                            timeout_s=timeout)
     finally:
         if bar is not None:
             bar.close()
-    return outcome, len(specs)
+    return outcome, len(cached) + len(todo), len(cached)
 
 
 def _until_ci(args, infos, grids, planned, settings: Settings, methods, client=None) -> list:
@@ -430,13 +433,13 @@ def _until_ci(args, infos, grids, planned, settings: Settings, methods, client=N
                     if n:
                         more = planned([info], n, 0, {info.name: [point]})
                         specs.update((s.run_id, s) for s in more if s.dataset == spec.dataset)
-        todo = [s for s in specs.values() if not is_done(s, settings.store, methods)]
+        cached, todo = partition(order(list(specs.values())), settings.store, methods, _warn)
         if not todo or tried.issuperset(s.run_id for s in todo):  # nothing new, or only runs that failed already
             break
         tried.update(s.run_id for s in todo)
         print(f"until-ci: {len(want)} configurations wider than ±{args.until_ci:g} pp; {len(todo)} more runs",
               file=sys.stderr)
-        outcomes.append(_execute(args, order(list(specs.values())), settings, methods, client))
+        outcomes.append(_execute(args, cached, todo, settings, client))
     for cell in precision.open_at_max(settings.store.iter_runs(), args.until_ci, args.max_seeds):
         print(f"until-ci: {cell.method} {cell.variant} on {cell.dataset} is still wider than ±{args.until_ci:g} pp "
               f"at {args.max_seeds} repetitions", file=sys.stderr)

@@ -9,12 +9,14 @@ from typing import Any
 from benchmark import data as datasets
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo, discover
-from benchmark.engine.execute import Settings, prepare, run_plan
+from benchmark.engine.execute import Settings, prepare
 from benchmark.engine.fit import Rendezvous
 from benchmark.engine.plan import make_spec
 from benchmark.engine.spec import RunSpec
 from benchmark.engine.timing import StepTimer, StopTraining
 from benchmark.profiling.timer import ProfilingTimer
+from benchmark.runner.runner import run_plan
+from benchmark.runner.status import partition
 
 
 def target_spec(info: MethodInfo, *, dataset: str, preset: str, overrides: dict[str, Any] | None = None,
@@ -35,7 +37,8 @@ def train_requirements(specs: list[RunSpec], settings: Settings, methods: dict[s
         info = methods[spec.method]
         target_spec(info, dataset=spec.dataset, preset=spec.preset, overrides=spec.config, rep=spec.rep,
                     base_seed=spec.base_seed, methods=methods, data_root=settings.data_root, required=required)
-    outcome = run_plan(list(required.values()), settings)  # isolated: a crash of one is its own
+    _, todo = partition(list(required.values()), settings.store, methods)
+    outcome = run_plan(todo, settings)  # in a worker process: a crash of one is its own
     if outcome.failed:
         raise RuntimeError(f"a required run failed: {outcome.failed[0]['error']}")
 

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from benchmark import data as datasets
+from benchmark import nn as layers
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings
@@ -47,6 +48,7 @@ from benchmark.profiling.measure import measure_batched, run_with_timer, target_
 from benchmark.profiling.reference import TEXTBOOK, TEXTBOOK_TORCHVISION, matmul_peak, textbook_kd_loop
 from benchmark.profiling.timer import ProfilingTimer, StepGate
 from benchmark.runner.schedule import Batching
+from benchmark.store.store import Store
 
 # ---- what gets profiled ---------------------------------------------------------------------------------
 
@@ -144,7 +146,7 @@ def profile(opts: Options, methods: dict[str, MethodInfo] | None = None, log=pri
     """Profile every target on every dataset; write ``<out>/profiles/profile.{csv,json,png}``; return the
     JSON document."""
     methods = methods or discover()
-    settings = Settings(out=opts.out, data_root=opts.data_root, progress=opts.progress)
+    settings = Settings(store=Store(opts.out), data_root=opts.data_root)
     load_before, started = os.getloadavg(), time.time()
     plans = {d: plan_targets(opts.selected, methods, dataset=d, preset=opts.preset, reference=opts.reference)
              for d in opts.datasets}
@@ -359,8 +361,6 @@ def _measure_batched(targets: dict[str, Target], settings: Settings, methods, op
 
 
 def _model(role, data):
-    from benchmark import nn as layers
-
     return layers.build(role.arch, data.view_shape(role.view), data.num_classes, **role.options)
 
 
