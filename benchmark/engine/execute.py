@@ -35,8 +35,8 @@ from benchmark.store.store import Store, atomic_torch_save, provenance
 
 @dataclass
 class Settings:
-    """Where and how runs execute (not part of a run's identity): ``store``, the store records and checkpoints
-    go to (made once by the caller, e.g. ``Store(args.out)``)."""
+    """Where and how runs execute (not part of a run's identity). ``store``: where records and checkpoints go,
+    made once by the caller (``Store(args.out)``) and handed down."""
 
     store: Store
     data_root: Path | None = None

@@ -37,7 +37,9 @@ BACKENDS = ("local", "dask", "inprocess")
 
 @dataclass
 class Outcome:
-    records: list[dict] = field(default_factory=list)  # every run's record, as it ended
+    """What :func:`run_plan` trained: every run's record, in the order the runs ended."""
+
+    records: list[dict] = field(default_factory=list)
 
     @property
     def failed(self) -> list[dict]:
@@ -50,10 +52,6 @@ class _Running:
     limit: float | None  # seconds, from its start
     started: float | None = None  # when the backend said it began (None: not yet, or never told)
     reported: set[str] = field(default_factory=set)  # its runs whose record came back
-
-
-def _finished_ok(record: dict) -> bool:
-    return record.get("status") in ("ok", "skipped")
 
 
 class Runner:
@@ -144,7 +142,7 @@ class Runner:
             self._finish(queue, spec, failed_record(spec, self.settings, error))
 
     def _finish(self, queue: Queue, spec: RunSpec, record: dict) -> None:
-        queue.finish(spec.run_id, _finished_ok(record))
+        queue.finish(spec.run_id, record.get("status") in ("ok", "skipped"))
         self.on_record(spec, record)
 
 
