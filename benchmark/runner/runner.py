@@ -8,8 +8,10 @@ What can go wrong in a run stays in that run:
 - a task whose worker died (SIGKILL, out of memory; on Dask, once the cluster gave up on it): a task of several
   runs is split, each unfinished run going back in the queue alone; a single run is tried once more, alone, and
   recorded ``failed: worker died ...`` if its worker dies again. Nothing else is charged;
-- a task past its time limit (``timeout_s`` per run; the backend stops it): split like a death, a single run
-  recorded ``failed: timed out after N s``;
+- a task past its time limit (``timeout_s`` times its number of runs, from its ``started`` event): cancelled (its
+  worker killed) and split like a death, a single run recorded ``failed: timed out after N s``. A backend that
+  sends no ``started`` enforces the limit itself (Dask, on the worker: its unfinished runs are recorded timed out;
+  this process: no limit);
 - a run whose required run failed is recorded failed without being started, and so are the runs waiting on it.
 
 :func:`run_plan` is the entry point: it trains exactly the runs it is given (the caller has set the cached ones
@@ -104,7 +106,7 @@ class Runner:
         if running is None:  # a task given up already
             return
         if event.kind == "started":
-            running.started = time.time()
+            running.started = running.started or time.time()
         elif event.kind == "record":
             spec = next(s for s in running.task.specs if s.run_id == event.payload["run_id"])
             running.reported.add(spec.run_id)
@@ -170,7 +172,7 @@ def run_plan(todo: list[RunSpec], settings: Settings, *, jobs: int = 1, backend:
 
     ``backend``: ``local`` (``jobs`` worker processes), ``dask`` (``client`` from
     :func:`benchmark.runner.dask_backend.connect`), ``inprocess`` (this process, one task at a time, no time limit:
-    tests, profiling, ``reproduce``), or a :class:`~benchmark.runner.backend.Backend` of the caller's. Torch threads
+    tests, ``reproduce``), or a :class:`~benchmark.runner.backend.Backend` of the caller's. Torch threads
     per run: ``settings.threads`` on every backend, so a run gives the same numbers wherever it executes.
     ``timeout_s``: the time limit of one run. ``progress``: a tqdm-like bar, advanced as each run ends.
     """
