@@ -83,11 +83,12 @@ def run_context(out: Path, method: str, preset: str = "smoke", overrides: dict |
     from benchmark.engine.discovery import discover
     from benchmark.engine.execute import Settings, prepare
     from benchmark.engine.plan import load, make_spec
+    from benchmark.store.store import Store
 
     methods = discover()
     info = methods[method]
     data = load([dataset], preset)[dataset]
     cfg = configuration.resolve(info.cls, preset, overrides or {}, data)
     spec = make_spec(info, cfg, dataset=dataset, data=data, rep=0, base_seed=0, preset=preset, methods=methods)
-    _, cfg, _, _, run = prepare(spec, Settings(out=out, progress=False), methods)
+    _, cfg, _, _, run = prepare(spec, Settings(store=Store(out)), methods)
     return run, cfg

@@ -9,8 +9,9 @@ import pytest
 from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import discover
-from benchmark.engine.execute import Settings, run_plan
+from benchmark.engine.execute import Settings
 from benchmark.engine.plan import plan
+from benchmark.runner.runner import run_plan
 from benchmark.store.store import Store
 
 METHODS = discover()
@@ -40,7 +41,7 @@ def test_contract_declarations(name):
 def test_runs_end_to_end_on_smoke(name, tmp_path):
     info = METHODS[name]
     specs = plan([info], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS)
-    outcome = run_plan(specs, Settings(out=tmp_path, isolate=False))
+    outcome = run_plan(specs, Settings(store=Store(tmp_path)), backend="inprocess")
     assert [r["error"] for r in outcome.records if r["status"] != "ok"] == []
     record = Store(tmp_path).read_run(specs[[s.method for s in specs].index(name)].run_id)
     assert record["status"] == "ok"
@@ -115,7 +116,7 @@ def test_a_new_multi_model_method_is_trained_logged_and_paired_with_no_harness_e
     specs = plan([methods["two_models"]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=methods)
     assert sorted(s.method for s in specs) == ["scratch_student", "scratch_student", "two_models"]
     out = tmp_path / "out"
-    outcome = run_plan(specs, Settings(out=out, isolate=False))
+    outcome = run_plan(specs, Settings(store=Store(out)), backend="inprocess")
     assert not outcome.failed, [r["error"] for r in outcome.failed]
     records = {r["method"] + r["roles"].get("student", {}).get("view", ""): r for r in Store(out).iter_runs()}
     ours = records["two_models"]

@@ -13,9 +13,11 @@ import pytest
 
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import discover
-from benchmark.engine.execute import Settings, run_plan
+from benchmark.engine.execute import Settings, failed_record
 from benchmark.engine.plan import plan
 from benchmark.errors import BadInput
+from benchmark.runner.runner import run_plan
+from benchmark.store.store import Store
 from tests.conftest import ROOT, run_cli
 from tests.projects import FAULTY, make_project
 
@@ -130,7 +132,7 @@ def test_killed_dask_worker_run_is_retried_and_suite_completes(tmp_path, monkeyp
         victim = sorted(pids.values())[0]
         timer = threading.Timer(1.5, os.kill, args=(victim, signal.SIGKILL))
         timer.start()
-        outcome = run_plan(specs, Settings(out=tmp_path / "out"), jobs=2, backend="dask", client=client)
+        outcome = run_plan(specs, Settings(store=Store(tmp_path / "out")), jobs=2, backend="dask", client=client)
         timer.join()
         after = set(client.run(os.getpid).values())
     finally:
@@ -139,6 +141,25 @@ def test_killed_dask_worker_run_is_retried_and_suite_completes(tmp_path, monkeyp
     assert len(outcome.records) == 4
     assert all(r["status"] in ("ok", "failed") for r in outcome.records)
     assert sum(r["status"] == "ok" for r in outcome.records) >= 3
+
+
+def test_a_dask_retry_keeps_the_runs_its_earlier_try_ended(tmp_path):
+    """The scheduler runs a task again when its worker died: what the first try finished, or timed out in this
+    suite, is not run again; a run timed out in another suite is."""
+    from benchmark.runner import dask_backend
+
+    methods = discover()
+    done, hung = plan([methods["scratch_student"]], data=["digits"], reps=2, preset="smoke", base_seed=0,
+                      methods=methods)
+    settings = Settings(store=Store(tmp_path), suite="this-suite")
+    run_plan([done], settings, backend="inprocess")
+    failed_record(hung, settings, "timed out after 9 s (--run-timeout)", timed_out=True)
+    stored = settings.store.run_path(done.run_id).read_bytes()
+    records = dask_backend._remote([s.to_dict() for s in (done, hung)], settings, 60.0)
+    assert {r["run_id"]: r["status"] for r in records} == {done.run_id: "ok", hung.run_id: "failed"}
+    assert settings.store.run_path(done.run_id).read_bytes() == stored  # not trained again
+    later = Settings(store=Store(tmp_path), suite="next-suite")
+    assert [r["status"] for r in dask_backend._remote([hung.to_dict()], later, 60.0)] == ["ok"]
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -11,10 +11,12 @@ import torch
 from benchmark.cli import main
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings
-from benchmark.engine.timing import ProfileComplete, ProfilingTimer, StepGate, StepTimer, timed_batches, timed_iter
+from benchmark.engine.timing import StepTimer, StopTraining, timed_batches, timed_iter
 from benchmark.profiling.measure import run_with_timer, target_spec
 from benchmark.profiling.reference import TEXTBOOK, TEXTBOOK_TORCHVISION
 from benchmark.profiling.run import plan_targets
+from benchmark.profiling.timer import ProfilingTimer, StepGate
+from benchmark.store.store import Store
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def _matmul_loop(timer, steps=100, size=32):
 
 def test_profiling_timer_times_counts_traces_then_stops():
     timer = ProfilingTimer(warmup=2, steps=3, trace_steps=2, top_ops=5)
-    with pytest.raises(ProfileComplete):
+    with pytest.raises(StopTraining):
         _matmul_loop(timer)
     assert len(timer.times) == 2 + 3  # the FLOP-counted and traced steps are never timed
     # forward a@a (2·32³) plus its backward, two products of the same size
@@ -50,11 +52,11 @@ def test_profiling_timer_times_counts_traces_then_stops():
 
 def test_profile_complete_passes_through_except_exception():
     timer = ProfilingTimer(warmup=0, steps=1, trace_steps=0, count_flops=False)
-    with pytest.raises(ProfileComplete):
+    with pytest.raises(StopTraining):
         try:
             _matmul_loop(timer)
         except Exception:  # a method's own error handling must not end the profile silently
-            pytest.fail("ProfileComplete was caught as an Exception")
+            pytest.fail("StopTraining was caught as an Exception")
 
 
 def test_step_timer_keeps_its_api_and_instruments_leave_on_break():
@@ -88,7 +90,7 @@ def test_gated_loops_run_one_at_a_time_between_steps_too():
                 for _ in timed_batches(3, 1, generator=None, shuffle=False, drop_last=False, timer=timer):
                     events.append((name, "step"))
                 events.append((name, "evaluate"))
-        except ProfileComplete:
+        except StopTraining:
             pass
         finally:
             gate.finish()
@@ -108,7 +110,7 @@ def test_gated_loops_run_one_at_a_time_between_steps_too():
     for thread in threads:
         thread.join(timeout=10)
     for name in gates:
-        assert events.count((name, "step")) == 1 + 4  # warm-up and timed steps, then ProfileComplete
+        assert events.count((name, "step")) == 1 + 4  # warm-up and timed steps, then StopTraining
         assert (name, "evaluate") in events
 
 
@@ -116,7 +118,7 @@ def test_run_with_timer_reports_a_method_that_ends_first(tmp_path, _one_thread):
     methods = discover()
     spec = target_spec(methods["scratch_student"], dataset="digits", preset="smoke")
     timer = ProfilingTimer(warmup=0, steps=10_000, count_flops=False, trace_steps=0)
-    stopped = run_with_timer(spec, Settings(out=tmp_path), methods, timer)
+    stopped = run_with_timer(spec, Settings(store=Store(tmp_path)), methods, timer)
     assert not stopped and len(timer.times) == 2 * math.ceil(spec_train_size(spec) / 64)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing stored
 

@@ -2,10 +2,10 @@
 
 import dataclasses
 
-from benchmark.runner import schedule
 from benchmark.engine.discovery import discover
 from benchmark.engine.plan import plan
 from benchmark.engine.spec import RunSpec
+from benchmark.runner import schedule
 
 
 def _spec(name, method="m", rep=0, requires=None):

@@ -18,9 +18,11 @@ from pathlib import Path
 
 from benchmark.engine.code import code_hash, run_code
 from benchmark.engine.discovery import MethodInfo, discover
-from benchmark.engine.execute import Settings, checkpoint_loads, dataset_for, identity_problem, run_plan
+from benchmark.engine.execute import Settings, dataset_for
 from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.errors import BadInput, DatasetUnavailable
+from benchmark.runner.runner import run_plan
+from benchmark.runner.status import checkpoint_loads, identity_problem
 from benchmark.store import Store
 
 
@@ -60,10 +62,9 @@ def command(args) -> int:
         raise BadInput(f"run {spec.run_id}: its record's thread count {threads!r} is not a number of threads")
     differences, compared = [], 0
     with tempfile.TemporaryDirectory(prefix="reproduce-") as tmp:
-        settings = Settings(out=Path(tmp), data_root=args.data_root, threads=threads, progress=False, isolate=False,
-                            batch_reps=1)
+        settings = Settings(store=Store(tmp), data_root=args.data_root, threads=threads, batch_reps=1)
         retrained = stage(spec, store, settings, methods)
-        run_plan(retrained + [spec], settings)
+        run_plan(retrained + [spec], settings, backend="inprocess")
         for s in retrained + [spec]:
             new = settings.store.read_run(s.run_id)
             if new is None or new["status"] != "ok":

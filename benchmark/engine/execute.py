@@ -1,5 +1,9 @@
-"""Executing runs: one spec in this process (:func:`execute`), or a whole plan in local worker processes or on Dask
-(:func:`run_plan`), each run after the runs it requires."""
+"""Executing runs in this process: one spec (:func:`execute`), or one task of the runner (:func:`execute_task`: one
+run, or the repetitions of one configuration trained as one batch), each run's record stored as it finishes.
+
+Which runs execute, when and where (worker processes, Dask, this process) is the runner's business
+(:mod:`benchmark.runner`); this module is on the training path (its source is part of every run's id), so it holds
+nothing else."""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ import random
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +30,15 @@ from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.fit import NotBatchable, Rendezvous
 from benchmark.engine.plan import SCRATCH, scratch_config
 from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
-from benchmark.errors import one_line
-from benchmark.store import Store, atomic_torch_save, load_state, provenance
+from benchmark.store import Store, atomic_torch_save, provenance
 
 
 @dataclass
 class Settings:
-    """Where and how runs execute (not part of a run's identity)."""
+    """Where and how runs execute (not part of a run's identity). ``store``: where records and checkpoints go,
+    made once by the caller (``Store(args.out)``) and handed down."""
 
-    out: Path
+    store: Store
     data_root: Path | None = None
     download: bool = False
     # Torch threads per run. One by default on every backend: the notebooks' models are small, so a run gains little
@@ -41,17 +46,9 @@ class Settings:
     # slower with 2 threads on a loaded 2-core machine); parallelism comes from --jobs. A fixed count also keeps the
     # same seed bit-identical whatever --jobs or backend is used.
     threads: int = 1
-    progress: bool = True
-    # Run each run in a worker process (the command line always does): a run that kills its process or hangs
-    # then takes only itself down. False runs a one-job plan in this process (tests, profiling).
-    isolate: bool = True
     # Repetitions of one configuration trained as one batch where that is faster (small models); 1: never.
     batch_reps: int = 5
     suite: str = ""  # identifies one invocation of the command line (a timed-out run is not retried within it)
-
-    @property
-    def store(self) -> Store:
-        return Store(self.out)
 
 
 def dataset_for(spec: RunSpec, settings: Settings):
@@ -107,11 +104,9 @@ def prepare(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo]):
 
 
 def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | None = None) -> dict:
-    """Run one spec (unless already done) and store its record. Never raises for a method's own failure."""
+    """Run one spec and store its record. Never raises for a method's own failure."""
     store = settings.store
     methods = methods or discover()
-    if is_done(spec, store, methods):
-        return store.read_run(spec.run_id)
     started = time.time()
     record = _new_record(spec)
     torch.set_num_threads(settings.threads)
@@ -224,151 +219,26 @@ def _role_record(role: Role, methods, spec: RunSpec, cfg, dataset) -> dict[str, 
     return entry
 
 
-def execute_task(specs: list[RunSpec], settings: Settings, methods: dict[str, MethodInfo]):
+def execute_task(specs: list[RunSpec], settings: Settings, methods: dict[str, MethodInfo]) -> Iterator[dict]:
     """Execute the runs of one task (one run, or repetitions to train as one batch), yielding each record as it
     is stored."""
-    todo = [s for s in specs if not is_done(s, settings.store, methods)]
-    if len(todo) > 1:
-        records = execute_batched(todo, settings, methods)
+    if len(specs) > 1:
+        records = execute_batched(specs, settings, methods)
         if records is not None:
             yield from records
-            yield from (settings.store.read_run(s.run_id) for s in specs if s not in todo)
             return
     for spec in specs:
         yield execute(spec, settings, methods)
 
 
-# ---- executing a plan -------------------------------------------------------------------------------------------
-
-@dataclass
-class Outcome:
-    records: list[dict] = field(default_factory=list)
-    cached: int = 0
-
-    @property
-    def failed(self) -> list[dict]:
-        return [r for r in self.records if r["status"] == "failed"]
-
-
-def checkpoint_loads(path: Path) -> str | None:
-    """None if the checkpoint at ``path`` loads as a checkpoint, else why not (one line)."""
-    try:
-        state = load_state(path)
-        roles = state["roles"]
-        if not isinstance(roles, dict) or not all("state_dict" in r and "arch" in r for r in roles.values()):
-            return "not a checkpoint of trained models"
-        return None
-    except Exception as exc:  # truncated, garbage, or refused by weights_only: all mean "retrain it"
-        return one_line(exc)
-
-
-def identity_problem(record: dict, spec: RunSpec) -> str | None:
-    """None if what ``record`` says it is (method, configuration, dataset, repetition, code, required runs)
-    hashes to ``spec``'s id, else why not: a record edited or copied under another run's name is not that run."""
-    try:
-        if RunSpec.from_dict(record).run_id == spec.run_id:
-            return None
-    except (TypeError, ValueError):  # a field the id needs is missing, or not JSON
-        pass
-    return f"what it records is not run {spec.run_id} (its identity fields hash to another id)"
-
-
-def is_done(spec: RunSpec, store: Store, methods: dict[str, MethodInfo], warn=None) -> bool:
-    """Finished (ok or skipped) as a valid record of this very run (else it is set aside), and its checkpoint
-    loadable when other runs load it. A checkpoint that does not load is a missing checkpoint: the run is redone
-    (``warn`` gets one line saying so)."""
-    record = store.read_run(spec.run_id)
-    if record is None:
-        return False
-    problem = identity_problem(record, spec)
-    if problem:
-        store.set_aside(store.run_path(spec.run_id), problem)
-        return False
-    if record["status"] not in ("ok", "skipped"):
-        return False
-    info = methods.get(spec.method)
-    if record["status"] == "ok" and info is not None and info.ok:
-        if info.cls().saves_models(config_from_dict(info, spec.config)):
-            path = store.cache_path(spec.method, spec.run_id)
-            if not path.is_file():
-                return False
-            problem = checkpoint_loads(path)
-            if problem:
-                if warn is not None:
-                    warn(f"checkpoint {path.name} of {spec.method} (rep {spec.rep}) does not load ({problem}): "
-                         "training it again")
-                return False
-    return True
-
-
-def run_plan(specs: list[RunSpec], settings: Settings, *, jobs: int = 1, progress=None, backend: str = "local",
-             client=None, timeout_s: float | None = None, warn=None) -> Outcome:
-    """Execute every spec not already done, each after the runs it requires, longest expected first.
-
-    ``backend`` is ``local`` (worker processes, ``jobs`` of them; with ``settings.isolate`` False and one job, this
-    process) or ``dask`` (``client`` from :func:`benchmark.runner.dask_backend.connect`). Torch threads per run:
-    ``settings.threads`` on every backend, so a run gives the same numbers wherever it executes. ``timeout_s``: the
-    limit of one run. A run whose required run failed is recorded as failed without being started.
-    """
-    from benchmark.runner import schedule
-
-    store = settings.store
-    methods = discover()
-    outcome = Outcome()
-    todo = []
-    for spec in specs:
-        if is_done(spec, store, methods, warn):
-            outcome.cached += 1
-        else:
-            todo.append(spec)
-    if not todo:
-        return outcome
-    seen = schedule.history(store.iter_runs())
-    expected = schedule.expected_seconds(todo, seen, methods, settings.data_root)
-    batching = schedule.Batching(settings.batch_reps, methods, settings.data_root)
-    queue = schedule.Queue(schedule.tasks(todo, expected, batching))
-
-    def done(spec: RunSpec, record: dict | None, error: str | None = None) -> dict:
-        if record is None:
-            record = _failed_record(spec, settings, error or "unknown failure")
-        outcome.records.append(record)
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix_str(f"{spec.method}/{spec.dataset}/r{spec.rep}", refresh=False)
-        return record
-
-    if backend == "dask":
-        from benchmark.runner import dask_backend
-
-        dask_backend.run_queue(client, queue, settings, done, timeout_s)
-    elif jobs <= 1 and not settings.isolate:
-        while queue:
-            for task, broken in queue.blocked():
-                for spec in task.specs:
-                    queue.finish(spec.run_id, False)
-                    done(spec, None, f"required run {', '.join(broken)} failed")
-            task = queue.pop_ready()
-            if task is None:
-                break
-            for record in execute_task(task.specs, settings, methods):
-                spec = next(s for s in task.specs if s.run_id == record["run_id"])
-                queue.finish(spec.run_id, done(spec, record)["status"] in ("ok", "skipped"))
-    else:
-        from benchmark.runner.local import Pool
-
-        Pool(jobs, settings, done, timeout_s).run(queue)
-    return outcome
-
-
-def _failed_record(spec: RunSpec, settings: Settings, error: str, timed_out: bool = False) -> dict:
+def failed_record(spec: RunSpec, settings: Settings, error: str, timed_out: bool = False) -> dict:
     """Record a run that failed outside the method's own code (its worker was killed, it timed out, a required
-    run failed)."""
+    run failed); ``timed_out`` marks it timed out in this suite (``settings.suite``)."""
     store = settings.store
     existing = store.read_run(spec.run_id)
     if existing is not None and existing.get("status") in ("ok", "skipped"):
         return existing  # it finished before the worker died
-    record = {**spec.to_dict(), "run_id": spec.run_id, "seed": spec.seed, "status": "failed", "error": error,
-              "roles": {}, "metrics": [], "timing": {}, "wall_time_s": None,
+    record = {**_new_record(spec), "error": error, "wall_time_s": None,
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance()}
     if timed_out:
         record["timed_out_in"] = settings.suite

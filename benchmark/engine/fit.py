@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from benchmark.engine.stacked import Stacked, stackable
-from benchmark.engine.timing import ProfileComplete
+from benchmark.engine.timing import StopTraining
 from benchmark.errors import NonFiniteLoss
 
 FINAL = -1  # the epoch value of rows that describe the model a method ends with
@@ -52,35 +52,35 @@ class NotBatchable(RuntimeError):
 class Batch:
     """One training batch of one repetition, as a method's step sees it."""
 
-    def __init__(self, state: _Step, rep: int):
-        self._state, self._rep = state, rep
-        loop = state.loops[rep]
-        self.epoch = state.epoch  # 0-based
-        self.epochs = loop.epochs
-        self.step = state.index  # 0-based, within the epoch
-        self.idx = state.idx[rep]  # positions in the training split (what a method indexes its targets with)
-        self.y = loop.labels[self.idx]
+    def __init__(self, shared: SharedStep, rep: int):
+        self._shared, self._rep = shared, rep
+        repetition = shared.repetitions[rep]
+        self.epoch = shared.epoch  # 0-based
+        self.epochs = repetition.epochs
+        self.step = shared.index  # 0-based, within the epoch
+        self.idx = shared.idx[rep]  # positions in the training split (what a method indexes its targets with)
+        self.y = repetition.labels[self.idx]
         self._x: dict[str, torch.Tensor] = {}
         self._calls: dict[tuple[str, str], int] = {}
 
     def x(self, role: str) -> torch.Tensor:
         """This batch in ``role``'s input view."""
         if role not in self._x:
-            self._x[role] = self._state.loops[self._rep].inputs[role][self.idx]
+            self._x[role] = self._shared.repetitions[self._rep].inputs[role][self.idx]
         return self._x[role]
 
     def model(self, role: str) -> nn.Module:
         """``role``'s model (a method that updates its parameters itself; not with repetitions batched)."""
-        return self._state.model(role, self._rep)
+        return self._shared.model(role, self._rep)
 
     def forward(self, role: str, call: str | None = None) -> torch.Tensor:
         """``role``'s output on this batch in training mode (``call``: a method of the model to use instead of
         ``forward``, e.g. one that returns raw subclass logits)."""
-        return self._state.output(self, role, call, train=True)
+        return self._shared.output(self, role, call, train=True)
 
     def predict(self, role: str, call: str | None = None) -> torch.Tensor:
         """``role``'s output on this batch in inference mode, without gradient (Keras ``training=False``)."""
-        return self._state.output(self, role, call, train=False)
+        return self._shared.output(self, role, call, train=False)
 
     def update(self, parts: dict[str, dict[str, torch.Tensor]], loss: torch.Tensor | None = None) -> None:
         """One optimiser step for each role in ``parts`` on ``loss`` (default: the sum of their ``"loss"``
@@ -90,18 +90,18 @@ class Batch:
             loss = functools.reduce(operator.add, (parts[r]["loss"] for r in parts))
         for role, role_parts in parts.items():
             for name, value in role_parts.items():
-                self._state.loops[self._rep].accumulate(role, f"train_{name}", value.detach(), 1)
-        self._state.update(self._rep, list(parts), loss)
+                self._shared.repetitions[self._rep].accumulate(role, f"train_{name}", value.detach(), 1)
+        self._shared.update(self._rep, list(parts), loss)
 
     def log(self, role: str, name: str, value: float | torch.Tensor, weight: float = 1) -> None:
         """A per-epoch value: the epoch's rows hold sum(value) / sum(weight) over its steps (``weight`` = a
         batch's size makes a running accuracy exact with a smaller last batch)."""
         value = value.detach() if torch.is_tensor(value) else value
-        self._state.loops[self._rep].accumulate(role, name, value, weight)
+        self._shared.repetitions[self._rep].accumulate(role, name, value, weight)
 
 
-class _Loop:
-    """One repetition's side of the loop: its run, inputs, labels and epoch sums."""
+class RepetitionState:
+    """One repetition's side of the loop: its run, models, inputs, labels, epoch sums and early-stopping state."""
 
     def __init__(self, run, models: dict[str, nn.Module], *, epochs: int, views: dict[str, str],
                  train_index: torch.Tensor | None):
@@ -131,12 +131,13 @@ class _Loop:
         return out
 
 
-class _Step:
+class SharedStep:
     """What the R repetitions' steps share within one batch: the models (plain or stacked), the outputs computed
     so far, and the updates waiting for the last repetition."""
 
-    def __init__(self, engine: _Engine, epoch: int, index: int, idx: list[torch.Tensor]):
-        self.engine, self.loops, self.epoch, self.index, self.idx = engine, engine.loops, epoch, index, idx
+    def __init__(self, models: RepetitionModels, epoch: int, index: int, idx: list[torch.Tensor]):
+        self.models, self.repetitions, self.epoch, self.index = models, models.repetitions, epoch, index
+        self.idx = idx
         self.outputs: dict[tuple[str, str, bool, int], torch.Tensor] = {}
         self.pending: list[list[tuple[list[str], torch.Tensor]]] = [[] for _ in idx]
         self.updated: list[set[str]] = [set() for _ in idx]  # per repetition: roles updated in this step
@@ -146,9 +147,9 @@ class _Step:
         return len(self.idx) > 1
 
     def model(self, role: str, rep: int) -> nn.Module:
-        if self.deferred or self.engine.stacked:
+        if self.deferred or self.models.stacked:
             raise NotBatchable("a step that changes a model itself cannot be batched")
-        return self.engine.models[rep][role]
+        return self.models.own[rep][role]
 
     def output(self, batch: Batch, role: str, call: str | None, *, train: bool) -> torch.Tensor:
         if self.deferred and role in self.updated[batch._rep]:
@@ -159,13 +160,13 @@ class _Step:
         full = (*key, count)
         if full not in self.outputs:
             xs = [batch.x(role)] if not self.deferred else \
-                [loop.inputs[role][idx] for loop, idx in zip(self.loops, self.idx, strict=True)]
-            self.outputs[full] = self.engine.forward(role, call, xs, train)
+                [repetition.inputs[role][idx] for repetition, idx in zip(self.repetitions, self.idx, strict=True)]
+            self.outputs[full] = self.models.forward(role, call, xs, train)
         return self.outputs[full][batch._rep]
 
     def update(self, rep: int, roles: list[str], loss: torch.Tensor) -> None:
         if not self.deferred:
-            self.engine.step_optimisers(roles, loss)
+            self.models.step_optimisers(roles, loss)
             return
         self.pending[rep].append((roles, loss))
         self.updated[rep].update(roles)
@@ -181,31 +182,33 @@ class _Step:
             roles = [p[u][0] for p in self.pending]
             if any(r != roles[0] for r in roles):
                 raise NotBatchable("the repetitions' steps updated different roles")
-            self.engine.step_optimisers(roles[0], functools.reduce(operator.add, (p[u][1] for p in self.pending)))
+            self.models.step_optimisers(roles[0], functools.reduce(operator.add, (p[u][1] for p in self.pending)))
 
 
-class _Engine:
-    """The models of every repetition, plain (one repetition, unstackable models) or stacked by role."""
+class RepetitionModels:
+    """The models of every repetition, plain (one repetition, unstackable models) or stacked by role, and their
+    optimisers: ``own[r][role]`` is repetition r's own module, ``stacked[role]`` all R of a role as one model."""
 
-    def __init__(self, loops: list[_Loop], models: list[dict[str, nn.Module]], roles: list[str], lr, adam_eps):
-        self.loops, self.models, self.roles = loops, models, roles
+    def __init__(self, repetitions: list[RepetitionState], own: list[dict[str, nn.Module]], roles: list[str], lr,
+                 adam_eps):
+        self.repetitions, self.own, self.roles = repetitions, own, roles
         self.stacked: dict[str, Stacked] = {}
-        if all(stackable(models[0][role]) for role in roles):
+        if all(stackable(own[0][role]) for role in roles):
             for role in roles:
-                generators = [loop.run.generator("dropout", role) for loop in loops]
-                self.stacked[role] = Stacked([m[role] for m in models], generators)
-        elif len(models) > 1:
+                generators = [repetition.run.generator("dropout", role) for repetition in repetitions]
+                self.stacked[role] = Stacked([m[role] for m in own], generators)
+        elif len(own) > 1:
             raise NotBatchable("only stackable models can be trained as a batch of repetitions")
         self.optimisers = {}
         if lr is not None:
             rates = lr if isinstance(lr, dict) else {role: lr for role in roles}
             for role, rate in rates.items():
-                module = self.stacked.get(role) or models[0][role]
+                module = self.stacked.get(role) or own[0][role]
                 params = [p for p in module.parameters() if p.requires_grad]
                 self.optimisers[role] = torch.optim.Adam(params, lr=rate, eps=adam_eps)
 
     def train(self) -> None:
-        for module in (self.stacked.values() if self.stacked else self.models[0].values()):
+        for module in (self.stacked.values() if self.stacked else self.own[0].values()):
             module.train()
 
     def forward(self, role: str, call: str | None, xs: list[torch.Tensor], train: bool) -> torch.Tensor:
@@ -214,7 +217,7 @@ class _Engine:
             module = self.stacked[role]
             run = lambda inputs: module(inputs, call)  # noqa: E731
         else:
-            module = self.models[0][role]
+            module = self.own[0][role]
             fn = getattr(module, call) if call else module
             run = lambda inputs: fn(inputs[0]).unsqueeze(0)  # noqa: E731
         if train:
@@ -274,8 +277,8 @@ class Rendezvous:
             self.barrier.wait(self.timeout)
         except threading.BrokenBarrierError:
             raise NotBatchable("a run of the batch failed before or during the fit") from self.error
-        if isinstance(self.error, ProfileComplete):  # a profile measured enough batched steps: every run stops
-            raise ProfileComplete
+        if isinstance(self.error, StopTraining):  # a step timer ended the batch's training: every run stops
+            raise StopTraining from self.error
         if self.error is not None:
             raise NotBatchable(f"the batched fit failed: {self.error!r}") from self.error
         return self.result[index]
@@ -313,60 +316,61 @@ def _fit(requests: list[_Request]) -> list[dict[str, nn.Module]]:
     unknown = set(first.options) - set(DEFAULTS) - {"epochs"}
     if unknown:
         raise TypeError(f"fit() got unknown options {sorted(unknown)}")
-    o = {**DEFAULTS, **first.options}
+    options = {**DEFAULTS, **first.options}
     if any(r.options.keys() != first.options.keys() or
            any(_differs(r.options[k], first.options[k]) for k in first.options) for r in requests[1:]):
         raise NotBatchable("the repetitions asked for different fits")
     run0, roles = first.run, list(first.models)
     declared = run0.roles
-    views = {role: (o["views"] or {}).get(role) or declared[role].view for role in roles}
+    views = {role: (options["views"] or {}).get(role) or declared[role].view for role in roles}
     has_val = run0.data.size("val") > 0
-    patience, monitor = o["patience"], o["monitor"]
+    patience, monitor = options["patience"], options["monitor"]
     if patience is not None and not has_val:
         raise ValueError("early stopping needs a validation split (validation='none' has none)")
     if patience is not None and monitor is None and len(roles) != 1:
         raise ValueError("early stopping with several models needs monitor=<role>")
     if monitor is None and len(roles) == 1 and has_val:
         monitor = roles[0]  # a single model's best epoch is logged even without early stopping
-    loops = [_Loop(r.run, r.models, epochs=o["epochs"], views=views, train_index=o["train_index"]) for r in requests]
-    engine = _Engine(loops, [r.models for r in requests], roles, o["lr"], o["adam_eps"])
-    n = len(loops[0].labels)
-    size = n if o["batch_size"] is None else o["batch_size"]
-    drop_last = o["drop_last"] and n >= size
-    curves = o["curves"]
+    repetitions = [RepetitionState(r.run, r.models, epochs=options["epochs"], views=views,
+                                   train_index=options["train_index"]) for r in requests]
+    models = RepetitionModels(repetitions, [r.models for r in requests], roles, options["lr"], options["adam_eps"])
+    n = len(repetitions[0].labels)
+    size = n if options["batch_size"] is None else options["batch_size"]
+    drop_last = options["drop_last"] and n >= size
+    curves = options["curves"]
     classifiers = [role for role in roles if role in declared and declared[role].classifier]
     evaluate_each_epoch = bool(curves and classifiers) or patience is not None
-    for epoch in range(o["epochs"]):
-        engine.train()
-        orders = [loop.run.batches(size, epoch=epoch, n=n, shuffle=o["shuffle"], drop_last=drop_last, timed=loop.active)
-                  for loop in loops]
+    for epoch in range(options["epochs"]):
+        models.train()
+        orders = [repetition.run.batches(size, epoch=epoch, n=n, shuffle=options["shuffle"], drop_last=drop_last,
+                                         timed=repetition.active) for repetition in repetitions]
         for index, idx in enumerate(zip(*orders)):
-            state = _Step(engine, epoch, index, list(idx))
+            shared = SharedStep(models, epoch, index, list(idx))
             for rep, request in enumerate(requests):
-                request.step(Batch(state, rep))
-            state.finish()
-        engine.sync()
-        for loop in loops:
-            sums = loop.flush(epoch)
-            if not loop.active:
+                request.step(Batch(shared, rep))
+            shared.finish()
+        models.sync()
+        for repetition in repetitions:
+            sums = repetition.flush(epoch)
+            if not repetition.active:
                 continue
-            loop.last_epoch = epoch
+            repetition.last_epoch = epoch
             for (role, name), value in sums.items():
-                loop.run.log(role, name, value, epoch)
+                repetition.run.log(role, name, value, epoch)
             if evaluate_each_epoch:
-                _evaluate_epoch(loop, epoch, classifiers, curves, has_val, monitor, patience)
-        if not any(loop.active for loop in loops):
+                _evaluate_epoch(repetition, epoch, classifiers, curves, has_val, monitor, patience)
+        if not any(repetition.active for repetition in repetitions):
             break
-    for loop in loops:
-        if loop.best_state is not None:
-            for role, model in loop.models.items():
-                model.load_state_dict(loop.best_state[role])
+    for repetition in repetitions:
+        if repetition.best_state is not None:
+            for role, model in repetition.models.items():
+                model.load_state_dict(repetition.best_state[role])
         if evaluate_each_epoch:
             for role in roles:
-                loop.run.log(role, "epochs_trained", loop.last_epoch + 1)
+                repetition.run.log(role, "epochs_trained", repetition.last_epoch + 1)
             if monitor is not None:
-                loop.run.log(monitor, "best_epoch", loop.best_epoch)
-    return [loop.models for loop in loops]
+                repetition.run.log(monitor, "best_epoch", repetition.best_epoch)
+    return [repetition.models for repetition in repetitions]
 
 
 def _differs(a, b) -> bool:
@@ -375,24 +379,25 @@ def _differs(a, b) -> bool:
     return a != b
 
 
-def _evaluate_epoch(loop: _Loop, epoch: int, classifiers, curves, has_val: bool, monitor, patience) -> None:
-    run = loop.run
+def _evaluate_epoch(repetition: RepetitionState, epoch: int, classifiers, curves, has_val: bool, monitor,
+                    patience) -> None:
+    run = repetition.run
     scores = {}
     splits = (("val", "test") if has_val else ("test",)) if curves else ()
     for role in classifiers:
         for split in splits:
-            result = run.evaluate(loop.models[role], loop.views[role], split)
+            result = run.evaluate(repetition.models[role], repetition.views[role], split)
             scores[role, split] = result
             for metric in curves:
                 run.log(role, f"{split}_{metric}", result[metric], epoch)
     if monitor is None:
         return
-    val = scores.get((monitor, "val")) or run.evaluate(loop.models[monitor], loop.views[monitor], "val")
-    if val["nll"] < loop.best:
-        loop.best, loop.best_epoch, loop.waited = val["nll"], epoch, 0
+    val = scores.get((monitor, "val")) or run.evaluate(repetition.models[monitor], repetition.views[monitor], "val")
+    if val["nll"] < repetition.best:
+        repetition.best, repetition.best_epoch, repetition.waited = val["nll"], epoch, 0
         if patience is not None:
-            loop.best_state = {role: copy.deepcopy(m.state_dict()) for role, m in loop.models.items()}
+            repetition.best_state = {role: copy.deepcopy(m.state_dict()) for role, m in repetition.models.items()}
     else:
-        loop.waited += 1
-        if patience is not None and loop.waited >= patience:
-            loop.active = False
+        repetition.waited += 1
+        if patience is not None and repetition.waited >= patience:
+            repetition.active = False

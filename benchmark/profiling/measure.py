@@ -9,11 +9,14 @@ from typing import Any
 from benchmark import data as datasets
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo, discover
-from benchmark.engine.execute import Settings, prepare, run_plan
+from benchmark.engine.execute import Settings, prepare
 from benchmark.engine.fit import Rendezvous
 from benchmark.engine.plan import make_spec
 from benchmark.engine.spec import RunSpec
-from benchmark.engine.timing import ProfileComplete, ProfilingTimer, StepTimer
+from benchmark.engine.timing import StepTimer, StopTraining
+from benchmark.profiling.timer import ProfilingTimer
+from benchmark.runner.runner import run_plan
+from benchmark.runner.status import partition
 
 
 def target_spec(info: MethodInfo, *, dataset: str, preset: str, overrides: dict[str, Any] | None = None,
@@ -34,7 +37,8 @@ def train_requirements(specs: list[RunSpec], settings: Settings, methods: dict[s
         info = methods[spec.method]
         target_spec(info, dataset=spec.dataset, preset=spec.preset, overrides=spec.config, rep=spec.rep,
                     base_seed=spec.base_seed, methods=methods, data_root=settings.data_root, required=required)
-    outcome = run_plan(list(required.values()), settings)  # isolated: a crash of one is its own
+    _, todo = partition(list(required.values()), settings.store, methods)
+    outcome = run_plan(todo, settings)  # in a worker process: a crash of one is its own
     if outcome.failed:
         raise RuntimeError(f"a required run failed: {outcome.failed[0]['error']}")
 
@@ -43,7 +47,7 @@ def run_with_timer(spec: RunSpec, settings: Settings, methods: dict[str, MethodI
                    timer: StepTimer) -> bool:
     """Train ``spec`` as the runner would (nothing is stored for it), with ``timer`` as its step timer.
 
-    Returns True if the timer stopped the loop (``ProfileComplete``), False if the method finished first.
+    Returns True if the timer stopped the loop (``StopTraining``), False if the method finished first.
     """
     method, cfg, dataset, _, run = prepare(spec, settings, methods)
     reason = method.skip(cfg, dataset)
@@ -54,12 +58,12 @@ def run_with_timer(spec: RunSpec, settings: Settings, methods: dict[str, MethodI
 
 
 def until_complete(timer: StepTimer, loop) -> bool:
-    """Run ``loop()``; True if ``timer`` stopped it (``ProfileComplete``), False if it ended first. The timer's
+    """Run ``loop()``; True if ``timer`` stopped it (``StopTraining``), False if it ended first. The timer's
     instruments are released either way."""
     try:
         loop()
         return False
-    except ProfileComplete:
+    except StopTraining:
         return True
     finally:
         if isinstance(timer, ProfilingTimer):
@@ -88,7 +92,7 @@ def measure_batched(spec: RunSpec, reps: int, settings: Settings, methods: dict[
         run.rendezvous, run.rendezvous_index = rendezvous, i
         try:
             method.train(run, cfg)
-        except BaseException as exc:  # noqa: B036 - ProfileComplete ends every repetition's loop
+        except BaseException as exc:  # noqa: B036 - StopTraining ends every repetition's loop
             errors[i] = exc
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(reps)]
@@ -97,6 +101,6 @@ def measure_batched(spec: RunSpec, reps: int, settings: Settings, methods: dict[
     for t in threads:
         t.join()
     timer.close()
-    if not all(isinstance(e, ProfileComplete) for e in errors):
+    if not all(isinstance(e, StopTraining) for e in errors):
         return None
     return timer.summary().get("step_median_s")

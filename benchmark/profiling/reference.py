@@ -71,7 +71,7 @@ def textbook_kd_loop(dataset, timer: StepTimer, *, batch_size: int = 64, tempera
 
     The harness's Hinton KD method computes the same loss from index batches of in-memory tensors and the
     teacher's logits computed once. The teacher here is untrained: its forward pass costs the same. Runs until
-    ``timer`` raises ``ProfileComplete`` (returns True) or ``max_epochs`` end (False).
+    ``timer`` raises ``StopTraining`` (returns True) or ``max_epochs`` end (False).
     """
     from torch.utils.data import DataLoader, TensorDataset
 

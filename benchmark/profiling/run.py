@@ -1,8 +1,8 @@
 """``python -m benchmark profile``: timing profiles of every method's real training step, no per-method code.
 
 Each method runs through the harness as in ``benchmark run``, except that its run context's timer is a
-:class:`~benchmark.engine.timing.ProfilingTimer`: after W untimed warm-up steps it times S steps, counts one step's
-FLOPs, traces a few steps with ``torch.profiler`` and stops the method by raising ``ProfileComplete`` out of
+:class:`~benchmark.profiling.timer.ProfilingTimer`: after W untimed warm-up steps it times S steps, counts one step's
+FLOPs, traces a few steps with ``torch.profiler`` and stops the method by raising ``StopTraining`` out of
 its loop. The runs a target requires (the shared teacher) are trained first, as runs of their own in the store,
 and never counted.
 
@@ -36,17 +36,19 @@ import numpy as np
 import torch
 
 from benchmark import data as datasets
+from benchmark import nn as layers
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings
 from benchmark.engine.plan import SCRATCH, plan, scratch_spec_for
-from benchmark.runner.schedule import Batching
 from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.engine.stacked import stackable
-from benchmark.engine.timing import ProfilingTimer, StepGate
 from benchmark.profiling.figure import write_outputs
 from benchmark.profiling.measure import measure_batched, run_with_timer, target_spec, train_requirements
 from benchmark.profiling.reference import TEXTBOOK, TEXTBOOK_TORCHVISION, matmul_peak, textbook_kd_loop
+from benchmark.profiling.timer import ProfilingTimer, StepGate
+from benchmark.runner.schedule import Batching
+from benchmark.store.store import Store
 
 # ---- what gets profiled ---------------------------------------------------------------------------------
 
@@ -144,7 +146,7 @@ def profile(opts: Options, methods: dict[str, MethodInfo] | None = None, log=pri
     """Profile every target on every dataset; write ``<out>/profiles/profile.{csv,json,png}``; return the
     JSON document."""
     methods = methods or discover()
-    settings = Settings(out=opts.out, data_root=opts.data_root, progress=opts.progress)
+    settings = Settings(store=Store(opts.out), data_root=opts.data_root)
     load_before, started = os.getloadavg(), time.time()
     plans = {d: plan_targets(opts.selected, methods, dataset=d, preset=opts.preset, reference=opts.reference)
              for d in opts.datasets}
@@ -359,8 +361,6 @@ def _measure_batched(targets: dict[str, Target], settings: Settings, methods, op
 
 
 def _model(role, data):
-    from benchmark import nn as layers
-
     return layers.build(role.arch, data.view_shape(role.view), data.num_classes, **role.options)
 
 

@@ -2,17 +2,27 @@
 
 With ``--scheduler ADDR`` the runs go to that scheduler's workers (for SLURM/PBS, start the cluster with
 dask-jobqueue and pass its address, see the README); without it a local cluster of ``--jobs`` single-threaded worker
-processes is started on loopback. Every worker runs :func:`benchmark.runner.execute`, which writes the run's record
-atomically to the shared store, so workers never clobber each other. A worker that dies mid-run has its run
-rescheduled on another worker by the scheduler (up to ``distributed.scheduler.allowed-failures`` times); a run that
-still cannot finish is recorded as failed, and the suite goes on.
+processes is started on loopback. Every ready task is submitted at once, with its priority, and the scheduler
+queues them. A worker executes a task with :func:`benchmark.engine.execute.execute_task`, which writes each run's
+record atomically to the shared store, so workers never clobber each other. A worker that dies mid-task has its task
+rescheduled on another worker by the scheduler (up to ``distributed.scheduler.allowed-failures`` times); a task the
+scheduler gives up on is reported to the runner as died. A task's time limit is enforced on the worker (the runner
+cannot tell when a task leaves the cluster's queue).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import threading
 
+from benchmark.engine.discovery import discover
+from benchmark.engine.execute import Settings, execute_task, failed_record
+from benchmark.engine.spec import RunSpec
 from benchmark.errors import BadInput
+from benchmark.runner.backend import Event
+from benchmark.runner.status import is_done
 
 CONNECT_TIMEOUT_S = 5
 
@@ -20,7 +30,7 @@ CONNECT_TIMEOUT_S = 5
 def connect(scheduler: str | None, jobs: int):
     """A ``distributed.Client``; BadInput (one line) when the scheduler cannot be reached in time."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster  # optional: only --backend dask needs it
     except ImportError:
         raise BadInput("--backend dask needs dask.distributed: pip install -e '.[dask]'") from None
     logging.getLogger("distributed").setLevel(logging.ERROR)  # shutdown chatter is not the user's concern
@@ -44,39 +54,38 @@ def close(client) -> None:
         cluster.close()
 
 
-def _remote(spec_dicts: list[dict], settings, timeout_s: float | None) -> list[dict]:
-    """Runs one task on a Dask worker. A run past its time limit is recorded failed and its worker process ends
-    (the only way to stop a hung step); the scheduler's retry then finds the record and does not run it again."""
-    import os
-    import threading
-
-    from benchmark.engine.execute import _failed_record, execute_task
-    from benchmark.engine.spec import RunSpec
-
-    specs = [RunSpec.from_dict(d) for d in spec_dicts]
+def _ended_before(spec: RunSpec, settings: Settings, methods) -> dict | None:
+    """The record of a run an earlier try of this task ended (the scheduler runs a task again when its worker
+    died): finished, or timed out in this suite (never tried again within it)."""
     store = settings.store
-    finished: list[dict] = []
-    if timeout_s is not None:
-        earlier = [store.read_run(s.run_id) for s in specs]
-        if all(r is not None and r.get("timed_out_in") == settings.suite for r in earlier):
-            return earlier
+    record = store.read_run(spec.run_id)
+    if record is not None and (record.get("timed_out_in") == settings.suite or is_done(spec, store, methods)):
+        return record
+    return None
+
+
+def _remote(spec_dicts: list[dict], settings: Settings, time_limit: float | None) -> list[dict]:
+    """Runs one task on a Dask worker. A task past its time limit has its unfinished runs recorded failed and its
+    worker process ended (the only way to stop a hung step); the scheduler's retry then finds those records and
+    does not run them again."""
+    methods = discover()
+    specs = [RunSpec.from_dict(d) for d in spec_dicts]
+    finished = [r for s in specs if (r := _ended_before(s, settings, methods)) is not None]
+    todo = [s for s in specs if s.run_id not in {r["run_id"] for r in finished}]
 
     def expire():
-        for spec in specs:
+        for spec in todo:
             if spec.run_id not in {r["run_id"] for r in finished}:
-                record = _failed_record(spec, settings, f"timed out after {timeout_s * len(specs):.0f} s "
-                                                        "(--run-timeout)", timed_out=True)
-                finished.append(record)
+                finished.append(failed_record(spec, settings, f"timed out after {time_limit:.0f} s (--run-timeout)",
+                                              timed_out=True))
         os._exit(75)
 
-    timer = threading.Timer(timeout_s * len(specs), expire) if timeout_s is not None else None
+    timer = threading.Timer(time_limit, expire) if time_limit is not None and todo else None
     if timer is not None:
         timer.daemon = True
         timer.start()
     try:
-        from benchmark.engine.discovery import discover
-
-        for record in execute_task(specs, settings, discover()):
+        for record in execute_task(todo, settings, methods):
             finished.append(record)
     finally:
         if timer is not None:
@@ -84,36 +93,46 @@ def _remote(spec_dicts: list[dict], settings, timeout_s: float | None) -> list[d
     return finished
 
 
-def run_queue(client, queue, settings, on_done, timeout_s: float | None) -> None:
-    """Submit every task as soon as the runs it needs are done (highest priority first), and hand each record to
-    ``on_done`` as it arrives."""
-    from distributed import as_completed
+class DaskBackend:
+    """Tasks as futures of ``client``; its scheduler queues them (``slots`` unlimited) by priority."""
 
-    running = {}
-    stream = as_completed([])
+    slots = math.inf
 
-    def submit_ready():
-        for task, broken in queue.blocked():
-            for spec in task.specs:
-                queue.finish(spec.run_id, False)
-                on_done(spec, None, f"required run {', '.join(broken)} failed")
-        while (task := queue.pop_ready()) is not None:
-            future = client.submit(_remote, [s.to_dict() for s in task.specs], settings, timeout_s,
-                                   key=f"runs-{task.specs[0].run_id}-{len(task.specs)}", pure=False,
-                                   priority=int(task.priority))
-            running[future] = task
-            stream.add(future)
+    def __init__(self, client, settings: Settings):
+        self.client, self.settings = client, settings
+        self.futures: dict[object, int] = {}  # future -> task id
 
-    submit_ready()
-    while running:
-        future = next(stream)
-        task = running.pop(future)
+    def start(self, task_id: int, specs: list[RunSpec], time_limit: float | None, priority: float = 0.0) -> None:
+        future = self.client.submit(_remote, [s.to_dict() for s in specs], self.settings, time_limit,
+                                    key=f"runs-{specs[0].run_id}-{len(specs)}-{task_id}", pure=False,
+                                    priority=int(priority))
+        self.futures[future] = task_id
+
+    def wait(self, timeout: float | None) -> list[Event]:
+        from distributed import wait  # optional dependency, present once a client exists
+
         try:
-            records = {r["run_id"]: r for r in future.result()}
-            error = None
-        except Exception as exc:  # the scheduler gave up on it (e.g. its workers kept dying)
-            records, error = {}, f"worker died: {type(exc).__name__}: {exc}"
-        for spec in task.specs:
-            record = on_done(spec, records.get(spec.run_id), error or "no record")
-            queue.finish(spec.run_id, record.get("status") in ("ok", "skipped"))
-        submit_ready()
+            finished = wait(list(self.futures), timeout=timeout, return_when="FIRST_COMPLETED").done
+        except TimeoutError:
+            return []
+        events = []
+        for future in finished:
+            task_id = self.futures.pop(future)
+            try:
+                records = future.result()
+            except Exception as exc:  # the scheduler gave up on it (e.g. its workers kept dying)
+                events.append(Event("died", task_id, f"worker died: {type(exc).__name__}: {exc}"))
+                continue
+            events += [Event("record", task_id, r) for r in records] + [Event("done", task_id)]
+        return events
+
+    def cancel(self, task_id: int) -> None:
+        for future, owner in list(self.futures.items()):
+            if owner == task_id:
+                del self.futures[future]
+                future.cancel()
+
+    def close(self) -> None:
+        if self.futures:
+            self.client.cancel(list(self.futures))
+        self.futures = {}

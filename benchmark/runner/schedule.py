@@ -15,7 +15,13 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from benchmark.engine.spec import RunSpec
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmark import nn as layers
+from benchmark.engine.execute import dataset_budget
+from benchmark.engine.spec import RunSpec, config_from_dict
+from benchmark.engine.stacked import stackable
 
 # A step's cost in seconds for a FLOP estimate: FLOPs / THROUGHPUT + OVERHEAD per model (one torch thread; the
 # small models of the notebooks are dominated by per-operator overhead).
@@ -136,23 +142,22 @@ class Queue:
         self.pending.append(task)
         self.pending.sort(key=lambda t: -t.priority)
 
+    def drain(self) -> list[Task]:
+        """Every task still waiting, removed from the queue."""
+        out, self.pending = self.pending, []
+        return out
+
 
 def expected_seconds(specs: list[RunSpec], seen: dict[str, float], methods, data_root=None) -> dict[str, float]:
     """Run id -> expected seconds: the store's median for the spec's kind (``history``), else the FLOP estimate
     (once per kind), else UNKNOWN_S when even that cannot be made (a method that does not load, say)."""
-    from benchmark.engine.execute import dataset_budget
-    from benchmark.engine.spec import config_from_dict
-
     by_kind: dict[str, float] = dict(seen)
     out = {}
     for spec in specs:
         k = kind(spec)
         if k not in by_kind:
             try:
-                info = methods[spec.method]
-                cfg = config_from_dict(info, spec.config)
-                method = info.cls()
-                data = dataset_budget(spec, data_root)
+                method, cfg, data = _resolve(spec, methods[spec.method], data_root)
                 by_kind[k] = flop_estimate(spec, method, cfg, data, method.roles(cfg, data))
             except Exception:  # noqa: BLE001 - an estimate only orders runs; the run itself reports the error
                 by_kind[k] = UNKNOWN_S
@@ -160,26 +165,30 @@ def expected_seconds(specs: list[RunSpec], seen: dict[str, float], methods, data
     return out
 
 
+def _resolve(spec: RunSpec, info, data_root):
+    """(method, cfg, dataset) of a spec, for estimating its cost."""
+    return info.cls(), config_from_dict(info, spec.config), dataset_budget(spec, data_root)
+
+
+def _model(role, data):
+    return layers.build(role.arch, data.view_shape(role.view), data.num_classes, **role.options)
+
+
+def forward_flops(model, data, view: str) -> float:
+    """FLOPs of ``model``'s forward pass on one test example in ``view`` (eval mode, no gradient)."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(data.view(view, "test")[:1])
+    return float(counter.get_total_flops())
+
+
 def flop_estimate(spec: RunSpec, method, cfg, data, roles) -> float:
     """Seconds a run should take from its models' FLOPs per example and its budget (``Method.budget``): a rough
     figure, used only to order runs never seen before."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from benchmark import nn as layers
-
     epochs, batch_size = method.budget(cfg, data)
     n = data.size("train")
     steps = epochs * math.ceil(n / (batch_size or n))
-    flops = 0.0
-    with torch.no_grad():
-        for role in roles.values():
-            model = layers.build(role.arch, data.view_shape(role.view), data.num_classes, **role.options)
-            model.eval()
-            counter = FlopCounterMode(display=False)
-            with counter:
-                model(data.view(role.view, "test")[:1])
-            flops += counter.get_total_flops()
+    flops = sum(forward_flops(_model(role, data), data, role.view) for role in roles.values())
     # forward + backward = 3x the forward's FLOPs, per example of every step, plus evaluation each epoch
     evaluated = epochs * (data.size("val") + data.size("test"))
     return steps * OVERHEAD_S * max(len(roles), 1) + (3 * flops * epochs * n + flops * evaluated) / THROUGHPUT
@@ -208,16 +217,10 @@ class Batching:
         return self._answers[spec.group]
 
     def _small(self, spec: RunSpec) -> bool:
-        from benchmark.engine.execute import dataset_budget
-
         info = self.methods.get(spec.method)
         if info is None or not info.ok:
             return False
-        from benchmark.engine.spec import config_from_dict
-
-        cfg = config_from_dict(info, spec.config)
-        method = info.cls()
-        data = dataset_budget(spec, self.data_root)
+        method, cfg, data = _resolve(spec, info, self.data_root)
         _, batch_size = method.budget(cfg, data)
         total = 0.0
         for role in method.roles(cfg, data).values():
@@ -231,18 +234,6 @@ class Batching:
         """Forward FLOPs of one example, or None when the role's model cannot be stacked."""
         key = (role.arch, role.view, data.name, json.dumps(role.options, sort_keys=True, default=list))
         if key not in self._flops:
-            import torch
-            from torch.utils.flop_counter import FlopCounterMode
-
-            from benchmark import nn as layers
-            from benchmark.engine.stacked import stackable
-
-            model = layers.build(role.arch, data.view_shape(role.view), data.num_classes, **role.options)
-            if not stackable(model):
-                self._flops[key] = None
-            else:
-                counter = FlopCounterMode(display=False)
-                with counter, torch.no_grad():
-                    model.eval()(data.view(role.view, "test")[:1])
-                self._flops[key] = float(counter.get_total_flops())
+            model = _model(role, data)
+            self._flops[key] = forward_flops(model, data, role.view) if stackable(model) else None
         return self._flops[key]

@@ -12,8 +12,9 @@ import pytest
 from benchmark.contract import Validation
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import discover
-from benchmark.engine.execute import Settings, run_plan
+from benchmark.engine.execute import Settings
 from benchmark.engine.plan import plan
+from benchmark.runner.runner import run_plan
 from benchmark.store.store import Store
 
 METHODS = discover()
@@ -60,7 +61,7 @@ def test_as_published_trains_end_to_end_on_smoke(name, tmp_path):
     cls = METHODS[name].cls
     specs = plan([METHODS[name]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS,
                  overrides={name: dict(cls.as_published)})
-    outcome = run_plan(specs, Settings(out=tmp_path, progress=False, threads=1, isolate=False))
+    outcome = run_plan(specs, Settings(store=Store(tmp_path), threads=1), backend="inprocess")
     assert [r["error"] for r in outcome.records if r["status"] != "ok"] == []
     split = cls.as_published["validation"]
     store = Store(tmp_path)
@@ -83,7 +84,7 @@ def test_hinton_kd_trains_without_a_validation_split_once_nothing_early_stops(tm
     assert dataclasses.asdict(configuration.resolve(cls, "quick", overrides))["validation"] == "none"
     specs = plan([METHODS["hinton_kd"]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS,
                  overrides={"hinton_kd": overrides})
-    outcome = run_plan(specs, Settings(out=tmp_path, progress=False, threads=1, isolate=False))
+    outcome = run_plan(specs, Settings(store=Store(tmp_path), threads=1), backend="inprocess")
     assert [r["error"] for r in outcome.records if r["status"] != "ok"] == []
     assert {s.method: s.data["validation"] for s in specs} == dict.fromkeys(("teacher", "scratch_student",
                                                                            "hinton_kd"), "none")

@@ -16,8 +16,9 @@ from scipy.stats import entropy
 
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import discover
-from benchmark.engine.execute import Settings, run_plan
+from benchmark.engine.execute import Settings
 from benchmark.engine.plan import plan
+from benchmark.runner.runner import run_plan
 from benchmark.store.store import Store
 
 METHODS = discover()
@@ -274,7 +275,7 @@ def test_first_epoch_is_the_scratch_student_and_lambda_is_logged(tmp_path, one_t
     batch order and Adam); from epoch 1 (λ = λ_max/2 at the smoke preset's 2 epochs) they are not."""
     info = METHODS["kl_entanglement"]
     specs = plan([info], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS)
-    outcome = run_plan(specs, Settings(out=tmp_path, threads=one_thread, progress=False, isolate=False))
+    outcome = run_plan(specs, Settings(store=Store(tmp_path), threads=one_thread), backend="inprocess")
     assert [r["error"] for r in outcome.records if r["status"] != "ok"] == []
     records = {r["run_id"]: r for r in Store(tmp_path).iter_runs()}
     method = next(r for r in records.values() if r["method"] == "kl_entanglement")

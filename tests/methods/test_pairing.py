@@ -11,6 +11,7 @@ import torch
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, prepare
 from benchmark.engine.plan import scratch_spec_for
+from benchmark.store.store import Store
 from tests.projects import run_context
 
 METHODS = discover()
@@ -28,7 +29,7 @@ def test_init_paired_roles_start_from_their_scratch_students_weights(name, tmp_p
     paired = {role: r for role, r in run.roles.items() if r.scratch is not None}
     for role, declared in paired.items():
         spec = scratch_spec_for(declared, METHODS, dataset="digits", rep=0, base_seed=0, preset="smoke", cfg=cfg)
-        _, scratch_cfg, _, _, scratch = prepare(spec, Settings(out=tmp_path, progress=False), METHODS)
+        _, scratch_cfg, _, _, scratch = prepare(spec, Settings(store=Store(tmp_path)), METHODS)
         assert scratch.seed == run.seed and scratch.data.size("train") == run.data.size("train")
         for epoch in (0, 1):  # the same batch order
             ours, theirs = (list(r.batches(64, epoch=epoch, timed=False)) for r in (run, scratch))

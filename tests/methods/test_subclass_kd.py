@@ -18,8 +18,10 @@ from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
 from benchmark.engine.context import RunContext
 from benchmark.engine.discovery import discover
-from benchmark.engine.execute import Settings, prepare, run_plan
+from benchmark.engine.execute import Settings, prepare
 from benchmark.engine.plan import plan, scratch_spec_for
+from benchmark.runner.runner import run_plan
+from benchmark.runner.status import partition
 from benchmark.store.store import Store
 from tests.projects import run_context
 
@@ -230,7 +232,7 @@ def test_student_and_scratch_student_share_every_layer_but_the_head(tmp_path):
     role = run.roles["student"]
     assert role.options == {"subclasses": 2, "collapse": "logsumexp"} and role.pairing == "init"
     spec = scratch_spec_for(role, METHODS, dataset="digits", rep=0, base_seed=0, preset="smoke", cfg=cfg)
-    _, scratch_cfg, _, _, scratch_run = prepare(spec, Settings(out=tmp_path, progress=False), METHODS)
+    _, scratch_cfg, _, _, scratch_run = prepare(spec, Settings(store=Store(tmp_path)), METHODS)
     assert scratch_run.seed == run.seed and (scratch_cfg.arch, scratch_cfg.view) == (role.arch, role.view)
     student = run.build(role.arch, role.view, **role.options)
     scratch = scratch_run.build(scratch_cfg.arch, scratch_cfg.view)
@@ -245,14 +247,17 @@ def test_student_and_scratch_student_share_every_layer_but_the_head(tmp_path):
 
 
 def train_all(out, dataset: str, **overrides):
-    """Plan and run subclass_kd (its teacher run first); returns the outcome and {stage: record} of this config."""
+    """Plan and run subclass_kd (its teacher run first) where not stored yet; returns the specs found in the store
+    and {stage: record} of this config."""
     specs = plan([INFO], data=[dataset], reps=1, preset="smoke", base_seed=0, methods=METHODS,
                  overrides={"subclass_kd": overrides})
-    outcome = run_plan(specs, Settings(out=out, progress=False, threads=1, isolate=False))
+    store = Store(out)
+    cached, todo = partition(specs, store, METHODS)
+    outcome = run_plan(todo, Settings(store=store, threads=1), backend="inprocess")
     assert not outcome.failed, [r["error"] for r in outcome.failed]
-    records = {r["run_id"]: r for r in Store(out).iter_runs()}
+    records = {r["run_id"]: r for r in store.iter_runs()}
     ours = {s.config["stage"]: records[s.run_id] for s in specs if s.method == "subclass_kd"}
-    return outcome, ours
+    return cached, ours
 
 
 @pytest.fixture(scope="module")
@@ -275,8 +280,9 @@ def test_training_on_the_superclass_task(tmp_path, superclass_digits):
     # the teacher is its own run: a student with the same teacher settings reuses it, a new beta trains another
     cached = list((tmp_path / "cache").glob("subclass_kd-*.pt"))
     assert len(cached) == 1 and records["teacher"]["run_id"] in cached[0].name
-    outcome, again = train_all(tmp_path, "digits:2x5", subclasses=5, epochs=1, teacher_epochs=1, alpha=0.9)
-    assert again["teacher"]["run_id"] == records["teacher"]["run_id"] and outcome.cached >= 1
+    cached, again = train_all(tmp_path, "digits:2x5", subclasses=5, epochs=1, teacher_epochs=1, alpha=0.9)
+    assert again["teacher"]["run_id"] == records["teacher"]["run_id"]
+    assert again["teacher"]["run_id"] in {s.run_id for s in cached}
     assert again["student"]["run_id"] != records["student"]["run_id"]
     train_all(tmp_path, "digits:2x5", subclasses=5, epochs=1, teacher_epochs=1, beta=0.0)
     assert len(list((tmp_path / "cache").glob("subclass_kd-*.pt"))) == 2

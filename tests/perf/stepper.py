@@ -7,8 +7,9 @@ import threading
 from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings
 from benchmark.engine.spec import RunSpec
-from benchmark.engine.timing import StepGate, StepTimer
+from benchmark.engine.timing import StepTimer
 from benchmark.profiling.measure import run_with_timer, train_requirements
+from benchmark.profiling.timer import StepGate
 
 
 class SteppedTimer(StepTimer):

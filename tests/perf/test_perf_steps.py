@@ -17,6 +17,7 @@ import torch
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings
 from benchmark.profiling.measure import target_spec
+from benchmark.store.store import Store
 from tests.perf.stepper import MethodStepper
 
 DATASET = os.environ.get("BENCHMARK_PERF_DATASET", "digits")
@@ -50,7 +51,7 @@ def test_training_step(benchmark, name, store, one_thread):
     if not info.ok:
         pytest.fail(f"{info.kind} {name} cannot be loaded: {info.error}")
     spec = target_spec(info, dataset=DATASET, preset=PRESET)
-    stepper = MethodStepper(spec, Settings(out=store), methods)
+    stepper = MethodStepper(spec, Settings(store=Store(store)), methods)
     try:
         for _ in range(WARMUP_STEPS):
             stepper.wait_ready()

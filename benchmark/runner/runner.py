@@ -1,0 +1,194 @@
+"""The one queue loop: the runs to train as tasks handed to a backend, each after the runs it requires, longest
+expected first (:mod:`benchmark.runner.schedule`), and what happens when a task ends badly.
+
+What can go wrong in a run stays in that run:
+
+- a method that raises, calls ``sys.exit`` or produces NaN: the run is stored ``failed`` where it executes
+  (:func:`benchmark.engine.execute.execute`), like any other record;
+- a task whose worker died (SIGKILL, out of memory; on Dask, once the cluster gave up on it): a task of several
+  runs is split, each unfinished run going back in the queue alone; a single run is tried once more, alone, and
+  recorded ``failed: worker died ...`` if its worker dies again. Nothing else is charged;
+- a task past its time limit (``timeout_s`` times its number of runs, from its ``started`` event): cancelled (its
+  worker killed) and split like a death, a single run recorded ``failed: timed out after N s``. A backend that
+  sends no ``started`` enforces the limit itself (Dask, on the worker: its unfinished runs are recorded timed out;
+  this process: no limit);
+- a run whose required run failed is recorded failed without being started, and so are the runs waiting on it.
+
+:func:`run_plan` is the entry point: it trains exactly the runs it is given (the caller has set the cached ones
+aside with :func:`benchmark.runner.status.partition`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from benchmark.engine.discovery import MethodInfo, discover
+from benchmark.engine.execute import Settings, failed_record
+from benchmark.engine.spec import RunSpec
+from benchmark.runner.backend import Backend, Event
+from benchmark.runner.dask_backend import DaskBackend
+from benchmark.runner.inprocess import InProcessBackend
+from benchmark.runner.local import LocalBackend
+from benchmark.runner.schedule import Batching, Queue, Task, expected_seconds, history, tasks
+
+RETRIES_AFTER_DEATH = 1  # a run whose worker died is tried once more, alone, before it is charged
+BACKENDS = ("local", "dask", "inprocess")
+
+
+@dataclass
+class Outcome:
+    """What :func:`run_plan` trained: every run's record, in the order the runs ended."""
+
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.records if r["status"] == "failed"]
+
+
+@dataclass
+class _Running:
+    task: Task
+    limit: float | None  # seconds, from its start
+    started: float | None = None  # when the backend said it began (None: not yet, or never told)
+    reported: set[str] = field(default_factory=set)  # its runs whose record came back
+
+
+class Runner:
+    """Executes the tasks of a queue on ``backend``; ``on_record(spec, record)`` is called for every run as it
+    ends, with its stored record (one the runner wrote, when the run failed outside its method's code)."""
+
+    def __init__(self, backend: Backend, settings: Settings, *, timeout_s: float | None = None,
+                 on_record: Callable[[RunSpec, dict], None] | None = None):
+        self.backend, self.settings, self.timeout_s = backend, settings, timeout_s
+        self.on_record = on_record or (lambda spec, record: None)
+        self.running: dict[int, _Running] = {}
+        self.deaths: dict[str, int] = {}  # run id -> deaths of the worker while it ran alone
+        self.next_id = 0
+
+    def run(self, queue: Queue) -> None:
+        try:
+            self._loop(queue)
+        finally:
+            self.backend.close()
+
+    def _loop(self, queue: Queue) -> None:
+        while True:
+            while blocked := queue.blocked():
+                for task, broken in blocked:
+                    self._charge(queue, task.specs, f"required run {', '.join(broken)} failed")
+            while len(self.running) < self.backend.slots and (task := queue.pop_ready()) is not None:
+                self._start(task)
+            if not self.running:
+                for task in queue.drain():  # nothing runnable and nothing running: it waits on runs that never end
+                    self._charge(queue, task.specs, "a required run did not finish")
+                return
+            for event in self.backend.wait(self._next_deadline()):
+                self._handle(queue, event)
+            self._expire(queue)
+
+    def _start(self, task: Task) -> None:
+        self.next_id += 1
+        limit = None if self.timeout_s is None else self.timeout_s * len(task.specs)
+        self.running[self.next_id] = _Running(task, limit)
+        self.backend.start(self.next_id, task.specs, limit, task.priority)
+
+    def _next_deadline(self) -> float | None:
+        """Seconds until the first running task reaches its time limit (None: no task is being timed)."""
+        deadlines = [r.started + r.limit for r in self.running.values()
+                     if r.started is not None and r.limit is not None]
+        return max(0.0, min(deadlines) - time.time()) if deadlines else None
+
+    def _handle(self, queue: Queue, event: Event) -> None:
+        running = self.running.get(event.task_id)
+        if running is None:  # a task given up already
+            return
+        if event.kind == "started":
+            running.started = running.started or time.time()
+        elif event.kind == "record":
+            spec = next(s for s in running.task.specs if s.run_id == event.payload["run_id"])
+            running.reported.add(spec.run_id)
+            self._finish(queue, spec, event.payload)
+        elif event.kind == "done":
+            del self.running[event.task_id]
+            left = [s for s in running.task.specs if s.run_id not in running.reported]
+            self._charge(queue, left, "its task ended without a record of it")
+        elif event.kind == "died":
+            del self.running[event.task_id]
+            self._abandon(queue, running, event.payload, died=True)
+
+    def _expire(self, queue: Queue) -> None:
+        now = time.time()
+        for task_id, running in list(self.running.items()):
+            if running.started is not None and running.limit is not None and now - running.started > running.limit:
+                del self.running[task_id]
+                self.backend.cancel(task_id)
+                self._abandon(queue, running, f"timed out after {running.limit:.0f} s (--run-timeout)", died=False)
+
+    def _abandon(self, queue: Queue, running: _Running, reason: str, died: bool) -> None:
+        """The unfinished runs of a task that died or timed out: back in the queue alone (a task of several runs,
+        or a run's first death), or charged."""
+        task = running.task
+        for spec in (s for s in task.specs if s.run_id not in running.reported):
+            tries = self.deaths.get(spec.run_id, 0)
+            if len(task.specs) > 1 or (died and tries < RETRIES_AFTER_DEATH):
+                self.deaths[spec.run_id] = tries + (0 if len(task.specs) > 1 else 1)
+                queue.push(Task([spec], task.expected_s / len(task.specs), task.needs, task.priority))
+            else:
+                self._charge(queue, [spec], reason + (" (also on its retry)" if tries else ""))
+
+    def _charge(self, queue: Queue, specs: list[RunSpec], error: str) -> None:
+        for spec in specs:
+            self._finish(queue, spec, failed_record(spec, self.settings, error))
+
+    def _finish(self, queue: Queue, spec: RunSpec, record: dict) -> None:
+        queue.finish(spec.run_id, record.get("status") in ("ok", "skipped"))
+        self.on_record(spec, record)
+
+
+def plan_queue(specs: list[RunSpec], settings: Settings, methods: dict[str, MethodInfo]) -> Queue:
+    """The specs as a queue of tasks: expected times from the store's history, else FLOP estimates; repetitions
+    batched per ``settings.batch_reps``."""
+    expected = expected_seconds(specs, history(settings.store.iter_runs()), methods, settings.data_root)
+    return Queue(tasks(specs, expected, Batching(settings.batch_reps, methods, settings.data_root)))
+
+
+def make_backend(name: str, settings: Settings, methods: dict[str, MethodInfo], *, jobs: int = 1,
+                 client=None) -> Backend:
+    if name == "local":
+        return LocalBackend(jobs, settings)
+    if name == "dask":
+        return DaskBackend(client, settings)
+    if name == "inprocess":
+        return InProcessBackend(settings, methods)
+    raise ValueError(f"unknown backend {name!r}: one of {', '.join(BACKENDS)}")
+
+
+def run_plan(todo: list[RunSpec], settings: Settings, *, jobs: int = 1, backend: str | Backend = "local",
+             client=None, timeout_s: float | None = None, progress=None) -> Outcome:
+    """Train every spec of ``todo``, each after the runs it requires, longest expected first.
+
+    ``backend``: ``local`` (``jobs`` worker processes), ``dask`` (``client`` from
+    :func:`benchmark.runner.dask_backend.connect`), ``inprocess`` (this process, one task at a time, no time limit:
+    tests, ``reproduce``), or a :class:`~benchmark.runner.backend.Backend` of the caller's. Torch threads
+    per run: ``settings.threads`` on every backend, so a run gives the same numbers wherever it executes.
+    ``timeout_s``: the time limit of one run. ``progress``: a tqdm-like bar, advanced as each run ends.
+    """
+    outcome = Outcome()
+    if not todo:
+        return outcome
+    methods = discover()
+    queue = plan_queue(todo, settings, methods)
+
+    def on_record(spec: RunSpec, record: dict) -> None:
+        outcome.records.append(record)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix_str(f"{spec.method}/{spec.dataset}/r{spec.rep}", refresh=False)
+
+    chosen = make_backend(backend, settings, methods, jobs=jobs, client=client) if isinstance(backend, str) \
+        else backend
+    Runner(chosen, settings, timeout_s=timeout_s, on_record=on_record).run(queue)
+    return outcome
