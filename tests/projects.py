@@ -83,7 +83,7 @@ def run_context(out: Path, method: str, preset: str = "smoke", overrides: dict |
     from benchmark.engine.discovery import discover
     from benchmark.engine.execute import Settings, prepare
     from benchmark.engine.plan import load, make_spec
-    from benchmark.store.store import Store
+    from benchmark.store import Store
 
     methods = discover()
     info = methods[method]

@@ -12,7 +12,7 @@ from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings
 from benchmark.engine.plan import plan
 from benchmark.runner.runner import run_plan
-from benchmark.store.store import Store
+from benchmark.store import Store
 
 METHODS = discover()
 

@@ -17,7 +17,7 @@ from benchmark.engine.execute import Settings, failed_record
 from benchmark.engine.plan import plan
 from benchmark.errors import BadInput
 from benchmark.runner.runner import run_plan
-from benchmark.store.store import Store
+from benchmark.store import Store
 from tests.conftest import ROOT, run_cli
 from tests.projects import FAULTY, make_project
 

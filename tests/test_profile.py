@@ -16,7 +16,7 @@ from benchmark.profiling.measure import run_with_timer, target_spec
 from benchmark.profiling.reference import TEXTBOOK, TEXTBOOK_TORCHVISION
 from benchmark.profiling.run import plan_targets
 from benchmark.profiling.timer import ProfilingTimer, StepGate
-from benchmark.store.store import Store
+from benchmark.store import Store
 
 
 @pytest.fixture

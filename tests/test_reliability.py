@@ -16,7 +16,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.errors import BadInput
 from benchmark.reporting.failures import failed_runs_markdown
-from benchmark.store.store import Store
+from benchmark.store import Store
 from tests.conftest import ROOT
 from tests.projects import make_project
 

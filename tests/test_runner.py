@@ -10,7 +10,7 @@ from benchmark.engine.spec import RunSpec
 from benchmark.runner import schedule
 from benchmark.runner.backend import Event
 from benchmark.runner.runner import Runner
-from benchmark.store.store import Store
+from benchmark.store import Store
 
 
 def _spec(name, method="m", rep=0, requires=None):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from benchmark.cli import ablation_points, main
+from benchmark.cli import main
+from benchmark.suite.grid import ablation_points
 from benchmark.reporting import precision
 
 

@@ -48,7 +48,7 @@ from benchmark.profiling.measure import measure_batched, run_with_timer, target_
 from benchmark.profiling.reference import TEXTBOOK, TEXTBOOK_TORCHVISION, matmul_peak, textbook_kd_loop
 from benchmark.profiling.timer import ProfilingTimer, StepGate
 from benchmark.runner.schedule import Batching
-from benchmark.store.store import Store
+from benchmark.store import Store
 
 # ---- what gets profiled ---------------------------------------------------------------------------------
 

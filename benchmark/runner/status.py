@@ -9,7 +9,7 @@ from pathlib import Path
 from benchmark.engine.discovery import MethodInfo
 from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.errors import one_line
-from benchmark.store.store import Store, load_state
+from benchmark.store import Store, load_state
 
 
 def checkpoint_loads(path: Path) -> str | None:

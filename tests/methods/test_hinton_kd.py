@@ -19,7 +19,7 @@ from benchmark.engine.execute import Settings
 from benchmark.engine.plan import plan
 from benchmark.runner.runner import run_plan
 from benchmark.runner.status import partition
-from benchmark.store.store import Store
+from benchmark.store import Store
 
 METHODS = discover()
 INFO = METHODS["hinton_kd"]

@@ -11,7 +11,7 @@ import torch
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, prepare
 from benchmark.engine.plan import scratch_spec_for
-from benchmark.store.store import Store
+from benchmark.store import Store
 from tests.projects import run_context
 
 METHODS = discover()

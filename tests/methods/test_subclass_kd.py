@@ -22,7 +22,7 @@ from benchmark.engine.execute import Settings, prepare
 from benchmark.engine.plan import plan, scratch_spec_for
 from benchmark.runner.runner import run_plan
 from benchmark.runner.status import partition
-from benchmark.store.store import Store
+from benchmark.store import Store
 from tests.projects import run_context
 
 METHODS = discover()

@@ -17,7 +17,7 @@ import torch
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings
 from benchmark.profiling.measure import target_spec
-from benchmark.store.store import Store
+from benchmark.store import Store
 from tests.perf.stepper import MethodStepper
 
 DATASET = os.environ.get("BENCHMARK_PERF_DATASET", "digits")
