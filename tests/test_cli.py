@@ -46,7 +46,8 @@ def test_dry_run_lists_cached_and_todo(smoke_store):
     res = run_cli("run", "scratch_student", "--datasets", "digits", "--seeds", "3", "--preset", "smoke",
                   "--out", str(out), "--dry-run")
     assert res.returncode == 0
-    assert "3 runs planned: 2 cached, 1 to run" in res.stdout
+    assert "3 runs planned: 1 to train, 2 cached" in res.stdout
+    assert "expected training time" in res.stdout
     assert len(list((out / "runs").glob("*.json"))) == 2
 
 
@@ -84,6 +85,7 @@ def test_bad_input_from_the_real_command_line(tmp_path):
 
 
 def test_missing_dataset_names_the_fix(tmp_path):
+    (tmp_path / "empty").mkdir()
     res = run_cli("run", "scratch_student", "--datasets", "cifar10", "--out", str(tmp_path / "o"),
                   "--data-root", str(tmp_path / "empty"))
     assert res.returncode == 2

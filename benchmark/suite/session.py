@@ -18,7 +18,7 @@ from benchmark.engine.discovery import MethodInfo
 from benchmark.engine.execute import Settings
 from benchmark.engine.plan import order
 from benchmark.engine.spec import RunSpec
-from benchmark.errors import NothingPublished
+from benchmark.errors import BadInput, NothingPublished
 from benchmark.reporting import precision
 from benchmark.reporting.publish import publish
 from benchmark.runner import dask_backend, status
@@ -50,26 +50,20 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), notebook_
     """Plan, train and publish ``grid`` into ``store``; the exit status."""
     request = grid.request
     specs = grid.specs(request.seeds)  # every value is validated here, before anything is written
-    view = Store(store.root, read_only=True) if request.dry_run else store  # a dry run moves nothing aside
-    cached, todo = status.partition(specs, view, grid.methods, warn)
-    plan = forecast(cached, todo, view.iter_runs(), grid.methods, jobs=request.jobs,
-                    batch_reps=_batch_reps(request), data_root=request.data_root)
+    if store.root.exists() and not store.root.is_dir():
+        raise BadInput(f"the results folder {store.root} is a file: pass --out a folder")
     if request.dry_run:
-        listed = {s.run_id for s in cached}
-        for s in specs:
-            state = "cached" if s.run_id in listed else "to run"
-            print(f"{state:7s} {s.run_id} {s.method:18s} {s.dataset:14s} rep={s.rep} {s.variant}")
-        print("\n".join(plan.lines()))
-        return 0
-    store.open()  # an unwritable --out: one line before anything trains
-    if todo:
-        print("\n".join(plan.lines()), file=sys.stderr)
-    _say_reference(cached, store)
-    settings = Settings(store=store, data_root=request.data_root, download=request.download,
-                        threads=request.threads, suite=uuid.uuid4().hex, batch_reps=_batch_reps(request))
-    tally = Tally(planned=len(specs), cached=len(cached))
-    client = _connect(request, todo)
+        return _dry_run(specs, Store(store.root, read_only=True), grid)  # a dry run writes and moves nothing
+    cached, todo = status.partition(specs, store, grid.methods, warn)
+    client = _connect(request, todo)  # an unreachable scheduler: one line before --out is created
     try:
+        store.open()  # an unwritable --out: one line before anything trains
+        if todo:
+            print("\n".join(_forecast(cached, todo, store, grid).lines()))
+        _say_reference(cached, store)
+        settings = Settings(store=store, data_root=request.data_root, download=request.download,
+                            threads=request.threads, suite=uuid.uuid4().hex, batch_reps=_batch_reps(request))
+        tally = Tally(planned=len(specs), cached=len(cached))
         tally.records += _train(request, todo, settings, client)
         if request.until_ci is not None:
             _until_ci(grid, store, settings, client, tally)
@@ -83,6 +77,22 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), notebook_
     except NothingPublished as exc:  # the tables and report are written; the figures are not
         tally.unpublished = str(exc)
     return _summary(tally, grid, store, broken)
+
+
+def _forecast(cached, todo, store: Store, grid: Grid):
+    request = grid.request
+    return forecast(cached, todo, store.iter_runs(), grid.methods, jobs=request.jobs, batch_reps=_batch_reps(request),
+                    data_root=request.data_root)
+
+
+def _dry_run(specs: list[RunSpec], store: Store, grid: Grid) -> int:
+    cached, todo = status.partition(specs, store, grid.methods, warn)
+    listed = {s.run_id for s in cached}
+    for s in specs:
+        state = "cached" if s.run_id in listed else "to run"
+        print(f"{state:7s} {s.run_id} {s.method:18s} {s.dataset:14s} rep={s.rep} {s.variant}")
+    print("\n".join(_forecast(cached, todo, store, grid).lines()))
+    return 0
 
 
 def _say_reference(cached: list[RunSpec], store: Store) -> None:
