@@ -74,7 +74,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from benchmark.contract import MethodBase, Role
+from benchmark.contract import MethodBase, Recipe, Role
 
 
 @dataclass
@@ -84,13 +84,12 @@ class Config:
 
 
 class Method(MethodBase):
-    name = "{name}"
     Config = Config
 
     def roles(self, cfg, data):
-        recipe = {{"arch": "hinton_student", "lr": 1e-3, "batch_size": 32, "epochs": cfg.epochs, "patience": None}}
-        return {{"A": Role("hinton_student", "flat", scratch={{**recipe, "view": "flat"}}),
-                 "B": Role("hinton_student", "pca:20", scratch={{**recipe, "view": "pca:20"}})}}
+        recipe = Recipe(lr=1e-3, batch_size=32, epochs=cfg.epochs)
+        return {{"A": Role("hinton_student", "flat", scratch=recipe),
+                 "B": Role("hinton_student", "pca:20", scratch=recipe)}}
 
     def train(self, run, cfg):
         def step(b):  # B first, then A against B's prediction *after* B's update: the method's own order
