@@ -89,12 +89,12 @@ class Network(nn.Sequential):
     (:mod:`benchmark.engine.stacked`). Layers, their order and their state-dict keys are ``nn.Sequential``'s: naming
     features changes no weight and no number."""
 
-    def __init__(self, *layers: nn.Module, features: dict[str, int]):
-        super().__init__(*layers)
-        for name, cut in features.items():
-            if not 0 < cut <= len(layers):
-                raise ValueError(f"feature {name!r} cuts after layer {cut}, but the network has {len(layers)}")
-        self.feature_cuts = dict(features)  # name -> number of layers before the cut
+    def __init__(self, *layers: nn.Module, features: dict[str, int] | None = None):
+        super().__init__(*layers)  # (a slice, ``net[:k]``, is a Network without named features)
+        for name, cut in (features or {}).items():
+            if not 0 < cut <= len(self):
+                raise ValueError(f"feature {name!r} cuts after layer {cut}, but the network has {len(self)}")
+        self.feature_cuts = dict(features or {})  # name -> number of layers before the cut
 
     def features(self, x: torch.Tensor, name: str) -> torch.Tensor:
         """The named feature of ``x`` (only the layers before its cut run)."""
