@@ -37,7 +37,7 @@ class Config(TeacherFields):  # the shared teacher: the Hinton notebook's 784-12
     arch: str = "hinton_student"  # student architecture: the Hinton notebook's 784-300-10 (benchmark.archs)
     view: str = "flat"  # input view of student and teacher
     alpha: NonNegativeFloat = 1.0  # α, weight of TCKD (paper and official code: 1.0)
-    beta: NonNegativeFloat = 8.0  # β, weight of NCKD (official CIFAR-100 configs: 8.0; ImageNet: 0.5)
+    beta: NonNegativeFloat = 8.0  # β, weight of NCKD (official default 8.0; its per-pair configs 0.5 to 8)
     temperature: PositiveFloat = 4.0  # T, divides both models' logits in both KL terms (official: 4.0)
     warmup: PositiveInt = 20  # epochs over which the KD term's weight rises linearly to 1 (official: 20)
     lr: LearningRate = 1e-3  # student's Adam learning rate (hinton_kd's recipe)

@@ -16,16 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from benchmark.contract import (
-    MEAN_OUTPUT,
-    UNTRAINED,
-    MethodBase,
-    PositiveFloat,
-    PositiveInt,
-    Role,
-    Trained,
-    Validation,
-)
+from benchmark.contract import MEAN_OUTPUT, UNTRAINED, MethodBase, PositiveFloat, PositiveInt, Role, Trained, Validation
 
 LN2 = math.log(2.0)
 

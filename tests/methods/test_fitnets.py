@@ -111,3 +111,13 @@ def test_the_regressor_is_seeded_by_the_run_and_ends_in_the_hints_nonlinearity(t
     assert torch.equal(a[0].weight, b[0].weight) and not a[0].bias.detach().any()
     student = run.build("hinton_student", "flat")
     assert fitnets.feature_width(student, run.view("flat", "train"), "hidden1") == 300 and student.training
+
+
+def test_without_hints_it_is_hinton_kd_bit_for_bit(tmp_path):
+    """hint_epochs=0 leaves stage 2 alone: hinton_kd's loss, defaults, student and recipe, so the same numbers."""
+    specs = plan([INFO, METHODS["hinton_kd"]], data=["digits"], reps=1, preset="smoke", base_seed=0,
+                 methods=METHODS, overrides={"fitnets": {"hint_epochs": 0}})
+    assert not run_plan(specs, Settings(out=tmp_path, progress=False, threads=1, isolate=False)).failed
+    records = {r["method"]: r for r in Store(tmp_path).iter_runs()}
+    assert records["fitnets"]["variant"] == "hint_epochs=0"
+    assert records["fitnets"]["metrics"] == records["hinton_kd"]["metrics"]
