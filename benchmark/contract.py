@@ -1,9 +1,11 @@
 """The method contract: what a folder under ``methods/`` or ``baselines/`` provides.
 
-A method is a class ``Method`` (subclass of :class:`MethodBase`) in ``method.py``, with a ``name``, a ``Config``
-dataclass whose defaults are its notebook's settings (one comment per field, ranges declared with :class:`Range`),
-``presets`` and ``ablations``, a ``roles(cfg, data)`` declaration and ``train(run, cfg)``. The architectures it
-builds live beside it in ``models.py`` (registered with :func:`benchmark.nn.architecture`). Everything generic
+A method is a class ``Method`` (subclass of :class:`MethodBase`) in ``method.py``, with a ``Config`` dataclass whose
+defaults are its notebook's settings (one comment per field, ranges declared with :class:`Range`), ``presets`` and
+``ablations``, a ``roles(cfg, data)`` declaration and ``train(run, cfg)``. Its name is its folder's (set by
+discovery). The architectures it builds live beside it in ``models.py`` (registered with
+:func:`benchmark.nn.architecture`). What ``python -m benchmark profile`` checks, and which fields count a run's epochs
+for the scheduler, live beside it in ``speed.toml`` (:class:`Speed`): none of it changes a number. Everything generic
 (data, seeding, batching, the fit loop, timing, evaluation, storage) is the harness's job: see
 :class:`benchmark.engine.context.RunContext` and :class:`benchmark.engine.fit.Batch`.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -61,15 +64,49 @@ AdamEpsilon = Annotated[float, Range(gt=0, le=1)]
 Validation = Literal["stratified", "keras_last", "none"]
 
 
+# Metric names that mean something beyond their run: the tables and figures read them.
+UNTRAINED = "_untrained"  # "<metric>_untrained": the same measurement on the network before training (same run)
+LAMBDA = "lambda"  # a loss term's weight at each epoch (drawn as a schedule)
+MEAN_OUTPUT = "mean_output_"  # "mean_output_<unit>": an output unit's batch mean at each step (output evolution)
+
+TEACHER = "teacher"  # the shared teacher baseline (baselines/teacher), loaded by the distillation methods
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the ``scratch_student`` baseline trains a role's architecture alone, without the method: Adam's learning
+    rate, the batch size, the epochs, and the early-stopping patience on validation NLL (None: every epoch is
+    trained). ``arch`` and ``view`` are the role's own unless given. The planner turns it into the baseline's
+    configuration (with the method's validation split) and pairs the role with that run."""
+
+    lr: float
+    batch_size: int
+    epochs: int
+    patience: int | None = None
+    arch: str | None = None
+    view: str | None = None
+
+    @classmethod
+    def of(cls, cfg, **changes) -> Recipe:
+        """The recipe of a Config's ``lr``, ``batch_size``, ``epochs`` and ``patience`` fields (a Config without a
+        ``patience`` field trains every epoch), with ``changes``."""
+        recipe = cls(lr=cfg.lr, batch_size=cfg.batch_size, epochs=cfg.epochs, patience=getattr(cfg, "patience", None))
+        return dataclasses.replace(recipe, **changes)
+
+    def overrides(self, arch: str, view: str) -> dict[str, Any]:
+        """The scratch student's config overrides for a role of architecture ``arch`` reading ``view``."""
+        return {"arch": self.arch or arch, "view": self.view or view, "lr": self.lr, "batch_size": self.batch_size,
+                "epochs": self.epochs, "patience": self.patience}
+
+
 @dataclass(frozen=True)
 class Role:
     """One trained model a method ends with, and how to train the same architecture alone.
 
-    ``scratch`` holds the fields of the ``scratch_student`` baseline's config that reproduce this role's
-    architecture, input view and optimisation recipe without the method (e.g. ``{"arch": "hinton_student",
-    "view": "flat", "lr": 1e-3, "batch_size": 64, "epochs": 50, "patience": 10}``). The harness runs that baseline
-    for the same dataset and repetition and pairs the role with it. ``None`` means the role has no scratch
-    counterpart (a teacher, or a label-free representation).
+    ``scratch`` is the :class:`Recipe` the ``scratch_student`` baseline trains this role's architecture and input
+    view with, without the method. The harness runs that baseline for the same dataset and repetition and pairs
+    the role with it. ``None`` means the role has no scratch counterpart (a teacher, or a label-free
+    representation).
 
     ``pairing`` says what the pair shares: ``"init"`` (the same initial weights, bit for bit, and the same batch
     order) or ``"order"`` (the same batch order and data only: e.g. a role whose architecture differs from its
@@ -78,13 +115,112 @@ class Role:
 
     arch: str
     view: str
-    scratch: dict[str, Any] | None = None
+    scratch: Recipe | None = None
     # False for roles whose outputs are not class scores (e.g. SKA's sigmoid layers): the harness then does not
     # compute accuracy/AUC/NLL for them; the method logs its own metrics.
     classifier: bool = True
     pairing: Literal["init", "order"] = "init"
     # Build options the role's model is made with (e.g. a head size), recorded with the role.
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TeacherFields:
+    """The shared ``teacher`` baseline a distillation method loads, as fields of its Config: ``class
+    Config(TeacherFields)``, ``requires`` returns :func:`shared_teacher` (cfg) and the presets are
+    :data:`benchmark.supervised.DISTILLATION_PRESETS`. The teacher reads the Config's ``view`` and trains on its
+    ``validation`` split; equal values share one cached teacher run with ``python -m benchmark run teacher``.
+    Defaults: the Hinton notebook's teacher (784-1200-1200-10, dropout 0.5, Adam 1e-3, batch 64, up to 50 epochs,
+    patience 10)."""
+
+    teacher_arch: str = "hinton_teacher"  # teacher architecture (benchmark.archs)
+    teacher_lr: LearningRate = 1e-3  # teacher's Adam learning rate
+    teacher_batch_size: PositiveInt = 64  # teacher's batch size
+    teacher_epochs: PositiveInt = 50  # upper bound on the teacher's epochs
+    teacher_patience: PositiveInt | None = 10  # teacher's early-stopping patience on validation NLL
+
+    def __post_init__(self):
+        if getattr(self, "validation", None) == "none" and (
+                getattr(self, "patience", None) is not None or self.teacher_patience is not None):
+            raise ValueError("validation='none' holds out nothing for early stopping: "
+                             "also set patience=none and teacher_patience=none")
+
+
+def shared_teacher(cfg: TeacherFields) -> dict[str, dict[str, Any]]:
+    """``requires()`` of a method that distils the shared teacher: the ``teacher`` baseline's config."""
+    teacher = {"arch": cfg.teacher_arch, "view": cfg.view, "lr": cfg.teacher_lr, "batch_size": cfg.teacher_batch_size,
+               "epochs": cfg.teacher_epochs, "patience": cfg.teacher_patience}
+    if hasattr(cfg, "validation"):
+        teacher["validation"] = cfg.validation
+    return {TEACHER: teacher}
+
+
+def with_teacher(presets: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each preset's values for the student, and the same values for the teacher's ``teacher_`` fields."""
+    return {preset: {**values, **{f"teacher_{k}": v for k, v in values.items()}} for preset, values in presets.items()}
+
+
+SPEED_TARGETS = ("max_ratio_to_scratch", "min_peak_fraction", "min_textbook_speedup")
+BUDGET_KEYS = ("epochs", "batch_size")
+
+
+@dataclass(frozen=True)
+class Speed:
+    """A folder's ``speed.toml``, beside ``method.py``: what ``python -m benchmark profile`` checks for the method's
+    step (``[targets]``: ``max_ratio_to_scratch``, its step over its scratch students' steps; ``min_peak_fraction``,
+    of the in-process matmul peak; ``min_textbook_speedup``, against distillation as a tutorial writes it), the other
+    configurations it times (``variants = ["key=value,key=value"]``), and which Config fields hold a run's epochs
+    and batch size (``[budget]``, default ``epochs`` and ``batch_size``; a sub-table ``[budget."field=value"]``
+    for the configurations with that value), for the scheduler's estimate before a run has been timed.
+
+    It is not in ``method.py`` because none of it changes a number: a run's id hashes the folder's Python files, so
+    editing ``speed.toml`` re-runs nothing."""
+
+    targets: dict[str, float] = field(default_factory=dict)
+    variants: tuple[str, ...] = ()
+    budget: dict[str, str] = field(default_factory=dict)
+    when: dict[str, dict[str, str]] = field(default_factory=dict)  # "field=value" -> budget fields
+
+    @classmethod
+    def parse(cls, text: str) -> Speed:
+        """ValueError (one line) for anything but the keys above."""
+        doc = tomllib.loads(text)
+        unknown = set(doc) - {"targets", "variants", "budget"}
+        if unknown:
+            raise ValueError(f"speed.toml: unknown keys {sorted(unknown)} (known: targets, variants, budget)")
+        targets = doc.get("targets", {})
+        bad = [k for k, v in targets.items() if k not in SPEED_TARGETS or not isinstance(v, (int, float))]
+        if bad:
+            raise ValueError(f"speed.toml: bad targets {bad} (known, each a number: {', '.join(SPEED_TARGETS)})")
+        variants = doc.get("variants", [])
+        if not isinstance(variants, list) or not all(isinstance(v, str) and "=" in v for v in variants):
+            raise ValueError('speed.toml: variants is a list of "key=value[,key=value]"')
+        budget, when = {}, {}
+        for key, value in doc.get("budget", {}).items():
+            table = value if "=" in key else {key: value}
+            if not isinstance(table, dict) or not all(k in BUDGET_KEYS and isinstance(v, str)
+                                                      for k, v in table.items()):
+                raise ValueError(f"speed.toml: [budget] names the fields of {', '.join(BUDGET_KEYS)}, got {key!r}")
+            (when.setdefault(key, {}) if "=" in key else budget).update(table)
+        return cls({k: float(v) for k, v in targets.items()}, tuple(variants), budget, when)
+
+    def budget_fields(self, cfg) -> dict[str, str]:
+        """The Config fields that hold ``cfg``'s epochs and batch size."""
+        fields = {"epochs": "epochs", "batch_size": "batch_size", **self.budget}
+        for condition, table in self.when.items():
+            name, _, value = condition.partition("=")
+            if str(getattr(cfg, name.strip(), None)) == value.strip():
+                fields.update(table)
+        return fields
+
+    def check(self, config_cls) -> None:
+        """ValueError if a field named here is not one of ``config_cls``'s."""
+        names = {f.name for f in dataclasses.fields(config_cls)}
+        named = list(self.budget.values()) + [c.partition("=")[0].strip() for c in self.when]
+        named += [v for table in self.when.values() for v in table.values()]
+        missing = sorted(set(named) - names)
+        if missing:
+            raise ValueError(f"speed.toml names {missing}, which are not Config fields")
 
 
 @dataclass
@@ -99,7 +235,7 @@ class Trained:
 class MethodBase:
     """Base class of every method and baseline. Subclasses set the class attributes and implement ``train``."""
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # the folder's name, set by discovery
     # A dataclass; each field's default is the notebook's value, with a comment saying what it is.
     Config: ClassVar[type] = None  # type: ignore[assignment]
     # Overrides of Config fields per preset ("smoke": seconds, "quick": the notebook's recipe on a budget that
@@ -110,11 +246,9 @@ class MethodBase:
     ablations: ClassVar[dict[str, list[Any]]] = {}
     # True for baselines whose trained models other runs load (the teacher): their checkpoints are kept.
     provides_cache: ClassVar[bool] = False
-    # What ``python -m benchmark profile`` checks for this method's step: ``max_ratio_to_scratch`` (its step over
-    # its scratch students' steps), ``min_peak_fraction`` (of the in-process matmul peak), ``min_textbook_speedup``
-    # (against distillation as a tutorial writes it).
+    # The folder's speed.toml (set by discovery), and the two parts ``python -m benchmark profile`` reads.
+    speed: ClassVar[Speed] = Speed()
     speed_targets: ClassVar[dict[str, float]] = {}
-    # Other configurations ``profile`` times by default, as "key=value[,key=value]".
     profile_variants: ClassVar[tuple[str, ...]] = ()
     # Each notebook behaviour the defaults correct, as {field: (the notebook's value, one line on what it does)}.
     # ``python -m benchmark defects`` runs each alone against the default configuration, paired, and the report
@@ -141,13 +275,19 @@ class MethodBase:
         return {}
 
     def saves_models(self, cfg) -> bool:
-        """Whether this configuration's trained models are kept as a checkpoint (for runs that require it)."""
-        return self.provides_cache
+        """Whether this configuration's trained models are kept as a checkpoint, for the runs that load them: every
+        run of a baseline that ``provides_cache`` (the teacher), and, of a method that trains a stage as a run of its
+        own (its default configuration requires the method itself), the configurations that require nothing of it."""
+        if self.provides_cache:
+            return True
+        return self.name not in self.requires(cfg) and self.name in self.requires(self.Config())
 
     def budget(self, cfg, data) -> tuple[int, int | None]:
         """(epochs, batch size; None: full batch) of this configuration's training, for the scheduler's estimate
-        of how long a run takes before one has been timed. Default: the ``epochs`` and ``batch_size`` fields."""
-        return int(getattr(cfg, "epochs", 1)), getattr(cfg, "batch_size", None)
+        of how long a run takes before one has been timed: the fields ``speed.toml`` names (default ``epochs``,
+        ``batch_size``)."""
+        fields = self.speed.budget_fields(cfg)
+        return int(getattr(cfg, fields["epochs"], 1)), getattr(cfg, fields["batch_size"], None)
 
     def skip(self, cfg, data) -> str | None:
         """A reason why this configuration does not apply to ``data`` (recorded as ``skipped``), or None."""

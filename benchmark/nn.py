@@ -5,7 +5,8 @@ Architectures are registered by name where they belong: a method's own networks 
 networks two or more methods share in :mod:`benchmark.archs`. Every builder takes ``(input_shape, num_classes,
 **options)`` where ``input_shape`` is one example's shape in the view the model reads: ``(C, H, W)`` or ``(C, L)``
 for the ``image`` view, ``(D,)`` for ``flat`` and ``pca:K``. The registry remembers the file each builder lives
-in, so a run's id can hash exactly the architecture sources it uses.
+in, so a run's id can hash exactly the architecture sources it uses. A builder that returns a :class:`Network`
+names its hidden features, which methods then read by name (``run.features``, ``b.features``).
 
 Framework translation (TensorFlow/Keras -> PyTorch), applied by :func:`keras_init` and the layer helpers:
 Dense/Conv kernels Glorot-uniform with zero bias; BatchNormalization momentum 0.99 -> PyTorch momentum 0.01, eps 1e-3.
@@ -80,6 +81,46 @@ def keras_init(model: nn.Module, generator: torch.Generator | None) -> None:
                 nn.init.zeros_(module.bias)
 
 
+class Network(nn.Sequential):
+    """An ``nn.Sequential`` whose hidden features have names: ``Network(*layers, features={"hidden1": 3})`` names
+    the output of its first three layers ``hidden1``. A method reads a frozen model's features with
+    ``run.features(model, view, split, name)`` (eval mode, like its logits) and a trained model's with
+    ``b.features(role, name)`` (the batch's forward pass, with gradient); stacked repetitions give them too
+    (:mod:`benchmark.engine.stacked`). Layers, their order and their state-dict keys are ``nn.Sequential``'s: naming
+    features changes no weight and no number."""
+
+    def __init__(self, *layers: nn.Module, features: dict[str, int] | None = None):
+        super().__init__(*layers)  # (a slice, ``net[:k]``, is a Network without named features)
+        for name, cut in (features or {}).items():
+            if not 0 < cut <= len(self):
+                raise ValueError(f"feature {name!r} cuts after layer {cut}, but the network has {len(self)}")
+        self.feature_cuts = dict(features or {})  # name -> number of layers before the cut
+
+    def features(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """The named feature of ``x`` (only the layers before its cut run)."""
+        if name not in self.feature_cuts:
+            raise KeyError(f"no feature {name!r}; this network names {', '.join(self.feature_cuts) or 'none'}")
+        for layer in list(self)[:self.feature_cuts[name]]:
+            x = layer(x)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The output and every named feature, from one pass."""
+        at = {cut: name for name, cut in self.feature_cuts.items()}
+        found = {}
+        for i, layer in enumerate(self, start=1):
+            x = layer(x)
+            if i in at:
+                found[at[i]] = x
+        return x, found
+
+
+def feature_names(model: nn.Module) -> list[str]:
+    """The hidden features ``model`` names (a wrapper's: those of the network it wraps)."""
+    inner = model.stack_inner() if hasattr(model, "stack_inner") else model
+    return list(getattr(inner, "feature_cuts", {}))
+
+
 def flat_size(input_shape: tuple[int, ...]) -> int:
     return math.prod(input_shape)
 
@@ -139,6 +180,19 @@ def mlp(sizes: list[int], *, dropout: float = 0.0, batchnorm_after: set[int] = f
             if dropout:
                 layers.append(nn.Dropout(dropout))
     return layers
+
+
+def mlp_network(sizes: list[int], **options) -> Network:
+    """:func:`mlp` as a :class:`Network` whose hidden layer k is the feature ``hidden<k>``: its activation, after the
+    ReLU (and the BatchNorm, if any), before dropout."""
+    layers = mlp(sizes, **options)
+    cuts, k = {}, 0
+    for i, layer in enumerate(layers):
+        if isinstance(layer, nn.ReLU):
+            k += 1
+            follows_norm = i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm1d)
+            cuts[f"hidden{k}"] = i + 2 if follows_norm else i + 1
+    return Network(*layers, features=cuts)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,4 +1,4 @@
-"""Plain supervised training with cross-entropy: what both baselines (scratch student, teacher) do."""
+"""Plain supervised training with cross-entropy: what both baselines (scratch student, teacher) do; their presets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from benchmark.contract import LearningRate, PositiveInt, Validation
+from benchmark.contract import LearningRate, PositiveInt, Validation, with_teacher
 
 
 @dataclass
@@ -23,6 +23,9 @@ class SupervisedConfig:
 # quick is the notebook's recipe: up to 50 epochs with early stopping (patience 10) ends every run of the small
 # datasets by epoch 17-50, so nothing is cut; the data budget is the harness's.
 SUPERVISED_PRESETS = {"smoke": {"epochs": 2}, "quick": {}, "paper": {}}
+# A distillation method's presets (with benchmark.contract.TeacherFields): its student pairs with, and its teacher
+# is, the very run `python -m benchmark all` makes for each baseline at the same preset.
+DISTILLATION_PRESETS = with_teacher(SUPERVISED_PRESETS)
 
 
 def train_supervised(run, cfg: SupervisedConfig, role: str):

@@ -75,7 +75,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from benchmark.contract import MethodBase, Role
+from benchmark.contract import MethodBase, Recipe, Role
 
 
 @dataclass
@@ -85,13 +85,12 @@ class Config:
 
 
 class Method(MethodBase):
-    name = "{name}"
     Config = Config
 
     def roles(self, cfg, data):
-        recipe = {{"arch": "hinton_student", "lr": 1e-3, "batch_size": 32, "epochs": cfg.epochs, "patience": None}}
-        return {{"A": Role("hinton_student", "flat", scratch={{**recipe, "view": "flat"}}),
-                 "B": Role("hinton_student", "pca:20", scratch={{**recipe, "view": "pca:20"}})}}
+        recipe = Recipe(lr=1e-3, batch_size=32, epochs=cfg.epochs)
+        return {{"A": Role("hinton_student", "flat", scratch=recipe),
+                 "B": Role("hinton_student", "pca:20", scratch=recipe)}}
 
     def train(self, run, cfg):
         def step(b):  # B first, then A against B's prediction *after* B's update: the method's own order
@@ -129,3 +128,131 @@ def test_a_new_multi_model_method_is_trained_logged_and_paired_with_no_harness_e
     for role, view in (("A", "flat"), ("B", "pca:20")):
         scratch = records["scratch_student" + view]
         assert ours["roles"][role]["pair_key"] == scratch["roles"]["student"]["pair_key"]
+
+
+# ---- the contract's smaller parts: name, recipe, shared teacher, speed.toml --------------------------------------
+
+# hinton_kd as a researcher copies it to share the teacher (the README's "Adding a method"): under 60 lines.
+MINIMAL_KD = '''"""Hinton, Vinyals & Dean 2015: a student distilled from the shared teacher's soft targets."""
+
+from dataclasses import dataclass
+
+from benchmark.contract import (LearningRate, MethodBase, PositiveFloat, PositiveInt, Recipe, Role, TeacherFields,
+                                UnitInterval, Validation, shared_teacher)
+from benchmark.losses import SoftTargetLoss
+from benchmark.supervised import DISTILLATION_PRESETS
+
+
+@dataclass
+class Config(TeacherFields):  # the shared teacher's recipe: the Hinton notebook's 784-1200-1200-10
+    arch: str = "hinton_student"  # student architecture (benchmark.archs)
+    view: str = "flat"  # input view of student and teacher
+    temperature: PositiveFloat = 10.0  # T, divides both models' logits in the soft-target term
+    alpha: UnitInterval = 0.1  # weight of the hard-label CE; the soft targets get (1 - alpha)·T²
+    lr: LearningRate = 1e-3  # student's Adam learning rate
+    batch_size: PositiveInt = 64  # student's batch size
+    epochs: PositiveInt = 50  # upper bound on the student's epochs
+    patience: PositiveInt | None = 10  # early-stopping patience on validation NLL
+    validation: Validation = "stratified"  # training/validation split of student, teacher and scratch student
+
+
+class Method(MethodBase):
+    Config = Config
+    presets = DISTILLATION_PRESETS
+
+    def roles(self, cfg, data):
+        return {"student": Role(cfg.arch, cfg.view, scratch=Recipe.of(cfg))}
+
+    def requires(self, cfg):
+        return shared_teacher(cfg)
+
+    def train(self, run, cfg):
+        teacher = run.required("teacher")
+        criterion = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature,
+                                   alpha=cfg.alpha)
+
+        def step(b):
+            b.update({"student": criterion(b.forward("student"), b.y, b.idx)})
+
+        return run.fit({"student": run.build(cfg.arch, cfg.view)}, step, epochs=cfg.epochs,
+                       batch_size=cfg.batch_size, lr=cfg.lr, patience=cfg.patience)
+'''
+
+
+def _project_with(tmp_path, folders: dict[str, dict[str, str]]):
+    """A throw-away project: the real baselines and ``{folder: {file name: text}}`` under methods/."""
+    from tests.projects import make_project
+
+    project = make_project(tmp_path)
+    for name, files in folders.items():
+        (project / "methods" / name).mkdir()
+        for file, text in files.items():
+            (project / "methods" / name / file).write_text(text)
+    return project
+
+
+def test_a_copy_of_hinton_kd_shares_the_teacher_in_under_60_lines_and_trains_the_same(tmp_path, monkeypatch):
+    assert len(MINIMAL_KD.splitlines()) < 60
+    out = tmp_path / "out"
+    real = plan([METHODS["hinton_kd"]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS)
+    assert not run_plan(real, Settings(out=out, isolate=False)).failed
+    project = _project_with(tmp_path, {"my_kd": {"method.py": MINIMAL_KD}})
+    monkeypatch.setenv("BENCHMARK_PROJECT_ROOT", str(project))
+    methods = discover(project)
+    assert methods["my_kd"].ok and methods["my_kd"].cls.name == "my_kd", methods["my_kd"].error
+    ours = plan([methods["my_kd"]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=methods)
+    teacher = {s.method: s.requires.get("teacher") for s in real + ours if s.requires}
+    assert teacher["my_kd"] == teacher["hinton_kd"]  # the same teacher run: trained once, shared
+    outcome = run_plan(ours, Settings(out=out, isolate=False))
+    assert outcome.cached == 2 and not outcome.failed  # the teacher and the scratch student were already there
+    records = {r["method"]: r for r in Store(out).iter_runs()}
+    assert records["my_kd"]["metrics"] == records["hinton_kd"]["metrics"]  # the same defaults: the same numbers
+
+
+def test_the_folder_names_the_method_and_a_different_declared_name_is_refused(tmp_path):
+    declared = MINIMAL_KD.replace("    Config = Config\n", '    name = "other"\n    Config = Config\n', 1)
+    project = _project_with(tmp_path, {"kd_a": {"method.py": MINIMAL_KD}, "kd_b": {"method.py": declared}})
+    methods = discover(project)
+    assert methods["kd_a"].cls.name == "kd_a"
+    assert not methods["kd_b"].ok and "Method.name is 'other' but the folder is 'kd_b'" in methods["kd_b"].error
+
+
+def test_speed_toml_declares_targets_variants_and_budget_fields(tmp_path):
+    good = 'variants = ["temperature=4"]\n[targets]\nmin_peak_fraction = 0.4\n[budget."alpha=0.5"]\nepochs = "lr"\n'
+    bad_key = "[targets]\nmax_speed = 3\n"
+    bad_field = '[budget]\nepochs = "steps"\n'
+    moved = MINIMAL_KD.replace("    Config = Config\n", "    Config = Config\n    speed_targets = {}\n", 1)
+    project = _project_with(tmp_path, {"a": {"method.py": MINIMAL_KD, "speed.toml": good},
+                                       "b": {"method.py": MINIMAL_KD, "speed.toml": bad_key},
+                                       "c": {"method.py": MINIMAL_KD, "speed.toml": bad_field},
+                                       "d": {"method.py": moved}})
+    methods = discover(project)
+    cls = methods["a"].cls
+    assert (cls.speed_targets, cls.profile_variants) == ({"min_peak_fraction": 0.4}, ("temperature=4",))
+    data = load_dataset("digits")
+    assert cls().budget(configuration.resolve(cls, "quick"), data) == (50, 64)
+    assert cls().budget(configuration.resolve(cls, "quick", {"alpha": 0.5}), data) == (0, 64)  # int(lr=1e-3)
+    assert "bad targets ['max_speed']" in methods["b"].error
+    assert "speed.toml names ['steps'], which are not Config fields" in methods["c"].error
+    assert "they go in speed.toml" in methods["d"].error
+    # The folders of this project: SKA's steps are its epochs, subclass_kd's teacher stage trains teacher_epochs.
+    ska, subclass = METHODS["ska"].cls, METHODS["subclass_kd"].cls
+    assert ska().budget(configuration.resolve(ska, "quick"), data) == (50, None)
+    teacher_stage = configuration.resolve(subclass, "quick", {"stage": "teacher"})
+    assert subclass().budget(teacher_stage, data) == (100, 256)
+    assert subclass().budget(configuration.resolve(subclass, "quick"), data) == (60, 256)
+
+
+def test_which_runs_keep_their_models_is_derived():
+    teacher, hinton, subclass = (METHODS[n].cls for n in ("teacher", "hinton_kd", "subclass_kd"))
+    assert teacher().saves_models(teacher.Config()) and not hinton().saves_models(hinton.Config())
+    assert subclass().saves_models(subclass.Config(stage="teacher"))  # the stage the student loads
+    assert not subclass().saves_models(subclass.Config())
+
+
+def test_a_scratch_recipe_is_a_recipe(tmp_path):
+    as_dict = MINIMAL_KD.replace("scratch=Recipe.of(cfg)", 'scratch={"lr": 1e-3}')
+    project = _project_with(tmp_path, {"dict_kd": {"method.py": as_dict}})
+    methods = discover(project)
+    with pytest.raises(configuration.BadInput, match="scratch= takes a benchmark.contract.Recipe, got dict"):
+        plan([methods["dict_kd"]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=methods)

@@ -52,7 +52,10 @@ def test_editing_code_reruns_exactly_the_runs_that_execute_it(project, tmp_path)
 
     # A shared architecture (the Hinton teacher and student live in benchmark/archs.py).
     archs = project / "benchmark" / "archs.py"
-    archs.write_text(archs.read_text().replace('"""D-300-C with ReLU."""', '"""D-300-C, ReLU between."""'))
+    text = archs.read_text()
+    edited = text.replace('"""D-300-C with ReLU', '"""D-300-C, ReLU between')
+    assert edited != text
+    archs.write_text(edited)
     again = suite(project, out, "run", "hinton_kd", "kl_entanglement", "--datasets", "digits,mnist1d")
     second = stored(out)
     retrained = new_runs(first, second)

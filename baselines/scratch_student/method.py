@@ -19,7 +19,6 @@ class Config(SupervisedConfig):
 
 
 class Method(MethodBase):
-    name = "scratch_student"
     Config = Config
     presets = SUPERVISED_PRESETS
     as_published = {"validation": "keras_last"}  # the Hinton notebook's validation_split=0.1 (no defect)

@@ -20,14 +20,10 @@ class Config(SupervisedConfig):
 
 
 class Method(MethodBase):
-    name = "teacher"
     Config = Config
     presets = SUPERVISED_PRESETS
     as_published = {"validation": "keras_last"}  # the Hinton notebook's validation_split=0.1 (no defect)
     provides_cache = True
-    # The notebook's batch of 64 is too small to keep the matrix units busy: also timed at larger batches.
-    speed_targets = {"min_peak_fraction": 0.5}
-    profile_variants = ("batch_size=256", "batch_size=1024")
 
     def roles(self, cfg, data):
         return {"teacher": Role(cfg.arch, cfg.view)}

@@ -29,6 +29,7 @@ TRAINING_PATH = (
     "nn.py",  # initialisation and layer helpers
     "metrics.py",  # every logged metric
     "supervised.py",  # the baselines' recipe
+    "losses.py",  # the losses methods share
 )
 
 

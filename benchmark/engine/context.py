@@ -116,6 +116,22 @@ class RunContext:
         model.train(was_training)
         return out
 
+    @torch.no_grad()
+    def features(self, model: nn.Module, view: str, split: str, name: str, chunk: int = EVAL_CHUNK) -> torch.Tensor:
+        """``model``'s hidden feature ``name`` (:class:`benchmark.nn.Network`) on a split, in eval mode (dropout
+        off, BatchNorm's running statistics), computed once like :meth:`logits`: a frozen teacher's hint for every
+        training example, looked up by ``b.idx``."""
+        network = model.stack_inner() if hasattr(model, "stack_inner") else model
+        if name not in layers.feature_names(model):
+            raise KeyError(f"{type(network).__name__} names no feature {name!r} "
+                           f"(it names: {', '.join(layers.feature_names(model)) or 'none'})")
+        was_training = model.training
+        model.eval()
+        x = self.view(view, split)
+        out = torch.cat([network.features(x[i:i + chunk], name) for i in range(0, len(x), chunk)])
+        model.train(was_training)
+        return out
+
     def evaluate(self, model: nn.Module, view: str, split: str) -> dict[str, float]:
         logits = self.logits(model, view, split)
         result = M.classification_metrics(logits, self.labels(split), self.num_classes)

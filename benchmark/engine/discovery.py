@@ -1,6 +1,8 @@
 """Finding methods and baselines: every ``methods/<name>/method.py`` and ``baselines/<name>/method.py`` that defines a
 class ``Method``. Nothing is registered by hand; a folder whose name starts with ``_`` or ``.`` is a template and is
-skipped. A folder that fails to import is reported by name with its error, and the others still work.
+skipped. A folder that fails to import is reported by name with its error, and the others still work. The folder's
+name is the method's (``Method.name``, set here), and its ``speed.toml``, if any, is read here
+(:class:`benchmark.contract.Speed`).
 
 Each folder is imported as a package of its own (so ``method.py`` can ``from .models import ...``), under a name that
 includes the hash of its source, so an edited folder is imported afresh. Its ``models.py``, if any, is imported
@@ -19,7 +21,7 @@ from functools import cache
 from pathlib import Path
 
 import benchmark.archs  # noqa: F401  (registers the shared architectures)
-from benchmark.contract import MethodBase
+from benchmark.contract import MethodBase, Speed
 from benchmark.modules import failure_line, import_plugin
 
 KINDS = {"baselines": "baseline", "methods": "method"}
@@ -70,6 +72,14 @@ def _package(folder: Path, kind: str, digest: str) -> str:
     return name
 
 
+SPEED_FILE = "speed.toml"
+
+
+def _speed_text(folder: Path) -> str | None:
+    path = folder / SPEED_FILE
+    return path.read_text() if path.is_file() else None
+
+
 def _load(folder: Path, kind: str) -> MethodInfo:
     name = folder.name
     digest = source_hash(folder)
@@ -81,8 +91,17 @@ def _load(folder: Path, kind: str) -> MethodInfo:
         cls = getattr(module, "Method", None)
         if cls is None or not (isinstance(cls, type) and issubclass(cls, MethodBase)):
             raise TypeError("method.py defines no class Method(MethodBase)")
-        if cls.name != name:
-            raise ValueError(f"Method.name is {cls.name!r} but the folder is {name!r}")
+        declared = cls.__dict__.get("name")
+        if declared is not None and declared != name:
+            raise ValueError(f"Method.name is {declared!r} but the folder is {name!r} (leave it out: the folder names "
+                             "the method)")
+        moved = sorted({"speed_targets", "profile_variants"} & set(cls.__dict__))
+        if moved and "speed" not in cls.__dict__:  # (a class seen before carries what discovery set)
+            raise ValueError(f"Method declares {', '.join(moved)}: they go in {SPEED_FILE} beside method.py")
+        speed_text = _speed_text(folder)
+        speed = Speed.parse(speed_text) if speed_text is not None else Speed()
+        speed.check(cls.Config)
+        cls.name, cls.speed, cls.speed_targets, cls.profile_variants = name, speed, dict(speed.targets), speed.variants
         return MethodInfo(name, kind, folder, digest, cls=cls)
     except BaseException as exc:  # noqa: B036 - a broken folder (even one that exits) takes only itself down
         return MethodInfo(name, kind, folder, digest, error=failure_line(exc))
@@ -99,10 +118,10 @@ def discover(root: Path | None = None) -> dict[str, MethodInfo]:
         for folder in sorted(base.iterdir()):
             if folder.name.startswith(("_", ".")) or not (folder / "method.py").is_file():
                 continue
-            found[folder.name] = _cached_load(folder.resolve(), kind, source_hash(folder))
+            found[folder.name] = _cached_load(folder.resolve(), kind, source_hash(folder), _speed_text(folder))
     return found
 
 
 @cache
-def _cached_load(folder: Path, kind: str, digest: str) -> MethodInfo:
+def _cached_load(folder: Path, kind: str, digest: str, speed_text: str | None) -> MethodInfo:
     return _load(folder, kind)

@@ -82,6 +82,17 @@ class Batch:
         """``role``'s output on this batch in inference mode, without gradient (Keras ``training=False``)."""
         return self._shared.output(self, role, call, train=False)
 
+    def features(self, role: str, name: str) -> torch.Tensor:
+        """The hidden feature ``name`` of ``role``'s architecture (:class:`benchmark.nn.Network`) on this batch, in
+        training mode, with gradient: from the pass ``b.forward(role)`` returns (its latest in this step, or the
+        next one if it has not been called yet), so the logits and the feature come from one forward pass."""
+        return self._shared.features(self, role, name)
+
+    def apply(self, role: str, x: torch.Tensor) -> torch.Tensor:
+        """``role``'s model, in training mode, on a tensor of this step (e.g. a regressor on a hidden feature): a
+        model given to ``run.fit`` that reads no input view (not a declared role, no entry in ``views``)."""
+        return self._shared.apply(self, role, x)
+
     def update(self, parts: dict[str, dict[str, torch.Tensor]], loss: torch.Tensor | None = None) -> None:
         """One optimiser step for each role in ``parts`` on ``loss`` (default: the sum of their ``"loss"``
         parts). Every part is logged as ``train_<part>``, averaged over the epoch's steps. Partners' outputs must
@@ -110,6 +121,8 @@ class RepetitionState:
         self.labels = labels if train_index is None else labels[train_index]
         self.inputs = {}
         for role, view in views.items():
+            if view is None:  # a model applied to the step's tensors (Batch.apply), not to the batch
+                continue
             x = run.view(view, "train")
             self.inputs[role] = x if train_index is None else x[train_index]
         self.sums: dict[tuple[str, str], Any] = {}
@@ -138,7 +151,7 @@ class SharedStep:
     def __init__(self, models: RepetitionModels, epoch: int, index: int, idx: list[torch.Tensor]):
         self.models, self.repetitions, self.epoch, self.index = models, models.repetitions, epoch, index
         self.idx = idx
-        self.outputs: dict[tuple[str, str, bool, int], torch.Tensor] = {}
+        self.outputs: dict[tuple[str, str, bool, int], tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
         self.pending: list[list[tuple[list[str], torch.Tensor]]] = [[] for _ in idx]
         self.updated: list[set[str]] = [set() for _ in idx]  # per repetition: roles updated in this step
 
@@ -157,12 +170,30 @@ class SharedStep:
         key = (role, call or "", train)
         count = batch._calls.get(key, 0)
         batch._calls[key] = count + 1
-        full = (*key, count)
-        if full not in self.outputs:
+        return self._pass(batch, (*key, count))[0][batch._rep]
+
+    def features(self, batch: Batch, role: str, name: str) -> torch.Tensor:
+        if self.deferred and role in self.updated[batch._rep]:
+            raise NotBatchable(f"{role} is used again after its update in the same step")
+        count = max(batch._calls.get((role, "", True), 0) - 1, 0)
+        features = self._pass(batch, (role, "", True, count))[1]
+        if name not in features:
+            raise KeyError(f"{role}'s model names no feature {name!r} (it names: {', '.join(features) or 'none'})")
+        return features[name][batch._rep]
+
+    def _pass(self, batch: Batch, key: tuple[str, str, bool, int]):
+        """(output, named features) of every repetition's pass ``key``, computed at its first request."""
+        if key not in self.outputs:
+            role, call, train, _ = key
             xs = [batch.x(role)] if not self.deferred else \
                 [repetition.inputs[role][idx] for repetition, idx in zip(self.repetitions, self.idx, strict=True)]
-            self.outputs[full] = self.models.forward(role, call, xs, train)
-        return self.outputs[full][batch._rep]
+            self.outputs[key] = self.models.forward(role, call or None, xs, train)
+        return self.outputs[key]
+
+    def apply(self, batch: Batch, role: str, x: torch.Tensor) -> torch.Tensor:
+        if self.deferred and role in self.updated[batch._rep]:
+            raise NotBatchable(f"{role} is used again after its update in the same step")
+        return self.models.apply(role, batch._rep, x)
 
     def update(self, rep: int, roles: list[str], loss: torch.Tensor) -> None:
         if not self.deferred:
@@ -211,15 +242,14 @@ class RepetitionModels:
         for module in (self.stacked.values() if self.stacked else self.own[0].values()):
             module.train()
 
-    def forward(self, role: str, call: str | None, xs: list[torch.Tensor], train: bool) -> torch.Tensor:
-        """``[R, B, ...]``: every repetition's output on its own batch."""
+    def forward(self, role: str, call: str | None, xs: list[torch.Tensor], train: bool):
+        """``[R, B, ...]``: every repetition's output on its own batch, and its named features (``[R, B, ...]``)."""
         if role in self.stacked:
             module = self.stacked[role]
-            run = lambda inputs: module(inputs, call)  # noqa: E731
+            run = lambda inputs: module.forward_features(inputs, call)  # noqa: E731
         else:
             module = self.own[0][role]
-            fn = getattr(module, call) if call else module
-            run = lambda inputs: fn(inputs[0]).unsqueeze(0)  # noqa: E731
+            run = lambda inputs: _plain_pass(module, call, inputs[0])  # noqa: E731
         if train:
             return run(xs)
         with torch.no_grad():
@@ -228,6 +258,11 @@ class RepetitionModels:
                 return run(xs)
             finally:
                 module.train()
+
+    def apply(self, role: str, rep: int, x: torch.Tensor) -> torch.Tensor:
+        if role in self.stacked:
+            return self.stacked[role].apply_one(rep, x)
+        return self.own[0][role](x)
 
     def step_optimisers(self, roles: list[str], loss: torch.Tensor) -> None:
         optimisers = [self.optimisers[r] for r in roles]
@@ -245,6 +280,14 @@ class RepetitionModels:
     def restore(self) -> None:
         for stacked in self.stacked.values():
             stacked.restack()
+
+
+def _plain_pass(module: nn.Module, call: str | None, x: torch.Tensor):
+    """An unstacked module's output (``[1, B, ...]``) and named features."""
+    if call is None and hasattr(module, "forward_features"):
+        out, features = module.forward_features(x)
+        return out.unsqueeze(0), {name: f.unsqueeze(0) for name, f in features.items()}
+    return (getattr(module, call) if call else module)(x).unsqueeze(0), {}
 
 
 @dataclass
@@ -322,7 +365,8 @@ def _fit(requests: list[_Request]) -> list[dict[str, nn.Module]]:
         raise NotBatchable("the repetitions asked for different fits")
     run0, roles = first.run, list(first.models)
     declared = run0.roles
-    views = {role: (options["views"] or {}).get(role) or declared[role].view for role in roles}
+    views = {role: (options["views"] or {}).get(role) or (declared[role].view if role in declared else None)
+             for role in roles}
     has_val = run0.data.size("val") > 0
     patience, monitor = options["patience"], options["monitor"]
     if patience is not None and not has_val:

@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmark import data as datasets
 from benchmark import nn as layers
-from benchmark.contract import Role
+from benchmark.contract import Recipe, Role
 from benchmark.engine import config as configuration
 from benchmark.engine.code import code_hash, run_code
 from benchmark.engine.discovery import MethodInfo, discover
@@ -67,13 +67,16 @@ def check_roles(where: str, roles: dict[str, Role], data) -> None:
             data.view_shape(role.view)
         except ValueError as exc:
             raise BadInput(f"{where} role {name!r}: {exc}") from None
+        if role.scratch is not None and not isinstance(role.scratch, Recipe):
+            raise BadInput(f"{where} role {name!r}: scratch= takes a benchmark.contract.Recipe, "
+                           f"got {type(role.scratch).__name__}")
 
 
 def scratch_config(role: Role, methods: dict[str, MethodInfo], *, preset: str, data, cfg=None):
-    """The scratch student's configuration for ``role`` (with the method's validation split, so that the pair
-    trains and is selected on the same examples)."""
+    """The scratch student's configuration for ``role``: its :class:`~benchmark.contract.Recipe`, with the method's
+    validation split (so that the pair trains and is selected on the same examples)."""
     info = methods[SCRATCH]
-    recipe = dict(role.scratch)
+    recipe = role.scratch.overrides(role.arch, role.view)
     if cfg is not None and configuration.VALIDATION_FIELD in configuration.field_types(info.cls.Config):
         recipe.setdefault(configuration.VALIDATION_FIELD, configuration.validation_mode(cfg))
     return configuration.resolve(info.cls, preset, recipe, data)

@@ -10,7 +10,10 @@ module without dropout; R = 1 is the same code, and the harness trains every sta
 dropout mask depends only on the run.
 
 Stackable: ``nn.Sequential`` of Linear, Conv1d/2d (ungrouped), BatchNorm1d/2d, Dropout, ReLU, MaxPool1d/2d,
-Flatten and Identity. Anything else trains unstacked (:func:`stackable` says which).
+Flatten and Identity. Anything else trains unstacked (:func:`stackable` says which). A network's named hidden
+features (:class:`benchmark.nn.Network`) come out of the same pass (:meth:`Stacked.forward_features`), and a small
+stacked model can be applied to one repetition's own tensor (:meth:`Stacked.apply_one`: a regressor on that
+repetition's features).
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ class Stacked(nn.Module):
         self.R = len(models)
         self.wrapper = models[0] if hasattr(models[0], "stack_inner") else None
         self.layers = list(zip(*[_leaves(inner(m)) for m in models], strict=True))  # per layer, its R copies
+        self.cuts: dict[int, str] = {}  # number of leaf layers before a named feature's cut -> its name
+        network = inner(models[0])
+        for name, cut in getattr(network, "feature_cuts", {}).items():
+            self.cuts[sum(len(_leaves(m)) for m in list(network)[:cut])] = name
         self.generators = dropout_generators
         self.params = nn.ParameterList()
         self.names: list[tuple[int, str]] = []  # (layer index, attribute) of each stacked parameter / buffer
@@ -118,6 +125,15 @@ class Stacked(nn.Module):
     # "list", R tensors [B, C, ...] (convolutional layers, run per repetition: a grouped convolution's backward
     # does not give the per-group results bit for bit, so it would make a repetition's numbers depend on its batch).
     def forward(self, xs: list[torch.Tensor], call: str | None = None) -> torch.Tensor:
+        return self._forward(xs, call, None)
+
+    def forward_features(self, xs: list[torch.Tensor], call: str | None = None
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The output and every named feature (``[R, B, ...]`` each), from one pass."""
+        features: dict[str, torch.Tensor] = {}
+        return self._forward(xs, call, features), features
+
+    def _forward(self, xs: list[torch.Tensor], call: str | None, features: dict | None) -> torch.Tensor:
         first = self.layers[0][0]
         conv = isinstance(first, (nn.Conv1d, nn.Conv2d, nn.BatchNorm2d, nn.MaxPool1d, nn.MaxPool2d))
         if conv:
@@ -128,15 +144,18 @@ class Stacked(nn.Module):
         while i < len(self.layers):
             layer = self.layers[i][0]
             after = self.layers[i + 1][0] if i + 1 < len(self.layers) else None
-            if isinstance(layer, nn.ReLU) and isinstance(after, (nn.MaxPool1d, nn.MaxPool2d)) and layout == "list":
+            if isinstance(layer, nn.ReLU) and isinstance(after, (nn.MaxPool1d, nn.MaxPool2d)) and layout == "list" \
+                    and not (features is not None and i + 1 in self.cuts):
                 # max pooling commutes with the monotone ReLU, values and gradients alike (a window whose maximum
                 # is not positive gets a zero gradient either way): pool first, and ReLU a quarter of the values
                 x, layout = self._apply(i + 1, after, x, layout)
                 x, layout = self._apply(i, layer, x, layout)
                 i += 2
-                continue
-            x, layout = self._apply(i, layer, x, layout)
-            i += 1
+            else:
+                x, layout = self._apply(i, layer, x, layout)
+                i += 1
+            if features is not None and i in self.cuts:
+                features[self.cuts[i]] = _stack(x) if layout == "list" else x
         out = _stack(x) if layout == "list" else x
         if self.wrapper is not None:
             r, b = out.shape[:2]
@@ -144,6 +163,29 @@ class Stacked(nn.Module):
         elif call is not None:
             raise ValueError(f"a stacked plain network has no method {call!r}")
         return out
+
+    def apply_one(self, r: int, x: torch.Tensor) -> torch.Tensor:
+        """Repetition ``r`` alone on its own input ``x`` (e.g. a regressor on that repetition's hidden features):
+        the calls a plain module makes, on the repetition's slices of the stacked tensors, so that its gradients
+        land in them and the repetition computes what it computes alone."""
+        if self.wrapper is not None:
+            raise ValueError("apply_one runs a plain network, not a wrapper")
+        for i, copies in enumerate(self.layers):
+            layer = copies[0]
+            if isinstance(layer, nn.Linear):
+                bias = self.stacked.get((i, "bias"))
+                x = F.linear(x, self.stacked[i, "weight"][r], None if bias is None else bias[r])
+            elif isinstance(layer, nn.ReLU):
+                x = F.relu(x)
+            elif isinstance(layer, nn.Dropout):
+                if self.training and layer.p:
+                    keep = 1 - layer.p
+                    x = x * torch.empty_like(x).bernoulli_(keep, generator=self._gens()[r]).div_(keep)
+            elif isinstance(layer, nn.Flatten):
+                x = x.flatten(1)
+            elif not isinstance(layer, nn.Identity):
+                x = self._single(i, r, layer, x)
+        return x
 
     def _apply(self, i: int, layer: nn.Module, x, layout: str):
         if isinstance(layer, nn.Linear):

@@ -1,20 +1,22 @@
-"""Template: copy this folder to ``methods/<your_name>/``, and edit.
+"""Template: copy this folder to ``methods/<your_name>/``, and edit. The folder's name is the method's.
 
 As shipped it trains the Hinton notebook's student with label-smoothed cross-entropy: a complete, small method
 that shows every part of the contract (Config with a comment and a range per field, presets, ablations, roles, and a
 train that builds its model, says what one step does, and hands both to the harness's fit loop). A method with
 several models reads the same way: one ``step`` that updates them in the method's order, one ``run.fit``. Networks
 of its own go in a ``models.py`` beside this file (``@benchmark.nn.architecture("name")``).
+
+To distil the shared teacher: ``class Config(TeacherFields)``, ``requires`` returns ``shared_teacher(cfg)``,
+``presets = DISTILLATION_PRESETS``, and ``run.required("teacher")`` in train (see methods/hinton_kd).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch.nn.functional as F
 
-from benchmark.contract import LearningRate, MethodBase, PositiveInt, Role, UnitInterval
+from benchmark.contract import LearningRate, MethodBase, PositiveInt, Recipe, Role, UnitInterval
 
 
 @dataclass
@@ -29,9 +31,10 @@ class Config:
 
 
 class Method(MethodBase):
-    name = Path(__file__).parent.name  # the folder's name, so a copied folder needs no edit to run
     Config = Config
-    presets = {"smoke": {"epochs": 2}, "quick": {"epochs": 10, "patience": 3}, "paper": {}}
+    # smoke: seconds. quick: the source's recipe on the harness's data budget; a cut below paper must be measured
+    # where paper's curves flatten and documented (tests/test_presets.py lists the cuts). paper: the full recipe.
+    presets = {"smoke": {"epochs": 2}, "quick": {}, "paper": {}}
     ablations = {"label_smoothing": [0.0, 0.1, 0.2]}
     # Each notebook behaviour a default corrects, as {field: (the notebook's value, "one line: what it does")}, and
     # every override that makes a run notebook-faithful (`--as-published`): those values plus the notebook's data
@@ -40,10 +43,9 @@ class Method(MethodBase):
     as_published = {}
 
     def roles(self, cfg, data):
-        # The harness pairs the student with the scratch student trained with the same architecture and recipe.
-        recipe = {"arch": cfg.arch, "view": cfg.view, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                  "epochs": cfg.epochs, "patience": cfg.patience}
-        return {"student": Role(cfg.arch, cfg.view, scratch=recipe)}
+        # The harness pairs the student with the scratch student of the same architecture, view and recipe (the
+        # lr, batch_size, epochs and patience fields).
+        return {"student": Role(cfg.arch, cfg.view, scratch=Recipe.of(cfg))}
 
     def train(self, run, cfg):
         def step(b):

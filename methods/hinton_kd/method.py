@@ -11,20 +11,26 @@ clipped KL (``keras_clip=True``) and its early stopping, which never sees a vali
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
-
-from benchmark.contract import LearningRate, MethodBase, PositiveFloat, PositiveInt, Role, UnitInterval, Validation
-from benchmark.supervised import SUPERVISED_PRESETS
-
-KERAS_EPSILON = 1e-7  # keras.backend.epsilon(): KLDivergence clips both distributions to [1e-7, 1]
+from benchmark.contract import (
+    LearningRate,
+    MethodBase,
+    PositiveFloat,
+    PositiveInt,
+    Recipe,
+    Role,
+    TeacherFields,
+    UnitInterval,
+    Validation,
+    shared_teacher,
+)
+from benchmark.losses import KERAS_EPSILON, SoftTargetLoss  # noqa: F401  (the loss, tested from here)
+from benchmark.supervised import DISTILLATION_PRESETS
 
 
 @dataclass
-class Config:
+class Config(TeacherFields):  # the shared teacher's fields: the notebook's 784-1200-1200-10 recipe
     arch: str = "hinton_student"  # student architecture: the notebook's 784-300-10 (benchmark.archs)
     view: str = "flat"  # input view of student and teacher (the notebook flattens the images)
     temperature: PositiveFloat = 10.0  # T > 0, divides both models' logits in the soft-target term (notebook: 10)
@@ -44,77 +50,18 @@ class Config:
     batch_size: PositiveInt = 64  # student's batch size (notebook)
     epochs: PositiveInt = 50  # upper bound on the student's epochs; early stopping may end sooner (notebook)
     patience: PositiveInt | None = 10  # epochs without a better validation NLL before stopping; None: every epoch
-    # The shared teacher baseline's recipe (notebook: 784-1200-1200-10, dropout 0.5, Adam 1e-3, batch 64, up
-    # to 50 epochs, patience 10). Equal values share the cached teacher of `python -m benchmark run teacher`.
-    teacher_arch: str = "hinton_teacher"  # teacher architecture (benchmark.archs)
-    teacher_lr: LearningRate = 1e-3  # teacher's Adam learning rate
-    teacher_batch_size: PositiveInt = 64  # teacher's batch size
-    teacher_epochs: PositiveInt = 50  # upper bound on the teacher's epochs
-    teacher_patience: PositiveInt | None = 10  # teacher's early-stopping patience on validation NLL
     # Training/validation split of student, teacher and scratch student: a seeded stratified 10% hold-out, or
     # "keras_last", the notebook's validation_split=0.1 (the last 10% of the training arrays). "none" leaves
     # nothing to stop on: it needs patience=None and teacher_patience=None.
     validation: Validation = "stratified"
 
-    def __post_init__(self):
-        if self.validation == "none" and (self.patience is not None or self.teacher_patience is not None):
-            raise ValueError("validation='none' holds out nothing for early stopping: "
-                             "also set patience=none and teacher_patience=none")
-
-
-def teacher_recipe(cfg: Config) -> dict:
-    """The ``teacher`` baseline's config for this method's teacher."""
-    return {"arch": cfg.teacher_arch, "view": cfg.view, "lr": cfg.teacher_lr,
-            "batch_size": cfg.teacher_batch_size, "epochs": cfg.teacher_epochs,
-            "patience": cfg.teacher_patience, "validation": cfg.validation}
-
-
-class SoftTargetLoss:
-    """α·CE(y, z) + (1-α)·w·KL(p_T ‖ q_T), batch means, with p_T = softmax(teacher_logits / T),
-    q_T = softmax(z / T) and w = T² (1 without ``t_squared``).
-
-    The teacher's logits are fixed for the whole run (frozen teacher, no augmentation), so its soft targets
-    are computed once here and looked up by the batch's example indices: a step costs the student's forward
-    and backward plus a few [batch, classes] operations.
-    """
-
-    def __init__(self, teacher_logits: torch.Tensor, *, temperature: float, alpha: float,
-                 t_squared: bool = True, keras_clip: bool = False):
-        self.temperature = temperature
-        self.alpha = alpha
-        self.kd_weight = (1.0 - alpha) * (temperature**2 if t_squared else 1.0)
-        self.keras_clip = keras_clip
-        # detach: whatever the caller passes, no gradient can flow back into the teacher through its targets
-        log_p = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
-        if keras_clip:
-            log_p = log_p.exp().clamp(KERAS_EPSILON, 1.0).log()
-        self.teacher_log_probs = log_p  # [training examples, classes]
-
-    def kl(self, student_logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Mean over the batch ``idx`` of KL(p_T ‖ q_T) = Σ_c p_c (log p_c - log q_c)."""
-        if self.keras_clip:
-            # Keras clips probabilities, not log-probabilities: no gradient flows through a clipped q_c
-            log_q = F.softmax(student_logits / self.temperature, dim=1).clamp(KERAS_EPSILON, 1.0).log()
-        else:
-            log_q = F.log_softmax(student_logits / self.temperature, dim=1)
-        return F.kl_div(log_q, self.teacher_log_probs[idx], reduction="batchmean", log_target=True)
-
-    def __call__(self, student_logits: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> dict:
-        ce = F.cross_entropy(student_logits, labels)
-        kd = self.kl(student_logits, idx)
-        return {"loss": self.alpha * ce + self.kd_weight * kd, "ce": ce, "kd": kd}
-
 
 class Method(MethodBase):
-    name = Path(__file__).parent.name
     Config = Config
     # The baselines' presets for the student and for the teacher, so that the student pairs with, and the
     # teacher is, the very run `python -m benchmark all` makes for each baseline at the same preset.
-    presets = {preset: {**values, **{f"teacher_{k}": v for k, v in values.items()}}
-               for preset, values in SUPERVISED_PRESETS.items()}
+    presets = DISTILLATION_PRESETS
     ablations = {"temperature": [1, 2, 4, 10, 20], "alpha": [0.1, 0.5, 0.9], "t_squared": [True, False]}
-    # The soft targets are precomputed: a step should cost what the student's own step costs.
-    speed_targets = {"max_ratio_to_scratch": 1.05, "min_textbook_speedup": 5.0}
     notebook_defects = {
         "t_squared": (False, "no T² on the soft-target term: at T = 10 it weighs 100x less than in the paper"),
         "early_stop": ("as_published", "val_loss is 0 every epoch (no compiled loss): EarlyStopping keeps epoch 1"),
@@ -124,12 +71,10 @@ class Method(MethodBase):
                     "validation": "keras_last"}  # the notebook's validation_split=0.1
 
     def roles(self, cfg, data):
-        recipe = {"arch": cfg.arch, "view": cfg.view, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                  "epochs": cfg.epochs, "patience": cfg.patience}
-        return {"student": Role(cfg.arch, cfg.view, scratch=recipe)}
+        return {"student": Role(cfg.arch, cfg.view, scratch=Recipe.of(cfg))}
 
     def requires(self, cfg):
-        return {"teacher": teacher_recipe(cfg)}
+        return shared_teacher(cfg)
 
     def train(self, run, cfg):
         teacher = run.required("teacher")

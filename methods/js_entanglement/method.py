@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from benchmark.contract import (
+    LAMBDA,
     AdamEpsilon,
     LearningRate,
     MethodBase,
     NonNegativeFloat,
     PositiveInt,
+    Recipe,
     Role,
     UnitInterval,
     Validation,
@@ -94,7 +95,6 @@ def step(b, cfg: Config, switch: int) -> None:
 
 
 class Method(MethodBase):
-    name = Path(__file__).parent.name
     Config = Config
     # quick is the notebook's recipe (30 epochs, K = 100 capped by adapt): the paper-preset curves are still rising
     # at epoch 25-30 on digits, mnist1d and mnist_5k (the CNN's BatchNorm statistics, momentum 0.99, need the
@@ -102,7 +102,6 @@ class Method(MethodBase):
     presets = {"smoke": {"epochs": 3, "pca_components": 20}, "quick": {}, "paper": {}}
     ablations = {"divergence": ["js", "kl"], "schedule": ["log", "linear", "constant", "zero"],
                  "phase2": ["hard_labels", "argmax_as_published", "none"]}
-    speed_targets = {"min_peak_fraction": 0.4}  # the CNN's arithmetic dominates the step
     notebook_defects = {
         "phase2": ("argmax_as_published", "phase 2 pulls by an argmax mismatch fraction: no gradient, CE only"),
         "scaler": ("as_published", "val/test PCA features standardised by a scaler fitted on those splits"),
@@ -117,21 +116,17 @@ class Method(MethodBase):
         return dataclasses.replace(cfg, pca_components=min(cfg.pca_components, view_features(data, cfg) - 1))
 
     def roles(self, cfg, data):
-        def recipe(arch, view):
-            # The same architecture and view trained alone, with the notebook's optimiser and budget.
-            return {"arch": arch, "view": view, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                    "epochs": cfg.epochs, "patience": None}
-
-        views = mlp_views(cfg)
-        return {"A": Role("js_cnn", "image", scratch=recipe("js_cnn", "image")),
-                "B": Role("js_mlp_b", views["B"], scratch=recipe("js_mlp_b", views["B"])),
-                "C": Role("js_mlp_c", views["C"], scratch=recipe("js_mlp_c", views["C"]))}
+        # Each model's architecture and view trained alone, with the notebook's optimiser and budget (every epoch).
+        recipe, views = Recipe.of(cfg), mlp_views(cfg)
+        return {"A": Role("js_cnn", "image", scratch=recipe),
+                "B": Role("js_mlp_b", views["B"], scratch=recipe),
+                "C": Role("js_mlp_c", views["C"], scratch=recipe)}
 
     def train(self, run, cfg):
         models = {role: run.build(r.arch, r.view) for role, r in run.roles.items()}
         for epoch in range(cfg.epochs):
             for role in ("B", "C"):
-                run.log(role, "lambda", lambda_at(epoch, cfg.epochs, cfg.schedule, cfg.lambda_max), epoch)
+                run.log(role, LAMBDA, lambda_at(epoch, cfg.epochs, cfg.schedule, cfg.lambda_max), epoch)
                 run.log(role, "phase", 2 if epoch >= phase2_epoch(cfg) else 1, epoch)
         # The notebook's per-epoch panels: test accuracy and ROC-AUC (val: for reading only).
         run.fit(models, lambda b: step(b, cfg, phase2_epoch(cfg)), epochs=cfg.epochs, batch_size=cfg.batch_size,

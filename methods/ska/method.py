@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
-from benchmark.contract import MethodBase, PositiveFloat, PositiveInt, Role, Trained, Validation
+from benchmark.contract import MEAN_OUTPUT, UNTRAINED, MethodBase, PositiveFloat, PositiveInt, Role, Trained, Validation
 
 LN2 = math.log(2.0)
 
@@ -39,7 +38,6 @@ class Config:
 
 
 class Method(MethodBase):
-    name = Path(__file__).parent.name
     Config = Config
     # "quick" and "paper" are the notebook's settings: 49 updates of a 1,000-image batch take about a second.
     presets = {"smoke": {"steps": 8, "per_class": 20}, "quick": {}, "paper": {}}
@@ -55,9 +53,6 @@ class Method(MethodBase):
         # Label-free sigmoid layers: no scratch counterpart, not a classifier (the probes are logged instead).
         return {"net": Role("ska_stack", "flat", scratch=None, classifier=False,
                             options={"layer_sizes": tuple(cfg.layer_sizes)})}
-
-    def budget(self, cfg, data):
-        return cfg.steps, None  # one full batch per forward step
 
     def train(self, run, cfg):
         y_all = run.labels("train")
@@ -91,7 +86,7 @@ class Method(MethodBase):
                     b.log(f"layer{layer}", metric, value)
             # The notebook's output-evolution plot: the batch mean of each output unit at every forward step.
             for unit, value in enumerate(d_prev[-1].mean(0).tolist()):
-                b.log(last, f"mean_output_{unit}", value)
+                b.log(last, f"{MEAN_OUTPUT}{unit}", value)
 
         run.fit({"net": net}, step, epochs=cfg.steps, batch_size=None, shuffle=False, train_index=idx)
         run.log("net", "updates", max(cfg.steps - 1, 0))
@@ -101,7 +96,7 @@ class Method(MethodBase):
             role = f"layer{layer + 1}"
             run.log(role, "probe_acc", probe.accuracy(trained_train[layer], y, trained_test[layer], y_test))
             # "<metric>_untrained" is paired with "<metric>" of the same run by the summary tables.
-            run.log(role, "probe_acc_untrained",
+            run.log(role, f"probe_acc{UNTRAINED}",
                     probe.accuracy(untrained_train[layer], y, untrained_test[layer], y_test))
         return Trained({"net": net})
 

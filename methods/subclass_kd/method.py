@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -30,6 +29,7 @@ from benchmark.contract import (
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    Recipe,
     Role,
     Trained,
     UnitInterval,
@@ -166,7 +166,6 @@ def hidden_labels(data, split: str) -> torch.Tensor | None:
 # ---- training ----------------------------------------------------------------------------------------------
 
 class Method(MethodBase):
-    name = Path(__file__).parent.name
     Config = Config
     # quick: 100 of the notebook's 200 epochs for the teacher, 60 for the students. In paper-preset runs on digits,
     # mnist1d and mnist_5k, the test accuracy (a 5-epoch mean) is within 1.2 pp of its epoch-200 value by epoch 100
@@ -176,8 +175,6 @@ class Method(MethodBase):
                "quick": {"epochs": 60, "teacher_epochs": 100},
                "paper": {}}
     ablations = {"subclasses": [1, 2, 4], "beta": [0.0, 0.7, 1.0], "aux": ["official", "as_published"]}
-    speed_targets = {"min_peak_fraction": 0.4}
-    profile_variants = ("stage=teacher",)  # the CNN teacher, the costliest step of the suite
     notebook_defects = {
         "aux": ("as_published", "sum_ij log(exp(u_i.u_j/T)) is ||sum_i u_i||^2/T: it only centres the batch"),
         "collapse": ("sum", "a class logit is the sum of its subclass logits, not their logsumexp"),
@@ -188,22 +185,14 @@ class Method(MethodBase):
     def roles(self, cfg, data):
         if cfg.stage == "teacher":
             return {"teacher": Role(*TEACHER, scratch=None, options=self._head(cfg))}
-        # The scratch student: the same MLP with a plain C-class head, same optimiser, batch and epochs. Every
-        # layer but the head starts from the same weights (see models.py).
-        recipe = {"arch": STUDENT[0], "view": STUDENT[1], "lr": cfg.lr, "batch_size": cfg.batch_size,
-                  "epochs": cfg.epochs, "patience": None}
-        return {"student": Role(*STUDENT, scratch=recipe, options=self._head(cfg))}
+        # The scratch student: the same MLP with a plain C-class head, same optimiser, batch and epochs (no early
+        # stopping). Every layer but the head starts from the same weights (see models.py).
+        return {"student": Role(*STUDENT, scratch=Recipe.of(cfg), options=self._head(cfg))}
 
     def requires(self, cfg):
         if cfg.stage == "teacher":
             return {}
         return {self.name: {"stage": "teacher", **{f: getattr(cfg, f) for f in TEACHER_FIELDS}}}
-
-    def saves_models(self, cfg):
-        return cfg.stage == "teacher"
-
-    def budget(self, cfg, data):
-        return (cfg.teacher_epochs if cfg.stage == "teacher" else cfg.epochs), cfg.batch_size
 
     @staticmethod
     def _head(cfg) -> dict:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy.special import log_softmax, rel_entr, softmax
 
+from benchmark.contract import shared_teacher
 from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
 from benchmark.engine.context import RunContext
@@ -159,9 +160,10 @@ def test_presets_share_the_baselines_runs(preset):
     the baselines resolve to at the same preset: one cached teacher and one scratch run serve every method."""
     cfg = configuration.resolve(Method, preset)
     teacher_cls, scratch_cls = METHODS["teacher"].cls, METHODS["scratch_student"].cls
-    assert configuration.resolve(teacher_cls, preset, hinton.teacher_recipe(cfg)) == \
+    assert configuration.resolve(teacher_cls, preset, shared_teacher(cfg)["teacher"]) == \
         configuration.resolve(teacher_cls, preset)
-    scratch = Method().roles(cfg, load_dataset("digits"))["student"].scratch
+    student = Method().roles(cfg, load_dataset("digits"))["student"]
+    scratch = student.scratch.overrides(student.arch, student.view)
     assert configuration.resolve(scratch_cls, preset, scratch) == configuration.resolve(scratch_cls, preset)
 
 
@@ -221,7 +223,7 @@ def _run_smoke(out, overrides=None):
 def test_run_keeps_the_teacher_frozen_and_reads_it_once(store):
     cfg, record, rows, seen = _run_smoke(store)
     assert seen["baseline"] == "teacher" and seen["required"] == {"teacher": seen["teacher_spec"].run_id}
-    assert configuration.resolve(METHODS["teacher"].cls, "smoke", hinton.teacher_recipe(cfg)) == \
+    assert configuration.resolve(METHODS["teacher"].cls, "smoke", shared_teacher(cfg)["teacher"]) == \
         configuration.resolve(METHODS["teacher"].cls, "smoke")
     teacher = seen["teacher"]
     assert not teacher.training

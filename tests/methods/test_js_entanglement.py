@@ -238,13 +238,15 @@ def test_as_published_scaler_refits_on_the_test_split(digits):
 def test_roles_pair_each_model_with_its_scratch_recipe(digits):
     cfg = configuration.resolve(js.Method, "smoke", data=digits)
     roles = js.Method().roles(cfg, digits)
-    assert roles["A"].scratch == {"arch": "js_cnn", "view": "image", "lr": 5e-4, "batch_size": 128,
-                                  "epochs": 3, "patience": None}
-    assert (roles["B"].arch, roles["B"].view, roles["B"].scratch["view"]) == ("js_mlp_b", "pca:20:seed=42:part=0/2",
-                                                                              "pca:20:seed=42:part=0/2")
+    scratch = {role: r.scratch.overrides(r.arch, r.view) for role, r in roles.items()}
+    assert scratch["A"] == {"arch": "js_cnn", "view": "image", "lr": 5e-4, "batch_size": 128, "epochs": 3,
+                            "patience": None}
+    assert (roles["B"].arch, roles["B"].view, scratch["B"]["view"]) == ("js_mlp_b", "pca:20:seed=42:part=0/2",
+                                                                        "pca:20:seed=42:part=0/2")
     assert (roles["C"].arch, roles["C"].view) == ("js_mlp_c", "pca:20:seed=123:part=1/2")
     one_view = js.Method().roles(configuration.resolve(js.Method, "smoke", {"views": "as_published"}, digits), digits)
-    assert one_view["B"].view == one_view["B"].scratch["view"] == "pca:20:seed=42"
+    b = one_view["B"]
+    assert b.view == b.scratch.overrides(b.arch, b.view)["view"] == "pca:20:seed=42"
     assert one_view["C"].view == "pca:20:seed=123"
     published = js.Method().roles(configuration.resolve(js.Method, "smoke", {"scaler": "as_published"}), digits)
     assert published["B"].classifier and published["B"].view.endswith(":scaler=split")
