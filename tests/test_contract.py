@@ -12,6 +12,7 @@ from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings
 from benchmark.engine.plan import plan
 from benchmark.runner.runner import run_plan
+from benchmark.runner.status import partition
 from benchmark.store import Store
 
 METHODS = discover()
@@ -195,7 +196,7 @@ def test_a_copy_of_hinton_kd_shares_the_teacher_in_under_60_lines_and_trains_the
     assert len(MINIMAL_KD.splitlines()) < 60
     out = tmp_path / "out"
     real = plan([METHODS["hinton_kd"]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS)
-    assert not run_plan(real, Settings(out=out, isolate=False)).failed
+    assert not run_plan(real, Settings(store=Store(out)), backend="inprocess").failed
     project = _project_with(tmp_path, {"my_kd": {"method.py": MINIMAL_KD}})
     monkeypatch.setenv("BENCHMARK_PROJECT_ROOT", str(project))
     methods = discover(project)
@@ -203,8 +204,9 @@ def test_a_copy_of_hinton_kd_shares_the_teacher_in_under_60_lines_and_trains_the
     ours = plan([methods["my_kd"]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=methods)
     teacher = {s.method: s.requires.get("teacher") for s in real + ours if s.requires}
     assert teacher["my_kd"] == teacher["hinton_kd"]  # the same teacher run: trained once, shared
-    outcome = run_plan(ours, Settings(out=out, isolate=False))
-    assert outcome.cached == 2 and not outcome.failed  # the teacher and the scratch student were already there
+    cached, todo = partition(ours, Store(out), methods)
+    assert len(cached) == 2 and [s.method for s in todo] == ["my_kd"]  # the teacher and scratch student are there
+    assert not run_plan(todo, Settings(store=Store(out)), backend="inprocess").failed
     records = {r["method"]: r for r in Store(out).iter_runs()}
     assert records["my_kd"]["metrics"] == records["hinton_kd"]["metrics"]  # the same defaults: the same numbers
 

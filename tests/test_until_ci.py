@@ -8,8 +8,8 @@ import pytest
 from scipy import stats as sps
 
 from benchmark.cli import main
-from benchmark.suite.grid import ablation_points
 from benchmark.reporting import precision
+from benchmark.suite.grid import ablation_points
 
 
 def _method(rep, value, key="k", variant="default"):

@@ -16,9 +16,10 @@ from benchmark.contract import LAMBDA, shared_teacher
 from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import discover
-from benchmark.engine.execute import Settings, run_plan
+from benchmark.engine.execute import Settings
 from benchmark.engine.plan import plan
-from benchmark.store.store import Store
+from benchmark.runner.runner import run_plan
+from benchmark.store import Store
 
 METHODS = discover()
 INFO = METHODS["dkd"]
@@ -167,7 +168,7 @@ def test_defaults_are_the_official_ones_and_the_presets_share_the_baselines_runs
 def test_a_run_distils_the_teacher_with_the_warmup_of_its_epochs(tmp_path):
     specs = plan([INFO], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS)
     assert sorted(s.method for s in specs) == ["dkd", "scratch_student", "teacher"]
-    outcome = run_plan(specs, Settings(out=tmp_path, progress=False, threads=1, isolate=False))
+    outcome = run_plan(specs, Settings(store=Store(tmp_path), threads=1), backend="inprocess")
     assert not outcome.failed, [r["error"] for r in outcome.failed]
     record = Store(tmp_path).read_run(next(s for s in specs if s.method == "dkd").run_id)
     rows = {(role, epoch, metric): value for role, epoch, metric, value in record["metrics"]}

@@ -16,9 +16,10 @@ from benchmark.contract import shared_teacher
 from benchmark.engine import config as configuration
 from benchmark.engine.context import RunContext
 from benchmark.engine.discovery import discover
-from benchmark.engine.execute import Settings, run_plan
+from benchmark.engine.execute import Settings
 from benchmark.engine.plan import plan
-from benchmark.store.store import Store
+from benchmark.runner.runner import run_plan
+from benchmark.store import Store
 
 METHODS = discover()
 INFO = METHODS["fitnets"]
@@ -52,11 +53,11 @@ def test_stage_two_is_hinton_kds_loss_with_its_defaults():
 
 def _smoke(out, reps=1, batch_reps=1, spy=None):
     specs = plan([INFO], data=["digits"], reps=reps, preset="smoke", base_seed=0, methods=METHODS)
-    settings = Settings(out=out, progress=False, threads=1, isolate=False, batch_reps=batch_reps)
+    settings = Settings(store=Store(out), threads=1, batch_reps=batch_reps)
     with pytest.MonkeyPatch.context() as mp:
         if spy is not None:
             mp.setattr(RunContext, "fit", spy)
-        outcome = run_plan(specs, settings)
+        outcome = run_plan(specs, settings, backend="inprocess")
     assert not outcome.failed, [r["error"] for r in outcome.failed]
     return {(r["method"], r["rep"]): r for r in Store(out).iter_runs()}
 
@@ -117,7 +118,7 @@ def test_without_hints_it_is_hinton_kd_bit_for_bit(tmp_path):
     """hint_epochs=0 leaves stage 2 alone: hinton_kd's loss, defaults, student and recipe, so the same numbers."""
     specs = plan([INFO, METHODS["hinton_kd"]], data=["digits"], reps=1, preset="smoke", base_seed=0,
                  methods=METHODS, overrides={"fitnets": {"hint_epochs": 0}})
-    assert not run_plan(specs, Settings(out=tmp_path, progress=False, threads=1, isolate=False)).failed
+    assert not run_plan(specs, Settings(store=Store(tmp_path), threads=1), backend="inprocess").failed
     records = {r["method"]: r for r in Store(tmp_path).iter_runs()}
     assert records["fitnets"]["variant"] == "hint_epochs=0"
     assert records["fitnets"]["metrics"] == records["hinton_kd"]["metrics"]
