@@ -44,39 +44,52 @@ def new_runs(before, after):
     return sorted(after[k] for k in set(after) - set(before))
 
 
+def planned_again(project, out, first) -> list:
+    """What a dry run of the same command would train now, as (method, archs, dataset) of the stored runs it
+    replaces (matched by method, dataset, repetition and variant)."""
+    res = suite(project, out, "run", "hinton_kd", "kl_entanglement", "--datasets", "digits,mnist1d", "--dry-run")
+    by_slot = {(r["method"], r["dataset"], r["rep"], r["variant"]): first[r["run_id"]]
+               for r in (json.loads(p.read_text()) for p in (out / "runs").glob("*.json"))}
+    todo = [line.split() for line in res.stdout.splitlines() if line.startswith("to run")]
+    return sorted(by_slot[(m, d, int(rep.removeprefix("rep=")), v)] for _, _, _, m, d, rep, v in todo)
+
+
+def edited(path, change):
+    """Apply ``change`` to the file's text (it must change it); returns a function that restores the file."""
+    text = path.read_text()
+    new = change(text)
+    assert new != text
+    path.write_text(new)
+    return lambda: path.write_text(text)
+
+
 def test_editing_code_reruns_exactly_the_runs_that_execute_it(project, tmp_path):
     out = tmp_path / "out"
     suite(project, out, "run", "hinton_kd", "kl_entanglement", "--datasets", "digits,mnist1d")
     first = stored(out)
     assert len(first) > 10
 
-    # A shared architecture (the Hinton teacher and student live in benchmark/archs.py).
-    archs = project / "benchmark" / "archs.py"
-    text = archs.read_text()
-    edited = text.replace('"""D-300-C with ReLU', '"""D-300-C, ReLU between')
-    assert edited != text
-    archs.write_text(edited)
+    # A method's own architecture file: that method and the scratch students of its networks (a dry run: the plan
+    # says what would train, and nothing is written).
+    restore = edited(project / "methods" / "kl_entanglement" / "models.py", lambda t: t + "\n# an edit\n")
+    assert planned_again(project, out, first) == sorted(
+        v for v in first.values() if v[0] == "kl_entanglement" or (v[0] == "scratch_student"
+                                                                    and v[1][0] in ("kl_cnn", "kl_mlp")))
+    restore()
+
+    # One dataset's module: only that dataset's runs.
+    restore = edited(project / "benchmark" / "data" / "datasets" / "mnist1d.py", lambda t: t + "\n# an edit\n")
+    assert planned_again(project, out, first) == sorted(v for v in first.values() if v[2] == "mnist1d")
+    restore()
+    assert planned_again(project, out, first) == []  # restored: every run is the stored one again
+
+    # A shared architecture (the Hinton teacher and student live in benchmark/archs.py), trained for real: exactly
+    # the runs that build a Hinton network (or load one) train again, and the others come from the store.
+    edited(project / "benchmark" / "archs.py", lambda t: t.replace('"""D-300-C with ReLU', '"""D-300-C, ReLU between'))
     again = suite(project, out, "run", "hinton_kd", "kl_entanglement", "--datasets", "digits,mnist1d")
-    second = stored(out)
-    retrained = new_runs(first, second)
+    retrained = new_runs(first, stored(out))
     users = sorted(v for v in first.values()
                    if {"hinton_student", "hinton_teacher"} & set(v[1]) or v[0] == "hinton_kd")
     assert retrained == users, "exactly the runs that build a Hinton network (or load one) retrain"
     assert {m for m, _, _ in retrained} == {"scratch_student", "teacher", "hinton_kd"}
     assert f"{len(users)} trained, {len(first) - len(users)} cached" in again.stdout
-
-    # A method's own architecture file: that method and the scratch students of its networks.
-    models = project / "methods" / "kl_entanglement" / "models.py"
-    models.write_text(models.read_text() + "\n# an edit\n")
-    suite(project, out, "run", "hinton_kd", "kl_entanglement", "--datasets", "digits,mnist1d")
-    third = stored(out)
-    retrained = new_runs(second, third)
-    assert retrained == sorted(v for v in first.values() if v[0] == "kl_entanglement"
-                               or (v[0] == "scratch_student" and v[1][0] in ("kl_cnn", "kl_mlp")))
-
-    # One dataset's module: only that dataset's runs.
-    dataset = project / "benchmark" / "data" / "datasets" / "mnist1d.py"
-    dataset.write_text(dataset.read_text() + "\n# an edit\n")
-    suite(project, out, "run", "hinton_kd", "kl_entanglement", "--datasets", "digits,mnist1d")
-    retrained = new_runs(third, stored(out))
-    assert retrained == sorted(v for v in first.values() if v[2] == "mnist1d")
