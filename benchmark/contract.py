@@ -83,6 +83,9 @@ class Role:
     # compute accuracy/AUC/NLL for them; the method logs its own metrics.
     classifier: bool = True
     pairing: Literal["init", "order"] = "init"
+    # False for a role that trains on its own loss alone and receives no distillation signal (e.g. js_entanglement's
+    # A, cross-entropy only): the report shows its accuracy as the method's anchor and compares nothing.
+    distilled: bool = True
     # Build options the role's model is made with (e.g. a head size), recorded with the role.
     options: dict[str, Any] = field(default_factory=dict)
 
