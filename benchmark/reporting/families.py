@@ -144,28 +144,25 @@ def config_names(current: pd.DataFrame, kinds: Mapping[tuple, str], declared: De
 
 def main_configs(current: pd.DataFrame, roles: pd.DataFrame, kinds: Mapping[tuple, str]) -> set[tuple]:
     """The configurations of the main table: each method's default and as-published configurations (every
-    configuration of a method stored without a default), what their runs require (a teacher), and the baselines
-    paired with or required by them, or by nothing (a scratch student on its own)."""
+    configuration of a method stored without a default), what their runs require (a teacher), the scratch students
+    paired with them or with nothing, and the other baselines unless only other configurations require them."""
     key_of_run = {r.run_id: (r.preset, r.dataset, r.method, r.variant) for r in current.itertuples()}
     with_default = {k[:3] for k, kind in kinds.items() if kind == DEFAULT}
     main = {k for k, kind in kinds.items()
             if kind in (DEFAULT, AS_PUBLISHED) or (kind != BASELINE and k[:3] not in with_default)}
-    needed = current.set_index("run_id").requires.to_dict()
+    needed = dict(zip(current.run_id, current.requires, strict=True))
     for _ in range(2):  # a teacher of a teacher
         main |= {key_of_run[rid] for run, key in key_of_run.items() if key in main
                  for rid in needed.get(run, ()) if rid in key_of_run}
-    keyed = roles.dropna(subset=["pair_key"]).assign(key=lambda f: f.run_id.map(key_of_run))
-    partner = keyed[keyed.key.map(lambda k: isinstance(k, tuple) and k[2] != SCRATCH)]
-    paired = {(k[0], k[1], p) for k, p in zip(partner.key, partner.pair_key, strict=True) if k in main}
-    any_pair = {(k[0], k[1], p) for k, p in zip(partner.key, partner.pair_key, strict=True)}
-    required_any = {key_of_run[rid] for needs in needed.values() for rid in needs if rid in key_of_run}
-    for r in keyed[keyed.key.map(lambda k: isinstance(k, tuple) and k[2] == SCRATCH)].itertuples():
-        if (r.key[0], r.key[1], r.pair_key) in paired or (r.key[0], r.key[1], r.pair_key) not in any_pair:
-            main.add(r.key)
-    main |= {k for k, kind in kinds.items() if kind == BASELINE and k[2] != SCRATCH
-             and (k not in required_any or k in main)}
-    scratch_keys = set(keyed.key[keyed.key.map(lambda k: isinstance(k, tuple) and k[2] == SCRATCH)])
-    main |= {k for k, kind in kinds.items() if k[2] == SCRATCH and k not in scratch_keys}
+    pairs = [(key_of_run[r.run_id], r.pair_key) for r in roles.itertuples()
+             if isinstance(r.pair_key, str) and r.run_id in key_of_run]
+    partners = {(k[0], k[1], p) for k, p in pairs if k[2] != SCRATCH}
+    shown = {(k[0], k[1], p) for k, p in pairs if k[2] != SCRATCH and k in main}
+    main |= {k for k, p in pairs if k[2] == SCRATCH and ((k[0], k[1], p) in shown or (k[0], k[1], p) not in partners)}
+    paired = {k for k, _ in pairs if k[2] == SCRATCH}
+    required = {key_of_run[rid] for needs in needed.values() for rid in needs if rid in key_of_run}
+    main |= {k for k, kind in kinds.items() if kind == BASELINE and k[2] != SCRATCH and k not in required}
+    main |= {k for k in kinds if k[2] == SCRATCH and k not in paired}
     return main
 
 
@@ -232,8 +229,9 @@ def correct(frame: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
     frame = frame.copy()
     if frame.empty:
         return frame.assign(**{prefix + c: pd.Series(dtype=object) for c in ("p_holm", "holm_m", "verdict_nominal")})
-    frame[prefix + "p_holm"], frame[prefix + "holm_m"] = stats.holm_within(
-        frame.assign(_f=frame[prefix + "family"].fillna("")), ["preset", "dataset", "_f"], prefix + "p_value")
+    grouped = frame.assign(_f=frame[prefix + "family"].astype(object).fillna(""))
+    frame[prefix + "p_holm"], frame[prefix + "holm_m"] = stats.holm_within(grouped, ["preset", "dataset", "_f"],
+                                                                           prefix + "p_value")
     frame[prefix + "verdict_nominal"] = frame[prefix + "verdict"]
     frame[prefix + "verdict"] = [corrected_verdict(v, p) if isinstance(v, str) else v for v, p in
                                  zip(frame[prefix + "verdict_nominal"], frame[prefix + "p_holm"], strict=True)]
