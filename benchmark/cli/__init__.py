@@ -242,18 +242,22 @@ def cmd_figures(args) -> int:
 
 
 def cmd_report(args) -> int:
-    published = _publish(Store(args.out), ("report",), discover())
+    published = _publish(Store(args.out), ("report",))
     print(f"report written to {published.report} ({len(published.figures.files)} figures)")
     return 0
 
 
 def _publish(store: Store, parts: tuple[str, ...], methods: dict[str, MethodInfo] | None = None):
-    """``benchmark.reporting.publish`` (the report brings the tables and figures) with the methods' notebook
-    defects for the report; its warnings on stderr."""
+    """``benchmark.reporting.publish`` (the report brings the tables and figures) with what the methods declare
+    (notebook defects, as-published overrides, named fields: every part groups and names runs by them); its
+    warnings on stderr."""
     from benchmark.reporting.publish import publish
 
-    defects = {i.name: i.cls.notebook_defects for i in (methods or {}).values() if i.ok}
-    published = publish(store, parts, defects if methods is not None else None)
+    loaded = [i for i in (discover() if methods is None else methods).values() if i.ok]
+    defects = {i.name: i.cls.notebook_defects for i in loaded}
+    declarations = {i.name: {"as_published": i.cls.as_published,
+                             "named_fields": tuple(getattr(i.cls, "named_fields", ()))} for i in loaded}
+    published = publish(store, parts, defects, declarations)
     for line in published.warnings:
         print(f"warning: {line}", file=sys.stderr)
     return published

@@ -29,7 +29,9 @@ def _decided(rows: pd.DataFrame, metric: str = PRIMARY) -> list[str]:
         c = text.comparison(r)
         ci = (f" [{c['delta_ci_low'] * 100:.1f}, {c['delta_ci_high'] * 100:.1f}]"
               if text.has_interval(c) else "")
-        out.append(f"{who(r)} ({amount(c['delta_mean'], metric)}{ci}, p (Holm) = {text.fmt_p(c['p_holm'])})")
+        mark = text.pairing_mark(c)
+        out.append(f"{who(r)} ({amount(c['delta_mean'], metric)}{ci}, p (Holm) = {text.fmt_p(c['p_holm'])}"
+                   f"{'; ' + mark if mark else ''})")
     return out
 
 

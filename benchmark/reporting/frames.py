@@ -225,8 +225,9 @@ def summary_values(results: Results) -> pd.DataFrame:
                           on=["run_id", "role"], how="left")
     values["distilled"] = values.distilled.ne(False)  # a metric row of no declared role counts as distilled
     same = results.identical
-    keep = [(p, d, m, v, r) not in same for p, d, m, v, r in
-            zip(values.preset, values.dataset, values.method, values.variant, values.role, strict=True)]
+    keep = pd.Series([(p, d, m, v, r) not in same for p, d, m, v, r in zip(
+        values.preset, values.dataset, values.method, values.variant, values.role, strict=True)], index=values.index,
+        dtype=bool)
     return values[keep].astype({"value": "float64"}).reset_index(drop=True)
 
 

@@ -4,8 +4,7 @@
 a comparison that only the uncorrected test decides is "unclear after correction", with its nominal p-value;
 otherwise "unclear at this n", with the smallest difference the comparison could have detected at 80% power (or
 why none can be stated). The p-value is named by its test. When the differences have zero variance there is no
-interval and the exact sign-flip test gives the p-value. A comparison whose role shares only the batch order with
-its scratch student (not its initial weights) is marked "order-paired only".
+interval and the exact sign-flip test gives the p-value.
 """
 
 from __future__ import annotations
@@ -34,17 +33,6 @@ def holm_clause(c: dict) -> str:
     return f"p (Holm) = {text.fmt_p(p_holm)} over the {m} comparisons of its family{family}"
 
 
-def _pairing_clause(c: dict) -> str:
-    """A sentence after the comparison when its pair does not share the initial weights, or may not."""
-    mark = text.pairing_mark(c)
-    if mark == columns.ORDER_ONLY:
-        return (f" {columns.ORDER_ONLY.capitalize()}: the same data and batch order as its scratch student, not the "
-                "same initial weights.")
-    if mark:
-        return " Its records do not say whether it shares its scratch student's initial weights (pairing not recorded)."
-    return ""
-
-
 def _undecided(c: dict, metric: str) -> str:
     """Why a comparison decides nothing: after correction (with the corrected p), or at this n (with its MDE)."""
     found = text.verdict_words(c, "", metric)
@@ -55,14 +43,11 @@ def _undecided(c: dict, metric: str) -> str:
 
 def delta_sentence(subject: str, against: str, where: str, metric: str, c: dict) -> str:
     """One paired comparison in words; ``c`` is a ``text.comparison`` dict (``stats.paired``'s keys, n, the
-    corrected and nominal verdicts, the Holm-adjusted p-value with its family and size, and for comparisons with a
-    scratch student its pairing)."""
+    corrected and nominal verdicts, the Holm-adjusted p-value with its family and size)."""
     n, mean = int(c["n"]), c["delta_mean"]
-    pairing = _pairing_clause(c)
     if n < 2:
         return (f"{subject} differs from {against} {where} by {amount(mean, metric)} in its only paired "
-                f"repetition: too few for an interval or a test, so {stats.UNCLEAR}; {text.mde_sentence(c, metric)}"
-                f".{pairing}")
+                f"repetition: too few for an interval or a test, so {stats.UNCLEAR}; {text.mde_sentence(c, metric)}.")
     found = text.verdict_words(c, against, metric)
     decided = c["verdict"] in (stats.HIGHER, stats.LOWER)
     if text.zero_variance(c):
@@ -73,15 +58,15 @@ def delta_sentence(subject: str, against: str, where: str, metric: str, c: dict)
         floor = ", the smallest it can be at this n" if mean != 0 and math.isclose(c["p_signflip"], 2 / 2**n) else ""
         numbers = f"{text.no_interval_text(n)}; sign-flip p={text.fmt_p(c['p_signflip'])}{floor}"
         if not decided:
-            return f"{head} ({numbers}): {_undecided(c, metric)}.{pairing}"
-        return f"{head} ({numbers}): it {found}; {holm_clause(c)}.{pairing}"
+            return f"{head} ({numbers}): {_undecided(c, metric)}."
+        return f"{head} ({numbers}): it {found}; {holm_clause(c)}."
     test = c["p_value_test"] or "test"
     numbers = (f"{amount(mean, metric)}, {interval(c['delta_ci_low'], c['delta_ci_high'], metric)}, n={n}, "
                f"{test} p={text.fmt_p(c['p_value'])}")
     if not decided:
-        return f"{subject} against {against} {where}: {numbers}; {_undecided(c, metric)}.{pairing}"
+        return f"{subject} against {against} {where}: {numbers}; {_undecided(c, metric)}."
     verb = found if found.startswith("beats") else f"is {found}"
-    return f"{subject} {verb} {where}: {numbers}; {holm_clause(c)}.{pairing}"
+    return f"{subject} {verb} {where}: {numbers}; {holm_clause(c)}."
 
 
 def who(r) -> str:
