@@ -543,3 +543,12 @@ def test_default_rows_name_their_fields_and_the_as_published_run_is_named(famili
     assert {("mutual", "default"), ("mutual", "validation=none,views=pub"), ("teacher", "default"),
             ("scratch_student", "k=KBp")} <= main
     assert not main & {("kd", "t=False"), ("mutual", "views=pub"), ("scratch_student", "k=KBv")}
+
+
+def test_until_ci_does_not_add_repetitions_for_an_anchor(families_results):
+    """--until-ci widens only comparisons the tables make: mutual's A (no distillation signal) is not one."""
+    from benchmark.reporting import precision
+
+    found = {(cell.method, cell.variant, role) for cell, role in precision.comparisons(families_results.records)}
+    assert ("mutual", "default", "B") in found and ("kd", "default", "student") in found
+    assert not any(role == "A" for _, _, role in found)
