@@ -13,6 +13,7 @@ from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH
 from benchmark.reporting.frames import Results, order_rows, scratch_partners
 from benchmark.reporting.notes import Footnotes
 from benchmark.reporting.sentences import amount, who
+from benchmark.reporting.tables import markdown_table
 
 TABLE_HEAD = ["model", "role", "n", "accuracy %", "scratch %", "Δ pp [95% CI]", "p (nominal)", "p (Holm)",
               "verdict", "MDE pp"]
@@ -128,7 +129,7 @@ def answer_table(block: pd.DataFrame, results: Results, notes: Footnotes) -> lis
         return []
     partners = scratch_partners(results.values)
     scratch = final[final.method == SCRATCH].set_index("variant")["mean"]
-    lines = ["| " + " | ".join(TABLE_HEAD) + " |", "|---|---|" + "---:|" * (len(TABLE_HEAD) - 2)]
+    lines = []
     for r in order_rows(rows).itertuples():
         key = (r.preset, r.dataset, r.method, r.variant, r.role)
         alone = scratch.get(partners.get(key))
@@ -140,5 +141,5 @@ def answer_table(block: pd.DataFrame, results: Results, notes: Footnotes) -> lis
             c = text.comparison(r)
             cells += [text.fmt_delta(r, PRIMARY, c), text.fmt_p(c["p_value"]), text.fmt_holm(c),
                       text.verdict_words(c, "scratch", PRIMARY), text.mde_short(c, PRIMARY)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines + [""] + notes.lines()
+        lines.append(cells)
+    return markdown_table(TABLE_HEAD, lines, len(TABLE_HEAD) - 2) + [""] + notes.lines()

@@ -10,11 +10,14 @@ import pandas as pd
 from benchmark.reporting import ablations, columns, families, frames, stats, text
 from benchmark.reporting.figures import FigureSet, by_kind, image
 from benchmark.reporting.sentences import delta_sentence
+from benchmark.reporting.tables import markdown_table
 from benchmark.store import Store
 
 DEFECTS_COMMAND = "python -m benchmark defects"
 ANCHOR_CELLS = [text.ANCHOR] + ["–"] * 6
 NO_SHARED = "no repetition shared with the default"
+DEFECT_HEAD = ["method", "defect", "what the notebook did", "role", "n", "Δ vs corrected default [95% CI]", "pairs",
+               "p (test)", "p (Holm)", "family (m)", "verdict", "MDE"]
 
 
 def method_sections(figures: FigureSet, store: Store) -> list[str]:
@@ -71,9 +74,8 @@ def ablation_sections(results: frames.Results, figures: FigureSet, store: Store)
             else:
                 cells = comparison_cells(r, r.metric, "the default")
             rows.append([r.changed or r.variant, r.role, r.metric, _int(r.n), mean, *cells, scratch])
-        lines += [f"### {method} on {dataset} (preset {preset})", "",
-                  "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
+        lines += [f"### {method} on {dataset} (preset {preset})", ""] + markdown_table(head, rows, len(head) - 3)
+        lines += [""]
         lines += ablation_sentences(block, dataset) + [""]
         lines += [image(f, store) for f in by_kind(figures, "ablation", dataset=dataset, preset=preset,
                                                  method=method)] + [""]
@@ -133,10 +135,7 @@ def defect_sections(results: frames.Results) -> list[str]:
         here = run[(run.dataset == dataset) & (run.preset == preset)] if not run.empty else run
         if here.empty:
             continue
-        lines += [f"### {dataset} (preset {preset})", "",
-                  "| method | defect | what the notebook did | role | n | Δ vs corrected default [95% CI] "
-                  "| pairs | p (test) | p (Holm) | family (m) | verdict | MDE |", "|" + "---|" * 4 + "---:|" * 8]
-        missing = []
+        table, missing = [], []
         for method in sorted(set(block.method)):
             for name, spec in declared[method].items():
                 value, description = tuple(spec)[:2]
@@ -149,14 +148,14 @@ def defect_sections(results: frames.Results) -> list[str]:
                     changed = r.changed or r.variant
                     if changed != defect:  # e.g. a field the method adapts to the notebook's view changed too
                         defect += f" (variant: {changed})"
-                    lines.append("| " + " | ".join([method, defect, cell(description), r.role, _int(r.n),
-                                                    *comparison_cells(r, r.metric, "the default")]) + " |")
+                    table.append([method, defect, cell(description), r.role, _int(r.n),
+                                  *comparison_cells(r, r.metric, "the default")])
             mine = published[(published.method == method) & (published.dataset == dataset)
                               & (published.preset == preset)] if not published.empty else published
             for r in mine[mine[columns.VS_DEFAULT + "n"].fillna(0).gt(0)].itertuples():
-                lines.append("| " + " | ".join([method, "all (as published)", cell(r.changed), r.role, _int(r.n),
-                                                *comparison_cells(r, r.metric, "the default")]) + " |")
-        lines.append("")
+                table.append([method, "all (as published)", cell(r.changed), r.role, _int(r.n),
+                              *comparison_cells(r, r.metric, "the default")])
+        lines += [f"### {dataset} (preset {preset})", ""] + markdown_table(DEFECT_HEAD, table, 8) + [""]
         if missing:
             methods = " ".join(sorted({m.split()[0] for m in missing}))
             lines += [f"Not run on {dataset} ({preset}): {', '.join(missing)}; `{DEFECTS_COMMAND} {methods} "

@@ -39,7 +39,8 @@ from benchmark.store import Store
 SUMMARY_MD = "summary.md"
 TABLE_FILES = ("metrics.parquet", "metrics.csv", "runs.csv", "summary.csv", SUMMARY_MD, "ablations.csv")
 
-def _table(head: list[str], rows: list[list[str]], right: int) -> list[str]:
+def markdown_table(head: list[str], rows: list[list[str]], right: int) -> list[str]:
+    """A markdown table; its last ``right`` columns aligned right (numbers)."""
     align = ["---"] * (len(head) - right) + ["---:"] * right
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
@@ -78,7 +79,7 @@ def accuracy_table(block: pd.DataFrame, selection: str, notes: Footnotes | None 
         cells = REFERENCE if r.method == SCRATCH else _cells(r, PRIMARY, "scratch")
         wall = f"{r.wall_time_s:.1f}" if not math.isnan(r.wall_time_s) else "–"
         rows.append([r.label + notes.mark(_key(r)), r.role, str(r.n), fmt_mean_ci(r, PRIMARY), *cells, wall])
-    return _table(["model", "role", "n", "accuracy % ± 95% CI", "Δ vs scratch, pp [95% CI]", *COMPARISON_HEAD,
+    return markdown_table(["model", "role", "n", "accuracy % ± 95% CI", "Δ vs scratch, pp [95% CI]", *COMPARISON_HEAD,
                    "wall s"], rows, 10) + [""] + notes.lines()
 
 
@@ -90,7 +91,7 @@ def other_table(block: pd.DataFrame) -> list[str]:
         return []
     rows = [[r.label, r.role, r.metric, str(r.n), fmt_mean_ci(r, r.metric), *_cells(r, r.metric, "scratch")]
             for r in order_rows(part).itertuples()]
-    return _table(["model", "role", "metric", "n", "mean ± 95% CI", "Δ vs scratch [95% CI]", *COMPARISON_HEAD],
+    return markdown_table(["model", "role", "metric", "n", "mean ± 95% CI", "Δ vs scratch [95% CI]", *COMPARISON_HEAD],
                   rows, 9) + [""]
 
 
@@ -113,7 +114,7 @@ def control_tables(block: pd.DataFrame, notes: Footnotes | None = None) -> list[
                          *_cells(r, metric, "untrained")])
         if rows:
             lines += [f"#### {metric}: trained vs untrained (same runs)", ""]
-            lines += _table(["model", "role", "n", f"{metric} ± 95% CI", f"{control} ± 95% CI", "Δ [95% CI]",
+            lines += markdown_table(["model", "role", "n", f"{metric} ± 95% CI", f"{control} ± 95% CI", "Δ [95% CI]",
                              *COMPARISON_HEAD], rows, 10) + [""]
     return lines + notes.lines()
 
