@@ -135,7 +135,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("figures", parents=[common], help="redraw results/figures from the stored runs")
     p.set_defaults(func=cmd_figures)
     p = sub.add_parser("report", parents=[common],
-                       help="write results/REPORT.md: findings, tables and figures from the stored runs")
+                       help="write results/REPORT.md: the answer per dataset, tables and figures from the stored runs")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("profile", parents=[common], help="timing profiles of every method's training step")
     from benchmark.profiling.command import add_arguments as add_profile_arguments

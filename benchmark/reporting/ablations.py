@@ -88,14 +88,15 @@ def ablation_frame(current: pd.DataFrame, values: pd.DataFrame, summary: pd.Data
     return families.correct(frame, VS_DEFAULT)
 
 
-def main_metric(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per role, its rows of the primary metric, or, for a role without it (e.g. a label-free layer), of its
-    first main metric by name."""
+def main_metric(frame: pd.DataFrame, by: tuple[str, ...] = ("role",)) -> pd.DataFrame:
+    """Per role (per group of ``by``), its rows of the primary metric, or, for a role without it (e.g. a
+    label-free layer), of its first main metric by name."""
     if frame.empty:
         return frame
-    first = {role: (PRIMARY if PRIMARY in set(g.metric) else sorted(g.metric)[0])
-             for role, g in frame.groupby("role")}
-    return frame[[first[r] == m for r, m in zip(frame.role, frame.metric, strict=True)]]
+    first = {key: (PRIMARY if PRIMARY in set(g.metric) else sorted(g.metric)[0])
+             for key, g in frame.groupby(list(by))}  # keys are tuples, one value per column of ``by``
+    keys = zip(*(frame[c] for c in by), strict=True)
+    return frame[[first[k] == m for k, m in zip(keys, frame.metric, strict=True)]]
 
 
 # ---- notebook defects ------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pandas as pd
 
 from benchmark.data import registry
 from benchmark.reporting import families
+from benchmark.reporting.ablations import main_metric
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH, is_main
 from benchmark.reporting.frames import Results, scratch_partners
 
@@ -49,16 +50,11 @@ def _readme(kind: str, method: str) -> str:
     return f"`{'baselines' if kind == 'baseline' else 'methods'}/{method}/README.md`"
 
 
-def _main_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration and role, its final test accuracy, or its first main metric (a probe) without one."""
-    final = summary[(summary.selection == FINAL_SEL) & summary.metric.map(is_main).astype(bool)]
-    first = final.assign(_p=final.metric.ne(PRIMARY)).sort_values(["_p", "metric"])
-    return first.drop_duplicates(["preset", "dataset", "method", "variant", "role"]).drop(columns="_p")
-
-
 def chance_notes(summary: pd.DataFrame) -> dict[Key, str]:
+    """On every role whose main metric (test accuracy, or a probe's) is near chance."""
+    final = summary[(summary.selection == FINAL_SEL) & summary.metric.map(is_main).astype(bool)]
     out = {}
-    for r in _main_rows(summary).itertuples():
+    for r in main_metric(final, ("preset", "dataset", "method", "variant", "role")).itertuples():
         k = num_classes(r.dataset)
         if k is None or r.mean > 1 / k + NEAR_CHANCE + 1e-9:
             continue
