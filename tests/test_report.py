@@ -637,3 +637,10 @@ def test_the_as_published_run_sits_beside_the_named_default_in_the_main_table(de
     assert published[8] == "as published · mutual (m=2)"
     assert "mutual [views=pub]" not in main  # the defect run alone is not a main-table row
     assert table_row(md.split("### Other variants", 1)[1], "mutual [views=pub]", "B")[8] == "defects · mutual (m=2)"
+
+
+def test_the_ablation_table_says_which_variants_repeat_the_default(declared):
+    section = declared["report"].split("### mutual on digits", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "| A |" in line]
+    assert len(rows) == 2  # the default, and the as-published run (another training split): never views=pub
+    assert "anchor: no distillation signal (the same runs under views=pub)" in rows[0]

@@ -70,7 +70,9 @@ def ablation_sections(results: frames.Results, figures: FigureSet, store: Store)
             mean = text.fmt_mean_ci(r, r.metric) if not pd.isna(r.mean) else "–"
             scratch = text.fmt_delta(r, r.metric) if isinstance(r.delta_vs, str) else "–"
             if r.variant == "default":
-                cells = [text.ANCHOR if text.is_anchor(r) else "reference"] + ["–"] * 6
+                same = f" (the same runs under {r.identical_in})" if isinstance(r.identical_in, str) and \
+                    r.identical_in else ""
+                cells = [(text.ANCHOR if text.is_anchor(r) else "reference") + same] + ["–"] * 6
             else:
                 cells = comparison_cells(r, r.metric, "the default")
             rows.append([r.changed or r.variant, r.role, r.metric, _int(r.n), mean, *cells, scratch])
