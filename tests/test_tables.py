@@ -552,3 +552,14 @@ def test_until_ci_does_not_add_repetitions_for_an_anchor(families_results):
     found = {(cell.method, cell.variant, role) for cell, role in precision.comparisons(families_results.records)}
     assert ("mutual", "default", "B") in found and ("kd", "default", "student") in found
     assert not any(role == "A" for _, _, role in found)
+
+
+def test_an_as_published_run_that_changes_one_defect_is_also_that_defects_run(ablated):
+    """A method whose notebook differs from its default in one declared defect: its as-published run is that
+    defect run alone, shown beside the default and in the defect table."""
+    results = load_results(Store(ablated[2]), Declarations.of({"m": {"as_published": {"w": "as_published"}}},
+                                                                 DECLARED))
+    assert results.kinds[("smoke", "digits", "m", "w=as_published")] == families.AS_PUBLISHED
+    assert results.labels[("smoke", "digits", "m", "w=as_published")] == "m · as published"
+    frame = defect_frame(results.ablations, DECLARED)
+    assert frame[(frame.dataset == "digits") & (frame.field == "w")].variant.tolist() == ["w=as_published"]

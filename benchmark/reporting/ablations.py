@@ -22,7 +22,7 @@ from benchmark.reporting.columns import (
     VS_SCRATCH,
     is_main,
 )
-from benchmark.reporting.families import Declarations, changed_fields
+from benchmark.reporting.families import Declarations, changed_fields, defect_variant
 from benchmark.reporting.text import param_text
 
 
@@ -49,6 +49,9 @@ def ablation_frame(current: pd.DataFrame, values: pd.DataFrame, summary: pd.Data
             continue
         settings = runs.drop_duplicates("variant").set_index("variant").config.to_dict()
         defects = declared.defects(method)
+        others = [v for v in settings if v != "default"]
+        alone = {defect_variant(settings, name, tuple(spec)[0], defects, others): name
+                 for name, spec in defects.items()}  # variant -> the one notebook defect it runs alone
         vals = values[values.run_id.isin(runs.run_id) & values.metric.map(is_main).astype(bool)]
         default = vals[vals.variant == "default"]
         compared = set(zip(default.role, default.metric, strict=True))
@@ -65,7 +68,7 @@ def ablation_frame(current: pd.DataFrame, values: pd.DataFrame, summary: pd.Data
             kind = kinds.get((preset, dataset, method, variant), families.ABLATION)
             row = {"preset": preset, "dataset": dataset, "method": method, "variant": variant, "role": role,
                    "metric": metric, "config_kind": kind,
-                   "defect": next(iter(sorted(set(fields) & set(defects))), None) if kind == families.DEFECT else None,
+                   "defect": alone.get(variant),
                    "changed": ", ".join(f"{k}={param_text(cfg.get(k))}" for k in fields),
                    "factors": ",".join(fields), "n_factors": len(fields),
                    "default_level": param_text(settings["default"].get(fields[0])) if len(fields) == 1 else None}
