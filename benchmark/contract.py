@@ -120,6 +120,9 @@ class Role:
     # compute accuracy/AUC/NLL for them; the method logs its own metrics.
     classifier: bool = True
     pairing: Literal["init", "order"] = "init"
+    # False for a role that trains on its own loss alone and receives no distillation signal (e.g. js_entanglement's
+    # A, cross-entropy only): the report shows its accuracy as the method's anchor and compares nothing.
+    distilled: bool = True
     # Build options the role's model is made with (e.g. a head size), recorded with the role.
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -257,6 +260,9 @@ class MethodBase:
     # Every override that makes a run notebook-faithful (the defects above, the notebook's data split and views):
     # ``--as-published``.
     as_published: ClassVar[dict[str, Any]] = {}
+    # The fields whose default differs from the notebook's in a way that changes the method's number: the main
+    # table names them in the default's row (e.g. "js_entanglement · views=halves"), beside the as-published row.
+    named_fields: ClassVar[tuple[str, ...]] = ()
 
     def adapt(self, cfg, data):
         """The configuration fitted to ``data`` (a dataset: ``input_shape``, ``num_classes``, ``size(split)``,

@@ -15,10 +15,11 @@ from scipy import stats as sps
 
 from benchmark import cli
 from benchmark.reporting.publish import publish
+from benchmark.reporting.text import fmt_p
 from benchmark.store import Store
 from tests.conftest import ROOT
 from tests.test_stats import root_found_mde
-from tests.test_tables import StoreBuilder, holm_by_hand
+from tests.test_tables import FAMILY_DECLARATIONS, FAMILY_DEFECTS, StoreBuilder, family_store, holm_by_hand
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -134,13 +135,23 @@ def row(summary, method, metric="test_acc", selection="final", variant="default"
     return match.iloc[0]
 
 
-def md_row(md, label, role="student"):
-    """The first official-accuracy table row of ``label``, as its cells."""
-    for line in md.splitlines():
+def table_row(text, label, role="student"):
+    """The first table row of ``label`` (its note marks "[1]" aside) and ``role`` in ``text``, as its cells."""
+    for line in text.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) > 2 and cells[0] == label and cells[1] == role:
+        if len(cells) > 2 and re.sub(r" (\[\d+\])+$", "", cells[0]) == label and cells[1] == role:
             return cells
     raise AssertionError(f"no row {label!r} / {role!r}")
+
+
+def md_row(md, label, role="student"):
+    """The first official-accuracy table row of ``label`` in ``summary.md``, as its cells."""
+    return table_row(md, label, role)
+
+
+def answer_row(text, label, role="student"):
+    """The row of ``label`` in the report's opening table (the primary family and the anchors)."""
+    return table_row(text.split("## The answer", 1)[1].split("\n## ", 1)[0], label, role)
 
 
 def test_paired_delta_ci_and_p_values_match_scipy(known):
@@ -179,13 +190,13 @@ def test_a_constant_difference_has_no_interval_and_the_sign_flip_p(known):
     assert r.verdict == "unclear at this n" and math.isnan(r.mde)
     cells = md_row(md, "constant_method")
     assert cells[4].startswith("+0.28, no interval: all 3 differences equal")
-    assert cells[6] == "0.25 (sign-flip)" and cells[8] == "unclear at this n" and cells[9] == "none (no spread)"
+    assert cells[6] == "0.25 (sign-flip)" and cells[8].startswith("primary (m=")
+    assert cells[9] == "unclear at this n" and cells[10] == "none (no spread)"
     # nowhere a zero-width interval such as "[+2.78, +2.78]"
     for where in (md, text):
         assert not re.search(r"\[([+-]?[\d.]+), \1\]", where)
-    assert ("constant_method (student) differs from scratch on digits by +0.3 pp in each of its 3 repetitions "
-            "(no interval: all 3 differences equal; sign-flip p=0.25, the smallest it can be at this n): "
-            "unclear at this n; no minimum detectable difference can be stated") in text
+    answer = answer_row(text, "constant_method")
+    assert answer[5].startswith("+0.28, no interval: all 3 differences equal") and answer[8] == "unclear at this n"
 
 
 def test_validation_selected_is_test_accuracy_at_best_validation_epoch(known):
@@ -201,14 +212,19 @@ def test_validation_selected_is_test_accuracy_at_best_validation_epoch(known):
     assert r.p_ttest == pytest.approx(sps.ttest_rel(good, scratch).pvalue)
 
 
-def test_holm_is_over_each_comparisons_p_value_across_the_table_family(known):
+def test_holm_is_over_each_comparisons_p_value_within_its_family(known):
+    """The primary family: every default configuration's distilled role with a test (the orphan has none); the
+    good_method variants are families of their own (its declared defect, its ablations)."""
     s = known["summary"]
-    family = s[(s.metric == "test_acc") & (s.selection == "final") & s.p_value.notna()]
-    m = len(family)
-    assert m >= 6 and (family.holm_m == m).all()
+    tested = s[(s.metric == "test_acc") & (s.selection == "final") & s.p_value.notna()]
+    family = tested[tested.family == "primary"]
+    assert sorted(family.method) == ["constant_method", "good_method", "noisy_method", "order_method", "scheduled"]
+    assert (family.holm_m == 5).all() and (family.variant == "default").all()
     assert "sign-flip" in set(family.p_value_test)  # the zero-variance comparison counts in the family
     assert family.p_holm.to_numpy() == pytest.approx(holm_by_hand(family.p_value.to_numpy()))
     assert (family.significant == (family.p_holm < 0.05)).all()
+    sizes = {f: set(g.holm_m) for f, g in tested.groupby("family")}
+    assert sizes == {"primary": {5}, "defects · good_method": {1}, "ablations · good_method": {2}}
     untested = s[(s.metric == "test_acc") & (s.selection == "final") & s.p_value.isna()]
     assert untested.p_holm.isna().all()
 
@@ -245,37 +261,76 @@ def test_rows_that_do_not_share_the_initialisation_are_marked(known):
     assert md_row(md, "constant_method")[4].endswith("(pairing not recorded)")
     assert "same seed, same initialisation and batch order" not in md + text
     assert 'rows marked "order-paired only" share its data and batch order but not its initial weights' in md
-    sentence = next(line for line in text.splitlines() if line.startswith("- order_method (student)"))
-    assert "Order-paired only: the same data and batch order as its scratch student" in sentence
+    assert answer_row(text, "order_method")[5].endswith("(order-paired only)")
 
 
-def test_verdicts_and_what_an_unclear_comparison_could_have_detected(known):
+def answer_paragraph(text, dataset):
+    """The sentences the report opens with on ``dataset``."""
+    section = text.split("## The answer", 1)[1].split(f"### {dataset} (", 1)[1]
+    return section.split("\n\n")[1]
+
+
+def test_the_report_opens_with_the_answer_and_what_the_rest_could_have_detected(known):
     v, s, md, text = known["v"], known["summary"], known["md"], known["report"]
+    assert text.split("\n## ")[1].startswith("The answer\n")  # the first section after the header
     diffs = (v["good"] - v["scratch"]) * 100
     half = sps.t.ppf(0.975, 6) * diffs.std(ddof=1) / math.sqrt(7)
-    assert (f"good_method (student) beats scratch on digits: {diffs.mean():+.1f} pp, 95% CI "
-            f"[{diffs.mean() - half:.1f}, {diffs.mean() + half:.1f}], n=7, t-test p=") in text
-    assert md_row(md, "good_method")[8] == "beats scratch"
+    good = row(s, "good_method")
+    assert good.verdict == "higher" and good.p_holm < 0.05
+    opening = answer_paragraph(text, "digits")
+    assert opening.startswith(
+        f"**On digits, good_method (student) ({diffs.mean():+.1f} pp [{diffs.mean() - half:.1f}, "
+        f"{diffs.mean() + half:.1f}], p (Holm) = {fmt_p(good.p_holm)}) beats its scratch student after Holm's "
+        "correction over the 5 distillation comparisons of the default configurations (the primary family).**")
+    assert md_row(md, "good_method")[9] == "beats scratch"
     noisy = (v["noisy"] - v["scratch2"]) * 100
     lo, hi = sps.t.interval(0.95, 2, loc=noisy.mean(), scale=noisy.std(ddof=1) / math.sqrt(3))
     assert lo < 0 < hi
     mde = mde_by_hand(noisy.std(ddof=1), 3)
     assert row(s, "noisy_method").mde * 100 == pytest.approx(mde, rel=1e-6)
-    assert ("noisy_method (student) against scratch on digits: unclear at this n "
-            f"({noisy.mean():+.1f} pp, 95% CI [{lo:.1f}, {hi:.1f}], n=3, t-test p=") in text
-    assert f"it could have detected |Δ| ≥ {mde:.2f} pp at 80% power" in text
     cells = md_row(md, "noisy_method")
-    assert cells[8] == "unclear at this n" and cells[9] == f"{mde:.2f}"
+    assert cells[9] == "unclear at this n" and cells[10] == f"{mde:.2f}"
+    answer = answer_row(text, "noisy_method")
+    assert answer[8] == "unclear at this n" and answer[9] == f"{mde:.2f}"
+    undecided = s[(s.family == "primary") & s.p_value.notna() & (s.verdict == "unclear at this n")]
+    mdes = undecided.mde.dropna() * 100
+    assert (f"The {len(undecided)} undecided comparisons could have detected differences of about "
+            f"{mdes.min():.1f}-{mdes.max():.1f} pp (median {np.median(mdes):.1f} pp) at 80% power") in opening
+    assert "orphan (student): no test (no paired scratch_student run in the store)." in opening
     # every unclear sentence says what it could have detected, or why it cannot
-    unclear = [line for line in text.splitlines() if line.startswith("- ") and "unclear at this n" in line]
-    assert len(unclear) >= 4
+    unclear = [line for line in text.splitlines() if line.startswith("- ") and "unclear" in line]
+    assert len(unclear) >= 1
     for line in unclear:
         said = line.count("could have detected") + line.count("no minimum detectable difference")
-        assert said == line.count("unclear at this n"), line
-    assert "orphan (student) on digits: no paired scratch_student run in the store." in text
+        assert said == 1, line
     assert "| failed | broken_method |" in text and "| skipped | skipping_method |" in text
     for name in ("good_method", "noisy_method", "label_free", "scheduled"):
         assert name in text
+
+
+def test_no_decided_verdict_without_the_corrected_test(known):
+    """Wherever a table says "beats" or "worse than", its p (Holm) cell is marked below α."""
+    for where in (known["md"], known["report"]):
+        assert_verdicts_follow_holm(where)
+
+
+def assert_verdicts_follow_holm(markdown):
+    checked = 0
+    head = []
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| model") or line.startswith("| variant") or line.startswith("| method"):
+            head = cells
+            continue
+        if not line.startswith("|") or "verdict" not in head or len(cells) != len(head):
+            continue
+        verdict = cells[head.index("verdict")]
+        if verdict.startswith(("beats", "worse than")):
+            assert cells[head.index("p (Holm)")].endswith(" *"), line
+            checked += 1
+        else:
+            assert "*" not in cells[head.index("p (Holm)")], line
+    return checked
 
 
 def test_ablation_table_against_the_default_variant(known):
@@ -298,8 +353,11 @@ def test_ablation_table_against_the_default_variant(known):
     assert grid.changed == "loss=as_published, temperature=8.0" and pd.isna(grid.default_level)
     assert grid.vs_default_delta_mean == pytest.approx((v["good_grid"] - v["good"]).mean())
     others = good[good.variant != "default"]
-    assert len(others) == 3 and (others.vs_default_holm_m == 3).all()
-    assert others.vs_default_p_holm.to_numpy() == pytest.approx(holm_by_hand(others.vs_default_p_value))
+    assert len(others) == 3
+    for family, m in (("ablations vs default · good_method", 2), ("defects vs default · good_method", 1)):
+        part = others[others.vs_default_family == family]
+        assert len(part) == m and (part.vs_default_holm_m == m).all()
+        assert part.vs_default_p_holm.to_numpy() == pytest.approx(holm_by_hand(part.vs_default_p_value))
     assert set(a.method) == {"good_method"}  # baselines' variants are pairing partners, not ablations
     text = known["report"]
     pub = (v["good_pub"] - v["good"]) * 100
@@ -387,7 +445,8 @@ def test_figures_skip_cleanly_without_their_data_and_never_delete_a_file(tmp_pat
     (line,) = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
     assert "1 figure file(s)" in line and committed.name in line and "left as they were" in line
     text = (tmp_path / "REPORT.md").read_text()
-    assert "heatmap_gone" not in text and "No paired comparison" in text
+    assert "heatmap_gone" not in text
+    assert "no default configuration has a distillation comparison with a paired scratch student" in text
 
 
 def test_store_with_only_failed_runs_still_reports(tmp_path):
@@ -487,11 +546,11 @@ def test_all_then_report_end_to_end_with_a_new_method_folder(tmp_path, monkeypat
               "--jobs", "1"]
     assert cli.main(["all", *common]) == 0
     assert (out / "figures" / "accuracy_digits_smoke.png").is_file()  # `all` draws figures too
-    assert "fresh_method (student)" in (out / "REPORT.md").read_text()  # and writes the report of the same runs
+    assert answer_row((out / "REPORT.md").read_text(), "fresh_method")  # and writes the report of the same runs
     assert cli.main(["ablate", "fresh_method", "--param", "label_smoothing=0.0,0.1", *common]) == 0
     assert cli.main(["report", "--out", str(out)]) == 0
     text = (out / "REPORT.md").read_text()
-    assert "fresh_method (student)" in text and "fresh_method with label_smoothing=0.0 (student)" in text
+    assert answer_row(text, "fresh_method") and "fresh_method with label_smoothing=0.0 (student)" in text
     assert "scratch · fresh_method student" in (out / "tables" / "summary.md").read_text()
     assert "fresh_method" in (out / "tables" / "summary.md").read_text()
     assert (out / "figures" / "curves_fresh_method_digits_smoke.png").is_file()
@@ -514,3 +573,74 @@ def test_all_methods_smoke_then_report(tmp_path):
         assert method in text
     # exit 1 means a method failed: the report must then list it (the failure itself is the method's test's job)
     assert status == 0 or "## Runs that did not finish" in text
+
+
+@pytest.fixture(scope="module")
+def declared(tmp_path_factory):
+    """test_tables' family store (kd with a teacher as good as its scratch student; mutual with an anchor near
+    chance, a named field and its as-published run), published with what its methods declare."""
+    out = tmp_path_factory.mktemp("declared")
+    results = family_store(out)
+    published = publish(Store(out), notebook_defects=FAMILY_DEFECTS, declarations=FAMILY_DECLARATIONS)
+    return {"results": results, "report": published.report.read_text(),
+            "md": (out / "tables" / "summary.md").read_text(), "summary": pd.read_csv(out / "tables" / "summary.csv")}
+
+
+def test_the_answer_says_when_nothing_clearly_beats_its_scratch_student(declared):
+    text, s = declared["report"], declared["summary"]
+    kd = s[(s.method == "kd") & (s.variant == "default") & (s.dataset == "digits") & (s.metric == "test_acc")
+           & (s.selection == "final")].iloc[0]
+    opening = answer_paragraph(text, "digits")
+    assert opening.startswith("**On digits, nothing clearly beats its scratch student:** no comparison is significant "
+                              "after Holm's correction over the 3 distillation comparisons")
+    assert (f"kd (student) is nominally better ({kd.delta_mean * 100:+.1f} pp, nominal p = {fmt_p(kd.p_value)}) but "
+            f"unclear after correction (p (Holm) = {fmt_p(kd.p_holm)}).") in opening
+    assert "mutual · views=halves (A) receives no distillation signal: it is shown as the method's anchor" in opening
+    assert answer_paragraph(text, "mnist1d").startswith("**On mnist1d, kd (student) (")
+    assert "beats its scratch student after Holm's correction over the 3 distillation comparisons" in text
+    anchor = answer_row(text, "mutual · views=halves", "A")
+    assert anchor[5] == "anchor: no distillation signal" and anchor[6:] == ["–"] * 4
+    for where in (declared["md"], text):
+        assert assert_verdicts_follow_holm(where) >= 2  # the mnist1d kd row, the views defect's rows
+
+
+def test_rows_that_look_broken_say_why(declared):
+    text, md, s = declared["report"], declared["md"], declared["summary"]
+    final = s[(s.dataset == "digits") & (s.metric == "test_acc") & (s.selection == "final")]
+    scratch = final[(final.method == "scratch_student") & (final.variant == "k=K")].iloc[0]
+    teacher = final[final.method == "teacher"].iloc[0]
+    assert teacher["mean"] == pytest.approx(scratch["mean"])
+    note = (f"The teacher ({teacher['mean'] * 100:.1f}%) is no better than its student trained alone "
+            f"({scratch['mean'] * 100:.1f}%): there is little for distillation to transfer.")
+    anchor = final[(final.method == "mutual") & (final.variant == "default") & (final.role == "A")].iloc[0]
+    chance = (f"{anchor['mean'] * 100:.1f}% is within 10 pp of chance (10.0%, 10 classes): it learned little or "
+              "nothing here; `methods/mutual/README.md` says whether that is what the method is published to do.")
+    for where in (text.split("## The answer", 1)[1].split("### mnist1d", 1)[0], md.split("## mnist1d")[0]):
+        numbered = dict(re.findall(r"^\[(\d+)\] (.+)$", where.split("\n\n### Other variants")[0], re.M))
+        by_text = {v: k for k, v in numbered.items()}
+        assert note in by_text and chance in by_text
+        assert f"[{by_text[note]}]" in table_row(where, "kd")[0]
+        assert f"[{by_text[chance]}]" in table_row(where, "mutual · views=halves", "A")[0]
+        assert any(t.startswith("Its runs are identical under views=pub") for t in by_text)
+    main = md.split("## mnist1d")[0].split("\n\n### Other variants")[0]
+    number = {v: k for k, v in re.findall(r"^\[(\d+)\] (.+)$", main, re.M)}[note]
+    assert f"[{number}]" in table_row(main, "teacher", "teacher")[0]  # the teacher's row says it too
+
+
+def test_the_as_published_run_sits_beside_the_named_default_in_the_main_table(declared):
+    md = declared["md"]
+    main = md.split("## digits (preset smoke)", 1)[1].split("### Other variants", 1)[0]
+    labels = [re.sub(r" (\[\d+\])+$", "", line.strip("|").split("|")[0].strip()) for line in main.splitlines()
+              if line.startswith("| mutual")]
+    assert labels == ["mutual · views=halves"] * 3 + ["mutual · as published"] * 3
+    published = table_row(main, "mutual · as published", "B")
+    assert published[8] == "as published · mutual (m=2)"
+    assert "mutual [views=pub]" not in main  # the defect run alone is not a main-table row
+    assert table_row(md.split("### Other variants", 1)[1], "mutual [views=pub]", "B")[8] == "defects · mutual (m=2)"
+
+
+def test_the_ablation_table_says_which_variants_repeat_the_default(declared):
+    section = declared["report"].split("### mutual on digits", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "| A |" in line]
+    assert len(rows) == 2  # the default, and the as-published run (another training split): never views=pub
+    assert "anchor: no distillation signal (the same runs under views=pub)" in rows[0]

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from benchmark.reporting import stats
+from benchmark.reporting import families, stats
 from benchmark.reporting.ablations import defect_frame
 from benchmark.reporting.columns import ABLATION_FAMILY, INIT, ORDER, VS_DEFAULT
-from benchmark.reporting.frames import add_holm, load_results, pairing_of
+from benchmark.reporting.families import Declarations
+from benchmark.reporting.frames import load_results, pairing_of
 from benchmark.reporting.stats import holm_within
 from benchmark.reporting.tables import summary_markdown
 from benchmark.reporting.text import (
@@ -28,6 +29,7 @@ from benchmark.reporting.text import (
     same_level,
     scratch_labels,
     verdict_text,
+    verdict_words,
 )
 from benchmark.store import Store, run_id_of
 
@@ -45,8 +47,10 @@ class StoreBuilder:
 
     def add(self, method, rep, *, roles, metrics, kind="method", variant="default", config=None, status="ok",
             finished="2025-01-01T00:00:00", error=None, step=1e-3, wall=2.0, pairing="init", arch="a",
-            dataset="digits", source="abc"):
-        """``roles``: {role: pair_key}; ``pairing`` and ``arch``: one value for every role, or {role: value}."""
+            dataset="digits", source="abc", undistilled=(), requires=None):
+        """``roles``: {role: pair_key}; ``pairing`` and ``arch``: one value for every role, or {role: value};
+        ``undistilled``: roles recorded with ``distilled: false`` (the others' records do not say, as older
+        records do not); ``requires``: {name: run_id} of the runs this one loads."""
         self.count += 1
 
         def per_role(value, name):
@@ -57,8 +61,10 @@ class StoreBuilder:
             "dataset": dataset, "rep": rep, "base_seed": 0, "preset": "smoke", "config": config or {},
             "data": DATA, "source_hash": source, "seed": rep, "status": status, "error": error,
             "roles": {name: {"arch": per_role(arch, name), "view": "flat", "classifier": key != "label_free",
-                             "pair_key": key, "pairing": per_role(pairing, name)}
+                             "pair_key": key, "pairing": per_role(pairing, name),
+                             **({"distilled": False} if name in undistilled else {})}
                       for name, key in roles.items()},
+            "requires": requires or {},
             "metrics": metrics, "timing": {"step_median_s": step * (1 + rep / 10), "step_iqr_s": step / 10},
             "wall_time_s": wall, "finished_at": finished, "provenance": {"git_commit": "0123456789abcdef"},
         }
@@ -118,14 +124,20 @@ def test_holm_within_separate_families_matches_the_step_down_written_out():
         assert (m.loc[idx] == np.isfinite(p).sum()).all()
 
 
-def test_add_holm_corrects_p_value_not_the_t_test():
-    """A zero-variance comparison has no t-test: its sign-flip p-value is in the family all the same."""
-    frame = pd.DataFrame({"metric": "test_acc", "selection": "final", "p_ttest": [0.01, np.nan, 0.04, np.nan],
-                          "p_value": [0.01, 0.25, 0.04, np.nan]})
-    out = add_holm(frame)
-    assert list(out.holm_m) == [3, 3, 3, 3]
-    assert out.p_holm.to_numpy() == pytest.approx(holm_by_hand([0.01, 0.25, 0.04, np.nan]), nan_ok=True)
-    assert list(out.significant) == [True, False, False, False]
+def test_correct_is_holm_over_p_value_within_each_family_and_the_verdict_follows_it():
+    """A zero-variance comparison has no t-test: its sign-flip p-value is in its family all the same. Families are
+    per dataset and preset; the verdict is the nominal one only where p (Holm) < α."""
+    frame = pd.DataFrame({
+        "preset": "q", "dataset": ["d", "d", "d", "d", "e"], "family": ["primary"] * 4 + ["primary"],
+        "p_ttest": [0.01, np.nan, 0.04, np.nan, 0.04], "p_value": [0.01, 0.25, 0.04, np.nan, 0.04],
+        "verdict": [stats.HIGHER, stats.UNCLEAR, stats.LOWER, stats.UNCLEAR, stats.LOWER]})
+    out = families.correct(frame)
+    assert list(out.holm_m) == [3, 3, 3, 3, 1]  # dataset e is a family of its own
+    assert out.p_holm[:4].to_numpy() == pytest.approx(holm_by_hand([0.01, 0.25, 0.04, np.nan]), nan_ok=True)
+    assert out.p_holm[4] == pytest.approx(0.04)
+    # 0.04 is nominally significant on d, but 0.04 · 2 = 0.08 after correction: not "lower" any more
+    assert list(out.verdict) == [stats.HIGHER, stats.UNCLEAR, stats.UNCLEAR, stats.UNCLEAR, stats.LOWER]
+    assert list(out.verdict_nominal) == list(frame.verdict)
 
 
 # ---- paired comparisons in the summary ---------------------------------------------------------------------
@@ -203,7 +215,8 @@ def test_a_single_pair_has_no_interval_no_test_and_says_why(diffs_results):
 
 def test_the_summary_family_holm_is_over_p_value(diffs_results):
     s = diffs_results.summary
-    family = s[(s.metric == "test_acc") & (s.selection == "final")]
+    family = s[(s.metric == "test_acc") & (s.selection == "final") & (s.method != "scratch_student")]
+    assert set(family.family) == {families.PRIMARY_FAMILY}  # every method's default, one role each
     assert family.p_holm.to_numpy() == pytest.approx(holm_by_hand(family.p_value.to_numpy()), nan_ok=True)
     assert (family.holm_m == family.p_value.notna().sum()).all()
 
@@ -303,29 +316,29 @@ def test_two_scratch_configurations_with_one_name_keep_their_config():
 @pytest.fixture(scope="module")
 def ablated(tmp_path_factory):
     """Method m, 4 repetitions, on two datasets: its default, one-factor variants, a variant identical in
-    outcome to the default (zero variance), two declared defects alone and together, and a defect at a numeric
-    level stored as a float."""
+    outcome to the default (u=1: shown once), one that moves every repetition by the same amount (zero variance),
+    two declared defects alone and together, and a defect at a numeric level stored as a float."""
     out = tmp_path_factory.mktemp("ablated")
     b = StoreBuilder(out)
     rng = np.random.default_rng(3)
     base = {"t": True, "w": "fixed", "k": 4.0, "u": 0}
     variants = {"default": {}, "t=False": {"t": False}, "w=as_published": {"w": "as_published"},
                 "t=False,w=as_published": {"t": False, "w": "as_published"}, "k=2.0": {"k": 2.0},
-                "u=1": {"u": 1}, "t=False,u=1": {"t": False, "u": 1}}
+                "u=1": {"u": 1}, "u=2": {"u": 2}, "t=False,u=1": {"t": False, "u": 1}}
     values = {}
     for dataset in ("digits", "mnist1d"):
+        default = 0.8 + np.arange(4) / 100
         for name, change in variants.items():
-            shift = {"default": 0, "u=1": 0}.get(name, rng.normal(0, 0.02))
-            values[(dataset, name)] = 0.8 + np.arange(4) / 100 + shift + (
-                0 if name in ("default", "u=1") else rng.normal(0, 0.005, 4))
+            values[(dataset, name)] = {"default": default, "u=1": default, "u=2": default + 1 / 360}.get(
+                name, default + rng.normal(0, 0.02) + rng.normal(0, 0.005, 4))
             for r in range(4):
                 b.add("m", r, variant=name, dataset=dataset, roles={"student": None},
                       config={**base, **change}, metrics=[["student", -1, "test_acc", values[(dataset, name)][r]]])
-    return load_results(Store(out)), values
+    return load_results(Store(out)), values, out
 
 
 def test_each_variant_against_the_default_of_its_dataset(ablated):
-    results, values = ablated
+    results, values, _ = ablated
     a = results.ablations
     assert set(a.dataset) == {"digits", "mnist1d"}
     for dataset in ("digits", "mnist1d"):
@@ -337,26 +350,43 @@ def test_each_variant_against_the_default_of_its_dataset(ablated):
             assert (r.vs_default_delta_ci_low, r.vs_default_delta_ci_high) == pytest.approx((lo, hi))
             assert r.vs_default_p_value == pytest.approx(sps.ttest_rel(values[(dataset, variant)],
                                                                        values[(dataset, "default")]).pvalue)
-    same = a[(a.dataset == "digits") & (a.variant == "u=1")].iloc[0]
+    same = a[(a.dataset == "digits") & (a.variant == "u=2")].iloc[0]
     assert math.isnan(same.vs_default_delta_ci_low) and same.vs_default_p_value_test == "sign-flip"
-    assert same.vs_default_p_value == 1.0 and same.vs_default_verdict == stats.UNCLEAR
+    assert same.vs_default_p_value == pytest.approx(2 / 2**4) and same.vs_default_verdict == stats.UNCLEAR
     c = comparison(same, prefix=VS_DEFAULT, n=VS_DEFAULT + "n")
-    assert fmt_delta(None, "test_acc", c) == "+0.00, no interval: all 4 differences equal"
+    assert fmt_delta(None, "test_acc", c) == "+0.28, no interval: all 4 differences equal"
+
+
+def test_a_role_identical_under_another_variant_is_shown_once(ablated):
+    """u=1 changes nothing this role computes: every final metric of every repetition equals the default's."""
+    results, _, _ = ablated
+    assert results.identical == {("smoke", d, "m", "u=1", "student"): "default" for d in ("digits", "mnist1d")}
+    s, a = results.summary, results.ablations
+    assert "u=1" not in set(s.variant) and "u=1" not in set(a.variant)
+    default = s[(s.variant == "default") & (s.dataset == "digits")].iloc[0]
+    assert default.identical_in == "u=1"
+    assert set(a.variant) >= {"u=2", "t=False,u=1"}  # a different outcome is never merged
 
 
 def test_ablation_holm_families(ablated):
+    """Without declarations every variant is an ablation: one family per method, dataset and metric, over
+    every variant shown (u=1 is not: it repeats the default)."""
     a = ablated[0].ablations
     others = a[a.variant != "default"]
+    assert set(others[VS_DEFAULT + "family"]) == {"ablations vs default · m"}
     for _, idx in others.groupby(ABLATION_FAMILY).groups.items():
         p = others.loc[idx, VS_DEFAULT + "p_value"].to_numpy()
         assert others.loc[idx, VS_DEFAULT + "p_holm"].to_numpy() == pytest.approx(holm_by_hand(p))
         assert (others.loc[idx, VS_DEFAULT + "holm_m"] == 6).all()
 
 
+DECLARED = {"m": {"t": (False, "no T²"), "w": ("as_published", "notebook's w"), "k": (2, "k at the notebook's 2"),
+                  "z": ("x", "never run")}}
+
+
 def test_defects_match_the_variant_that_changes_only_them(ablated):
-    a = ablated[0].ablations
-    frame = defect_frame(a, {"m": {"t": (False, "no T²"), "w": ("as_published", "notebook's w"),
-                                   "k": (2, "k at the notebook's 2"), "z": ("x", "never run")}})
+    results = load_results(Store(ablated[2]), Declarations.of(notebook_defects=DECLARED))
+    frame = defect_frame(results.ablations, DECLARED)
     digits = frame[frame.dataset == "digits"].set_index("field")
     # t=False alone, not t=False,u=1 (more fields) nor t=False,w=as_published (another defect too)
     assert digits.loc["t", "variant"] == "t=False" and digits.loc["w", "variant"] == "w=as_published"
@@ -364,3 +394,172 @@ def test_defects_match_the_variant_that_changes_only_them(ablated):
     assert pd.isna(digits.loc["z", "variant"])
     assert digits.loc["t", "description"] == "no T²"
     assert set(frame.dataset) == {"digits", "mnist1d"}
+
+
+def test_defects_and_ablations_are_families_of_their_own(ablated):
+    """With the defects declared, the three variants that run one defect alone are one family per method and
+    dataset; the other variants another."""
+    results = load_results(Store(ablated[2]), Declarations.of(notebook_defects=DECLARED))
+    kinds = {k[3]: kind for k, kind in results.kinds.items() if k[1] == "digits"}
+    assert kinds == {"default": families.DEFAULT, "t=False": families.DEFECT, "w=as_published": families.DEFECT,
+                     "k=2.0": families.DEFECT, "t=False,w=as_published": families.ABLATION,
+                     "u=1": families.ABLATION, "u=2": families.ABLATION, "t=False,u=1": families.ABLATION}
+    a = results.ablations[(results.ablations.dataset == "digits") & (results.ablations.variant != "default")]
+    sizes = a.groupby(VS_DEFAULT + "family")[VS_DEFAULT + "holm_m"].agg(set).to_dict()
+    assert sizes == {"defects vs default · m": {3}, "ablations vs default · m": {3}}
+
+
+# ---- families, verdicts, anchors ------------------------------------------------------------------------------
+
+IMAGES = {  # per-repetition differences from the scratch student, in test images (of TEST_SIZE)
+    ("digits", "kd"): [2, 3, 1, 4, 1],  # t-test p ≈ 0.02: nominally significant, not after Holm over 3
+    ("mnist1d", "kd"): [4, 5, 4, 6, 5],  # survives the correction
+    "B": [1, -1, 2, -2, 0], "C": [2, -1, 0, 1, -1], "kd_t": [-3, -1, -2, -4, -2], "kd_lr": [1, 0, -1, 2, 0],
+    "B_views": [9, 8, 11, 10, 9], "C_views": [5, 7, 6, 6, 8], "B_pub": [0, 1, 1, -1, 2], "C_pub": [1, 1, 0, 2, 1]}
+FAMILY_DECLARATIONS = {"mutual": {"as_published": {"views": "pub", "validation": "none"}, "named_fields": ("views",)},
+                       "kd": {"as_published": {}}}
+FAMILY_DEFECTS = {"kd": {"t": (False, "no T² on the soft targets")}, "mutual": {"views": ("pub", "one view twice")}}
+
+
+def family_store(out):
+    """Two datasets, 5 repetitions: kd (a student; a defect variant, an ablation; it requires a teacher as good
+    as its scratch student) and mutual (A, with no distillation signal and near chance; B and C; a defect that
+    leaves A unchanged; its as-published configuration with scratch students of its own)."""
+    b = StoreBuilder(out)
+    rng = np.random.default_rng(11)
+    for dataset in ("digits", "mnist1d"):
+        scratch = {k: rng.integers(250, 300, 5) for k in ("K", "KA", "KB", "KC", "KBv", "KCv", "KAp", "KBp", "KCp")}
+        scratch["KA"] = np.array([40, 45, 38, 42, 44])  # about 11.7% of 360: near chance on 10 classes
+        for r in range(5):
+            def add(method, variant, keys, images, r=r, dataset=dataset, scratch=scratch, **kw):
+                metrics = [[role, -1, "test_acc", (scratch[k][r] + images.get(role, [0] * 5)[r]) / TEST_SIZE]
+                           for role, k in keys.items()]
+                return b.add(method, r, variant=variant, dataset=dataset, roles=keys, metrics=metrics, **kw)
+
+            for key, value in scratch.items():
+                b.add("scratch_student", r, kind="baseline", variant=f"k={key}", dataset=dataset,
+                      roles={"student": key}, config={"k": key},
+                      metrics=[["student", -1, "test_acc", value[r] / TEST_SIZE]])
+            teacher = b.add("teacher", r, kind="baseline", dataset=dataset, roles={"teacher": None},
+                            metrics=[["teacher", -1, "test_acc", scratch["K"].mean() / TEST_SIZE]])
+            needs = {"requires": {"teacher": teacher["run_id"]}}
+            base = {"t": True, "lr": 1}
+            add("kd", "default", {"student": "K"}, {"student": IMAGES[(dataset, "kd")]}, config=base, **needs)
+            add("kd", "t=False", {"student": "K"}, {"student": IMAGES["kd_t"]}, config={**base, "t": False}, **needs)
+            add("kd", "lr=2", {"student": "K"}, {"student": IMAGES["kd_lr"]}, config={**base, "lr": 2}, **needs)
+            mine = {"views": "halves", "validation": "stratified"}
+            add("mutual", "default", {"A": "KA", "B": "KB", "C": "KC"}, {"B": IMAGES["B"], "C": IMAGES["C"]},
+                config=mine, undistilled=("A",))
+            add("mutual", "views=pub", {"A": "KA", "B": "KBv", "C": "KCv"},
+                {"B": IMAGES["B_views"], "C": IMAGES["C_views"]}, config={**mine, "views": "pub"},
+                undistilled=("A",))
+            add("mutual", "validation=none,views=pub", {"A": "KAp", "B": "KBp", "C": "KCp"},
+                {"B": IMAGES["B_pub"], "C": IMAGES["C_pub"]}, config={"views": "pub", "validation": "none"},
+                undistilled=("A",))
+    return load_results(Store(out), Declarations.of(FAMILY_DECLARATIONS, FAMILY_DEFECTS))
+
+
+@pytest.fixture(scope="module")
+def families_results(tmp_path_factory):
+    return family_store(tmp_path_factory.mktemp("families"))
+
+
+def final_acc(results, method, variant="default", role="student", dataset="digits"):
+    s = results.summary
+    match = s[(s.method == method) & (s.variant == variant) & (s.role == role) & (s.dataset == dataset)
+              & (s.metric == "test_acc") & (s.selection == "final")]
+    assert len(match) == 1, (method, variant, role, dataset)
+    return match.iloc[0]
+
+
+def test_configurations_are_named_by_kind(families_results):
+    kinds = {k[2:]: v for k, v in families_results.kinds.items() if k[1] == "digits" and k[2] != "scratch_student"}
+    assert kinds == {("kd", "default"): families.DEFAULT, ("kd", "t=False"): families.DEFECT,
+                     ("kd", "lr=2"): families.ABLATION, ("mutual", "default"): families.DEFAULT,
+                     ("mutual", "views=pub"): families.DEFECT,
+                     ("mutual", "validation=none,views=pub"): families.AS_PUBLISHED,
+                     ("teacher", "default"): families.BASELINE}
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist1d"])
+def test_family_sizes_per_dataset(families_results, dataset):
+    """The primary family is one comparison per distilled role of the default configurations on that dataset (kd
+    student, mutual B and C: m = 3, not 6 over both datasets, and not counting A); every other kind of
+    configuration is a family per method."""
+    s = families_results.summary
+    tested = s[(s.dataset == dataset) & (s.metric == "test_acc") & (s.selection == "final") & s.p_value.notna()]
+    sizes = {f: set(g.holm_m) for f, g in tested.groupby("family")}
+    assert sizes == {"primary": {3}, "defects · kd": {1}, "ablations · kd": {1}, "defects · mutual": {2},
+                     "as published · mutual": {2}}
+    for _, g in tested.groupby("family"):
+        assert g.p_holm.to_numpy() == pytest.approx(holm_by_hand(g.p_value.to_numpy()))
+    primary = tested[tested.family == "primary"]
+    assert sorted(zip(primary.method, primary.role)) == [("kd", "student"), ("mutual", "B"), ("mutual", "C")]
+
+
+def test_a_nominally_significant_comparison_that_fails_holm_is_not_beats(families_results):
+    d = np.array(IMAGES[("digits", "kd")]) / TEST_SIZE
+    p = sps.ttest_1samp(d, 0).pvalue
+    assert 0.05 / 3 < p < 0.05  # the case under test: significant alone, not over the family of 3
+    r = final_acc(families_results, "kd")
+    assert r.p_value == pytest.approx(p) and r.p_holm >= 0.05 and not r.significant
+    assert r.verdict_nominal == stats.HIGHER and r.verdict == stats.UNCLEAR
+    c = comparison(r)
+    assert verdict_words(c, "scratch", "test_acc") == f"unclear after correction (nominal p = {p:.2g})"
+    md = summary_markdown(families_results.summary)
+    row = next(line for line in md.split("## mnist1d")[0].splitlines() if line.startswith("| kd"))
+    assert f"| primary (m=3) | unclear after correction (nominal p = {p:.2g}) |" in row
+    elsewhere = final_acc(families_results, "kd", dataset="mnist1d")  # its own dataset's family survives
+    assert elsewhere.verdict == stats.HIGHER and elsewhere.p_holm < 0.05
+    assert verdict_words(comparison(elsewhere), "scratch", "test_acc") == "beats scratch"
+
+
+def test_a_role_without_a_distillation_signal_is_an_anchor(families_results):
+    for variant in ("default", "validation=none,views=pub"):
+        a = final_acc(families_results, "mutual", variant, "A")
+        assert a.anchor and pd.isna(a.delta_vs) and math.isnan(a.p_value) and pd.isna(a.family)
+        assert math.isnan(a.delta_mean) and math.isnan(a.p_holm)
+    assert not final_acc(families_results, "mutual", role="B").anchor  # a record without the flag: distilled
+    md = summary_markdown(families_results.summary)
+    assert re.search(r"\| mutual · views=halves( (\[\d+\])+)? \| A \| 5 \| [\d.]+ ± [\d.]+ \| anchor: no distillation "
+                     r"signal \| – \|", md)
+    a = families_results.ablations
+    assert not a[a.role == "A"].vs_default_p_value.notna().any()  # nor compared with the default
+
+
+def test_the_role_a_defect_leaves_unchanged_is_shown_once(families_results):
+    same = {k: v for k, v in families_results.identical.items() if k[1] == "digits"}
+    assert same == {("smoke", "digits", "mutual", "views=pub", "A"): "default"}
+    assert final_acc(families_results, "mutual", role="A").identical_in == "views=pub"
+
+
+def test_default_rows_name_their_fields_and_the_as_published_run_is_named(families_results):
+    labels = families_results.labels
+    assert labels[("smoke", "digits", "mutual", "default")] == "mutual · views=halves"
+    assert labels[("smoke", "digits", "mutual", "validation=none,views=pub")] == "mutual · as published"
+    assert labels[("smoke", "digits", "kd", "default")] == "kd"  # declares no named field
+    assert labels[("smoke", "digits", "scratch_student", "k=KBp")] == "scratch · mutual · as published B (a)"
+    main = {k[2:] for k in families_results.main if k[1] == "digits"}
+    assert {("mutual", "default"), ("mutual", "validation=none,views=pub"), ("teacher", "default"),
+            ("scratch_student", "k=KBp")} <= main
+    assert not main & {("kd", "t=False"), ("mutual", "views=pub"), ("scratch_student", "k=KBv")}
+
+
+def test_until_ci_does_not_add_repetitions_for_an_anchor(families_results):
+    """--until-ci widens only comparisons the tables make: mutual's A (no distillation signal) is not one."""
+    from benchmark.reporting import precision
+
+    found = {(cell.method, cell.variant, role) for cell, role in precision.comparisons(families_results.records)}
+    assert ("mutual", "default", "B") in found and ("kd", "default", "student") in found
+    assert not any(role == "A" for _, _, role in found)
+
+
+def test_an_as_published_run_that_changes_one_defect_is_also_that_defects_run(ablated):
+    """A method whose notebook differs from its default in one declared defect: its as-published run is that
+    defect run alone, shown beside the default and in the defect table."""
+    results = load_results(Store(ablated[2]), Declarations.of({"m": {"as_published": {"w": "as_published"}}},
+                                                                 DECLARED))
+    assert results.kinds[("smoke", "digits", "m", "w=as_published")] == families.AS_PUBLISHED
+    assert results.labels[("smoke", "digits", "m", "w=as_published")] == "m · as published"
+    frame = defect_frame(results.ablations, DECLARED)
+    assert frame[(frame.dataset == "digits") & (frame.field == "w")].variant.tolist() == ["w=as_published"]

@@ -204,7 +204,7 @@ def cmd_defects(args) -> int:
 
 def cmd_publish(args) -> int:
     store = Store(args.out)
-    published = publish(store, parts=args.parts, notebook_defects=_notebook_defects())
+    published = publish(store, parts=args.parts, **declarations())
     for line in published.warnings:
         print(f"benchmark: warning: {line}", file=sys.stderr)
     if published.report is not None:
@@ -217,8 +217,13 @@ def cmd_publish(args) -> int:
     return 0
 
 
-def _notebook_defects() -> dict:
-    return {i.name: i.cls.notebook_defects for i in discover().values() if i.ok}
+def declarations() -> dict:
+    """What the methods declare that the tables and report name: their notebook defects, their as-published
+    overrides and the fields whose default differs from the notebook's and changes the number."""
+    loaded = [i for i in discover().values() if i.ok]
+    return {"notebook_defects": {i.name: i.cls.notebook_defects for i in loaded},
+            "declarations": {i.name: {"as_published": i.cls.as_published, "named_fields": tuple(i.cls.named_fields)}
+                             for i in loaded}}
 
 
 def _request(args) -> SuiteRequest:
@@ -232,7 +237,7 @@ def _request(args) -> SuiteRequest:
 
 def _suite(args, infos, methods, points=None, broken=()) -> int:
     grid = grids.build_grid(_request(args), infos, methods, points, _warn)
-    return run_suite(grid, Store(args.out), broken=list(broken), notebook_defects=_notebook_defects())
+    return run_suite(grid, Store(args.out), broken=list(broken), published_with=declarations())
 
 
 def _warn(line: str) -> None:

@@ -210,7 +210,7 @@ def _train(method, cfg, roles: dict[str, Role], run: RunContext, spec: RunSpec, 
 
 def _role_record(role: Role, methods, spec: RunSpec, cfg, dataset) -> dict[str, Any]:
     entry = {"arch": role.arch, "view": role.view, "classifier": role.classifier, "pairing": role.pairing,
-             "pair_key": None}
+             "distilled": role.distilled, "pair_key": None}
     if spec.method == SCRATCH:
         entry["pair_key"] = pair_key(spec.config)
     elif role.scratch is not None and SCRATCH in methods:

@@ -51,6 +51,15 @@ class FigureSet:
     seconds: float = 0.0
 
 
+def image(f: FigureFile, store: Store) -> str:
+    """A figure as a markdown image line, linked relative to the report."""
+    return f"![{f.title}]({store.relative(f.path)})\n"
+
+
+def by_kind(figures: FigureSet, kind: str, **match) -> list[FigureFile]:
+    return [f for f in figures.files if f.kind == kind and all(getattr(f, k) == v for k, v in match.items())]
+
+
 def draw_figures(results: Results, store: Store) -> FigureSet:
     """Every figure the store has data for, drawn in memory as PNG files under ``store.figures_dir``."""
     import matplotlib

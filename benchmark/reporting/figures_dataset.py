@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH, UNTRAINED, VAL_SEL
-from benchmark.reporting.frames import Results, main_rows, order_rows
+from benchmark.reporting.frames import Results, main_rows, order_rows, scratch_partners
 from benchmark.reporting.plot import (
     TICK_FONT,
     FigureFile,
@@ -65,18 +65,13 @@ def accuracy_figures(res: Results, folder: Path) -> list[FigureFile]:
 
 def scratch_levels(res: Results, rows: pd.DataFrame) -> pd.DataFrame:
     """For each row (a method's role), the mean of the scratch student it is paired with (same pair_key)."""
-    v = res.values[res.values.selection == FINAL_SEL].dropna(subset=["pair_key"])
-    key_of = v.drop_duplicates(["preset", "dataset", "method", "variant", "role"]).set_index(
-        ["preset", "dataset", "method", "variant", "role"]).pair_key
-    scratch = v[v.method == SCRATCH].drop_duplicates(["preset", "dataset", "pair_key"]).set_index(
-        ["preset", "dataset", "pair_key"]).variant
+    partners = scratch_partners(res.values)
     s = res.summary
     s = s[(s.method == SCRATCH) & (s.metric == PRIMARY) & (s.selection == FINAL_SEL)].set_index(
         ["preset", "dataset", "variant"])["mean"]
     out = []
     for r in rows.itertuples():
-        key = key_of.get((r.preset, r.dataset, r.method, r.variant, r.role))
-        variant = scratch.get((r.preset, r.dataset, key)) if key is not None else None
+        variant = partners.get((r.preset, r.dataset, r.method, r.variant, r.role))
         if variant is not None and (r.preset, r.dataset, variant) in s.index:
             out.append({"label": r.label, "mean": s[(r.preset, r.dataset, variant)]})
     return pd.DataFrame(out, columns=["label", "mean"])

@@ -4,8 +4,8 @@ from them the per-run values, the summary with its paired comparisons, the ablat
 
 Every paired comparison is ``stats.paired`` of the per-repetition differences: its t-interval (none when the
 differences have zero variance), its p-value (the t-test's, or the exact sign-flip test's at zero variance), the
-uncorrected verdict and the minimum detectable difference. Holm's correction of those p-values runs across a
-family (``add_holm``: every comparison of one metric and selection in the summary).
+uncorrected verdict and the minimum detectable difference. Holm's correction of those p-values runs within a
+family, and the verdict follows the corrected test (``benchmark.reporting.families``).
 
 Two numbers per accuracy, labelled in the ``selection`` column:
 - ``final``: the metric of the model the method ends with (the official number);
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.reporting import stats
+from benchmark.reporting import families, stats
 from benchmark.reporting.ablations import ablation_frame
 from benchmark.reporting.columns import (
     FINAL,
@@ -44,6 +44,7 @@ from benchmark.reporting.columns import (
     VAL_SEL,
     is_summarised,
 )
+from benchmark.reporting.families import Declarations
 from benchmark.reporting.text import config_label, model_labels
 from benchmark.store import Store
 
@@ -103,6 +104,7 @@ class Results:
     metrics: pd.DataFrame  # tidy rows of the current runs, with preset/kind/unit columns added
     superseded: int = 0  # ok runs replaced by a newer run of the same method, variant, dataset and repetition
     skipped: int = 0  # run files under runs/ that were not valid records (set aside, or left in place read-only)
+    declared: Declarations = field(default_factory=Declarations)  # what the methods declare (publish's arguments)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def _cached(self, name, build):
@@ -112,8 +114,24 @@ class Results:
 
     @property
     def values(self) -> pd.DataFrame:
-        """Summarised values per run and role: final metrics and validation-selected test accuracy."""
+        """Summarised values per run and role: final metrics and validation-selected test accuracy; a role whose
+        runs repeat another configuration's exactly (``identical``) is left out."""
         return self._cached("values", summary_values)
+
+    @property
+    def kinds(self) -> dict[tuple, str]:
+        """(preset, dataset, method, variant) -> what the configuration is (``families.config_kinds``)."""
+        return self._cached("kinds", lambda r: families.config_kinds(r.current, r.declared))
+
+    @property
+    def identical(self) -> dict[tuple, str]:
+        """(preset, dataset, method, variant, role) -> the variant it repeats exactly (``families.identical_roles``)."""
+        return self._cached("identical", lambda r: families.identical_roles(r.metrics, r.current, r.kinds))
+
+    @property
+    def main(self) -> set[tuple]:
+        """The configurations of the main table (``families.main_configs``)."""
+        return self._cached("main", lambda r: families.main_configs(r.current, r.roles, r.kinds))
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -121,16 +139,19 @@ class Results:
 
     @property
     def ablations(self) -> pd.DataFrame:
-        return self._cached("ablations", lambda r: ablation_frame(r.current, r.values, r.summary))
+        return self._cached("ablations", lambda r: ablation_frame(r.current, r.values, r.summary, r.kinds,
+                                                                  r.declared))
 
     @property
     def labels(self) -> dict[tuple, str]:
         """(preset, dataset, method, variant) -> the readable name of that configuration (``model_labels``)."""
-        return self._cached("labels", lambda r: model_labels(r.current, r.roles))
+        return self._cached("labels", lambda r: model_labels(
+            r.current, r.roles, families.config_names(r.current, r.kinds, r.declared)))
 
 
-def load_results(store: Store) -> Results:
-    """The store's runs read once (BadInput, one line, when it holds no valid record: ``Store.require_runs``)."""
+def load_results(store: Store, declared: Declarations | None = None) -> Results:
+    """The store's runs read once (BadInput, one line, when it holds no valid record: ``Store.require_runs``);
+    ``declared``: what the methods declare (their as-published overrides, named fields, notebook defects)."""
     found = store.require_runs()
     records = found.records
     ok = [r for r in records if r.get("status") == "ok"]
@@ -143,19 +164,21 @@ def load_results(store: Store) -> Results:
     current = pd.DataFrame([_current_row(r) for r in current_records], columns=CURRENT_COLUMNS)
     roles = pd.DataFrame([{"run_id": r["run_id"], "role": role, "arch": info.get("arch"),
                            "view": info.get("view"), "classifier": bool(info.get("classifier", True)),
-                           "pair_key": info.get("pair_key"), "pairing": info.get("pairing") or ""}
+                           "pair_key": info.get("pair_key"), "pairing": info.get("pairing") or "",
+                           "distilled": info.get("distilled") is not False}
                           for r in current_records for role, info in (r.get("roles") or {}).items()],
                          columns=ROLE_COLUMNS)
     tidy = metrics_frame(current_records)
     extra = current[["run_id", "kind", "preset", "base_seed", "data_key"]]
     metrics = tidy.merge(extra, on="run_id", how="left")
     return Results(records, current, roles, metrics, superseded=len(ok) - len(current_records),
-                   skipped=found.skipped)
+                   skipped=found.skipped, declared=declared or Declarations())
 
 
-ROLE_COLUMNS = ["run_id", "role", "arch", "view", "classifier", "pair_key", "pairing"]  # pairing "" if unrecorded
+# pairing "" if unrecorded; distilled True unless the record says false (older records do not say)
+ROLE_COLUMNS = ["run_id", "role", "arch", "view", "classifier", "pair_key", "pairing", "distilled"]
 CURRENT_COLUMNS = ["run_id", "method", "kind", "variant", "preset", *UNIT, "wall_time_s", "step_median_s",
-                   "step_iqr_s", "samples_per_s", "source_hash", "config"]
+                   "step_iqr_s", "samples_per_s", "source_hash", "config", "requires"]
 
 
 def _current_row(rec: dict) -> dict:
@@ -165,7 +188,8 @@ def _current_row(rec: dict) -> dict:
             **dict(zip(UNIT, _unit(rec), strict=True)),
             "wall_time_s": rec.get("wall_time_s"), "step_median_s": timing.get("step_median_s"),
             "step_iqr_s": timing.get("step_iqr_s"), "samples_per_s": timing.get("samples_per_s"),
-            "source_hash": rec.get("source_hash"), "config": rec.get("config") or {}}
+            "source_hash": rec.get("source_hash"), "config": rec.get("config") or {},
+            "requires": tuple(sorted((rec.get("requires") or {}).values()))}
 
 
 def _unit(rec: dict) -> tuple:
@@ -197,9 +221,14 @@ def summary_values(results: Results) -> pd.DataFrame:
     chosen = chosen.merge(ident, on="run_id")
     cols = ["run_id", "method", "kind", "variant", "preset", *UNIT, "role", "metric", "selection", "value"]
     values = pd.concat([final.reindex(columns=cols), chosen.reindex(columns=cols)], ignore_index=True)
-    values = values.merge(results.roles[["run_id", "role", "pair_key", "pairing"]], on=["run_id", "role"],
-                          how="left")
-    return values.astype({"value": "float64"})
+    values = values.merge(results.roles[["run_id", "role", "pair_key", "pairing", "distilled"]],
+                          on=["run_id", "role"], how="left")
+    values["distilled"] = values.distilled.ne(False)  # a metric row of no declared role counts as distilled
+    same = results.identical
+    keep = pd.Series([(p, d, m, v, r) not in same for p, d, m, v, r in zip(
+        values.preset, values.dataset, values.method, values.variant, values.role, strict=True)], index=values.index,
+        dtype=bool)
+    return values[keep].astype({"value": "float64"}).reset_index(drop=True)
 
 
 def summary_frame(results: Results) -> pd.DataFrame:
@@ -208,35 +237,55 @@ def summary_frame(results: Results) -> pd.DataFrame:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     scratch = _scratch_reference(results, values)
     wall = results.current.set_index("run_id")["wall_time_s"].astype(float)
-    labels = results.labels
+    labels, kinds, main = results.labels, results.kinds, results.main
+    repeats: dict[tuple, list[str]] = {}
+    for (preset, dataset, method, variant, role), kept in results.identical.items():
+        repeats.setdefault((preset, dataset, method, kept, role), []).append(variant)
     rows = []
     for key, group in values.groupby(GROUP, sort=True, dropna=False):
         row = dict(zip(GROUP, key, strict=True))
+        config = (row["preset"], row["dataset"], row["method"], row["variant"])
         mean, std, lo, hi = stats.mean_ci(group.value.to_numpy())
-        row.update(label=labels.get((row["preset"], row["dataset"], row["method"], row["variant"]),
-                                    config_label(row["method"], row["variant"])),
+        row.update(label=labels.get(config, config_label(row["method"], row["variant"])),
+                   config_kind=kinds.get(config, families.ABLATION), main=config in main,
+                   anchor=row["kind"] != "baseline" and not group.distilled.all(),
+                   identical_in="; ".join(sorted(repeats.get((*config, row["role"]), []))),
                    n=len(group), mean=mean, std=std, ci_low=lo, ci_high=hi,
                    wall_time_s=float(wall.reindex(group.run_id.unique()).mean()))
         row.update(_reference(row, group, values, scratch))
+        against = _against(row.get("delta_vs"))
+        if against:
+            row["family"] = families.family_name(row["config_kind"], row["method"], row["metric"],
+                                                 row["selection"], against)
         rows.append(row)
     summary = pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)
-    return add_holm(summary)
-
-
-def add_holm(summary: pd.DataFrame) -> pd.DataFrame:
-    """Holm's correction of each comparison's p-value (``p_value``: the paired t-test's, or the sign-flip test's
-    when the differences have zero variance) within each family: every comparison of one metric and selection in
-    the table."""
-    summary = summary.copy()
-    summary["p_holm"], summary["holm_m"] = stats.holm_within(summary, ["metric", "selection"])
+    summary = families.correct(summary)
     summary["significant"] = summary.p_holm < stats.ALPHA
-    return summary
+    return summary.reindex(columns=SUMMARY_COLUMNS)
+
+
+def _against(delta_vs) -> str:
+    """What a summary row is compared with: "scratch", "untrained" (the same run before training) or ""."""
+    if not isinstance(delta_vs, str):
+        return ""
+    return "scratch" if delta_vs.startswith(SCRATCH) else "untrained"
 
 
 def _scratch_reference(results: Results, values: pd.DataFrame) -> pd.DataFrame:
     s = values[values.method == SCRATCH].dropna(subset=["pair_key"])
     s = s.set_index([*UNIT, "pair_key", "metric", "selection"])[["value", "variant", "role"]]
     return s[~s.index.duplicated(keep="last")]  # one partner per pair, even in an unusual store
+
+
+def scratch_partners(values: pd.DataFrame) -> dict[tuple, str]:
+    """(preset, dataset, method, variant, role) -> the variant of the scratch student it is paired with (the same
+    pair_key), for every role that has one."""
+    v = values[values.selection == FINAL_SEL].dropna(subset=["pair_key"])
+    scratch = v[v.method == SCRATCH].drop_duplicates(["preset", "dataset", "pair_key"]).set_index(
+        ["preset", "dataset", "pair_key"]).variant.to_dict()
+    roles = v[v.method != SCRATCH].drop_duplicates(["preset", "dataset", "method", "variant", "role"])
+    return {(r.preset, r.dataset, r.method, r.variant, r.role): scratch[(r.preset, r.dataset, r.pair_key)]
+            for r in roles.itertuples() if (r.preset, r.dataset, r.pair_key) in scratch}
 
 
 def pairing_of(group: pd.DataFrame) -> str:
@@ -250,6 +299,8 @@ def pairing_of(group: pd.DataFrame) -> str:
 
 def _reference(row: dict, group: pd.DataFrame, values: pd.DataFrame, scratch: pd.DataFrame) -> dict:
     """Paired Δ of one summary row: against the scratch student, or the untrained control of the same run."""
+    if row["anchor"]:
+        return {}  # no distillation signal: nothing to compare
     keys = group.pair_key.dropna().unique()
     if row["method"] != SCRATCH and len(keys) == 1:
         index = pd.MultiIndex.from_frame(group[UNIT].assign(pair_key=keys[0], metric=row["metric"],
@@ -279,7 +330,7 @@ def _reference(row: dict, group: pd.DataFrame, values: pd.DataFrame, scratch: pd
 
 
 def _delta(label: str, diffs: np.ndarray) -> dict:
-    p = stats.paired(diffs)
+    p = stats.paired(diffs)  # its verdict is the nominal one until ``families.correct``
     out = {"delta_vs": label, "pair_n": p["n"], **{k: p[k] for k in PAIRED_KEYS}}
     out["delta_halfwidth"] = out.pop("halfwidth")
     return out
@@ -297,10 +348,13 @@ def order_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The default variant of each method, and every variant of baselines and of methods stored without one
-    (other variants belong to the ablations)."""
+    """The rows of the main table (a summary's ``main`` column), or for a frame without one (the runs): the
+    default variant of each method, and every variant of baselines and of methods stored without one (other
+    variants belong to the ablations)."""
     if frame.empty:
         return frame
+    if "main" in frame:
+        return frame[frame["main"].astype(bool)]
     has_default = frame.groupby(["preset", "dataset", "method"]).variant.transform(
         lambda v: v.eq("default").any())
     return frame[frame.kind.eq("baseline") | frame.variant.eq("default") | ~has_default.astype(bool)]

@@ -1,9 +1,10 @@
 """Which comparisons are still too imprecise to decide: the input of ``--until-ci``.
 
-A comparison is one role of one method configuration on one dataset against its scratch student, paired by
-repetition (the ``pair_key`` of the role and of the scratch run, the same ``rep``). It is *open* while its paired
-Δ interval of test accuracy is wider than the target (half-width > W pp), or has no interval at all (fewer than two
-pairs, or every pair differing by the same amount, where no t-interval exists): more repetitions can only help.
+A comparison is one role of one method configuration on one dataset against its scratch student (a role that
+receives no distillation signal is not compared), paired by repetition (the ``pair_key`` of the role and of the
+scratch run, the same ``rep``). It is *open* while its paired Δ interval of test accuracy is wider than the target
+(half-width > W pp), or has no interval at all (fewer than two pairs, or every pair differing by the same amount,
+where no t-interval exists): more repetitions can only help.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def comparisons(records: Iterable[dict]) -> dict[tuple[Cell, str], dict]:
         for role, entry in r.get("roles", {}).items():
             key = (r["dataset"], r["preset"], r["rep"], entry.get("pair_key"))
             value = _final(r, role)
-            if entry.get("classifier") and value is not None and key in scratch:
+            # a role with no distillation signal is an anchor: never compared, so no repetitions for its interval
+            if entry.get("classifier") and entry.get("distilled") is not False and value is not None and key in scratch:
                 diffs[(cell, role)].append(100.0 * (value - scratch[key]))
     return {k: stats.paired(d) for k, d in diffs.items()}
 

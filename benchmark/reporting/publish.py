@@ -21,9 +21,9 @@ from pathlib import Path
 
 from benchmark.errors import NothingPublished
 from benchmark.reporting import report, tables
+from benchmark.reporting.families import Declarations, MethodDeclarations, NotebookDefects
 from benchmark.reporting.figures import FigureSet, draw_figures
 from benchmark.reporting.frames import load_results
-from benchmark.reporting.report import NotebookDefects
 from benchmark.store import StagedFiles, Store
 
 PARTS = ("tables", "figures", "report")
@@ -43,17 +43,24 @@ class Published:
     warnings: list[str] = field(default_factory=list)
 
 
-def publish(store: Store, parts: Iterable[str] = PARTS, notebook_defects: NotebookDefects | None = None) -> Published:
+def publish(store: Store, parts: Iterable[str] = PARTS, notebook_defects: NotebookDefects | None = None,
+            declarations: MethodDeclarations | None = None) -> Published:
     """Write the ``parts`` asked for (``tables``, ``figures``, ``report``; the report brings the other two) from the
     store's runs, as one set. BadInput (one line) when the store holds no valid run record, before anything is
-    written; NothingPublished when a part produced none of its files because of errors. ``notebook_defects``:
-    ``{method: Method.notebook_defects}`` for the report's defect table (None: the report says it was not given)."""
+    written; NothingPublished when a part produced none of its files because of errors.
+
+    What the methods declare decides which runs are compared together and how rows are named, in the tables and
+    the report alike: ``notebook_defects`` ``{method: Method.notebook_defects}`` (the defect table, and which
+    variants are defect runs; None: the report says it was not given) and ``declarations`` ``{method:
+    {"as_published": Method.as_published, "named_fields": (field, ...)}}`` (which variant is the as-published
+    run, shown beside the default; which fields a default's rows name). Without them every variant is an
+    ablation and no field is named."""
     asked = set(parts)
     if asked - set(PARTS):
         raise ValueError(f"unknown parts {sorted(asked - set(PARTS))}: publish makes {', '.join(PARTS)}")
     if "report" in asked:
         asked = set(PARTS)
-    results = load_results(store)
+    results = load_results(store, Declarations.of(declarations, notebook_defects))
     out = Published()
     if "figures" in asked:
         out.figures = draw_figures(results, store)
@@ -67,7 +74,7 @@ def publish(store: Store, parts: Iterable[str] = PARTS, notebook_defects: Notebo
             staged.add(figure.path, figure.png)
         if "report" in asked:
             out.report = staged.add(store.report_path,
-                                    report.render(results, out.figures, store, notebook_defects).encode())
+                                    report.render(results, out.figures, store).encode())
         out.written = staged.commit()
     if out.figures is not None:
         out.warnings += _left_as_they_were(store, out.figures)

@@ -20,51 +20,67 @@ from benchmark.reporting import stats
 from benchmark.reporting.columns import FINAL_SEL, ORDER_ONLY, PRIMARY, SCRATCH, UNTRAINED, VAL_SEL
 from benchmark.reporting.failures import failed_runs_markdown
 from benchmark.reporting.frames import Results, metrics_frame, order_rows, runs_frame
+from benchmark.reporting.notes import Footnotes, row_notes
 from benchmark.reporting.text import (
+    ANCHOR,
+    UNCLEAR_CORRECTED,
     comparison,
     fmt_delta,
+    fmt_family,
     fmt_holm,
     fmt_mean_ci,
     fmt_p_test,
+    is_anchor,
     mde_short,
-    verdict_text,
+    verdict_words,
 )
 from benchmark.store import Store
 
 SUMMARY_MD = "summary.md"
 TABLE_FILES = ("metrics.parquet", "metrics.csv", "runs.csv", "summary.csv", SUMMARY_MD, "ablations.csv")
 
-def _table(head: list[str], rows: list[list[str]], right: int) -> list[str]:
+def markdown_table(head: list[str], rows: list[list[str]], right: int) -> list[str]:
+    """A markdown table; its last ``right`` columns aligned right (numbers)."""
     align = ["---"] * (len(head) - right) + ["---:"] * right
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def _cells(r, metric: str, against: str) -> list[str]:
-    """Δ, pairs, p (test), p (Holm), verdict and MDE of one summary row."""
+    """Δ, pairs, p (test), p (Holm), family (m), verdict and MDE of one summary row."""
+    if is_anchor(r):
+        return [ANCHOR] + ["–"] * 6
     c = comparison(r)
     if not isinstance(r.delta_vs, str):
-        return ["–"] * 6
+        return ["–"] * 7
     if c["n"] == 0:
-        return [fmt_delta(r, metric, c), "0", "–", "–", "–", "–"]
-    return [fmt_delta(r, metric, c), str(c["n"]), fmt_p_test(c), fmt_holm(c),
-            verdict_text(c["verdict"], against, metric), mde_short(c, metric)]
+        return [fmt_delta(r, metric, c), "0", "–", "–", "–", "–", "–"]
+    return [fmt_delta(r, metric, c), str(c["n"]), fmt_p_test(c), fmt_holm(c), fmt_family(c),
+            verdict_words(c, against, metric), mde_short(c, metric)]
 
 
-COMPARISON_HEAD = ["pairs", "p (test)", "p (Holm)", "verdict", "MDE"]
+COMPARISON_HEAD = ["pairs", "p (test)", "p (Holm)", "family (m)", "verdict", "MDE"]
+REFERENCE = ["reference"] + ["–"] * 6
 
 
-def accuracy_table(block: pd.DataFrame, selection: str) -> list[str]:
+def _key(r) -> tuple:
+    return (r.preset, r.dataset, r.method, r.variant, r.role)
+
+
+def accuracy_table(block: pd.DataFrame, selection: str, notes: Footnotes | None = None) -> list[str]:
+    """The test accuracy of ``block``'s rows at ``selection``, with each row's comparison with its scratch
+    student; the notes of its rows under it."""
+    notes = notes or Footnotes(None)
     part = order_rows(block[(block.metric == PRIMARY) & (block.selection == selection)])
     if part.empty:
         return []
     rows = []
     for r in part.itertuples():
-        cells = ["reference", "–", "–", "–", "–", "–"] if r.method == SCRATCH else _cells(r, PRIMARY, "scratch")
+        cells = REFERENCE if r.method == SCRATCH else _cells(r, PRIMARY, "scratch")
         wall = f"{r.wall_time_s:.1f}" if not math.isnan(r.wall_time_s) else "–"
-        rows.append([r.label, r.role, str(r.n), fmt_mean_ci(r, PRIMARY), *cells, wall])
-    return _table(["model", "role", "n", "accuracy % ± 95% CI", "Δ vs scratch, pp [95% CI]", *COMPARISON_HEAD,
-                   "wall s"], rows, 9)
+        rows.append([r.label + notes.mark(_key(r)), r.role, str(r.n), fmt_mean_ci(r, PRIMARY), *cells, wall])
+    return markdown_table(["model", "role", "n", "accuracy % ± 95% CI", "Δ vs scratch, pp [95% CI]", *COMPARISON_HEAD,
+                   "wall s"], rows, 10) + [""] + notes.lines()
 
 
 def other_table(block: pd.DataFrame) -> list[str]:
@@ -75,12 +91,13 @@ def other_table(block: pd.DataFrame) -> list[str]:
         return []
     rows = [[r.label, r.role, r.metric, str(r.n), fmt_mean_ci(r, r.metric), *_cells(r, r.metric, "scratch")]
             for r in order_rows(part).itertuples()]
-    return _table(["model", "role", "metric", "n", "mean ± 95% CI", "Δ vs scratch [95% CI]", *COMPARISON_HEAD],
-                  rows, 8)
+    return markdown_table(["model", "role", "metric", "n", "mean ± 95% CI", "Δ vs scratch [95% CI]", *COMPARISON_HEAD],
+                  rows, 9) + [""]
 
 
-def control_tables(block: pd.DataFrame) -> list[str]:
+def control_tables(block: pd.DataFrame, notes: Footnotes | None = None) -> list[str]:
     """Metrics that have an untrained control (e.g. linear probes of label-free layers), side by side."""
+    notes = notes or Footnotes(None)
     lines: list[str] = []
     final = block[block.selection == FINAL_SEL]
     for control in sorted(set(final.metric[final.metric.str.endswith(UNTRAINED)])):
@@ -93,67 +110,103 @@ def control_tables(block: pd.DataFrame) -> list[str]:
             untrained = "–"
             if key in base.index:
                 untrained = fmt_mean_ci(SimpleNamespace(**base.loc[key].to_dict()), metric)
-            rows.append([r.label, r.role, str(r.n), fmt_mean_ci(r, metric), untrained,
+            rows.append([r.label + notes.mark(_key(r)), r.role, str(r.n), fmt_mean_ci(r, metric), untrained,
                          *_cells(r, metric, "untrained")])
         if rows:
             lines += [f"#### {metric}: trained vs untrained (same runs)", ""]
-            lines += _table(["model", "role", "n", f"{metric} ± 95% CI", f"{control} ± 95% CI", "Δ [95% CI]",
-                             *COMPARISON_HEAD], rows, 9) + [""]
-    return lines
+            lines += markdown_table(["model", "role", "n", f"{metric} ± 95% CI", f"{control} ± 95% CI", "Δ [95% CI]",
+                             *COMPARISON_HEAD], rows, 10) + [""]
+    return lines + notes.lines()
 
 
 def how_to_read_summary() -> str:
     return (
-        "Mean over repetitions with a 95% Student-t interval. Δ is paired: each run minus its scratch student "
-        "(the same architecture, input view and recipe trained alone, named by the role it is the control for) "
-        "on the same dataset and repetition, with the same seed. Unmarked rows share the scratch student's "
-        f"initial weights and batch order; rows marked \"{ORDER_ONLY}\" share its data and batch order but not "
-        "its initial weights. The interval is a 95% t-interval of the per-repetition differences; when all "
-        "differences are equal no t-interval exists and the cell says so (\"no interval: all n differences "
-        "equal\"). pairs: n, the number of paired repetitions. p (test): the comparison's two-sided p-value and "
-        "its test (t: paired t-test; sign-flip: the exact paired sign-flip test, used when the differences have "
-        "zero variance). p (Holm): that p-value after Holm's correction across every comparison of the same "
-        f"metric and selection in this table; `*` marks p (Holm) < {stats.ALPHA}. verdict: \"beats\" or "
-        f"\"worse than\" when the uncorrected 95% interval excludes 0 (at zero variance: sign-flip p < "
-        f"{stats.ALPHA}), else \"{stats.UNCLEAR}\". MDE: the smallest |Δ| the comparison could detect with "
-        f"{stats.POWER:.0%} power at α = {stats.ALPHA}, given its n and the observed SD of the differences "
-        "(none without spread). Wilcoxon signed-rank p-values (with at least "
-        f"{stats.WILCOXON_MIN_NONZERO} non-zero differences) and every config are in `summary.csv`. "
-        "Accuracies in %, their Δ and MDE in pp.")
+        "Mean over repetitions with a 95% Student-t interval. The main table is the official number: the test "
+        "accuracy of the model each method ends with, for each method's default configuration (its name says any "
+        "field whose default differs from the notebook's and changes the number, e.g. \"· views=halves\"), the "
+        "configuration its notebook ran (\"· as published\"), what they require (a teacher) and their scratch "
+        "students. Δ is paired: each run minus its scratch student (the same architecture, input view and recipe "
+        "trained alone, named by the role it is the control for) on the same dataset and repetition, with the same "
+        "seed. Unmarked rows share the scratch student's initial weights and batch order; rows marked "
+        f"\"{ORDER_ONLY}\" share its data and batch order but not its initial weights. The interval is a 95% "
+        "t-interval of the per-repetition differences; when all differences are equal no t-interval exists and "
+        "the cell says so (\"no interval: all n differences equal\"). pairs: n, the number of paired repetitions. "
+        "p (test): the comparison's two-sided p-value, uncorrected, and its test (t: paired t-test; sign-flip: the "
+        "exact paired sign-flip test, used when the differences have zero variance). p (Holm): that p-value after "
+        "Holm's correction within its family, per dataset and preset; family (m): the family and its number of "
+        "comparisons m. The primary family holds the default configurations' test-accuracy comparisons, one per "
+        "role that receives a distillation signal; the default configurations' other metrics, validation-selected "
+        "accuracy and untrained controls are a family each; as-published runs, notebook defects, required runs "
+        "and ablations are a family per method (and per metric). "
+        f"`*` marks p (Holm) < {stats.ALPHA}. verdict: \"beats\" or \"worse than\" only when p (Holm) < "
+        f"{stats.ALPHA}; \"{UNCLEAR_CORRECTED} (nominal p = …)\" when only the uncorrected test is below "
+        f"{stats.ALPHA}; else \"{stats.UNCLEAR}\". A role that receives no distillation signal is the method's "
+        f"anchor (\"{ANCHOR}\"): its accuracy is shown, nothing is compared. A role whose runs are identical "
+        "under several configurations is shown once, with a note. MDE: the smallest |Δ| the comparison could "
+        f"detect with {stats.POWER:.0%} power at α = {stats.ALPHA}, given its n and the observed SD of the "
+        "differences (none without spread). Numbered notes under a table say why a row looks as it does. "
+        f"Wilcoxon signed-rank p-values (with at least {stats.WILCOXON_MIN_NONZERO} non-zero differences), "
+        "every config and every column named here are in `summary.csv`. Accuracies in %, their Δ and MDE in pp.")
+
+
+APPENDIX = "Appendix: validation-selected test accuracy"
+APPENDIX_SENTENCE = (
+    "Test accuracy at the epoch of best validation accuracy, for roles that log learning curves: what early "
+    "stopping on the validation split would have chosen. It is not the official number; read it only to judge "
+    "how much a method's last epoch differs from its best one. Its comparisons are families of their own.")
+
+
+def summary_sections(summary: pd.DataFrame, notes: dict | None = None) -> list[str]:
+    """Per dataset and preset: the main table, the other variants against their scratch students, the other
+    final metrics and the untrained controls, each table with its notes."""
+    lines = []
+    for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
+        lines += [f"## {dataset} (preset {preset})", ""]
+        main = block[block["main"].astype(bool)]
+        official = accuracy_table(main, FINAL_SEL, Footnotes(notes))
+        if official:
+            lines += ["### Main table: test accuracy of the model each method ends with (official)", ""] + official
+        others = accuracy_table(block[~block["main"].astype(bool)], FINAL_SEL, Footnotes(notes))
+        if others:
+            lines += ["### Other variants against their scratch students (ablations, notebook defects)", ""]
+            lines += others
+        other = other_table(main)
+        if other:
+            lines += ["### Other final metrics (main-table rows; every variant's are in `summary.csv`)", ""] + other
+        controls = control_tables(block, Footnotes(notes))
+        if controls:
+            lines += ["### Against an untrained control", ""] + controls
+    if summary.empty:
+        lines += ["No successful runs in the store.", ""]
+    return lines
+
+
+def appendix_sections(summary: pd.DataFrame) -> list[str]:
+    """The validation-selected accuracy of the main-table rows, per dataset and preset, under one sentence."""
+    lines = []
+    for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
+        table = accuracy_table(block[block["main"].astype(bool)], VAL_SEL)
+        if table:
+            lines += [f"### {dataset} (preset {preset})", ""] + table
+    return [f"## {APPENDIX}", "", APPENDIX_SENTENCE, ""] + lines if lines else []
 
 
 def summary_markdown(summary: pd.DataFrame, superseded: int = 0, records: list[dict] | None = None,
-                     skipped: int = 0) -> str:
+                     skipped: int = 0, notes: dict | None = None) -> str:
     """``summary.md``; with ``records``, a "Failed runs" section at the end names the runs that failed;
-    ``skipped``: how many run files were not valid records (said after the superseded runs)."""
+    ``skipped``: how many run files were not valid records (said after the superseded runs); ``notes``: each
+    row's footnotes (``notes.row_notes``)."""
     lines = ["# Summary", "", how_to_read_summary(), ""]
     if superseded:
         lines += [f"{superseded} older run(s), replaced by newer runs of the same configuration, "
                   "are left out.", ""]
     if skipped:
         lines += [skipped_sentence(skipped), ""]
-    for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
-        lines += [f"## {dataset} (preset {preset})", ""]
-        official = accuracy_table(block, FINAL_SEL)
-        if official:
-            lines += ["### Test accuracy, official: the model each method ends with", ""] + official + [""]
-        selected = accuracy_table(block, VAL_SEL)
-        if selected:
-            lines += ["### Test accuracy, validation-selected: at the epoch of best validation accuracy", ""]
-            lines += selected + [""]
-        other = other_table(block)
-        if other:
-            lines += ["### Other final metrics", ""] + other + [""]
-        controls = control_tables(block)
-        if controls:
-            lines += ["### Against an untrained control", ""] + controls
-    if summary.empty:
-        lines += ["No successful runs in the store.", ""]
+    lines += summary_sections(summary, notes) + appendix_sections(summary)
     failed = failed_runs_markdown(records) if records is not None else ""
     if failed:
         lines += [failed]
     return "\n".join(lines).rstrip() + "\n"
-
 
 
 def skipped_sentence(skipped: int) -> str:
@@ -168,7 +221,8 @@ def skipped_sentence(skipped: int) -> str:
 def table_files(results: Results) -> dict[str, bytes]:
     """Every table's file name and its content; the tidy metrics keep every ok run, superseded ones too."""
     metrics = metrics_frame(results.records)
-    summary_md = summary_markdown(results.summary, results.superseded, results.records, results.skipped)
+    summary_md = summary_markdown(results.summary, results.superseded, results.records, results.skipped,
+                                  row_notes(results))
     return {"metrics.parquet": metrics.to_parquet(index=False),
             "metrics.csv": metrics.to_csv(index=False).encode(),
             "runs.csv": runs_frame(results.records).to_csv(index=False).encode(),

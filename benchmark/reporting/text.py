@@ -38,10 +38,13 @@ def arch_text(arch: str | None, method: str, role: str) -> str:
     return " ".join(ARCH_WORDS.get(w.lower(), w) for w in words)
 
 
-def scratch_labels(current: pd.DataFrame, roles: pd.DataFrame) -> dict[tuple, str]:
+def scratch_labels(current: pd.DataFrame, roles: pd.DataFrame, names: dict[tuple, str] | None = None
+                   ) -> dict[tuple, str]:
     """(preset, dataset, scratch variant) -> "scratch · M R (ARCH)": the scratch student named by the role(s) it
     is the control for (same pair_key), the default variants' roles when any pairs with it, else every variant's
-    (named with its variant). A scratch student no role pairs with keeps its config name."""
+    (named with its variant, or by ``names`` {(preset, dataset, method, variant): name} where given). A scratch
+    student no role pairs with keeps its config name."""
+    named = names or {}
     runs = current[["run_id", "method", "variant", "preset", "dataset"]].merge(roles, on="run_id")
     runs = runs.dropna(subset=["pair_key"])
     mine = runs[runs.method == SCRATCH]
@@ -53,7 +56,8 @@ def scratch_labels(current: pd.DataFrame, roles: pd.DataFrame) -> dict[tuple, st
         default = found[found.variant == "default"]
         found = default if len(default) else found
         names = list(dict.fromkeys(
-            " ".join(filter(None, (config_label(r.method, r.variant), r.role,
+            " ".join(filter(None, (named.get((preset, dataset, r.method, r.variant),
+                                             config_label(r.method, r.variant)), r.role,
                                    f"({a})" if (a := arch_text(r.arch, r.method, r.role)) else "")))
             for r in found.sort_values(["method", "variant", "role"]).itertuples()))
         if not names:
@@ -67,15 +71,17 @@ def scratch_labels(current: pd.DataFrame, roles: pd.DataFrame) -> dict[tuple, st
     return {k: (f"{v} [{k[2]}]" if seen[(k[0], k[1], v)] > 1 else v) for k, v in labels.items()}
 
 
-def model_labels(current: pd.DataFrame, roles: pd.DataFrame) -> dict[tuple, str]:
+def model_labels(current: pd.DataFrame, roles: pd.DataFrame, names: dict[tuple, str] | None = None
+                 ) -> dict[tuple, str]:
     """(preset, dataset, method, variant) -> readable name: a scratch student's ``scratch_labels``, any other
-    configuration its ``config_label``."""
-    scratch = scratch_labels(current, roles)
+    configuration its name in ``names`` (``families.config_names``), else its ``config_label``."""
+    names = names or {}
+    scratch = scratch_labels(current, roles, names)
     out = {}
     for r in current.drop_duplicates(["preset", "dataset", "method", "variant"]).itertuples():
         key = (r.preset, r.dataset, r.method, r.variant)
-        out[key] = scratch.get(key[:2] + (r.variant,), config_label(r.method, r.variant)) \
-            if r.method == SCRATCH else config_label(r.method, r.variant)
+        own = names.get(key, config_label(r.method, r.variant))
+        out[key] = scratch.get(key[:2] + (r.variant,), own) if r.method == SCRATCH else own
     return out
 
 
@@ -119,17 +125,28 @@ def comparison(row, prefix: str = "delta_", n: str = "pair_n") -> dict:
         keys = {k: get(k) for k in ("delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "p_ttest",
                                     "p_signflip", "p_wilcoxon", "p_value", "mde")}
         keys["halfwidth"] = get("delta_halfwidth")
-        text = {k: get(k, "") for k in ("p_value_test", "verdict", "mde_note", "note", "pairing", "delta_vs")}
+        text = {k: get(k, "") for k in ("p_value_test", "verdict", "mde_note", "note", "pairing", "delta_vs",
+                                        "family")}
+        text["verdict_nominal"] = get("verdict_nominal", text["verdict"])
         holm = {"p_holm": get("p_holm"), "holm_m": get("holm_m", 0)}
     else:
         names = ("delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "halfwidth", "p_ttest", "p_signflip",
                  "p_wilcoxon", "p_value", "mde")
         keys = {k: get(prefix + k) for k in names}
-        text = {k: get(prefix + k, "") for k in ("p_value_test", "verdict", "mde_note", "note")}
-        text.update(pairing="", delta_vs="default")
+        text = {k: get(prefix + k, "") for k in ("p_value_test", "verdict", "mde_note", "note", "family")}
+        text.update(pairing="", delta_vs="default", verdict_nominal=get(prefix + "verdict_nominal", text["verdict"]))
         holm = {"p_holm": get(prefix + "p_holm"), "holm_m": get(prefix + "holm_m", 0)}
     count = get(n, 0)
     return {"n": int(count) if not _missing(count) else 0, **keys, **text, **holm}
+
+
+ANCHOR = "anchor: no distillation signal"  # the Δ cell of a role that is shown, not compared
+
+
+def is_anchor(row) -> bool:
+    """A row of a role with no distillation signal (``anchor`` true; missing or NaN: not an anchor)."""
+    value = row.get("anchor") if isinstance(row, dict) else getattr(row, "anchor", False)
+    return not _missing(value) and bool(value)
 
 
 def has_interval(c: dict) -> bool:
@@ -196,6 +213,14 @@ def fmt_holm(c: dict) -> str:
     return fmt_p(p) + (" *" if p < stats.ALPHA else "")
 
 
+def fmt_family(c: dict) -> str:
+    """The comparison's Holm family and its size: "primary (m=6)"."""
+    return f"{c['family']} (m={int(c['holm_m'])})" if c.get("family") and not _missing(c["p_holm"]) else "–"
+
+
+UNCLEAR_CORRECTED = "unclear after correction"
+
+
 def verdict_text(verdict: str, against: str, metric: str) -> str:
     """"beats X", "worse than X" or "unclear at this n" (for a metric where lower is better, a lower value
     beats)."""
@@ -203,6 +228,17 @@ def verdict_text(verdict: str, against: str, metric: str) -> str:
         return stats.UNCLEAR
     better = (verdict == stats.HIGHER) != lower_is_better(metric)
     return f"beats {against}" if better else f"worse than {against}"
+
+
+def verdict_words(c: dict, against: str, metric: str) -> str:
+    """The verdict of a comparison after its family's correction: "beats X" / "worse than X" where p (Holm) <
+    α; "unclear after correction (nominal p = 0.03)" where only the uncorrected test decided; else "unclear at
+    this n"."""
+    if c["verdict"] in (stats.HIGHER, stats.LOWER):
+        return verdict_text(c["verdict"], against, metric)
+    if c.get("verdict_nominal") in (stats.HIGHER, stats.LOWER):
+        return f"{UNCLEAR_CORRECTED} (nominal p = {fmt_p(c['p_value'])})"
+    return stats.UNCLEAR
 
 
 def mde_short(c: dict, metric: str) -> str:

@@ -102,7 +102,8 @@ REQUIRED = {"run_id": str, "status": str, "method": str, "variant": str, "datase
 OPTIONAL = {"roles": dict, "timing": dict, "requires": dict, "source_hash": str, "error": str,
             "wall_time_s": NUMBER, "finished_at": str, "seed": int, "provenance": dict, "code": dict, "batch": dict,
             "timed_out_in": str, "traceback": str}
-ROLE_FIELDS = {"arch": TEXT, "view": TEXT, "classifier": BOOL, "pair_key": TEXT, "pairing": TEXT}
+ROLE_FIELDS = {"arch": TEXT, "view": TEXT, "classifier": BOOL, "pair_key": TEXT, "pairing": TEXT,
+               "distilled": BOOL}
 PROVENANCE_FIELDS = {"git_commit": TEXT, "git_dirty": BOOL, "python": TEXT, "torch": TEXT, "torchvision": TEXT,
                      "machine": TEXT, "platform": TEXT, "processor": TEXT, "cpu_count": int, "threads": int,
                      "deterministic_algorithms": BOOL}

@@ -46,8 +46,9 @@ class Tally:
         return [r for r in self.records if r["status"] == "failed"]
 
 
-def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), notebook_defects=None) -> int:
-    """Plan, train and publish ``grid`` into ``store``; the exit status."""
+def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), published_with: dict | None = None) -> int:
+    """Plan, train and publish ``grid`` into ``store``; the exit status. ``published_with``: the methods'
+    declarations the tables and report name (``publish``'s keyword arguments)."""
     request = grid.request
     specs = grid.specs(request.seeds)  # every value is validated here, before anything is written
     if store.root.exists() and not store.root.is_dir():
@@ -71,7 +72,7 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), notebook_
         if client is not None:
             dask_backend.close(client)
     try:
-        published = publish(store, notebook_defects=notebook_defects)
+        published = publish(store, **(published_with or {}))
         for line in published.warnings:
             warn(f"warning: {line}")
     except NothingPublished as exc:  # the tables and report are written; the figures are not

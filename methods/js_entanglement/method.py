@@ -107,6 +107,7 @@ class Method(MethodBase):
         "scaler": ("as_published", "val/test PCA features standardised by a scaler fitted on those splits"),
         "views": ("as_published", "B and C read PCAs of all pixels differing only in random_state: one view"),
     }
+    named_fields = ("views",)  # halves: B 76.8 / C 66.1 on digits; as published (one view twice) 87.6 / 75.8
     as_published = {"phase2": "argmax_as_published", "scaler": "as_published", "views": "as_published",
                     "validation": "none"}  # the notebook trains on its whole training split
 
@@ -118,7 +119,8 @@ class Method(MethodBase):
     def roles(self, cfg, data):
         # Each model's architecture and view trained alone, with the notebook's optimiser and budget (every epoch).
         recipe, views = Recipe.of(cfg), mlp_views(cfg)
-        return {"A": Role("js_cnn", "image", scratch=recipe),
+        # A trains on cross-entropy alone (the notebook's teacher): no distillation signal, the method's anchor
+        return {"A": Role("js_cnn", "image", scratch=recipe, distilled=False),
                 "B": Role("js_mlp_b", views["B"], scratch=recipe),
                 "C": Role("js_mlp_c", views["C"], scratch=recipe)}
 

@@ -1,0 +1,145 @@
+"""The answer the report opens with, per dataset and preset: which methods beat their scratch students after
+Holm's correction over the primary family (the default configurations' distillation comparisons), by how much,
+which comparisons could not be decided and what they could have detected, then a compact table of that family and
+the methods' anchors, with the footnotes of any row that looks broken."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from benchmark.reporting import families, stats, text
+from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH
+from benchmark.reporting.frames import Results, order_rows, scratch_partners
+from benchmark.reporting.notes import Footnotes
+from benchmark.reporting.sentences import amount, who
+from benchmark.reporting.tables import markdown_table
+
+TABLE_HEAD = ["model", "role", "n", "accuracy %", "scratch %", "Δ pp [95% CI]", "p (nominal)", "p (Holm)",
+              "verdict", "MDE pp"]
+
+
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _decided(rows: pd.DataFrame, metric: str = PRIMARY) -> list[str]:
+    """"js_entanglement C (+1.2 pp [0.2, 2.1], p (Holm) = 0.01)" for each row its family's correction decides."""
+    out = []
+    for r in rows.itertuples():
+        c = text.comparison(r)
+        ci = (f" [{c['delta_ci_low'] * 100:.1f}, {c['delta_ci_high'] * 100:.1f}]"
+              if text.has_interval(c) else "")
+        mark = text.pairing_mark(c)
+        out.append(f"{who(r)} ({amount(c['delta_mean'], metric)}{ci}, p (Holm) = {text.fmt_p(c['p_holm'])}"
+                   f"{'; ' + mark if mark else ''})")
+    return out
+
+
+def _is(rows: pd.DataFrame, verdict: str) -> pd.DataFrame:
+    return rows[rows.verdict == verdict]
+
+
+def _mde_clause(undecided: pd.DataFrame) -> str:
+    """What the undecided comparisons could have detected: the range and median of their MDEs."""
+    mdes = undecided.mde.dropna().to_numpy(dtype=float) * 100
+    n = sorted({int(x) for x in undecided.pair_n.dropna() if x > 0})
+    reps = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}" if n else "0"
+    if not len(mdes):
+        return (f"cannot state the smallest difference {'it' if len(undecided) == 1 else 'they'} could have "
+                f"detected (no spread, or fewer than two repetitions; n = {reps})")
+    span = f"{mdes.min():.1f}" if len(mdes) == 1 else f"{mdes.min():.1f}-{mdes.max():.1f}"
+    missing = len(undecided) - len(mdes)
+    more = f" ({missing} cannot state one: no spread, or fewer than two repetitions)" if missing else ""
+    return (f"could have detected differences of about {span} pp (median {np.median(mdes):.1f} pp) at "
+            f"{stats.POWER:.0%} power with n = {reps} repetitions{more}")
+
+
+def answer_sentences(block: pd.DataFrame, dataset: str) -> list[str]:
+    """The answer on one dataset and preset, in a few sentences (``block``: its summary rows)."""
+    final = block[(block.selection == FINAL_SEL) & (block.metric == PRIMARY)]
+    primary = final[final.family.eq(families.PRIMARY_FAMILY)]
+    tested = order_rows(primary[primary.p_value.notna()])
+    if primary.empty:
+        return [f"On {dataset}, no default configuration has a distillation comparison with a paired scratch student "
+                "in the store."]
+    m = len(tested)
+    better = _is(tested, stats.HIGHER)
+    worse = _is(tested, stats.LOWER)
+    family = (f"Holm's correction over the {m} distillation comparison{'s' * (m != 1)} of the default "
+              "configurations (the primary family)")
+    if len(better):
+        lines = [f"**On {dataset}, {_listing(_decided(better))} beat{'s' * (len(better) == 1)} "
+                 f"{'its' if len(better) == 1 else 'their'} scratch student{'s' * (len(better) > 1)} after {family}.**"]
+    else:
+        lines = [f"**On {dataset}, nothing clearly beats its scratch student:** no comparison is significant after "
+                 f"{family}."]
+    if len(worse):
+        lines.append(f"Worse than their scratch students after correction: {_listing(_decided(worse))}.")
+    undecided = tested[~tested.verdict.isin([stats.HIGHER, stats.LOWER])]
+    nominal = undecided[undecided.verdict_nominal.isin([stats.HIGHER, stats.LOWER])]
+    for r in nominal.itertuples():
+        c = text.comparison(r)
+        lines.append(f"{who(r)} is nominally {'better' if r.delta_mean > 0 else 'worse'} "
+                     f"({amount(c['delta_mean'], PRIMARY)}, nominal p = {text.fmt_p(c['p_value'])}) but unclear "
+                     f"after correction (p (Holm) = {text.fmt_p(c['p_holm'])}).")
+    if len(undecided):
+        lines.append(f"The {len(undecided)} undecided "
+                     f"comparison{'s' * (len(undecided) != 1)} {_mde_clause(undecided)}.")
+    for r in order_rows(primary[primary.p_value.isna()]).itertuples():
+        lines.append(f"{who(r)}: no test ({r.note or 'fewer than two paired repetitions'}).")
+    anchors = final[final.anchor.eq(True) & final.config_kind.eq(families.DEFAULT)]
+    for r in order_rows(anchors).itertuples():
+        lines.append(f"{who(r)} receives no distillation signal: it is shown as the method's anchor "
+                     f"({r.mean * 100:.1f}%), not compared.")
+    lines += _other_families(block, dataset)
+    return lines
+
+
+def _other_families(block: pd.DataFrame, dataset: str) -> list[str]:
+    """One sentence each on the as-published runs and the default configurations' untrained-control comparisons,
+    which are families of their own."""
+    lines = []
+    final = block[block.selection == FINAL_SEL]
+    published = final[final.config_kind.eq(families.AS_PUBLISHED) & final.metric.eq(PRIMARY)
+                      & final.p_value.notna()]
+    if len(published):
+        decided = order_rows(published[published.verdict.isin([stats.HIGHER, stats.LOWER])])
+        said = "; ".join(f"{item} {text.verdict_text(v, 'scratch', PRIMARY)}" for item, v in
+                         zip(_decided(decided), decided.verdict, strict=True)) or "nothing is decided"
+        lines.append(f"As published (each notebook's own configuration, beside its default in the main table; "
+                     f"corrected within a family per method): {said}.")
+    controls = final[final.config_kind.eq(families.DEFAULT) & final.family.fillna("").str.endswith("vs untrained")
+                     & final.p_value.notna()]
+    if len(controls):
+        decided = order_rows(controls[controls.verdict.isin([stats.HIGHER, stats.LOWER])])
+        said = "; ".join(f"{item} {text.verdict_text(v, 'the untrained network', r.metric)}" for item, v, r in
+                         zip(_decided(decided), decided.verdict, decided.itertuples(), strict=True))
+        lines.append(f"Label-free roles, compared with the same network before training ({len(controls)} "
+                     f"comparisons, a family of their own): {said or 'nothing is decided'}.")
+    return lines
+
+
+def answer_table(block: pd.DataFrame, results: Results, notes: Footnotes) -> list[str]:
+    """The primary family and the default configurations' anchors, one row each."""
+    final = block[(block.selection == FINAL_SEL) & (block.metric == PRIMARY)]
+    rows = final[final.family.eq(families.PRIMARY_FAMILY)
+                 | (final.anchor.eq(True) & final.config_kind.eq(families.DEFAULT))]
+    if rows.empty:
+        return []
+    partners = scratch_partners(results.values)
+    scratch = final[final.method == SCRATCH].set_index("variant")["mean"]
+    lines = []
+    for r in order_rows(rows).itertuples():
+        key = (r.preset, r.dataset, r.method, r.variant, r.role)
+        alone = scratch.get(partners.get(key))
+        cells = [f"{r.label}{notes.mark(key)}", r.role, str(r.n), f"{r.mean * 100:.2f}",
+                 "–" if alone is None else f"{alone * 100:.2f}"]
+        if text.is_anchor(r):
+            cells += [text.ANCHOR, "–", "–", "–", "–"]
+        else:
+            c = text.comparison(r)
+            cells += [text.fmt_delta(r, PRIMARY, c), text.fmt_p(c["p_value"]), text.fmt_holm(c),
+                      text.verdict_words(c, "scratch", PRIMARY), text.mde_short(c, PRIMARY)]
+        lines.append(cells)
+    return markdown_table(TABLE_HEAD, lines, len(TABLE_HEAD) - 2) + [""] + notes.lines()

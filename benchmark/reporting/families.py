@@ -1,0 +1,238 @@
+"""What each configuration in the store is, and which comparisons are corrected together.
+
+A method's configurations on one dataset and preset are of one kind each (:func:`config_kinds`): its ``default``;
+the one run ``as published`` (its config holds every value of the method's ``as_published`` overrides); a
+notebook ``defect`` run alone (the variant that changes exactly that declared defect to the notebook's value, as
+``ablations.defect_frame`` matches it); a configuration other runs ``required`` (e.g. a method's own teacher
+stage); or an ``ablation``. Baselines are ``baseline``.
+
+Holm's correction runs within a family (:func:`family_name`), per dataset and preset:
+- ``primary``: the default configurations' test-accuracy comparisons with their scratch students, one per role
+  that receives a distillation signal, across methods;
+- the default configurations' other metrics, their validation-selected accuracy and their comparisons with an
+  untrained control: one family each (e.g. ``default · test_nll``);
+- every other kind, per method (e.g. ``as published · js_entanglement``, ``defects · hinton_kd``), and per metric
+  likewise; comparisons with the method's default variant (ablation rows) form families of their own
+  (``ablations vs default · ska · probe_acc``).
+
+Verdicts follow the corrected test: "beats" or "worse than" only where p (Holm) < α; the uncorrected verdict is
+kept beside it (``verdict_nominal``). A role that receives no distillation signal (``distilled`` false in its
+record; a record without the flag counts as distilled) is the method's anchor: shown, never compared. A role whose
+runs are identical across configurations (every final metric of every repetition equal) is shown once
+(:func:`identical_roles`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from benchmark.reporting import stats
+from benchmark.reporting.columns import FINAL, FINAL_SEL, PRIMARY, SCRATCH, UNIT, VAL_SEL
+from benchmark.reporting.text import config_label, param_text, same_level
+
+DEFAULT, AS_PUBLISHED, REQUIRED, DEFECT, ABLATION, BASELINE = (
+    "default", "as published", "required", "defect", "ablation", "baseline")
+KIND_ORDER = (DEFAULT, AS_PUBLISHED, REQUIRED, DEFECT, ABLATION, BASELINE)  # which copy of identical runs is kept
+FAMILY_WORDS = {AS_PUBLISHED: "as published", REQUIRED: "required", DEFECT: "defects", ABLATION: "ablations",
+                BASELINE: "baselines"}
+PRIMARY_FAMILY = "primary"
+
+
+# {method: {config field: (the notebook's value, one line on what the notebook did)}}, as methods declare it
+NotebookDefects = Mapping[str, Mapping[str, Any]]
+# {method: {"as_published": {field: value}, "named_fields": (field, ...)}}
+MethodDeclarations = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """What the methods declare that the records do not say, given to ``publish``:
+    ``as_published`` {method: the config overrides that make a run notebook-faithful}, ``named_fields`` {method:
+    fields whose default differs from the notebook in a way that changes the number: its rows name them} and
+    ``notebook_defects`` {method: {field: (the notebook's value, what it did)}}; None when not given."""
+
+    as_published: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    named_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    notebook_defects: Mapping[str, Mapping[str, Any]] | None = None
+
+    @classmethod
+    def of(cls, declarations: MethodDeclarations | None = None,
+           notebook_defects: NotebookDefects | None = None) -> Declarations:
+        """From ``publish``'s arguments: ``declarations`` {method: {"as_published": {...}, "named_fields":
+        (...)}} (either key may be missing) and ``notebook_defects`` {method: {field: (value, description)}}."""
+        declarations = declarations or {}
+        return cls(as_published={m: dict(d.get("as_published") or {}) for m, d in declarations.items()},
+                   named_fields={m: tuple(d.get("named_fields") or ()) for m, d in declarations.items()},
+                   notebook_defects=None if notebook_defects is None else {
+                       m: dict(d or {}) for m, d in notebook_defects.items()})
+
+    def defects(self, method: str) -> dict[str, Any]:
+        return dict((self.notebook_defects or {}).get(method) or {})
+
+
+def changed_fields(settings: Mapping[str, dict], variant: str) -> list[str]:
+    """The config fields where ``variant`` differs from the default variant's config, sorted."""
+    if "default" not in settings:
+        return []
+    base, cfg = settings["default"], settings[variant]
+    return sorted(k for k in set(base) | set(cfg) if base.get(k) != cfg.get(k))
+
+
+def defect_variant(settings: Mapping[str, dict], name: str, value, declared: Mapping[str, Any],
+                   among=None) -> str | None:
+    """The variant that runs the notebook defect ``name`` (its field at the notebook's ``value``) alone: it changes
+    that field, no other declared defect, and the fewest fields of those that do (another field may change with
+    it, e.g. one the method adapts to the notebook's view). None when no variant does."""
+    candidates = []
+    for variant in among if among is not None else settings:
+        fields = changed_fields(settings, variant)
+        if (name in fields and same_level(settings[variant].get(name), value)
+                and not (set(fields) - {name}) & set(declared)):
+            candidates.append((len(fields), variant))
+    return min(candidates)[1] if candidates else None
+
+
+def config_kinds(current: pd.DataFrame, declared: Declarations) -> dict[tuple, str]:
+    """(preset, dataset, method, variant) -> its kind (see the module docstring)."""
+    kinds: dict[tuple, str] = {}
+    variant_of_run = dict(zip(current.run_id, current.variant, strict=True))
+    for (preset, dataset, method), runs in current.groupby(["preset", "dataset", "method"], sort=True):
+        key = (preset, dataset, method)
+        if runs.kind.eq("baseline").all():
+            kinds.update({(*key, v): BASELINE for v in runs.variant.unique()})
+            continue
+        settings = runs.drop_duplicates("variant").set_index("variant").config.to_dict()
+        required = {variant_of_run.get(rid) for needs in runs.requires for rid in needs}
+        open_ = [v for v in sorted(settings) if v != "default" and v not in required]
+        found = {v: REQUIRED for v in settings if v in required and v != "default"}
+        published = declared.as_published.get(method) or {}
+        if published:
+            fits = [v for v in open_ if all(same_level(settings[v].get(k), x) for k, x in published.items())]
+            if fits:
+                found[min(fits, key=lambda v: (len(changed_fields(settings, v)), v))] = AS_PUBLISHED
+        defects = declared.defects(method)
+        for name, spec in defects.items():
+            variant = defect_variant(settings, name, tuple(spec)[0], defects, [v for v in open_ if v not in found])
+            if variant is not None:
+                found[variant] = DEFECT
+        kinds.update({(*key, v): DEFAULT if v == "default" else found.get(v, ABLATION) for v in settings})
+    return kinds
+
+
+def config_names(current: pd.DataFrame, kinds: Mapping[tuple, str], declared: Declarations) -> dict[tuple, str]:
+    """(preset, dataset, method, variant) -> the name its rows carry: a default configuration names the fields
+    its method declares in ``named_fields`` ("js_entanglement · views=halves"), the as-published one is
+    "method · as published", any other ``text.config_label``."""
+    names = {}
+    for r in current.drop_duplicates(["preset", "dataset", "method", "variant"]).itertuples():
+        key = (r.preset, r.dataset, r.method, r.variant)
+        kind = kinds.get(key)
+        if kind == DEFAULT:
+            named = [f for f in declared.named_fields.get(r.method, ()) if f in r.config]
+            names[key] = " · ".join([r.method, *(f"{f}={param_text(r.config[f])}" for f in named)])
+        elif kind == AS_PUBLISHED:
+            names[key] = f"{r.method} · as published"
+        else:
+            names[key] = config_label(r.method, r.variant)
+    return names
+
+
+def main_configs(current: pd.DataFrame, roles: pd.DataFrame, kinds: Mapping[tuple, str]) -> set[tuple]:
+    """The configurations of the main table: each method's default and as-published configurations (every
+    configuration of a method stored without a default), what their runs require (a teacher), the scratch students
+    paired with them or with nothing, and the other baselines unless only other configurations require them."""
+    key_of_run = {r.run_id: (r.preset, r.dataset, r.method, r.variant) for r in current.itertuples()}
+    with_default = {k[:3] for k, kind in kinds.items() if kind == DEFAULT}
+    main = {k for k, kind in kinds.items()
+            if kind in (DEFAULT, AS_PUBLISHED) or (kind != BASELINE and k[:3] not in with_default)}
+    needed = dict(zip(current.run_id, current.requires, strict=True))
+    for _ in range(2):  # a teacher of a teacher
+        main |= {key_of_run[rid] for run, key in key_of_run.items() if key in main
+                 for rid in needed.get(run, ()) if rid in key_of_run}
+    pairs = [(key_of_run[r.run_id], r.pair_key) for r in roles.itertuples()
+             if isinstance(r.pair_key, str) and r.run_id in key_of_run]
+    partners = {(k[0], k[1], p) for k, p in pairs if k[2] != SCRATCH}
+    shown = {(k[0], k[1], p) for k, p in pairs if k[2] != SCRATCH and k in main}
+    main |= {k for k, p in pairs if k[2] == SCRATCH and ((k[0], k[1], p) in shown or (k[0], k[1], p) not in partners)}
+    paired = {k for k, _ in pairs if k[2] == SCRATCH}
+    required = {key_of_run[rid] for needs in needed.values() for rid in needs if rid in key_of_run}
+    main |= {k for k, kind in kinds.items() if kind == BASELINE and k[2] != SCRATCH and k not in required}
+    main |= {k for k in kinds if k[2] == SCRATCH and k not in paired}
+    return main
+
+
+def identical_roles(metrics: pd.DataFrame, current: pd.DataFrame, kinds: Mapping[tuple, str]) -> dict[tuple, str]:
+    """(preset, dataset, method, variant, role) -> the variant whose runs of that role it repeats exactly (every
+    final metric of every repetition equal), for every method role shown under another configuration already
+    (the default first, then by kind and name)."""
+    final = metrics[(metrics.epoch == FINAL) & (metrics.kind != "baseline")]
+    if final.empty:
+        return {}
+    prints: dict[tuple, tuple] = {}
+    for (preset, dataset, method, variant, role), g in final.groupby(
+            ["preset", "dataset", "method", "variant", "role"], sort=True):
+        rows = g.sort_values([*UNIT, "metric"])
+        prints[(preset, dataset, method, variant, role)] = tuple(
+            zip(*(rows[c] for c in [*UNIT, "metric", "value"]), strict=True))
+
+    def rank(key):
+        kind = kinds.get(key[:4], ABLATION)
+        return KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), key[3]
+
+    seen: dict[tuple, str] = {}
+    same: dict[tuple, str] = {}
+    for key in sorted(prints, key=lambda k: (k[0], k[1], k[2], k[4], *rank(k))):
+        group = (key[0], key[1], key[2], key[4], prints[key])
+        if group in seen:
+            same[key] = seen[group]
+        else:
+            seen[group] = key[3]
+    return same
+
+
+# ---- families and verdicts -----------------------------------------------------------------------------------
+
+def metric_part(metric: str, selection: str = FINAL_SEL) -> str:
+    """" · test_nll", " · test_acc (validation-selected)", or "" for the official test accuracy."""
+    if metric == PRIMARY and selection == FINAL_SEL:
+        return ""
+    return f" · {metric}" + (" (validation-selected)" if selection == VAL_SEL else "")
+
+
+def family_name(kind: str, method: str, metric: str, selection: str, against: str) -> str:
+    """The Holm family of one comparison (``against``: "scratch", "untrained" or "default"); see the module
+    docstring."""
+    part = metric_part(metric, selection)
+    if against == "default":
+        return f"{FAMILY_WORDS.get(kind, kind)} vs default · {method}{part}"
+    control = " vs untrained" if against == "untrained" else ""
+    if kind == DEFAULT:
+        return PRIMARY_FAMILY if not part and not control else f"default{part}{control}"
+    return f"{FAMILY_WORDS.get(kind, kind)} · {method}{part}{control}"
+
+
+def corrected_verdict(nominal: str, p_holm: float) -> str:
+    """The nominal verdict where the family-corrected p-value is below α, else unclear."""
+    decided = nominal in (stats.HIGHER, stats.LOWER)
+    return nominal if decided and not math.isnan(p_holm) and p_holm < stats.ALPHA else stats.UNCLEAR
+
+
+def correct(frame: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
+    """Holm's correction of ``<prefix>p_value`` within each ``<prefix>family`` per dataset and preset
+    (``<prefix>p_holm``, its size ``<prefix>holm_m``), and the verdicts: ``<prefix>verdict`` follows the corrected
+    test, ``<prefix>verdict_nominal`` the uncorrected one."""
+    frame = frame.copy()
+    if frame.empty:
+        return frame.assign(**{prefix + c: pd.Series(dtype=object) for c in ("p_holm", "holm_m", "verdict_nominal")})
+    grouped = frame.assign(_f=frame[prefix + "family"].astype(object).fillna(""))
+    frame[prefix + "p_holm"], frame[prefix + "holm_m"] = stats.holm_within(grouped, ["preset", "dataset", "_f"],
+                                                                           prefix + "p_value")
+    frame[prefix + "verdict_nominal"] = frame[prefix + "verdict"]
+    frame[prefix + "verdict"] = [corrected_verdict(v, p) if isinstance(v, str) else v for v, p in
+                                 zip(frame[prefix + "verdict_nominal"], frame[prefix + "p_holm"], strict=True)]
+    return frame
