@@ -301,7 +301,3 @@ class MethodBase:
 
     def train(self, run, cfg) -> dict[str, torch.nn.Module] | Trained:
         raise NotImplementedError
-
-
-def config_dict(cfg) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)

@@ -193,7 +193,3 @@ def mlp_network(sizes: list[int], **options) -> Network:
             follows_norm = i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm1d)
             cuts[f"hidden{k}"] = i + 2 if follows_norm else i + 1
     return Network(*layers, features=cuts)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

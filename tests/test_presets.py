@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from benchmark import data as datasets
+from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import discover
 
@@ -17,7 +17,7 @@ CUTS = {"subclass_kd": {"epochs", "teacher_epochs"}}
 
 @pytest.fixture(scope="module")
 def loaded():
-    return {name: {preset: datasets.load_dataset(name, **configuration.DATA_PRESETS[preset])
+    return {name: {preset: load_dataset(name, **configuration.DATA_PRESETS[preset])
                    for preset in ("quick", "paper")} for name in SMALL}
 
 
@@ -43,6 +43,6 @@ def test_quick_is_the_paper_recipe_on_small_datasets(loaded, method, name):
 
 def test_quick_caps_the_large_datasets():
     assert configuration.DATA_PRESETS["quick"]["max_train"] >= max(
-        datasets.load_dataset(n, max_train=None).size("train") + datasets.load_dataset(n, max_train=None).size("val")
+        load_dataset(n, max_train=None).size("train") + load_dataset(n, max_train=None).size("val")
         for n in SMALL)
     assert configuration.DATA_PRESETS["paper"]["max_train"] is None

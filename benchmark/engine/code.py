@@ -14,7 +14,7 @@ import hashlib
 from functools import cache
 from pathlib import Path
 
-from benchmark import data as datasets
+from benchmark import data
 from benchmark import nn as layers
 from benchmark.engine.discovery import MethodInfo, file_hash
 
@@ -60,8 +60,8 @@ def harness_hash() -> str:
 
 
 def dataset_hash(name: str) -> str:
-    base, _ = datasets.parse_name(name)
-    return _hash_files(tuple(sorted(Path(p).resolve() for p in datasets.source_files(base))))
+    base, _ = data.parse_name(name)
+    return _hash_files(tuple(sorted(Path(p).resolve() for p in data.source_files(base))))
 
 
 def architecture_files(archs: set[str]) -> dict[str, Path]:

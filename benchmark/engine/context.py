@@ -3,7 +3,6 @@ loop (:mod:`benchmark.engine.fit`), evaluation, logging, and the trained models 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,6 @@ from benchmark.engine import fit as fitting
 from benchmark.engine.fit import FINAL
 from benchmark.engine.spec import RunSpec, derive_seed, stable_hash
 from benchmark.engine.timing import StepTimer, timed_batches
-from benchmark.errors import NonFiniteLoss
 from benchmark.store import Store, load_state
 
 __all__ = ["FINAL", "RunContext", "checkpoint", "freeze"]
@@ -96,11 +94,6 @@ class RunContext:
         rows = sorted((r["epoch"], r["value"]) for r in self.rows
                       if r["role"] == role and r["metric"] == metric and r["epoch"] >= 0)
         return [v for _, v in rows]
-
-    def check_finite(self, value: float | torch.Tensor, what: str) -> None:
-        v = float(value)
-        if not math.isfinite(v):
-            raise NonFiniteLoss(f"{what} became {v}")
 
     # ---- evaluation ----------------------------------------------------------------------------------------
     # Evaluated 128 examples at a time: a CNN's activations then stay in cache (2x faster than 4,096 at a time on

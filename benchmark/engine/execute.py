@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from benchmark import data as datasets
 from benchmark.contract import Role, Trained
+from benchmark.data import load_dataset
 from benchmark.engine.code import code_hash, run_code
 from benchmark.engine.context import FINAL, RunContext, checkpoint
 from benchmark.engine.discovery import MethodInfo, discover
@@ -57,7 +57,7 @@ def dataset_for(spec: RunSpec, settings: Settings):
 
 
 def dataset_budget(spec: RunSpec, data_root=None, download: bool = False):
-    return datasets.load_dataset(spec.dataset, data_root, download, max_train=spec.data.get("max_train"),
+    return load_dataset(spec.dataset, data_root, download, max_train=spec.data.get("max_train"),
                                  max_test=spec.data.get("max_test"),
                                  validation=spec.data.get("validation", "stratified"))
 

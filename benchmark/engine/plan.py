@@ -7,9 +7,9 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-from benchmark import data as datasets
 from benchmark import nn as layers
 from benchmark.contract import Recipe, Role
+from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
 from benchmark.engine.code import code_hash, run_code
 from benchmark.engine.discovery import MethodInfo, discover
@@ -21,7 +21,7 @@ SCRATCH = "scratch_student"  # the control baseline every role with a scratch re
 
 def load(names, preset: str, data_root=None) -> dict[str, Any]:
     """Datasets by name at the preset's budget (what planning adapts configurations to)."""
-    return {name: datasets.load_dataset(name, data_root, **configuration.DATA_PRESETS[preset]) for name in names}
+    return {name: load_dataset(name, data_root, **configuration.DATA_PRESETS[preset]) for name in names}
 
 
 def make_spec(info: MethodInfo, cfg, *, dataset: str, rep: int, base_seed: int, preset: str, data=None,
