@@ -140,3 +140,97 @@ def test_a_dataset_module_that_exits_on_import_is_listed_broken(planted_dataset,
     info = registry.discover()["exits_on_import"]
     assert not info.ok and info.error
     assert registry.discover()["digits"].ok
+
+
+# ---- ten more hostile cases, beyond the issue's list -------------------------------------------------------------
+
+class _Payload:
+    """Unpickling this runs ``os.system`` (what a malicious pickle does)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_cifar_file_that_is_a_malicious_pickle_is_refused_unexecuted(tmp_path):
+    import pickle
+
+    from benchmark.data import DatasetCorrupt, formats
+    from tests.dataset_files import write_cifar10
+
+    write_cifar10(tmp_path, n_per_batch=10, seed=0)
+    marker = tmp_path / "executed"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [0]}))
+    with pytest.raises(DatasetCorrupt, match="refused"):
+        formats.read_cifar10(tmp_path / "cifar-10-batches-py")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("folder", ["tables", "figures", "runs"])
+def test_a_store_folder_that_is_a_link_out_of_the_store_is_refused(folder, tmp_path, capsys):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / folder).symlink_to(elsewhere, target_is_directory=True)
+    code = main(["run", "scratch_student", "--datasets", "digits", "--seeds", "1", "--preset", "smoke",
+                 "--out", str(out), "--no-progress", "--jobs", "1"])
+    assert code == 2 and "symbolic link" in _one_error_line(capsys)
+    assert not any(elsewhere.iterdir())
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_in_a_method_folder_does_not_hang_discovery(tmp_path):
+    import os
+
+    project = _project(tmp_path, {"piped": "x = 1\n"})
+    os.mkfifo(project / "methods" / "piped" / "helpers.py")
+    found = discover(project)
+    assert "not a regular source file" in found["piped"].error
+    assert found["scratch_student"].ok
+
+
+def test_a_set_value_with_a_newline_is_one_line(tmp_path, capsys):
+    assert main(["run", "js_entanglement", "--datasets", "digits", "--set", "views=halves\nrm -rf /",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "views" in _one_error_line(capsys)
+
+
+def test_a_method_whose_architecture_clashes_with_a_shared_one_takes_only_itself_down(tmp_path):
+    project = _project(tmp_path, {"clash": "from dataclasses import dataclass\n"})
+    (project / "methods" / "clash" / "models.py").write_text(
+        "from benchmark.nn import architecture\n\n@architecture('hinton_student')\n"
+        "def hinton_student(input_shape, num_classes):\n    raise RuntimeError\n")
+    found = discover(project)
+    assert "ArchitectureClash" in found["clash"].error and found["scratch_student"].ok
+
+
+def test_a_dataset_named_twice_is_planned_once(tmp_path, capsys):
+    assert main(["run", "scratch_student", "--datasets", "digits,digits", "--seeds", "1", "--preset", "smoke",
+                 "--out", str(tmp_path), "--dry-run"]) == 0
+    assert "1 runs planned" in capsys.readouterr().out
+
+
+def test_a_dataset_whose_locate_raises_is_listed_missing_and_skipped(planted_dataset, tmp_path, capsys):
+    source = (ROOT / "benchmark" / "data" / "datasets" / "digits.py").read_text().replace(
+        "def locate(", "def _original_locate(") + "\n\ndef locate(root):\n    raise OSError('the disk is gone')\n"
+    planted_dataset("digits_lost", source)
+    assert main(["list"]) == 0
+    assert "digits_lost" in capsys.readouterr().out
+    assert main(["run", "scratch_student", "--preset", "smoke", "--seeds", "1", "--out", str(tmp_path),
+                 "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert "skipping dataset digits_lost" in captured.err and "the disk is gone" in captured.err
+
+
+def test_a_broken_speed_file_takes_only_its_method_down(tmp_path):
+    project = _project(tmp_path, {})
+    shutil.copytree(ROOT / "methods" / "_template", project / "methods" / "fast",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "methods" / "fast" / "speed.toml").write_text("[targets]\nmax_ratio_to_scratch = 'fast'\n")
+    found = discover(project)
+    assert "speed.toml" in found["fast"].error and found["teacher"].ok

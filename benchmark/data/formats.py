@@ -123,13 +123,25 @@ CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_FILES = (*CIFAR10_TRAIN_FILES, "test_batch", "batches.meta")
 
 
+# What a CIFAR-10 pickle may name: a numpy array and its dtype (the official files, and numpy 1 or 2 writing the
+# same format). Anything else (os.system, eval, a class of any module) is refused: unpickling a name runs it, and
+# a file in the data root is data, never code.
+PICKLE_NAMES = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in PICKLE_NAMES:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 file never does (refused)")
+        return super().find_class(module, name)
+
+
 def _load_pickle(path: Path) -> dict:
-    # Unpickling can run arbitrary code. It is acceptable only because these are the official CIFAR-10 files
-    # (python pickles are the format the dataset is distributed in) in the user's own data root; never point
-    # this reader at files from an untrusted source.
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = _ArraysOnly(f, encoding="bytes").load()
     except Exception as e:  # truncated or foreign files raise many different errors
         raise DatasetCorrupt(f"{path}: not a readable CIFAR-10 pickle ({one_line(e)})") from e
     if not isinstance(obj, dict):

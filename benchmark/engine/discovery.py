@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 import types
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import benchmark.archs  # noqa: F401  (registers the shared architectures)
 from benchmark.contract import MethodBase, Speed
+from benchmark.errors import one_line
 from benchmark.modules import failure_line, import_plugin
 
 KINDS = {"baselines": "baseline", "methods": "method"}
@@ -47,8 +49,21 @@ def project_root() -> Path:
     return Path(env).resolve() if env else Path(__file__).resolve().parents[2]
 
 
+MAX_SOURCE_BYTES = 16 * 2**20  # a source file larger than this is not a method's code
+
+
+def read_source(path: Path) -> bytes:
+    """A source file's bytes; ValueError when it is not a regular file of at most MAX_SOURCE_BYTES (a FIFO named
+    ``x.py`` would make every command wait on it forever, a link to /dev/zero would fill the memory)."""
+    info = os.stat(path)  # a link to a regular file (a shared helper) is followed, like Python's import does
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SOURCE_BYTES:
+        raise ValueError(f"{path.name} is not a regular source file of at most {MAX_SOURCE_BYTES:,} bytes")
+    with open(path, "rb") as fh:
+        return fh.read(MAX_SOURCE_BYTES + 1)
+
+
 def file_hash(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(read_source(Path(path))).hexdigest()[:16]
 
 
 def source_hash(folder: Path) -> str:
@@ -58,7 +73,7 @@ def source_hash(folder: Path) -> str:
         if "__pycache__" in path.parts:
             continue
         digest.update(str(path.relative_to(folder)).encode())
-        digest.update(path.read_bytes())
+        digest.update(read_source(path))
     return digest.hexdigest()[:16]
 
 
@@ -77,7 +92,7 @@ SPEED_FILE = "speed.toml"
 
 def _speed_text(folder: Path) -> str | None:
     path = folder / SPEED_FILE
-    return path.read_text() if path.is_file() else None
+    return read_source(path).decode() if path.exists() else None
 
 
 def _load(folder: Path, kind: str) -> MethodInfo:
@@ -118,7 +133,10 @@ def discover(root: Path | None = None) -> dict[str, MethodInfo]:
         for folder in sorted(base.iterdir()):
             if folder.name.startswith(("_", ".")) or not (folder / "method.py").is_file():
                 continue
-            found[folder.name] = _cached_load(folder.resolve(), kind, source_hash(folder), _speed_text(folder))
+            try:
+                found[folder.name] = _cached_load(folder.resolve(), kind, source_hash(folder), _speed_text(folder))
+            except (OSError, ValueError, UnicodeDecodeError) as exc:  # a folder whose files cannot be read
+                found[folder.name] = MethodInfo(folder.name, kind, folder, "", error=f"unreadable: {one_line(exc)}")
     return found
 
 

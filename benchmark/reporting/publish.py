@@ -60,6 +60,7 @@ def publish(store: Store, parts: Iterable[str] = PARTS, notebook_defects: Notebo
         raise ValueError(f"unknown parts {sorted(asked - set(PARTS))}: publish makes {', '.join(PARTS)}")
     if "report" in asked:
         asked = set(PARTS)
+    store.check_inside()  # nothing is written through a planted link
     results = load_results(store, Declarations.of(declarations, notebook_defects))
     out = Published()
     if "figures" in asked:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -152,11 +153,18 @@ def _parts_problem(record: dict) -> str | None:
     for key, value in (record.get("timing") or {}).items():
         if not (value is None or _is(value, NUMBER)):
             return f"timing[{key!r}] is a {type(value).__name__}, not a number"
-    if not all(isinstance(v, str) for v in (record.get("requires") or {}).values()):
-        return "'requires' holds a run id that is not a string"
+    if not all(isinstance(v, str) and RUN_ID.fullmatch(v) for v in (record.get("requires") or {}).values()):
+        return "'requires' holds something that is not a run id (16 hexadecimal digits)"
     if not all(v is None or isinstance(v, (str, int, float, bool)) for v in record["data"].values()):
         return "'data' holds a value that is not a number, string or bool"
     return _fields_problem("provenance", record.get("provenance") or {}, PROVENANCE_FIELDS)
+
+
+RUN_ID = re.compile(r"[0-9a-f]{16}")  # what stable_hash makes: a run's id is a name, never a path
+
+
+def is_run_id(text: object) -> bool:
+    return isinstance(text, str) and RUN_ID.fullmatch(text) is not None
 
 
 def record_problem(record: Any, run_id: str) -> str | None:

@@ -16,6 +16,7 @@ read-only store (``--dry-run``) reports it, leaves it where it is and does not r
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from benchmark.store.io import (
     remove_dead_temporaries,
     temp_path,
 )
-from benchmark.store.records import MAX_RECORD_BYTES, parse_record, record_problem
+from benchmark.store.records import MAX_RECORD_BYTES, is_run_id, parse_record, record_problem
 
 
 def _stderr(line: str) -> None:
@@ -50,6 +51,15 @@ class StoredRuns:
     def skipped(self) -> int:
         """Run files under ``runs/`` that this reading did not count as records."""
         return len(self.invalid) + self.ignored
+
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")  # a method's or baseline's name (its folder's)
+
+
+def _run_id(text: str) -> str:
+    if not is_run_id(text):
+        raise ValueError(f"{str(text)[:40]!r} is not a run id (16 hexadecimal digits): no path is made from it")
+    return text
 
 
 class Store:
@@ -86,6 +96,7 @@ class Store:
         self._writable("opened for a suite")
         if self.root.exists() and not self.root.is_dir():
             raise BadInput(f"the results folder {self.root} is a file: pass --out a folder")
+        self.check_inside()
         for folder in (self.root, self.runs_dir, self.cache_dir, self.tables_dir, self.figures_dir):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -105,10 +116,21 @@ class Store:
                                         self.figures_dir, self.profiles_dir, self.set_aside_dir))
 
     def run_path(self, run_id: str) -> Path:
-        return self.runs_dir / f"{run_id}.json"
+        return self.runs_dir / f"{_run_id(run_id)}.json"
 
     def cache_path(self, tag: str, key: str) -> Path:
-        return self.cache_dir / f"{tag}-{key}.pt"
+        if not NAME.fullmatch(tag):
+            raise ValueError(f"{tag[:40]!r} is not a method's name: no cache path is made from it")
+        return self.cache_dir / f"{tag}-{_run_id(key)}.pt"
+
+    def check_inside(self) -> None:
+        """BadInput unless every folder and file the store writes is inside its root: a layout folder that is a
+        symbolic link (planted, or left by another tool) would take the writes elsewhere."""
+        for path in (self.runs_dir, self.cache_dir, self.set_aside_dir, self.tables_dir, self.figures_dir,
+                     self.profiles_dir, self.report_path):
+            if path.is_symlink():
+                raise BadInput(f"{path} is a symbolic link: the store writes only inside {self.root}; remove the "
+                               "link (or pass --out another folder)")
 
     def write_run(self, record: dict) -> None:
         self._writable(f"given run {record['run_id']}")
