@@ -113,6 +113,8 @@ class Method(MethodBase):
     presets = {preset: {**values, **{f"teacher_{k}": v for k, v in values.items()}}
                for preset, values in SUPERVISED_PRESETS.items()}
     ablations = {"temperature": [1, 2, 4, 10, 20], "alpha": [0.1, 0.5, 0.9], "t_squared": [True, False]}
+    # The student's budget (benchmark.engine.budget); teacher_epochs is the shared teacher baseline's own run.
+    budget_fields = ("epochs",)
     # The soft targets are precomputed: a step should cost what the student's own step costs.
     speed_targets = {"max_ratio_to_scratch": 1.05, "min_textbook_speedup": 5.0}
     notebook_defects = {
