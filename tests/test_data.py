@@ -626,6 +626,44 @@ def test_pca_views_are_fitted_on_train_only(root):
         ds.view("pca:785", "train")
 
 
+def test_pca_k_is_capped_at_the_rank_of_the_training_input(root):
+    """digits at 540 training images has five constant pixels: PCA(63) then has components of rounding noise,
+    which the scaler blows up to an SD of ~1e4 on the test split. The view caps K at the numerical rank
+    (numpy's matrix_rank tolerance, computed here from the singular values) and keeps every test SD small."""
+    ds = load_dataset("digits", max_train=600)
+    train, test = ds.view("flat", "train").numpy(), ds.view("flat", "test").numpy()
+    centred = train - train.mean(0)
+    singular = np.linalg.svd(centred.astype(np.float32), compute_uv=False)
+    rank = int((singular > singular.max() * max(centred.shape) * np.finfo(np.float32).eps).sum())
+    constant = int((train.std(0) == 0).sum())
+    assert constant >= 4 and rank <= 64 - constant and rank < 63
+    uncapped = PCA(63, random_state=0).fit(train)
+    scaler = StandardScaler().fit(uncapped.transform(train))
+    assert scaler.transform(uncapped.transform(test)).std(0).max() > 100  # what the cap prevents
+    assert ds.pca_rank() == rank
+    for spec in ("pca:63", "pca:63:seed=42", f"pca:{rank + 1}"):
+        assert ds.view_shape(spec) == (rank,)
+        z = ds.view(spec, "test").numpy()
+        assert z.shape == (ds.size("test"), rank) and z.std(0).max() < 100
+    assert torch.equal(ds.view("pca:63", "test"), ds.view(f"pca:{rank}", "test"))  # the same view, cached once
+    for part in ((0, 2), (1, 2)):
+        half = train[:, 32 * part[0]:32 * (part[0] + 1)]
+        assert ds.pca_rank(part) == np.linalg.matrix_rank(half - half.mean(0)) <= 32
+        assert ds.view_shape(f"pca:31:part={part[0]}/2") == (min(31, ds.pca_rank(part)),)
+    assert ds.view_shape("pca:5") == (5,)  # below the rank: unchanged
+    with pytest.raises(ValueError, match="1..64"):  # beyond the features it is still bad input
+        ds.view("pca:65", "train")
+
+
+def test_a_constant_training_input_has_no_principal_component():
+    from benchmark.data import views
+
+    assert views.numerical_rank(np.ones((20, 4), np.float32)) == 0
+    with pytest.raises(ValueError, match="constant"):
+        views.capped(views.PCAView(3, None, None, False), 0, "pca:3")
+    assert views.capped(views.PCAView(3, None, None, False), 2, "pca:3").k == 2
+
+
 @pytest.mark.parametrize("name, spec, rows", [
     ("kmnist", "pca:9:part=0/2", slice(0, 14)),  # an image: rows of every channel and column
     ("kmnist", "pca:9:seed=3:part=2/3", slice(18, 28)),  # 28 rows in 3 parts: 0-8, 9-17, 18-27

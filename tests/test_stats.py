@@ -272,6 +272,49 @@ def test_mde_is_the_root_of_the_power_curve(sd, n):
     assert stats.power(found, sd, n) == pytest.approx(0.8, abs=1e-9)
 
 
+def scipy_nct_power(d, n, alpha=0.05):
+    """Power of the two-sided one-sample (paired) t-test at standardised effect d = δ/SD, straight from scipy's
+    noncentral t: P(T > c) + P(T < -c), T ~ nct(n - 1, d√n), the lower tail as P(-T > c) (scipy's nct.cdf is NaN
+    that far out at n = 2)."""
+    df, nc = n - 1, d * math.sqrt(n)
+    critical = sps.t.ppf(1 - alpha / 2, df)
+    return sps.nct.sf(critical, df, nc) + sps.nct.sf(critical, df, -nc)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 20])
+@pytest.mark.parametrize("sd", [0.007, 0.025])
+def test_mde_is_the_noncentral_t_effect_at_80_percent_power(n, sd):
+    """Golden: the MDE is d·SD with d the root of scipy's noncentral-t power at 0.80 (df = n - 1, nc = d√n), found
+    here by bisection; the power just below it is under 0.80, so it is the smallest such effect. (A one-off check
+    against statsmodels' TTestPower.solve_power agreed to 1e-7 relative at these n.)"""
+    d = optimize.bisect(lambda x: scipy_nct_power(x, n) - 0.8, 1e-6, 100.0, xtol=1e-13, rtol=1e-13)
+    found = stats.mde(sd, n)
+    assert found == pytest.approx(d * sd, rel=1e-8)
+    assert scipy_nct_power(found / sd, n) == pytest.approx(0.8, abs=1e-9)
+    assert scipy_nct_power(found / sd * (1 - 1e-6), n) < 0.8
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 20])
+def test_the_normal_approximation_understates_the_mde(n):
+    """(z_{0.975} + z_{0.80})·SD/√n is smaller than the exact MDE at every n, by more at small n (at n = 5: the
+    exact one is 1.68 SD, the approximation 1.25 SD)."""
+    normal = (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) / math.sqrt(n)
+    exact = stats.mde(1.0, n)
+    assert exact > normal
+    if n <= 5:
+        assert exact / normal > 1.3
+
+
+def test_mde_edge_cases_are_nan_not_zero():
+    """One pair, or no spread, gives no detectable effect to state (NaN), never 0 or infinity."""
+    for sd, n in [(0.01, 1), (0.01, 0), (0.0, 5), (-0.01, 5), (math.inf, 5), (math.nan, 5)]:
+        assert math.isnan(stats.mde(sd, n)) and math.isnan(stats.power(0.01, sd, n))
+    one = stats.paired([0.02])
+    constant = stats.paired([0.01, 0.01, 0.01])
+    assert math.isnan(one["mde"]) and one["mde_note"].startswith("n<2")
+    assert math.isnan(constant["mde"]) and "no spread" in constant["mde_note"]
+
+
 @pytest.mark.parametrize("n", [3, 8])
 def test_a_t_test_at_the_mde_rejects_four_times_in_five(n):
     sd = 0.012

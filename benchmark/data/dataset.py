@@ -31,6 +31,7 @@ class Dataset:
         self._pixel_max = pixel_max
         self._views: dict[tuple, torch.Tensor] = {}
         self._pca: dict[tuple, tuple] = {}
+        self._ranks: dict[tuple | None, int] = {}
         self._lock = threading.RLock()
         self._fingerprint = None
         self._fine = None
@@ -62,13 +63,26 @@ class Dataset:
         names = ["+".join(self.class_names[g * size:(g + 1) * size]) for g in range(groups)]
         coarse = Dataset(f"{self.name}:{groups}x{size}", names, splits, self.source, self._params, self._pixel_max)
         coarse._fine = dict(self._y)
-        coarse._views, coarse._pca = self._views, self._pca  # same inputs: share the cached views and PCA fits
+        # same inputs: share the cached views, PCA fits and ranks
+        coarse._views, coarse._pca, coarse._ranks = self._views, self._pca, self._ranks
         return coarse
 
     def _parse(self, spec: str):
-        return views.parse(spec, self.input_shape, self.size("train"), self.name)
+        key = views.parse(spec, self.input_shape, self.size("train"), self.name)
+        if isinstance(key, views.PCAView):  # K above the rank would be noise components (see views)
+            key = views.capped(key, self.pca_rank(key.part), spec)
+        return key
+
+    def pca_rank(self, part: tuple[int, int] | None = None) -> int:
+        """The most components a PCA view of ``part`` (None: the whole example) has: the numerical rank of its
+        centred training input (:func:`views.numerical_rank`). A ``pca:K`` view with a larger K gets this many."""
+        with self._lock:
+            if part not in self._ranks:
+                self._ranks[part] = views.numerical_rank(views.select(self.view("image", "train").numpy(), part))
+            return self._ranks[part]
 
     def view_shape(self, spec: str) -> tuple[int, ...]:
+        """The shape of one example of view ``spec`` (a ``pca:K`` view's K capped at :meth:`pca_rank`)."""
         return views.shape(self._parse(spec), self.input_shape)
 
     def view(self, spec: str, split: str) -> torch.Tensor:

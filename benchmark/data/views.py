@@ -11,11 +11,15 @@
 - ``...:scaler=split`` (last): each split standardised with its own statistics instead of the training split's,
   as a notebook that calls ``StandardScaler().fit_transform`` on its test set does; train is unchanged.
 
-The PCA and the (default) scaler are fitted on the train split only.
+The PCA and the (default) scaler are fitted on the train split only. K is at most the numerical rank of the
+centred training input (:func:`numerical_rank`; :class:`benchmark.data.Dataset` caps a larger K at it): beyond
+it a component is rounding noise, and the scaler would blow it up to unit variance on train and to an SD of
+1e4-1e5 on test (digits' full image: 3 constant pixels, rank 61 of 64; its bottom half: rank 30 of 32).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -28,7 +32,7 @@ _PCA_SPEC = re.compile(r"pca:(\d+)(?::seed=(\d+))?(?::part=(\d+)/(\d+))?(?::(sca
 
 @dataclass(frozen=True)
 class PCAView:
-    k: int  # components, 1..min(features read, training examples)
+    k: int  # components, 1..min(features read, training examples), capped at the rank by the Dataset
     seed: int | None  # None: PCA(random_state=0) (exact solver for small inputs); S: randomized solver, seed S
     part: tuple[int, int] | None  # (I, N): the I-th of N parts along the first spatial axis; None: everything
     split_scaler: bool  # standardise each split by its own statistics (the notebook defect) instead of train's
@@ -73,6 +77,27 @@ def parse(spec: str, input_shape: tuple[int, ...], n_train: int, dataset: str):
         raise ValueError(f"view {spec!r}: K must be 1..{min(n_features, n_train)} for {dataset} "
                          f"({n_features} features, {n_train} training examples)")
     return PCAView(k, None if m[2] is None else int(m[2]), part, m[5] is not None)
+
+
+def numerical_rank(x: np.ndarray) -> int:
+    """Rank of the centred (N, D) matrix ``x`` as ``numpy.linalg.matrix_rank`` computes it, in ``x``'s own dtype
+    (float32: the matrix sklearn's PCA factorises): the singular values above S_max · max(N, D) · ε.
+
+    That tolerance is the size of the rounding error of a computed SVD (its backward error is of order
+    max(N, D) · ε · ‖x‖₂), so a singular value below it cannot be told from 0 and its direction is noise. On the
+    datasets here the choice hardly matters: digits' spectrum drops from 1.7e-3 · S_max to 1.6e-17 · S_max at its
+    rank (constant pixels), and where it decays smoothly (mnist_5k: rank 631 in float32, 647 in float64) the rank
+    is far above any K in use.
+    """
+    centred = x - x.mean(axis=0, dtype=x.dtype)
+    return int(np.linalg.matrix_rank(centred))
+
+
+def capped(view: PCAView, rank: int, spec: str) -> PCAView:
+    """``view`` with K at most ``rank``; ValueError when the training input is constant (rank 0)."""
+    if rank < 1:
+        raise ValueError(f"view {spec!r}: the training input it reads is constant, it has no principal component")
+    return view if view.k <= rank else dataclasses.replace(view, k=rank)
 
 
 def shape(key, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -39,7 +39,7 @@ from benchmark.contract import (
 from benchmark.metrics import agreement
 
 from .losses import SCHEDULES, alignment, entangled_losses, js_divergence, kl_divergence, lambda_at  # noqa: F401
-from .views import PCA_SEED_B, PCA_SEED_C, mlp_views, view_features  # noqa: F401
+from .views import PCA_SEED_B, PCA_SEED_C, mlp_views, view_features, view_rank  # noqa: F401
 
 ROLES = ("A", "B", "C")  # forward order of the notebook's training step
 
@@ -50,7 +50,8 @@ class Config:
     batch_size: PositiveInt = 128  # the notebook's batch size
     lr: LearningRate = 5e-4  # Adam learning rate of each of the three models (the notebook's Adam(0.0005))
     adam_eps: AdamEpsilon = 1e-7  # Keras Adam epsilon (PyTorch's default is 1e-8)
-    # K, size of the MLPs' PCA views (notebook: 100); capped at one less than the features a view reads (adapt)
+    # K, size of the MLPs' PCA views (notebook: 100); capped at one less than the features a view reads and at
+    # the rank of its training input (adapt)
     pca_components: PositiveInt = 100
     lambda_max: NonNegativeFloat = 0.1  # λ at the last epoch (the notebook's 0.1·log10(1 + 9) = 0.1)
     schedule: Literal["log", "linear", "constant", "zero"] = "log"  # shape of λ_e (see SCHEDULES)
@@ -113,8 +114,11 @@ class Method(MethodBase):
 
     def adapt(self, cfg, data):
         """K at most one less than the features each MLP's view reads (the notebook's K = 100 is for CIFAR-10's
-        3,072; digits has 64, mnist1d 40, and their halves half that)."""
-        return dataclasses.replace(cfg, pca_components=min(cfg.pca_components, view_features(data, cfg) - 1))
+        3,072; digits has 64, mnist1d 40, and their halves half that) and at most the rank of either view's
+        training input (a component beyond it is noise; the harness would cap it anyway, and the config then
+        says what ran: 30 on digits, whose bottom half has two constant pixels)."""
+        k = min(cfg.pca_components, view_features(data, cfg) - 1, view_rank(data, cfg))
+        return dataclasses.replace(cfg, pca_components=k)
 
     def roles(self, cfg, data):
         # Each model's architecture and view trained alone, with the notebook's optimiser and budget (every epoch).

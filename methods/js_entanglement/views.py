@@ -30,3 +30,10 @@ def view_features(data, cfg) -> int:
         rows = data.input_shape[1]
         features = features // rows * (rows // 2)
     return features
+
+
+def view_rank(data, cfg) -> int:
+    """The most principal components both MLPs' views have: the smaller numerical rank of their training inputs
+    (``Dataset.pca_rank``; digits' bottom half has two constant pixels: rank 30 of 32)."""
+    parts = [(0, 2), (1, 2)] if cfg.views == "halves" else [None]
+    return min(data.pca_rank(part) for part in parts)

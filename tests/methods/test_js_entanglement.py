@@ -253,11 +253,20 @@ def test_roles_pair_each_model_with_its_scratch_recipe(digits):
     assert all(role.pairing == "init" for role in roles.values())  # same architecture and view as the scratch
 
 
-def test_k_adapts_to_the_features_each_view_reads(digits):
+def centred_rank(x):
+    return np.linalg.matrix_rank(x - x.mean(0))
+
+
+def test_k_adapts_to_the_features_and_rank_each_view_reads(digits):
+    flat = digits.view("flat", "train").numpy()
+    top, bottom, whole = centred_rank(flat[:, :32]), centred_rank(flat[:, 32:]), centred_rank(flat)
+    assert max(top, bottom) <= 31 and whole < 63  # constant pixels: the features alone would allow more
     paper = configuration.resolve(js.Method, "paper", data=digits)
-    assert paper.pca_components == 31  # the notebook's 100 on the 32 pixels of each half
+    assert paper.pca_components == min(31, top, bottom)  # the notebook's 100 on the 32 pixels of each half
     one_view = configuration.resolve(js.Method, "paper", {"views": "as_published"}, digits)
-    assert one_view.pca_components == 63  # 64 pixels
+    assert one_view.pca_components == whole  # 64 pixels, not all of them varying
+    assert all(digits.view_shape(v) == (k,) for k, views in ((paper.pca_components, js.mlp_views(paper)),
+                                                             (whole, js.mlp_views(one_view))) for v in views.values())
     assert configuration.resolve(js.Method, "paper", {"pca_components": 10}, digits).pca_components == 10
     mnist1d = load_dataset("mnist1d", max_train=600, max_test=200)
     assert configuration.resolve(js.Method, "paper", data=mnist1d).pca_components == 19

@@ -1,0 +1,253 @@
+"""The budget audit: is every role of the audited configurations trained to convergence?
+
+For each role of each audited configuration (by dataset, method, variant), from the stored runs:
+
+- ``acc``: its mean final test accuracy (``test_acc`` at epoch -1; a label-free role's ``probe_acc``), in %;
+- ``acc_long``, ``delta_long``: the mean at ``factor`` times the budget, from the runs of the scaled configuration
+  (the same configuration with every budget field multiplied by ``factor``, :mod:`benchmark.engine.budget`), and
+  the mean paired difference longer − audited over the repetitions that have both, with its 95% t-interval;
+- ``slope``: the least-squares slope of its validation accuracy over the last ``window`` (20%) of the epochs it
+  trained (at least 2 epochs), per repetition, in pp per epoch; then the mean and a 95% t-interval across
+  repetitions;
+- ``projected``: what that slope adds over another ``window`` of its training (mean over repetitions of
+  slope × window × epochs trained), in pp.
+
+A role is flagged
+
+- ``rising`` when its slope's 95% interval lies above 0 *and* ``projected`` exceeds ``RISE_PP`` (0.5 pp): the
+  curve still goes up in every sense the repetitions can show, and by an amount that matters (half the ``SHORT_PP``
+  a longer budget may not gain; a consistent +0.01 pp per epoch is not flagged, nor a steep slope that
+  the repetitions do not agree on: the longer budget then says whether it was real);
+- ``short`` when the longer budget's paired mean is more than ``SHORT_PP`` (1 pp) above the audited one: the
+  size of the differences the benchmark reports on (its minimum detectable effects at n = 5 are 0.5-5 pp).
+
+A role with no validation curve (a label-free one, or a run without a validation split) has no slope and is
+judged by the longer budget alone. Input frames are plain pandas (nothing here reads a store):
+
+- ``metrics``: the tidy frame, columns run_id, method, variant, dataset, rep, role, epoch, metric, value (epoch -1:
+  final);
+- ``runs``: one row per run, columns run_id, method, kind, variant, preset, dataset, rep, config (a dict, or its
+  JSON text), and optionally status (only "ok" runs are read).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from benchmark.engine.budget import budget_fields as method_budget_fields
+from benchmark.engine.discovery import discover
+from benchmark.reporting import stats
+
+FACTOR = 3.0  # the longer budget the audit compares with
+WINDOW = 0.2  # the last fifth of the epochs trained: the slope's window, and the projection's horizon
+RISE_PP = 0.5  # projected gain (pp) above which a significantly positive slope is "still rising"
+SHORT_PP = 1.0  # the longer budget's paired gain (pp) above which a role is "short"
+RATIO_TOLERANCE = 0.02  # a scaled field may miss factor × value by 2% (budgets adapted to the data round up)
+CURVE, FINAL, LABEL_FREE_FINAL = "val_acc", "test_acc", "probe_acc"
+
+COLUMNS = ["dataset", "method", "variant", "role", "metric", "n", "epochs", "acc", "acc_sd", "n_long", "acc_long",
+           "delta_long", "delta_low", "delta_high", "slope", "slope_low", "slope_high", "projected", "rising",
+           "short", "flagged", "reason"]
+
+
+def _config(value) -> dict:
+    if isinstance(value, str):
+        return json.loads(value)
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def is_scaled(base: Mapping, other: Mapping, fields: Sequence[str], factor: float = FACTOR) -> int:
+    """How many budget fields ``other`` scales by ``factor`` (within ``RATIO_TOLERANCE``) relative to ``base``,
+    when it differs from ``base`` in nothing else; 0 when it is not a scaled version of ``base``."""
+    if set(base) != set(other):
+        return 0
+    scaled = 0
+    for key, value in base.items():
+        if other[key] == value:
+            continue
+        if key not in fields or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                        for v in (value, other[key])):
+            return 0
+        if abs(other[key] / value - factor) > RATIO_TOLERANCE * factor:
+            return 0
+        scaled += 1
+    return scaled
+
+
+def _default_budget_fields() -> Callable[[str], Sequence[str]]:
+    methods = discover()
+    return lambda name: method_budget_fields(methods[name]) if name in methods and methods[name].ok else ()
+
+
+def longer_runs(runs: pd.DataFrame, base_ids: Iterable[str], budget_fields: Callable[[str], Sequence[str]],
+                factor: float = FACTOR) -> dict[str, str]:
+    """{audited run id: the run of the same method, preset, dataset and repetition whose configuration is its own
+    at ``factor`` times the budget}; where several qualify, the one scaling the most budget fields."""
+    by_unit = {key: group for key, group in runs.groupby(["method", "preset", "dataset", "rep"], dropna=False)}
+    out = {}
+    rows = runs.set_index("run_id")
+    for run_id in base_ids:
+        if run_id not in rows.index:
+            continue
+        run = rows.loc[run_id]
+        base_cfg, fields = _config(run["config"]), tuple(budget_fields(run["method"]))
+        best, best_count = None, 0
+        for _, other in by_unit[(run["method"], run["preset"], run["dataset"], run["rep"])].iterrows():
+            count = is_scaled(base_cfg, _config(other["config"]), fields, factor) if other["run_id"] != run_id else 0
+            if count > best_count:
+                best, best_count = other["run_id"], count
+        if best is not None:
+            out[run_id] = best
+    return out
+
+
+def unscaled_ids(runs: pd.DataFrame, budget_fields: Callable[[str], Sequence[str]], factor: float = FACTOR) -> list:
+    """Every run that does not scale another run of the frame by ``factor`` in some of its budget fields: the
+    audited ones when a store holds a suite and its scaled runs."""
+    scaled = set()
+    for (method, *_), group in runs.groupby(["method", "preset", "dataset", "rep"], dropna=False):
+        fields, configs = tuple(budget_fields(method)), [(r, _config(c)) for r, c in zip(group["run_id"],
+                                                                                       group["config"])]
+        scaled |= {b for a, base in configs for b, other in configs if b != a and is_scaled(base, other, fields,
+                                                                                          factor)}
+    return [r for r in runs["run_id"] if r not in scaled]
+
+
+def curve_slopes(curve: pd.DataFrame, window: float = WINDOW) -> tuple[float, int]:
+    """(least-squares slope of ``value`` on ``epoch`` over the last ``window`` of the epochs, at least 2; the
+    epochs in the curve); NaN slope for fewer than 2 epochs. ``curve``: one run's per-epoch rows (epoch >= 0)."""
+    curve = curve.sort_values("epoch")
+    epochs = len(curve)
+    if epochs < 2:
+        return math.nan, epochs
+    tail = curve.iloc[-max(2, math.ceil(window * epochs)):]
+    x, y = tail["epoch"].to_numpy(float), tail["value"].to_numpy(float)
+    x = x - x.mean()
+    return float((x * (y - y.mean())).sum() / (x * x).sum()), epochs
+
+
+def _final(metrics: pd.DataFrame) -> tuple[str, pd.Series]:
+    """The role's official metric and its final value per repetition (test accuracy, else probe accuracy)."""
+    for metric in (FINAL, LABEL_FREE_FINAL):
+        rows = metrics[(metrics["metric"] == metric) & (metrics["epoch"] == -1)]
+        if len(rows):
+            return metric, rows.groupby("rep")["value"].mean()
+    return "", pd.Series(dtype=float)
+
+
+def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: float) -> dict:
+    dataset, method, variant, role = key
+    metric, final = _final(base)
+    _, final_long = _final(longer)
+    row = dict(dataset=dataset, method=method, variant=variant, role=role, metric=metric, n=len(final))
+    mean, sd, _, _ = stats.mean_ci(final.to_numpy() * 100)
+    row.update(acc=mean, acc_sd=sd)
+    pairs = final.index.intersection(final_long.index)
+    row.update(n_long=len(pairs), acc_long=float(final_long.mean() * 100) if len(final_long) else math.nan)
+    delta = (final_long[pairs] - final[pairs]).to_numpy() * 100
+    # As the summary tables do: no interval when every repetition moved by the same amount.
+    comparison = stats.paired(delta)
+    d_mean, d_low, d_high = (comparison[k] for k in ("delta_mean", "delta_ci_low", "delta_ci_high"))
+    row.update(delta_long=d_mean, delta_low=d_low, delta_high=d_high)
+    curves = base[(base["metric"] == CURVE) & (base["epoch"] >= 0)]
+    slopes, gains, lengths = [], [], []
+    for _, curve in curves.groupby("rep"):
+        slope, epochs = curve_slopes(curve, window)
+        if math.isfinite(slope):
+            slopes.append(slope * 100)
+            gains.append(slope * 100 * window * epochs)
+            lengths.append(epochs)
+    s_mean, _, s_low, s_high = stats.mean_ci(slopes)
+    projected = float(np.mean(gains)) if gains else math.nan
+    row.update(epochs=float(np.mean(lengths)) if lengths else math.nan, slope=s_mean, slope_low=s_low,
+               slope_high=s_high, projected=projected)
+    rising = bool(math.isfinite(s_low) and s_low > 0 and projected > RISE_PP)
+    short = bool(len(pairs) and math.isfinite(d_mean) and d_mean > SHORT_PP)
+    reasons = []
+    if rising:
+        reasons.append(f"rising: +{s_mean:.3g} pp/epoch [{s_low:.3g}, {s_high:.3g}], +{projected:.2g} pp projected")
+    if short:
+        reasons.append(f"short: {d_mean:+.2f} pp at {FACTOR:g}x")
+    if not slopes:
+        reasons.append("no validation curve")
+    elif len(slopes) < 2:
+        reasons.append("one repetition: no slope interval")
+    if not len(pairs):
+        reasons.append("no longer-budget runs")
+    row.update(rising=rising, short=short, flagged=rising or short, reason="; ".join(reasons))
+    return row
+
+
+def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[str] | None = None, *,
+                 factor: float = FACTOR, window: float = WINDOW,
+                 budget_fields: Callable[[str], Sequence[str]] | Mapping[str, Sequence[str]] | None = None
+                 ) -> pd.DataFrame:
+    """One row per (dataset, method, variant, role) of the audited runs (``base_ids``; default: every run that is
+    not ``factor`` × another), columns ``COLUMNS`` (accuracies, Δ and slopes in pp; see the module docstring).
+
+    ``budget_fields`` names each method's budget fields (a mapping, or a function of the method's name); default:
+    the discovered methods' (:func:`benchmark.engine.budget.budget_fields`).
+    """
+    if budget_fields is None:
+        budget_fields = _default_budget_fields()
+    elif isinstance(budget_fields, Mapping):
+        declared = budget_fields
+        budget_fields = lambda name: tuple(declared.get(name, ()))  # noqa: E731
+    if "status" in runs.columns:
+        runs = runs[runs["status"] == "ok"]
+    runs = runs.assign(preset=runs["preset"].fillna("")).reset_index(drop=True)
+    base_ids = unscaled_ids(runs, budget_fields, factor) if base_ids is None else list(base_ids)
+    longer = longer_runs(runs, base_ids, budget_fields, factor)
+    base = metrics[metrics["run_id"].isin(set(base_ids))]
+    long_metrics = metrics[metrics["run_id"].isin(set(longer.values()))]
+    # The longer runs' rows under the audited run's identity, so that each role finds its own.
+    audited_of = {v: k for k, v in longer.items()}
+    rows = []
+    for key, group in base.groupby(["dataset", "method", "variant", "role"], sort=True):
+        ids = set(group["run_id"])
+        mine = long_metrics[long_metrics["run_id"].map(audited_of).isin(ids) & (long_metrics["role"] == key[3])]
+        rows.append(_audit_role(key, group, mine, window))
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame[frame["metric"] != ""].reset_index(drop=True)
+
+
+def _num(value: float, digits: int = 2, sign: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
+    """The audit as a markdown section: a legend, then one table per dataset (roles flagged first)."""
+    legend = (
+        f"Budget audit: every role of the audited configurations against the same configuration at {FACTOR:g}x "
+        f"its training budget, paired by repetition. acc: mean final test accuracy (%; label-free roles: linear-"
+        f"probe accuracy); {FACTOR:g}x: the mean at the longer budget; Δ: its paired mean difference [95% CI] (pp); "
+        f"slope: least-squares slope of the validation accuracy over the last {WINDOW:.0%} of the epochs trained, "
+        f"mean [95% CI] across repetitions (pp/epoch); proj.: what that slope adds over another {WINDOW:.0%} of "
+        f"training (pp). Flagged: rising (slope interval above 0 and proj. > {RISE_PP:g} pp) or short "
+        f"(Δ > {SHORT_PP:g} pp).")
+    lines = [legend, ""]
+    if frame.empty:
+        return "\n".join(lines + ["No audited runs."]) + "\n"
+    for dataset, group in frame.groupby("dataset", sort=True):
+        group = group[group["flagged"]] if flagged_only else group
+        group = group.sort_values(["flagged", "method", "variant", "role"], ascending=[False, True, True, True])
+        lines += [f"**{dataset}**", "",
+                  "| method | variant | role | n | epochs | acc ± SD | " + f"{FACTOR:g}x | Δ [95% CI] | slope [95% CI] "
+                  "| proj. | flag |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in group.itertuples():
+            flag = ", ".join(w for w, on in (("rising", r.rising), ("short", r.short)) if on) or "ok"
+            delta = f"{_num(r.delta_long, sign=True)} [{_num(r.delta_low, sign=True)}, {_num(r.delta_high, sign=True)}]"
+            slope = f"{_num(r.slope, 3, True)} [{_num(r.slope_low, 3, True)}, {_num(r.slope_high, 3, True)}]"
+            lines.append(f"| {r.method} | {r.variant} | {r.role} | {r.n} | {_num(r.epochs, 0)} | "
+                         f"{_num(r.acc)} ± {_num(r.acc_sd)} | {_num(r.acc_long)} | {delta} | {slope} | "
+                         f"{_num(r.projected, sign=True)} | {'**' + flag + '**' if r.flagged else flag} |")
+        lines.append("")
+    return "\n".join(lines)

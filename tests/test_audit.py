@@ -1,0 +1,163 @@
+"""The budget audit (benchmark.reporting.audit) on synthetic stores with known curves: slopes against numpy's
+polyfit and scipy's linregress, intervals against scipy's t, flags by their definitions, pairing of the longer
+budget's runs by configuration."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from benchmark.reporting import audit
+
+FIELDS = {"m": ("epochs",), "scratch_student": ("epochs",)}
+REPS = range(4)
+
+
+def run_row(run_id, rep, config, method="m", variant="default"):
+    return {"run_id": run_id, "method": method, "kind": "method", "variant": variant, "preset": "quick",
+            "dataset": "d", "rep": rep, "config": config, "status": "ok"}
+
+
+def curve_rows(run_id, rep, role, values, method="m", variant="default"):
+    return [(run_id, method, variant, "d", rep, role, e, "val_acc", float(v)) for e, v in enumerate(values)]
+
+
+def final_row(run_id, rep, role, value, metric="test_acc", method="m", variant="default"):
+    return (run_id, method, variant, "d", rep, role, -1, metric, float(value))
+
+
+@pytest.fixture(scope="module")
+def store():
+    """Method m (20 epochs) with roles: "rising" (0.5 pp/epoch at the end, consistently), "flat" (noise about a
+    plateau), "tiny" (a consistent 0.05 pp/epoch), "short" (flat, but 2 pp better at 3x), "probe" (no curve), and
+    its 3x runs (epochs 60); a run at 60 epochs with another lr, which is not a scaled m; an early-stopped scratch
+    student whose repetitions trained 12-20 epochs."""
+    rng = np.random.default_rng(3)
+    runs, rows, truth = [], [], {"curves": {}, "final": {}, "long": {}}
+    for rep in REPS:
+        base, longer, other = f"b{rep}", f"l{rep}", f"o{rep}"
+        runs += [run_row(base, rep, {"epochs": 20, "lr": 0.1}), run_row(longer, rep, {"epochs": 60, "lr": 0.1},
+                                                                         variant="epochs=60"),
+                 run_row(other, rep, {"epochs": 60, "lr": 0.2}, variant="epochs=60,lr=0.2")]
+        e = np.arange(20)
+        curves = {"rising": 0.5 + 0.005 * e + rng.normal(0, 0.002, 20),
+                  "flat": 0.9 + rng.normal(0, 0.01, 20),
+                  "tiny": 0.9 + 0.0005 * e + rng.normal(0, 0.00005, 20),
+                  "short": np.full(20, 0.8)}
+        for role, values in curves.items():
+            rows += curve_rows(base, rep, role, values)
+            truth["curves"][role, rep] = values
+        for role, acc, acc_long in (("rising", 0.6, 0.605), ("flat", 0.9, 0.9), ("tiny", 0.91, 0.912),
+                                    ("short", 0.80 + 0.01 * rep, 0.82 + 0.01 * rep), ("probe", 0.7, 0.75)):
+            metric = "probe_acc" if role == "probe" else "test_acc"
+            rows += [final_row(base, rep, role, acc, metric), final_row(longer, rep, role, acc_long, metric,
+                                                                        variant="epochs=60"),
+                     final_row(other, rep, role, 0.0, metric, variant="epochs=60,lr=0.2")]
+            truth["final"][role, rep], truth["long"][role, rep] = acc, acc_long
+        # an early-stopped scratch student: its repetitions trained a different number of epochs
+        s_cfg = {"arch": "x", "epochs": 50, "patience": 10}
+        sid, slong = f"s{rep}", f"sl{rep}"
+        runs += [run_row(sid, rep, s_cfg, "scratch_student", "arch=x"),
+                 run_row(slong, rep, {**s_cfg, "epochs": 150}, "scratch_student", "arch=x,epochs=150")]
+        length = 12 + 2 * rep
+        values = 0.7 + 0.01 * np.arange(length) - 0.0004 * np.arange(length) ** 2 + rng.normal(0, 0.003, length)
+        rows += curve_rows(sid, rep, "student", values, "scratch_student", "arch=x")
+        rows += [final_row(sid, rep, "student", 0.75, method="scratch_student", variant="arch=x"),
+                 final_row(slong, rep, "student", 0.75, method="scratch_student", variant="arch=x,epochs=150")]
+        truth["curves"]["student", rep] = values
+    metrics = pd.DataFrame(rows, columns=["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric",
+                                          "value"])
+    frame = audit.budget_audit(metrics, pd.DataFrame(runs), budget_fields=FIELDS)
+    truth["other"] = frame[frame["variant"] == "epochs=60,lr=0.2"]
+    return frame[frame["variant"] != "epochs=60,lr=0.2"].set_index("role"), truth
+
+
+def expected_slopes(truth, role):
+    """Per repetition: numpy's degree-1 polyfit over the last ceil(0.2 E) epochs (at least 2), in pp/epoch."""
+    out = []
+    for rep in REPS:
+        values = truth["curves"][role, rep] * 100
+        tail = max(2, math.ceil(0.2 * len(values)))
+        out.append(np.polyfit(np.arange(len(values))[-tail:], values[-tail:], 1)[0])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("role", ["rising", "flat", "tiny", "student"])
+def test_slopes_are_least_squares_over_the_last_fifth(store, role):
+    frame, truth = store
+    slopes = expected_slopes(truth, role)
+    lo, hi = sps.t.interval(0.95, len(slopes) - 1, loc=slopes.mean(), scale=sps.sem(slopes))
+    row = frame.loc[role]
+    assert (row.slope, row.slope_low, row.slope_high) == pytest.approx((slopes.mean(), lo, hi), rel=1e-9)
+    # the same slope from scipy's linregress on one repetition's window
+    values = truth["curves"][role, 0] * 100
+    tail = max(2, math.ceil(0.2 * len(values)))
+    assert slopes[0] == pytest.approx(sps.linregress(np.arange(len(values))[-tail:], values[-tail:]).slope)
+    lengths = np.array([len(truth["curves"][role, rep]) for rep in REPS])
+    assert row.projected == pytest.approx(np.mean(slopes * 0.2 * lengths))
+    assert row.epochs == pytest.approx(lengths.mean())
+
+
+def test_flags_follow_their_definitions(store):
+    frame, _ = store
+    assert frame.loc["rising", ["rising", "short", "flagged"]].tolist() == [True, False, True]
+    assert frame.loc["tiny", "slope_low"] > 0 and frame.loc["tiny", "projected"] < 0.5  # consistent but small
+    assert not frame.loc["tiny", "flagged"] and not frame.loc["flat", "flagged"]
+    assert frame.loc["short", ["rising", "short", "flagged"]].tolist() == [False, True, True]
+    assert frame.loc["short", "delta_long"] == pytest.approx(2.0) and math.isnan(frame.loc["short", "delta_low"])
+    assert frame.loc["rising", "delta_long"] == pytest.approx(0.5)
+    probe = frame.loc["probe"]
+    assert probe.metric == "probe_acc" and math.isnan(probe.slope) and probe.short
+    assert "no validation curve" in probe.reason
+    assert "rising" in frame.loc["rising", "reason"] and "short" in frame.loc["short", "reason"]
+
+
+def test_accuracies_and_pairing(store):
+    frame, truth = store
+    for role in ("rising", "short", "probe"):
+        base = np.array([truth["final"][role, r] for r in REPS]) * 100
+        longer = np.array([truth["long"][role, r] for r in REPS]) * 100
+        row = frame.loc[role]
+        assert (row.acc, row.acc_sd, row.acc_long) == pytest.approx((base.mean(), base.std(ddof=1), longer.mean()))
+        assert row.n == row.n_long == len(REPS)
+        diff = longer - base
+        if diff.std() > 0:
+            lo, hi = sps.t.interval(0.95, len(diff) - 1, loc=diff.mean(), scale=sps.sem(diff))
+            assert (row.delta_low, row.delta_high) == pytest.approx((lo, hi))
+    assert set(frame["variant"]) == {"default", "arch=x"}  # the 3x runs are not audited...
+    other = truth["other"]  # ...a run at 60 epochs with another lr is a configuration of its own, without a 3x
+    assert len(other) == 5 and (other["n_long"] == 0).all() and not other["flagged"].any()
+    assert other["reason"].str.contains("no longer-budget runs").all()
+    assert frame.loc["student", "n_long"] == len(REPS) and frame.loc["student", "delta_long"] == pytest.approx(0)
+
+
+def test_a_longer_budget_is_the_same_configuration_scaled():
+    assert audit.is_scaled({"epochs": 20, "lr": 0.1}, {"epochs": 60, "lr": 0.1}, ("epochs",)) == 1
+    assert audit.is_scaled({"epochs": 20, "lr": 0.1}, {"epochs": 61, "lr": 0.1}, ("epochs",)) == 1  # within 2%
+    assert audit.is_scaled({"epochs": 20, "lr": 0.1}, {"epochs": 62, "lr": 0.1}, ("epochs",)) == 0
+    assert audit.is_scaled({"epochs": 20, "lr": 0.1}, {"epochs": 60, "lr": 0.2}, ("epochs",)) == 0
+    assert audit.is_scaled({"epochs": 20, "lr": 0.1}, {"epochs": 60, "lr": 0.1}, ()) == 0  # not a budget field
+    assert audit.is_scaled({"epochs": 20, "lr": 0.1}, {"epochs": 20, "lr": 0.1}, ("epochs",)) == 0
+    two = ({"epochs": 60, "teacher_epochs": 100}, {"epochs": 180, "teacher_epochs": 300})
+    assert audit.is_scaled(*two, ("epochs", "teacher_epochs")) == 2
+    assert audit.is_scaled(two[0], {"epochs": 60, "teacher_epochs": 300}, ("epochs", "teacher_epochs")) == 1
+    runs = pd.DataFrame([run_row("a", 0, two[0]), run_row("b", 0, two[1]), run_row("c", 0, {"epochs": 180,
+                                                                                           "teacher_epochs": 100})])
+    assert audit.longer_runs(runs, ["a"], lambda m: ("epochs", "teacher_epochs")) == {"a": "b"}  # the most scaled
+    assert audit.unscaled_ids(runs, lambda m: ("epochs", "teacher_epochs")) == ["a"]
+
+
+def test_markdown_lists_every_role_and_its_flags(store):
+    frame, _ = store
+    text = audit.audit_markdown(frame.reset_index())
+    assert "Budget audit" in text and "**d**" in text
+    table = [line for line in text.splitlines() if line.startswith("| m ") or line.startswith("| scratch")]
+    assert len(table) == len(frame)
+    rising = next(line for line in table if "| rising |" in line)
+    assert "**rising**" in rising and f"{frame.loc['rising', 'acc']:.2f}" in rising
+    assert "**short**" in next(line for line in table if "| short |" in line)
+    flagged = audit.audit_markdown(frame.reset_index(), flagged_only=True)
+    assert sum(line.startswith("| m ") for line in flagged.splitlines()) == int(frame["flagged"].sum())
+    assert "No audited runs" in audit.audit_markdown(frame.iloc[:0].reset_index())
