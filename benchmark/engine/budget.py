@@ -34,7 +34,7 @@ def budget_fields(info_or_method_cls) -> tuple[str, ...]:
     names = [f.name for f in dataclasses.fields(cls.Config)]
     declared = getattr(cls, "budget_fields", None)
     if declared is None:
-        shared = {f.name for f in dataclasses.fields(TeacherFields)}
+        shared = {f.name for f in dataclasses.fields(TeacherFields)} if issubclass(cls.Config, TeacherFields) else ()
         return tuple(n for n in names if (n in BUDGET_NAMES or n.endswith(BUDGET_SUFFIXES)) and n not in shared)
     unknown = [n for n in declared if n not in names]
     if unknown:
