@@ -121,3 +121,17 @@ def test_as_published_applies_every_notebook_override(capsys, tmp_path):
     rows = _planned(capsys, "run", "ska", "--as-published", "--out", str(tmp_path))
     (variant,) = {row[6] for row in rows if row[3] == "ska"}
     assert set(variant.split(",")) == {f"{k}={v}" for k, v in overrides.items()}
+
+
+def test_audit_plans_each_default_beside_the_same_at_three_times_its_budget(capsys, tmp_path):
+    from benchmark.engine import budget
+    from benchmark.engine import config as configuration
+    from benchmark.engine.discovery import discover
+
+    rows = _planned(capsys, "audit", "--out", str(tmp_path))
+    for name, info in discover().items():
+        variants = {row[6] for row in rows if row[3] == name}
+        longer = budget.scaled(info, configuration.resolve(info.cls, "smoke"), 3)
+        expected = {"default", ",".join(f"{k}={v}" for k, v in sorted(longer.items()))} if longer else {"default"}
+        if name != "scratch_student":  # the scratch students also train every role's recipe
+            assert expected <= variants, name  # (subclass_kd also plans the teacher stages it requires)

@@ -9,6 +9,7 @@ is then 1 with the failures listed at the end. This module parses and dispatches
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -63,6 +64,13 @@ def _width(text: str) -> float:
     value = _number(float, text, "a number of percentage points")
     if not 0 < value < 100:
         raise argparse.ArgumentTypeError(f"must be a half-width in pp between 0 and 100, got {text}")
+    return value
+
+
+def _factor(text: str) -> float:
+    value = _number(float, text, "a number")
+    if not 1 < value <= 10:
+        raise argparse.ArgumentTypeError(f"must be above 1 and at most 10 (times the budget), got {text}")
     return value
 
 
@@ -133,6 +141,12 @@ def build_parser() -> Parser:
                        help="each notebook defect of each method alone against the corrected default, paired")
     p.add_argument("method", nargs="*", help="methods (default: every method that declares notebook defects)")
     p.set_defaults(func=cmd_defects)
+    p = sub.add_parser("audit", parents=[common, grid],
+                       help="every method's and baseline's default configuration, and the same at --factor times its "
+                            "training budget (default datasets: those the preset keeps whole); the report's budget "
+                            "audit compares them")
+    p.add_argument("--factor", type=_factor, default=3.0, help="how many times the budget (default 3)")
+    p.set_defaults(func=cmd_audit)
     for name, parts, text in (("tables", ("tables",), "rebuild <out>/tables from the stored runs (no training)"),
                               ("figures", ("figures",), "redraw <out>/figures from the stored runs"),
                               ("report", ("report",),
@@ -200,6 +214,20 @@ def cmd_defects(args) -> int:
     else:
         infos = [i for i in methods.values() if i.ok and i.cls.notebook_defects]
     return _suite(args, infos, methods, points={i.name: grids.defect_points(i) for i in infos})
+
+
+def cmd_audit(args) -> int:
+    methods = discover()
+    infos = [i for i in methods.values() if i.ok]
+    request = _request(args)
+    if request.datasets is None:
+        whole = grids.whole_at_preset(request.check(), _warn)
+        if not whole:
+            raise BadInput(f"no available dataset is kept whole at preset {request.preset}: name some with --datasets")
+        request = dataclasses.replace(request, datasets=",".join(whole))
+    grid = grids.build_grid(request, infos, methods, None, _warn)
+    grid.points = {i.name: grids.audit_points(i, request, grid.overrides[i.name], args.factor) for i in infos}
+    return run_suite(grid, Store(args.out), published_with=declarations())
 
 
 def cmd_publish(args) -> int:

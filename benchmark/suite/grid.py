@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark import data
+from benchmark.engine import budget
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo
 from benchmark.engine.plan import plan
@@ -53,6 +54,30 @@ def parse_params(items: list[str]) -> dict[str, list[str]]:
             raise BadInput(f"--param {key} is given twice: list every level once, --param {key}=V1,V2,...")
         axes[key] = levels
     return axes
+
+
+def audit_points(info: MethodInfo, request: SuiteRequest, overrides: dict[str, Any], factor: float) -> list[dict]:
+    """The default configuration, and the same at ``factor`` times its training budget (its budget fields scaled:
+    :mod:`benchmark.engine.budget`); only the default for a configuration without a budget field."""
+    longer = budget.scaled(info, configuration.resolve(info.cls, request.preset, overrides), factor)
+    return [{}, longer] if longer else [{}]
+
+
+def whole_at_preset(request: SuiteRequest, warn: Callable[[str], None]) -> list[str]:
+    """The available datasets whose training split the preset keeps whole (the small ones: there ``quick`` trains
+    what ``paper`` trains, so a longer budget is the only thing left to check)."""
+    cap = configuration.DATA_PRESETS[request.preset].get("max_train")
+    names = []
+    for name in _candidates(request, warn):
+        try:
+            size = data.load_dataset(name, request.data_root).size("train") + \
+                data.load_dataset(name, request.data_root).size("val")
+        except Exception as exc:  # noqa: BLE001 - unreadable here: select_datasets reports it
+            warn(f"dataset {name} cannot be read ({one_line(exc)})")
+            continue
+        if cap is None or size <= cap:
+            names.append(name)
+    return names
 
 
 def defect_points(info: MethodInfo) -> list[dict]:
