@@ -16,6 +16,7 @@ from pathlib import Path
 
 from benchmark import data
 from benchmark.cli import reproduce
+from benchmark.engine import budget
 from benchmark.engine.discovery import discover
 from benchmark.errors import BadInput, NothingPublished
 from benchmark.profiling import command as profiling
@@ -250,8 +251,8 @@ def declarations() -> dict:
     overrides and the fields whose default differs from the notebook's and changes the number."""
     loaded = [i for i in discover().values() if i.ok]
     return {"notebook_defects": {i.name: i.cls.notebook_defects for i in loaded},
-            "declarations": {i.name: {"as_published": i.cls.as_published, "named_fields": tuple(i.cls.named_fields)}
-                             for i in loaded}}
+            "declarations": {i.name: {"as_published": i.cls.as_published, "named_fields": tuple(i.cls.named_fields),
+                                      "budget_fields": budget.budget_fields(i)} for i in loaded}}
 
 
 def _request(args) -> SuiteRequest:

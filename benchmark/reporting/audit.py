@@ -39,8 +39,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.engine.budget import budget_fields as method_budget_fields
-from benchmark.engine.discovery import discover
 from benchmark.reporting import stats
 
 FACTOR = 3.0  # the longer budget the audit compares with
@@ -77,11 +75,6 @@ def is_scaled(base: Mapping, other: Mapping, fields: Sequence[str], factor: floa
             return 0
         scaled += 1
     return scaled
-
-
-def _default_budget_fields() -> Callable[[str], Sequence[str]]:
-    methods = discover()
-    return lambda name: method_budget_fields(methods[name]) if name in methods and methods[name].ok else ()
 
 
 def longer_runs(runs: pd.DataFrame, base_ids: Iterable[str], budget_fields: Callable[[str], Sequence[str]],
@@ -190,12 +183,12 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
     """One row per (dataset, method, variant, role) of the audited runs (``base_ids``; default: every run that is
     not ``factor`` × another), columns ``COLUMNS`` (accuracies, Δ and slopes in pp; see the module docstring).
 
-    ``budget_fields`` names each method's budget fields (a mapping, or a function of the method's name); default:
-    the discovered methods' (:func:`benchmark.engine.budget.budget_fields`).
+    ``budget_fields`` names each method's budget fields (a mapping, or a function of the method's name; what the
+    methods declare, :func:`benchmark.engine.budget.budget_fields`, passed in by the caller); none by default.
     """
     if budget_fields is None:
-        budget_fields = _default_budget_fields()
-    elif isinstance(budget_fields, Mapping):
+        budget_fields = {}
+    if isinstance(budget_fields, Mapping):
         declared = budget_fields
         budget_fields = lambda name: tuple(declared.get(name, ()))  # noqa: E731
     if "status" in runs.columns:
@@ -251,3 +244,18 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
                          f"{_num(r.projected, sign=True)} | {'**' + flag + '**' if r.flagged else flag} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[str],
+                   budget_fields: Mapping[str, Sequence[str]]) -> list[str]:
+    """REPORT.md's "Budget audit" section for the audited runs ``base_ids``; none when no longer run is stored."""
+    frame = budget_audit(metrics, runs, base_ids, budget_fields=budget_fields)
+    if frame.empty or not frame["n_long"].fillna(0).gt(0).any():
+        return []
+    flagged = frame[frame["flagged"]]
+    verdict = (f"{len(flagged)} of {len(frame)} roles are flagged (listed first)." if len(flagged)
+               else f"No role is flagged: each of the {len(frame)} roles is as good at its budget as at "
+                    f"{FACTOR:g}x it, and its validation curve has stopped rising.")
+    return ["## Budget audit", "", "Is every role converged? The default configurations and baselines, and the same "
+            f"configurations at {FACTOR:g}x their training budget (`python -m benchmark audit`). " + verdict, "",
+            audit_markdown(frame)]

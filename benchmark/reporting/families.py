@@ -45,7 +45,7 @@ PRIMARY_FAMILY = "primary"
 
 # {method: {config field: (the notebook's value, one line on what the notebook did)}}, as methods declare it
 NotebookDefects = Mapping[str, Mapping[str, Any]]
-# {method: {"as_published": {field: value}, "named_fields": (field, ...)}}
+# {method: {"as_published": {field: value}, "named_fields": (field, ...), "budget_fields": (field, ...)}}
 MethodDeclarations = Mapping[str, Mapping[str, Any]]
 
 
@@ -59,6 +59,9 @@ class Declarations:
     as_published: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     named_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     notebook_defects: Mapping[str, Mapping[str, Any]] | None = None
+    # {method: its training-budget fields (benchmark.engine.budget)}: runs that are another run's configuration at
+    # audit.FACTOR times those fields are the budget audit's, kept out of every other table
+    budget_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, declarations: MethodDeclarations | None = None,
@@ -68,6 +71,7 @@ class Declarations:
         declarations = declarations or {}
         return cls(as_published={m: dict(d.get("as_published") or {}) for m, d in declarations.items()},
                    named_fields={m: tuple(d.get("named_fields") or ()) for m, d in declarations.items()},
+                   budget_fields={m: tuple(d.get("budget_fields") or ()) for m, d in declarations.items()},
                    notebook_defects=None if notebook_defects is None else {
                        m: dict(d or {}) for m, d in notebook_defects.items()})
 

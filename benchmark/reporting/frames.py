@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.reporting import families, stats
+from benchmark.reporting import audit, families, stats
 from benchmark.reporting.ablations import ablation_frame
 from benchmark.reporting.columns import (
     FINAL,
@@ -103,6 +103,10 @@ class Results:
     roles: pd.DataFrame  # run_id, role, arch, view, classifier, pair_key
     metrics: pd.DataFrame  # tidy rows of the current runs, with preset/kind/unit columns added
     superseded: int = 0  # ok runs replaced by a newer run of the same method, variant, dataset and repetition
+    # The budget audit's longer runs (a run's configuration at audit.FACTOR times its budget): {audited run id: its
+    # longer run's id}; kept out of ``current`` and ``metrics``, which every table reads
+    longer: dict[str, str] = field(default_factory=dict)
+    longer_current: pd.DataFrame | None = None  # their rows, as ``current``
     skipped: int = 0  # run files under runs/ that were not valid records (set aside, or left in place read-only)
     declared: Declarations = field(default_factory=Declarations)  # what the methods declare (publish's arguments)
     _cache: dict = field(default_factory=dict, repr=False)
@@ -162,6 +166,11 @@ def load_results(store: Store, declared: Declarations | None = None) -> Results:
             latest[key] = rec
     current_records = sorted(latest.values(), key=lambda r: r["run_id"])
     current = pd.DataFrame([_current_row(r) for r in current_records], columns=CURRENT_COLUMNS)
+    declared = declared or Declarations()
+    longer = audit.longer_runs(current, audit.unscaled_ids(current, _fields_of(declared)), _fields_of(declared))
+    longer_current = current[current.run_id.isin(set(longer.values()))].reset_index(drop=True)
+    current = current[~current.run_id.isin(set(longer.values()))].reset_index(drop=True)
+    current_records = [r for r in current_records if r["run_id"] not in set(longer.values())]
     roles = pd.DataFrame([{"run_id": r["run_id"], "role": role, "arch": info.get("arch"),
                            "view": info.get("view"), "classifier": bool(info.get("classifier", True)),
                            "pair_key": info.get("pair_key"), "pairing": info.get("pairing") or "",
@@ -171,8 +180,12 @@ def load_results(store: Store, declared: Declarations | None = None) -> Results:
     tidy = metrics_frame(current_records)
     extra = current[["run_id", "kind", "preset", "base_seed", "data_key"]]
     metrics = tidy.merge(extra, on="run_id", how="left")
-    return Results(records, current, roles, metrics, superseded=len(ok) - len(current_records),
-                   skipped=found.skipped, declared=declared or Declarations())
+    return Results(records, current, roles, metrics, superseded=len(ok) - len(current_records) - len(longer),
+                   longer=longer, longer_current=longer_current, skipped=found.skipped, declared=declared)
+
+
+def _fields_of(declared: Declarations):
+    return lambda method: declared.budget_fields.get(method, ())
 
 
 # pairing "" if unrecorded; distilled True unless the record says false (older records do not say)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from benchmark.reporting import answer, columns, frames, stats, tables
+import pandas as pd
+
+from benchmark.reporting import answer, audit, columns, families, frames, stats, tables
 from benchmark.reporting.failures import current_failures
 from benchmark.reporting.figures import FigureSet, by_kind, image
 from benchmark.reporting.notes import Footnotes, row_notes
@@ -78,6 +80,21 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
             lines += [image(f, store) for f in by_kind(figures, kind, dataset=dataset, preset=preset)]
         lines.append("")
     return lines
+
+
+def budget_audit(results: frames.Results) -> list[str]:
+    """The audit of the main table's configurations (not the as-published ones) on the datasets that hold their
+    longer runs."""
+    if not results.longer:
+        return []
+    both = pd.concat([results.current, results.longer_current], ignore_index=True)
+    audited = {(r.preset, r.dataset) for r in results.current[results.current.run_id.isin(results.longer)].itertuples()}
+    main, kinds = results.main, results.kinds
+    base = [r.run_id for r in results.current.itertuples()
+            if (r.preset, r.dataset) in audited and (key := (r.preset, r.dataset, r.method, r.variant)) in main
+            and kinds.get(key) != families.AS_PUBLISHED]
+    metrics = frames.metrics_frame([r for r in results.records if r["run_id"] in set(both.run_id)])
+    return audit.audit_sections(metrics, both, base, results.declared.budget_fields)
 
 
 def problems(results: frames.Results) -> list[str]:
@@ -145,6 +162,7 @@ def render(results: frames.Results, figures: FigureSet, store: Store) -> str:
     lines += method_sections(figures, store)
     lines += ablation_sections(results, figures, store)
     lines += defect_sections(results)
+    lines += budget_audit(results)
     lines += ["## Summary tables", "", f"Also in `{store.relative(store.tables_dir / tables.SUMMARY_MD)}` and, "
               f"tidy, `{store.relative(store.tables_dir / 'summary.csv')}`.", ""]
     lines += ["#" + line if line.startswith("#") else line
