@@ -226,7 +226,7 @@ class RepetitionModels:
         self.stacked: dict[str, Stacked] = {}
         if all(stackable(own[0][role]) for role in roles):
             for role in roles:
-                generators = [repetition.run.generator("dropout", role) for repetition in repetitions]
+                generators = [repetition.run.device_generator("dropout", role) for repetition in repetitions]
                 self.stacked[role] = Stacked([m[role] for m in own], generators)
         elif len(own) > 1:
             raise NotBatchable("only stackable models can be trained as a batch of repetitions")
