@@ -15,6 +15,7 @@ from pathlib import Path
 
 from benchmark import data
 from benchmark.cli import reproduce
+from benchmark.cli.options import add_device_option
 from benchmark.engine import device as devices
 from benchmark.engine.discovery import discover
 from benchmark.errors import BadInput, NothingPublished
@@ -113,12 +114,6 @@ def _grid_options(grid: Parser) -> None:
     grid.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_device_option(p) -> None:
-    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
-                   help="where runs train: auto (CUDA when available, else the CPU; default), cpu, cuda (every "
-                        "visible GPU) or cuda:N. The kind is part of each run's identity; MPS is not supported")
-
-
 def build_parser() -> Parser:
     common = Parser(add_help=False)
     common.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
@@ -152,6 +147,7 @@ def build_parser() -> Parser:
         p.set_defaults(func=cmd_publish, parts=parts)
     p = sub.add_parser("profile", parents=[common], help="timing profiles of every method's training step")
     profiling.add_arguments(p)
+    add_device_option(p)
     p.set_defaults(func=profiling.command)
     p = sub.add_parser("reproduce", parents=[common], help="re-execute a stored run, compare its metrics bit for bit")
     reproduce.add_arguments(p)

@@ -76,7 +76,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "error": rec.get("error"), "wall_time_s": rec.get("wall_time_s"),
             "step_median_s": timing.get("step_median_s"), "step_iqr_s": timing.get("step_iqr_s"),
             "samples_per_s": timing.get("samples_per_s"), "source_hash": rec.get("source_hash"),
-            "git_commit": (rec.get("provenance") or {}).get("git_commit"),
+            "git_commit": (rec.get("provenance") or {}).get("git_commit"), "device": rec.get("device") or "cpu",
         }
         row.update({f"cfg.{k}": _scalar(v) for k, v in (rec.get("config") or {}).items()})
         row.update({f"data.{k}": v for k, v in (rec.get("data") or {}).items()})
@@ -170,7 +170,7 @@ def _current_row(rec: dict) -> dict:
 
 def _unit(rec: dict) -> tuple:
     data = json.dumps(rec.get("data") or {}, sort_keys=True)
-    return (rec["dataset"], rec.get("base_seed", 0), data, rec["rep"])
+    return (rec["dataset"], rec.get("base_seed", 0), data, rec.get("device") or "cpu", rec["rep"])
 
 
 # ---- per-run values and the summary --------------------------------------------------------------
@@ -209,12 +209,14 @@ def summary_frame(results: Results) -> pd.DataFrame:
     scratch = _scratch_reference(results, values)
     wall = results.current.set_index("run_id")["wall_time_s"].astype(float)
     labels = results.labels
+    both = values.device.nunique() > 1  # a store with CPU and GPU runs names the device in every row's label
     rows = []
     for key, group in values.groupby(GROUP, sort=True, dropna=False):
         row = dict(zip(GROUP, key, strict=True))
         mean, std, lo, hi = stats.mean_ci(group.value.to_numpy())
-        row.update(label=labels.get((row["preset"], row["dataset"], row["method"], row["variant"]),
-                                    config_label(row["method"], row["variant"])),
+        label = labels.get((row["preset"], row["dataset"], row["method"], row["variant"]),
+                           config_label(row["method"], row["variant"]))
+        row.update(label=f"{label} ({row['device']})" if both else label,
                    n=len(group), mean=mean, std=std, ci_low=lo, ci_high=hi,
                    wall_time_s=float(wall.reindex(group.run_id.unique()).mean()))
         row.update(_reference(row, group, values, scratch))
