@@ -147,7 +147,7 @@ def load_results(store: Store) -> Results:
                           for r in current_records for role, info in (r.get("roles") or {}).items()],
                          columns=ROLE_COLUMNS)
     tidy = metrics_frame(current_records)
-    extra = current[["run_id", "kind", "preset", "base_seed", "data_key"]]
+    extra = current[["run_id", "kind", "preset", "base_seed", "data_key", "device"]]
     metrics = tidy.merge(extra, on="run_id", how="left")
     return Results(records, current, roles, metrics, superseded=len(ok) - len(current_records),
                    skipped=found.skipped)
