@@ -119,12 +119,14 @@ def test_a_record_of_an_unknown_device_is_refused():
     assert "device 'tpu' is not one of cpu, cuda" in record_problem(record, record["run_id"])
 
 
-def test_quick_trains_the_large_datasets_whole_on_a_gpu_and_caps_them_on_a_cpu():
+def test_quick_trains_and_tests_on_more_of_the_large_datasets_on_a_gpu():
     presets = configuration.DATA_PRESETS
     assert presets["cpu"]["quick"] == {"max_train": 4_000, "max_test": 2_000}
-    assert presets["cuda"]["quick"] == {"max_train": None, "max_test": None}
+    assert presets["cuda"]["quick"]["max_train"] > presets["cpu"]["quick"]["max_train"]
+    assert presets["cuda"]["quick"]["max_test"] is None
     assert presets["cuda"]["smoke"] == presets["cpu"]["smoke"] and presets["cuda"]["paper"] == presets["cpu"]["paper"]
-    assert _specs("cuda", preset="quick")[0].data["max_train"] is None
+    assert _specs("cuda", preset="quick")[0].data["max_test"] is None
+    assert _specs("cpu", preset="quick")[0].data["max_test"] == 2_000
 
 
 def test_reproduce_refuses_another_kind_of_device(gpus):
