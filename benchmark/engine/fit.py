@@ -20,7 +20,8 @@ batch, the forward passes it asks for are computed for all R at the first reques
 for all R after the last repetition's step (one backward pass, one optimiser step). A step whose order that cannot
 honour (a role used again after its own update within the step) raises :class:`NotBatchable`, and the runs are
 trained one by one instead. Every stackable model goes through the stacked path, alone too, so a repetition's
-numbers (dropout masks included: each role's own generator) do not depend on how it was batched.
+numbers (dropout masks included: each role's own generator) do not depend on how it was batched (on a CPU; on a
+GPU they depend on how many were packed together, see :mod:`benchmark.engine.stacked`).
 """
 
 from __future__ import annotations
