@@ -14,7 +14,7 @@ from torch import nn
 
 from benchmark import nn as layers
 from benchmark.cli import main
-from benchmark.cli.reproduce import gpu_for
+from benchmark.cli.reproduce import batch_of, gpu_for, stored_run
 from benchmark.engine import config as configuration
 from benchmark.engine import device as devices
 from benchmark.engine.discovery import discover
@@ -140,6 +140,22 @@ def test_reproduce_refuses_another_kind_of_device(gpus):
     assert gpu_for(cuda, "cuda:0") == 0
 
 
+def test_a_gpu_run_is_reproduced_with_the_repetitions_it_was_packed_with(tmp_path):
+    builder = StoreBuilder(tmp_path)
+    records = [_add(builder, "m", rep, device, 0.5, "K") for device in ("cuda", "cpu") for rep in range(3)]
+    for group in (records[:3], records[3:]):
+        batch = {"reps": [0, 1, 2], "run_ids": [r["run_id"] for r in group], "wall_time_s": 1.0}
+        for record in group:
+            builder.store.write_run({**record, "batch": batch})
+    spec, record = stored_run(builder.store, records[1]["run_id"])
+    assert [s.run_id for s in batch_of(spec, record, builder.store)] == [r["run_id"] for r in records[:3]]
+    cpu_spec, cpu_record = stored_run(builder.store, records[4]["run_id"])
+    assert batch_of(cpu_spec, cpu_record, builder.store) == [cpu_spec]  # a CPU run is the same alone
+    builder.store.run_path(records[2]["run_id"]).unlink()
+    with pytest.raises(BadInput, match="trained packed with run"):
+        batch_of(spec, record, builder.store)
+
+
 # ---- the accelerator backend and the bounds ------------------------------------------------------------
 
 def test_new_workers_go_to_the_gpu_with_fewest():
@@ -219,6 +235,7 @@ def _add(builder, method, rep, device, value, key):
     record = {**record, "device": device}
     record["run_id"] = run_id_of(record)
     builder.store.write_run(record)
+    return record
 
 
 def test_a_gpu_run_is_paired_with_the_gpu_scratch_student_and_labelled_apart(tmp_path):
