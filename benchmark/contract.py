@@ -243,7 +243,8 @@ class MethodBase:
     Config: ClassVar[type] = None  # type: ignore[assignment]
     # Overrides of Config fields per preset ("smoke": seconds, "quick": the notebook's recipe on a budget that
     # converges, "paper": the notebook's full budget). The data budget per preset is the harness's
-    # (benchmark.engine.config.DATA_PRESETS), shared by every method so that paired runs see the same examples.
+    # (benchmark.engine.config.DATA_PRESETS, per kind of device), shared by every method so that paired runs see the
+    # same examples.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     # Parameter -> values; ``ablate`` varies one at a time around the defaults (``--grid``: the product).
     ablations: ClassVar[dict[str, list[Any]]] = {}

@@ -17,7 +17,7 @@ CUTS = {"subclass_kd": {"epochs", "teacher_epochs"}}
 
 @pytest.fixture(scope="module")
 def loaded():
-    return {name: {preset: load_dataset(name, **configuration.DATA_PRESETS[preset])
+    return {name: {preset: load_dataset(name, **configuration.DATA_PRESETS["cpu"][preset])
                    for preset in ("quick", "paper")} for name in SMALL}
 
 
@@ -41,8 +41,9 @@ def test_quick_is_the_paper_recipe_on_small_datasets(loaded, method, name):
         assert 0 < quick[key] < paper[key]
 
 
-def test_quick_caps_the_large_datasets():
-    assert configuration.DATA_PRESETS["quick"]["max_train"] >= max(
+def test_quick_caps_the_large_datasets_on_a_cpu():
+    cpu = configuration.DATA_PRESETS["cpu"]
+    assert cpu["quick"]["max_train"] >= max(
         load_dataset(n, max_train=None).size("train") + load_dataset(n, max_train=None).size("val")
         for n in SMALL)
-    assert configuration.DATA_PRESETS["paper"]["max_train"] is None
+    assert cpu["paper"]["max_train"] is None

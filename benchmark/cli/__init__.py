@@ -16,7 +16,9 @@ from pathlib import Path
 
 from benchmark import data
 from benchmark.cli import reproduce
+from benchmark.cli.options import add_device_option
 from benchmark.engine import budget
+from benchmark.engine import device as devices
 from benchmark.engine.discovery import discover
 from benchmark.errors import BadInput, NothingPublished
 from benchmark.profiling import command as profiling
@@ -24,7 +26,7 @@ from benchmark.reporting.publish import publish
 from benchmark.runner.local import install_sigterm
 from benchmark.store import Store
 from benchmark.suite import grid as grids
-from benchmark.suite.request import DEFAULT_SEEDS, MAX_SEEDS, RUN_TIMEOUT_S, SuiteRequest, cores
+from benchmark.suite.request import DEFAULT_SEEDS, MAX_SEEDS, RUN_TIMEOUT_S, SuiteRequest, default_jobs
 from benchmark.suite.session import run_suite
 
 
@@ -97,8 +99,12 @@ def _grid_options(grid: Parser) -> None:
     grid.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
                       help="override a config field (METHOD.KEY=VALUE to target one method); repeatable")
     grid.add_argument("--jobs", type=_positive,
-                      help="runs executed in parallel (local processes, or local Dask workers); default: the cores "
-                           "divided by --threads")
+                      help="runs executed in parallel (local processes, or local Dask workers; with --device cuda, "
+                           "GPU workers); default: the cores divided by --threads (cuda: 4 per GPU, within them)")
+    add_device_option(grid)
+    grid.add_argument("--tf32", action="store_true",
+                      help="CUDA only: float32 products in TensorFloat-32 (faster, other numbers: part of each run's "
+                           "identity); off by default")
     grid.add_argument("--run-timeout", type=_seconds, metavar="SECONDS",
                       help="time limit of one run; a run past it is recorded failed and the suite goes on "
                            f"(default by preset: {', '.join(f'{k} {v:g} s' for k, v in RUN_TIMEOUT_S.items())})")
@@ -156,6 +162,7 @@ def build_parser() -> Parser:
         p.set_defaults(func=cmd_publish, parts=parts)
     p = sub.add_parser("profile", parents=[common], help="timing profiles of every method's training step")
     profiling.add_arguments(p)
+    add_device_option(p)
     p.set_defaults(func=profiling.command)
     p = sub.add_parser("reproduce", parents=[common], help="re-execute a stored run, compare its metrics bit for bit")
     reproduce.add_arguments(p)
@@ -256,12 +263,14 @@ def declarations() -> dict:
 
 
 def _request(args) -> SuiteRequest:
+    device = devices.choose(args.device)  # --device cuda without CUDA: one line, exit 2
     return SuiteRequest(
         preset=args.preset, seeds=args.seeds, base_seed=args.base_seed, datasets=args.datasets,
         sets=tuple(args.sets or ()), as_published=args.as_published, until_ci=args.until_ci,
-        max_seeds=args.max_seeds, jobs=args.jobs or max(cores() // args.threads, 1), threads=args.threads,
-        backend=args.backend, scheduler=args.scheduler, run_timeout=args.run_timeout, batch_reps=not args.no_batch_reps,
-        data_root=args.data_root, download=args.download, dry_run=args.dry_run, progress=not args.no_progress)
+        max_seeds=args.max_seeds, jobs=args.jobs or default_jobs(device.kind, device.gpus, args.threads),
+        threads=args.threads, backend=args.backend, scheduler=args.scheduler, run_timeout=args.run_timeout,
+        batch_reps=not args.no_batch_reps, data_root=args.data_root, download=args.download, dry_run=args.dry_run,
+        progress=not args.no_progress, device=device.kind, gpus=device.gpus, tf32=args.tf32)
 
 
 def _suite(args, infos, methods, points=None, broken=()) -> int:

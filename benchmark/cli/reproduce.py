@@ -7,6 +7,12 @@ this one), and trained into a temporary store: the stored record is never touche
 teacher) is reused from the store's cache when its checkpoint loads, else trained again too, and then its metrics
 are compared as well. Exit status 0: every metric identical; 1: some differ (listed) or the reproduction failed;
 2: the run cannot be reproduced here (one line).
+
+A run is reproduced on its own kind of device: a CUDA run needs a GPU (``--device cuda:N`` picks which; the same
+model of GPU gives the same numbers), a CPU run the CPU. On a GPU a run's numbers depend on the repetitions it was
+packed with (its record's ``batch``), so those are trained again with it, as one batch, and compared too; on a CPU
+they do not (bit for bit, tested), and the run trains alone. A required run whose checkpoint does not load is
+trained again alone.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from benchmark.cli.options import add_device_option
+from benchmark.engine import device as devices
 from benchmark.engine.code import code_hash, run_code
 from benchmark.engine.discovery import MethodInfo, discover
-from benchmark.engine.execute import Settings, dataset_for
+from benchmark.engine.execute import Settings, dataset_for, execute_task
 from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.errors import BadInput, DatasetUnavailable
 from benchmark.runner.runner import run_plan
@@ -29,6 +37,7 @@ from benchmark.store import Store
 def add_arguments(p) -> None:
     p.add_argument("run_id", help="the id of a stored run (the name of its file under <out>/runs)")
     p.add_argument("--data-root", type=Path, help="dataset folder (default $BENCHMARK_DATA_ROOT or ~/.cache/...)")
+    add_device_option(p)
 
 
 RUN_ID = re.compile(r"[0-9a-f]{16}")
@@ -60,12 +69,16 @@ def command(args) -> int:
     threads = (record.get("provenance") or {}).get("threads") or 1  # bit-identical only at equal threads
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 1024:
         raise BadInput(f"run {spec.run_id}: its record's thread count {threads!r} is not a number of threads")
+    gpu = gpu_for(spec, args.device)
+    batch = batch_of(spec, record, store)
     differences, compared = [], 0
     with tempfile.TemporaryDirectory(prefix="reproduce-") as tmp:
-        settings = Settings(store=Store(tmp), data_root=args.data_root, threads=threads, batch_reps=1)
-        retrained = stage(spec, store, settings, methods)
-        run_plan(retrained + [spec], settings, backend="inprocess")
-        for s in retrained + [spec]:
+        settings = Settings(store=Store(tmp), data_root=args.data_root, threads=threads, batch_reps=1, gpu=gpu)
+        retrained = list({s.run_id: s for member in batch for s in stage(member, store, settings, methods)}.values())
+        run_plan(retrained, settings, backend="inprocess", gpus=())
+        for _ in execute_task(batch, settings, methods):
+            pass
+        for s in retrained + batch:
             new = settings.store.read_run(s.run_id)
             if new is None or new["status"] != "ok":
                 error = (new or {}).get("error") or "no record was written"
@@ -80,8 +93,41 @@ def command(args) -> int:
         print("\n".join(differences))
         return 1
     reused = f"; {', '.join(spec.requires)} reused from the cache" if spec.requires and not retrained else ""
-    print(f"run {spec.run_id} ({what}) reproduced: all {compared} metrics identical, bit for bit{reused}")
+    packed = f"; trained with the {len(batch) - 1} repetition(s) it was packed with" if len(batch) > 1 else ""
+    print(f"run {spec.run_id} ({what}) reproduced: all {compared} metrics identical, bit for bit{reused}{packed}")
     return 0
+
+
+def gpu_for(spec: RunSpec, wanted: str) -> int | None:
+    """The GPU that reproduces ``spec`` (None: the CPU, or the current GPU); BadInput when ``--device`` names
+    another kind than the run's, or the run needs a GPU this machine does not have."""
+    if wanted.strip().lower() == "auto":
+        if spec.device == "cuda" and not devices.cuda_count():
+            raise BadInput(f"run {spec.run_id} was trained on CUDA and this machine has no CUDA device: reproduce it "
+                           "on a GPU of the same model")
+        return None
+    choice = devices.choose(wanted)
+    if choice.kind != spec.device:
+        raise BadInput(f"run {spec.run_id} was trained on {spec.device}: --device {wanted} cannot reproduce it "
+                       "(a run's numbers are those of its kind of device)")
+    return choice.gpus[0] if choice.gpus else None
+
+
+def batch_of(spec: RunSpec, record: dict, store: Store) -> list[RunSpec]:
+    """What re-executes ``spec``: itself, or on CUDA the repetitions its record says it was packed with (in their
+    order), each a valid stored record; BadInput naming one that is not."""
+    batch = record.get("batch") or {}
+    ids = batch.get("run_ids") or [spec.run_id]
+    if spec.device != "cuda" or len(ids) < 2:
+        return [spec]
+    mates = []
+    for run_id in ids:
+        try:
+            mates.append(spec if run_id == spec.run_id else stored_run(store, run_id)[0])
+        except BadInput as exc:
+            raise BadInput(f"run {spec.run_id} trained packed with run {run_id} on CUDA (its numbers depend on "
+                           f"them), which cannot be read: {exc}") from None
+    return mates
 
 
 def stored_run(store: Store, run_id: str) -> tuple[RunSpec, dict]:

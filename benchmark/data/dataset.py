@@ -1,6 +1,8 @@
 """A loaded dataset: its three splits in memory, labels as tensors, and cached float32 views (:mod:`.views`).
 
-Tensors returned by ``labels`` and ``view`` are cached and shared: treat them as read-only.
+Tensors returned by ``labels`` and ``view`` are cached and shared: treat them as read-only. Asked for on a GPU
+(``device=``), each is copied there once per process and the copy is cached too: a worker that trains many runs
+on one dataset moves it to its GPU once.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Dataset:
         self._params = params
         self._pixel_max = pixel_max
         self._views: dict[tuple, torch.Tensor] = {}
+        self._device_views: dict[tuple, torch.Tensor] = {}  # (view key, split, device) -> the view's copy there
+        self._device_labels: dict[tuple, torch.Tensor] = {}
         self._pca: dict[tuple, tuple] = {}
         self._ranks: dict[tuple | None, int] = {}
         self._lock = threading.RLock()
@@ -48,8 +52,9 @@ class Dataset:
     def size(self, split: str) -> int:
         return len(self._y[self._split(split)])
 
-    def labels(self, split: str) -> torch.Tensor:
-        return self._y[self._split(split)]
+    def labels(self, split: str, device: torch.device | None = None) -> torch.Tensor:
+        labels = self._y[self._split(split)]
+        return labels if _on_cpu(device) else self._copy(self._device_labels, (split, str(device)), labels, device)
 
     def fine_labels(self, split: str) -> torch.Tensor:
         """The original labels behind a superclass task (``<name>:GxK``); the labels themselves otherwise."""
@@ -63,8 +68,9 @@ class Dataset:
         names = ["+".join(self.class_names[g * size:(g + 1) * size]) for g in range(groups)]
         coarse = Dataset(f"{self.name}:{groups}x{size}", names, splits, self.source, self._params, self._pixel_max)
         coarse._fine = dict(self._y)
-        # same inputs: share the cached views, PCA fits and ranks
+        # same inputs: share the cached views (on every device), PCA fits and ranks
         coarse._views, coarse._pca, coarse._ranks = self._views, self._pca, self._ranks
+        coarse._device_views = self._device_views
         return coarse
 
     def _parse(self, spec: str):
@@ -85,13 +91,21 @@ class Dataset:
         """The shape of one example of view ``spec`` (a ``pca:K`` view's K capped at :meth:`pca_rank`)."""
         return views.shape(self._parse(spec), self.input_shape)
 
-    def view(self, spec: str, split: str) -> torch.Tensor:
-        """Float32, contiguous, (N, *view_shape(spec)); computed once per (spec, split)."""
+    def view(self, spec: str, split: str, device: torch.device | None = None) -> torch.Tensor:
+        """Float32, contiguous, (N, *view_shape(spec)); computed once per (spec, split), on the CPU, and copied to
+        ``device`` once when asked for there."""
         key, split = self._parse(spec), self._split(split)
         with self._lock:
             if (key, split) not in self._views:
                 self._views[key, split] = self._compute(key, split)
-            return self._views[key, split]
+            x = self._views[key, split]
+        return x if _on_cpu(device) else self._copy(self._device_views, (key, split, str(device)), x, device)
+
+    def _copy(self, cache: dict, key: tuple, tensor: torch.Tensor, device) -> torch.Tensor:
+        with self._lock:
+            if key not in cache:
+                cache[key] = tensor.to(device)
+            return cache[key]
 
     def _compute(self, key, split: str) -> torch.Tensor:
         if isinstance(key, views.PCAView):
@@ -126,3 +140,7 @@ class Dataset:
         return {"name": self.name, "source": self.source, "num_classes": self.num_classes,
                 "input_shape": list(self.input_shape), **{f"n_{s}": self.size(s) for s in SPLITS},
                 **self._params, "fingerprint": self.fingerprint()}
+
+
+def _on_cpu(device) -> bool:
+    return device is None or torch.device(device).type == "cpu"

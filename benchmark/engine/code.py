@@ -26,6 +26,8 @@ TRAINING_PATH = (
     "engine/timing.py",  # the batch iterator (batch order)
     "engine/spec.py",  # seeds derived from a run's identity
     "engine/execute.py",  # final evaluation and what is logged
+    "engine/device.py",  # a GPU's numerical settings (deterministic kernels, TF32) and evaluation chunk
+    "engine/stacked.py",  # repetitions as one model: the same numbers on a CPU, the kernels that decide them on a GPU
     "nn.py",  # initialisation and layer helpers
     "metrics.py",  # every logged metric
     "supervised.py",  # the baselines' recipe

@@ -1,5 +1,9 @@
 """What the harness gives a method's ``train(run, cfg)``: the data views, seeded builders and batch order, the fit
-loop (:mod:`benchmark.engine.fit`), evaluation, logging, and the trained models of the runs it requires."""
+loop (:mod:`benchmark.engine.fit`), evaluation, logging, and the trained models of the runs it requires.
+
+On a GPU (``device``) the views, labels, models and batch indices a method gets are there; what is random is drawn
+as on the CPU (initial weights and batch order from the run's CPU generators, then moved), so a run starts from the
+same weights and sees the same batches on every device. Metrics are computed on the CPU from the logits."""
 
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from torch import nn
 from benchmark import metrics as M
 from benchmark import nn as layers
 from benchmark.contract import Role
+from benchmark.engine import device as devices
 from benchmark.engine import fit as fitting
 from benchmark.engine.fit import FINAL
 from benchmark.engine.spec import RunSpec, derive_seed, stable_hash
-from benchmark.engine.timing import StepTimer, timed_batches
+from benchmark.engine.timing import StepTimer, step_clock, timed_batches
 from benchmark.store import Store, load_state
 
 __all__ = ["FINAL", "RunContext", "checkpoint", "freeze"]
@@ -26,14 +31,17 @@ class RequiredRunMissing(RuntimeError):
 
 
 class RunContext:
-    def __init__(self, spec: RunSpec, cfg, dataset, store: Store, roles: dict[str, Role]):
+    def __init__(self, spec: RunSpec, cfg, dataset, store: Store, roles: dict[str, Role],
+                 device: torch.device | None = None):
         self.spec = spec
         self.cfg = cfg
         self.data = dataset
         self.store = store
         self.roles = roles
+        self.device = device or torch.device("cpu")
+        self.on_gpu = self.device.type != "cpu"
         self.rows: list[dict[str, Any]] = []
-        self.timer = StepTimer()
+        self.timer = StepTimer(clock=step_clock(self.device))
         self.reference: dict[str, torch.Tensor] = {}  # a required teacher's logits per split (agreement metric)
         self.built: set[str] = set()  # architectures built by this run (they must be declared by its roles)
 
@@ -50,12 +58,17 @@ class RunContext:
         """A generator seeded by (run seed, purpose): the same purpose gives the same stream in every method."""
         return torch.Generator().manual_seed(derive_seed(self.seed, *purpose))
 
+    def device_generator(self, *purpose: Any) -> torch.Generator:
+        """:meth:`generator` on the run's device (what draws there, such as dropout masks, needs its own): the
+        CPU's stream on a CPU, the same seed on a GPU (a GPU's stream is another sequence)."""
+        return devices.generator(self.device, derive_seed(self.seed, *purpose))
+
     # ---- data --------------------------------------------------------------------------------------------
     def view(self, spec: str, split: str) -> torch.Tensor:
-        return self.data.view(spec, split)
+        return self.data.view(spec, split, self.device if self.on_gpu else None)
 
     def labels(self, split: str) -> torch.Tensor:
-        return self.data.labels(split)
+        return self.data.labels(split, self.device if self.on_gpu else None)
 
     @property
     def num_classes(self) -> int:
@@ -69,7 +82,7 @@ class RunContext:
         model = layers.build(arch, self.data.view_shape(view), self.num_classes, generator=gen, **options)
         model.build_args = {"arch": arch, "view": view, "options": options}
         self.built.add(arch)
-        return model
+        return model.to(self.device) if self.on_gpu else model
 
     def batches(self, batch_size: int, *, epoch: int, n: int | None = None, shuffle: bool = True,
                 drop_last: bool = False, timed: bool = True):
@@ -78,11 +91,14 @@ class RunContext:
         gen = self.generator("order", epoch)
         size = self.data.size("train") if n is None else n
         return timed_batches(size, batch_size, generator=gen, shuffle=shuffle, drop_last=drop_last,
-                             timer=self.timer if timed else None)
+                             timer=self.timer if timed else None, device=self.device if self.on_gpu else None)
 
     # ---- training ----------------------------------------------------------------------------------------
     def fit(self, models: dict[str, nn.Module], step: Callable, **options) -> dict[str, nn.Module]:
         """Train ``models`` (by role) with the method's ``step``; see :func:`benchmark.engine.fit.fit`."""
+        if self.on_gpu:
+            for model in models.values():  # a model the method made itself (a regressor) goes to the GPU too
+                model.to(self.device)
         return fitting.fit(self, models, step, **options)
 
     # ---- logging and checks --------------------------------------------------------------------------------
@@ -96,12 +112,19 @@ class RunContext:
         return [v for _, v in rows]
 
     # ---- evaluation ----------------------------------------------------------------------------------------
-    # Evaluated 128 examples at a time: a CNN's activations then stay in cache (2x faster than 4,096 at a time on
-    # 28x28 images), and in eval mode every example's logits are the same whatever the chunk (tested).
-    EVAL_CHUNK = 128
+    # Evaluated 128 examples at a time on a CPU: a CNN's activations then stay in cache (2x faster than 4,096 at a
+    # time on 28x28 images), and in eval mode every example's logits are the same whatever the chunk (tested). A
+    # GPU evaluates in large chunks (benchmark.engine.device.EVAL_CHUNK).
+    EVAL_CHUNK = devices.EVAL_CHUNK["cpu"]
+
+    @property
+    def eval_chunk(self) -> int:
+        return devices.EVAL_CHUNK[self.device.type] if self.on_gpu else self.EVAL_CHUNK
 
     @torch.no_grad()
-    def logits(self, model: nn.Module, view: str, split: str, chunk: int = EVAL_CHUNK) -> torch.Tensor:
+    def logits(self, model: nn.Module, view: str, split: str, chunk: int | None = None) -> torch.Tensor:
+        """``model``'s logits on a split, in eval mode, on the run's device."""
+        chunk = chunk or self.eval_chunk
         was_training = model.training
         model.eval()
         x = self.view(view, split)
@@ -110,7 +133,7 @@ class RunContext:
         return out
 
     @torch.no_grad()
-    def features(self, model: nn.Module, view: str, split: str, name: str, chunk: int = EVAL_CHUNK) -> torch.Tensor:
+    def features(self, model: nn.Module, view: str, split: str, name: str, chunk: int | None = None) -> torch.Tensor:
         """``model``'s hidden feature ``name`` (:class:`benchmark.nn.Network`) on a split, in eval mode (dropout
         off, BatchNorm's running statistics), computed once like :meth:`logits`: a frozen teacher's hint for every
         training example, looked up by ``b.idx``."""
@@ -118,6 +141,7 @@ class RunContext:
         if name not in layers.feature_names(model):
             raise KeyError(f"{type(network).__name__} names no feature {name!r} "
                            f"(it names: {', '.join(layers.feature_names(model)) or 'none'})")
+        chunk = chunk or self.eval_chunk
         was_training = model.training
         model.eval()
         x = self.view(view, split)
@@ -126,8 +150,8 @@ class RunContext:
         return out
 
     def evaluate(self, model: nn.Module, view: str, split: str) -> dict[str, float]:
-        logits = self.logits(model, view, split)
-        result = M.classification_metrics(logits, self.labels(split), self.num_classes)
+        logits = self.logits(model, view, split).cpu()  # one copy per evaluation; the metrics are the CPU's
+        result = M.classification_metrics(logits, self.data.labels(split), self.num_classes)
         if split in self.reference:
             result["agreement"] = M.agreement(logits, self.reference[split])
         return result
@@ -155,10 +179,10 @@ class RunContext:
                              **entry["options"])
         model.build_args = {"arch": entry["arch"], "view": entry["view"], "options": entry["options"]}
         model.load_state_dict(entry["state_dict"])
-        freeze(model)
+        model = freeze(model.to(self.device) if self.on_gpu else model)
         for split in ("val", "test"):
             if self.data.size(split):
-                self.reference[split] = self.logits(model, entry["view"], split)
+                self.reference[split] = self.logits(model, entry["view"], split).cpu()
         return model
 
 
@@ -171,4 +195,12 @@ def freeze(model: nn.Module) -> nn.Module:
 
 
 def checkpoint(models_by_role: dict[str, nn.Module]) -> dict[str, Any]:
-    return {"roles": {role: {**m.build_args, "state_dict": m.state_dict()} for role, m in models_by_role.items()}}
+    """The trained models by role, their tensors on the CPU (a checkpoint made on a GPU loads anywhere)."""
+    return {"roles": {role: {**m.build_args, "state_dict": _on_cpu(m.state_dict())}
+                      for role, m in models_by_role.items()}}
+
+
+def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for key, tensor in state.items():  # in place: a state dict is a fresh OrderedDict that keeps its _metadata
+        state[key] = tensor.cpu()
+    return state

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from benchmark.contract import Role, Trained
 from benchmark.data import load_dataset
+from benchmark.engine import device as devices
 from benchmark.engine.code import code_hash, run_code
 from benchmark.engine.context import FINAL, RunContext, checkpoint
 from benchmark.engine.discovery import MethodInfo, discover
@@ -49,6 +51,9 @@ class Settings:
     # Repetitions of one configuration trained as one batch where that is faster (small models); 1: never.
     batch_reps: int = 5
     suite: str = ""  # identifies one invocation of the command line (a timed-out run is not retried within it)
+    # The GPU that trains a CUDA run here (None: the process's current one); each worker of the accelerator
+    # backend has its own. Any GPU of one model gives the same numbers, so it is not part of a run's identity.
+    gpu: int | None = None
 
 
 def dataset_for(spec: RunSpec, settings: Settings):
@@ -78,9 +83,9 @@ def tune_process() -> None:
         libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(1 << 30))
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, device: str = "cpu", precision: str = "fp32") -> None:
     # Deterministic kernels where torch has a choice (warn, not fail, where an op has none); recorded in provenance.
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    devices.configure(device, precision)
     tune_process()
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -99,8 +104,9 @@ def prepare(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo]):
     now = code_hash(run_code(info, {r.arch for r in roles.values()}, spec.dataset))
     if now != spec.source_hash:
         raise RuntimeError(f"the code {spec.method} executes changed after the run was planned; plan it again")
-    seed_everything(spec.seed)
-    return method, cfg, dataset, roles, RunContext(spec, cfg, dataset, settings.store, roles)
+    on = devices.bind(spec.device, settings.gpu)
+    seed_everything(spec.seed, spec.device, spec.precision)
+    return method, cfg, dataset, roles, RunContext(spec, cfg, dataset, settings.store, roles, device=on)
 
 
 def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | None = None) -> dict:
@@ -130,7 +136,7 @@ def _new_record(spec: RunSpec) -> dict[str, Any]:
 def _store(record: dict, store: Store, wall_time_s: float) -> dict:
     record["wall_time_s"] = wall_time_s
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    record["provenance"] = provenance()
+    record["provenance"] = {**provenance(), **devices.describe(record.get("device", "cpu"))}
     store.write_run(record)
     return record
 
@@ -157,6 +163,9 @@ def execute_batched(specs: list[RunSpec], settings: Settings, methods) -> list[d
     records, stored; or None, with nothing stored, when they cannot be (a step that needs its own order, a run
     that fails): the caller then runs them one by one, so that a failure is charged to its own run."""
     store = settings.store
+    if settings.gpu is None and specs[0].device == "cuda" and torch.cuda.is_available():
+        # the runs train in threads of their own, whose current GPU is not this thread's unless told
+        settings = dataclasses.replace(settings, gpu=torch.cuda.current_device())
     rendezvous = Rendezvous(len(specs))
     records = [_new_record(spec) for spec in specs]
     errors: list[BaseException | None] = [None] * len(specs)
@@ -239,7 +248,8 @@ def failed_record(spec: RunSpec, settings: Settings, error: str, timed_out: bool
     if existing is not None and existing.get("status") in ("ok", "skipped"):
         return existing  # it finished before the worker died
     record = {**_new_record(spec), "error": error, "wall_time_s": None,
-              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance()}
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "provenance": {**provenance(), "device": spec.device}}
     if timed_out:
         record["timed_out_in"] = settings.suite
     store.write_run(record)

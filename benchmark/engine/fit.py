@@ -20,7 +20,8 @@ batch, the forward passes it asks for are computed for all R at the first reques
 for all R after the last repetition's step (one backward pass, one optimiser step). A step whose order that cannot
 honour (a role used again after its own update within the step) raises :class:`NotBatchable`, and the runs are
 trained one by one instead. Every stackable model goes through the stacked path, alone too, so a repetition's
-numbers (dropout masks included: each role's own generator) do not depend on how it was batched.
+numbers (dropout masks included: each role's own generator) do not depend on how it was batched (on a CPU; on a
+GPU they depend on how many were packed together, see :mod:`benchmark.engine.stacked`).
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ class RepetitionModels:
         self.stacked: dict[str, Stacked] = {}
         if all(stackable(own[0][role]) for role in roles):
             for role in roles:
-                generators = [repetition.run.generator("dropout", role) for repetition in repetitions]
+                generators = [repetition.run.device_generator("dropout", role) for repetition in repetitions]
                 self.stacked[role] = Stacked([m[role] for m in own], generators)
         elif len(own) > 1:
             raise NotBatchable("only stackable models can be trained as a batch of repetitions")

@@ -19,17 +19,19 @@ from benchmark.errors import BadInput
 SCRATCH = "scratch_student"  # the control baseline every role with a scratch recipe is paired with
 
 
-def load(names, preset: str, data_root=None) -> dict[str, Any]:
-    """Datasets by name at the preset's budget (what planning adapts configurations to)."""
-    return {name: load_dataset(name, data_root, **configuration.DATA_PRESETS[preset]) for name in names}
+def load(names, preset: str, data_root=None, device: str = "cpu") -> dict[str, Any]:
+    """Datasets by name at the preset's budget on this kind of device (what planning adapts configurations to)."""
+    return {name: load_dataset(name, data_root, **configuration.DATA_PRESETS[device][preset])
+            for name in names}
 
 
 def make_spec(info: MethodInfo, cfg, *, dataset: str, rep: int, base_seed: int, preset: str, data=None,
-              methods: dict[str, MethodInfo] | None = None, specs: dict[str, RunSpec] | None = None) -> RunSpec:
-    """The spec of one run; the runs it requires are planned too (added to ``specs`` when given). ``data``: the
-    dataset loaded at the preset's budget (loaded here when not given)."""
+              methods: dict[str, MethodInfo] | None = None, specs: dict[str, RunSpec] | None = None,
+              device: str = "cpu", precision: str = "fp32") -> RunSpec:
+    """The spec of one run on a ``device`` kind; the runs it requires are planned too, on the same kind (added to
+    ``specs`` when given). ``data``: the dataset loaded at the preset's budget (loaded here when not given)."""
     methods = methods or discover()
-    data = data if data is not None else load([dataset], preset)[dataset]
+    data = data if data is not None else load([dataset], preset, device=device)[dataset]
     method = info.cls()
     roles = method.roles(cfg, data)
     check_roles(info.name, roles, data)
@@ -41,7 +43,7 @@ def make_spec(info: MethodInfo, cfg, *, dataset: str, rep: int, base_seed: int, 
         try:
             needed = make_spec(base, configuration.resolve(base.cls, preset, overrides, data), dataset=dataset,
                                data=data, rep=rep, base_seed=base_seed, preset=preset, methods=methods,
-                               specs=specs)
+                               specs=specs, device=device, precision=precision)
         except BadInput as exc:
             raise BadInput(f"{info.name} requires {name}: {exc}") from None
         requires[name] = needed.run_id
@@ -50,9 +52,9 @@ def make_spec(info: MethodInfo, cfg, *, dataset: str, rep: int, base_seed: int, 
     parts = run_code(info, {r.arch for r in roles.values()}, dataset)
     return RunSpec(
         method=info.name, kind=info.kind, dataset=dataset, rep=rep, base_seed=base_seed, preset=preset,
-        config=config_to_dict(cfg), data=data_budget(preset, cfg),
+        config=config_to_dict(cfg), data=data_budget(preset, cfg, device),
         variant=configuration.variant_name(info.cls, preset, cfg, data), source_hash=code_hash(parts), code=parts,
-        requires=requires,
+        requires=requires, device=device, precision=precision,
     )
 
 
@@ -83,27 +85,28 @@ def scratch_config(role: Role, methods: dict[str, MethodInfo], *, preset: str, d
 
 
 def scratch_spec_for(role: Role, methods: dict[str, MethodInfo], *, dataset: str, rep: int, base_seed: int,
-                     preset: str, data=None, cfg=None) -> RunSpec:
-    data = data if data is not None else load([dataset], preset)[dataset]
+                     preset: str, data=None, cfg=None, device: str = "cpu", precision: str = "fp32") -> RunSpec:
+    data = data if data is not None else load([dataset], preset, device=device)[dataset]
     scfg = scratch_config(role, methods, preset=preset, data=data, cfg=cfg)
     return make_spec(methods[SCRATCH], scfg, dataset=dataset, data=data, rep=rep, base_seed=base_seed,
-                     preset=preset, methods=methods)
+                     preset=preset, methods=methods, device=device, precision=precision)
 
 
 def plan(infos: Iterable[MethodInfo], *, data: dict[str, Any] | list[str], reps: int, preset: str, base_seed: int,
          overrides: dict[str, dict[str, Any]] | None = None, grids: dict[str, list[dict[str, Any]]] | None = None,
-         methods: dict[str, MethodInfo] | None = None, rep_start: int = 0) -> list[RunSpec]:
+         methods: dict[str, MethodInfo] | None = None, rep_start: int = 0, device: str = "cpu",
+         precision: str = "fp32") -> list[RunSpec]:
     """Specs for every (method, configuration, dataset, repetition), the runs they require, and the scratch
     students their roles pair with; required runs come before the runs that need them.
 
     ``data`` maps each dataset name to the loaded dataset (its shape and sizes adapt configurations and roles), or
-    lists the names (loaded here at the preset's budget).
+    lists the names (loaded here at the preset's budget). ``device``, ``precision``: where every run trains.
     ``overrides`` maps a method name to its ``--set`` values; ``grids`` maps a method name to a list of parameter
     dicts (an ablation), each applied on top of the overrides. Every value is validated here, before anything runs.
     """
     methods = methods or discover()
     if not isinstance(data, dict):
-        data = load(data, preset)
+        data = load(data, preset, device=device)
     specs: dict[str, RunSpec] = {}
     for info in infos:
         points = (grids or {}).get(info.name) or [{}]
@@ -111,13 +114,14 @@ def plan(infos: Iterable[MethodInfo], *, data: dict[str, Any] | list[str], reps:
                                                                range(rep_start, rep_start + reps)):
             cfg = configuration.resolve(info.cls, preset, {**(overrides or {}).get(info.name, {}), **point},
                                         loaded)
+            on = {"device": device, "precision": precision}
             spec = make_spec(info, cfg, dataset=dataset, data=loaded, rep=rep, base_seed=base_seed, preset=preset,
-                             methods=methods, specs=specs)
+                             methods=methods, specs=specs, **on)
             specs.setdefault(spec.run_id, spec)
             for role in info.cls().roles(cfg, loaded).values():
                 if role.scratch is not None and SCRATCH in methods:
                     s = scratch_spec_for(role, methods, dataset=dataset, data=loaded, rep=rep, base_seed=base_seed,
-                                         preset=preset, cfg=cfg)
+                                         preset=preset, cfg=cfg, **on)
                     specs.setdefault(s.run_id, s)
     return order(list(specs.values()))
 

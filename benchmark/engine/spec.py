@@ -35,6 +35,10 @@ class RunSpec:
     code: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     # The runs whose trained models this run loads: {method or baseline name: run id}.
     requires: dict[str, str] = field(default_factory=dict, hash=False)
+    # Where it trains: "cpu" or "cuda" (which GPU is not identity), and the precision of float32 products on
+    # CUDA ("fp32", or "tf32" when asked for): a CPU result never answers a CUDA run, nor the reverse.
+    device: str = "cpu"
+    precision: str = "fp32"
 
     @property
     def seed(self) -> int:
@@ -52,7 +56,8 @@ class RunSpec:
         """What a run has in common with its other repetitions (its id without the repetition)."""
         return stable_hash({
             "method": self.method, "dataset": self.dataset, "base_seed": self.base_seed, "config": self.config,
-            "data": self.data, "source": self.source_hash, "preset": self.preset,
+            "data": self.data, "source": self.source_hash, "preset": self.preset, "device": self.device,
+            "precision": self.precision,
         })
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,9 +77,10 @@ def config_from_dict(info: MethodInfo, values: dict[str, Any]):
     return configuration.apply_overrides(info.cls.Config(), values, where=info.name)
 
 
-def data_budget(preset: str, cfg) -> dict[str, Any]:
-    """What a run trains and is tested on: the preset's caps and the configuration's validation split."""
-    return {**configuration.DATA_PRESETS[preset], "validation": configuration.validation_mode(cfg)}
+def data_budget(preset: str, cfg, device: str = "cpu") -> dict[str, Any]:
+    """What a run trains and is tested on: the preset's caps on this kind of device and the configuration's
+    validation split."""
+    return {**configuration.DATA_PRESETS[device][preset], "validation": configuration.validation_mode(cfg)}
 
 
 def pair_key(scratch_config: dict[str, Any]) -> str:

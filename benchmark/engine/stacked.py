@@ -4,10 +4,18 @@
 axis (``[R, ...]``), initialised from the R models (so each repetition starts from exactly its own weights), and
 runs all R on their own batches at once: dense layers as one batched matrix product whose forward and backward are,
 slice by slice, the very products ``F.linear`` makes; BatchNorm1d over the R·F features (statistics per
-repetition); dropout with each repetition's own generator; convolutional layers per repetition. A repetition's
-numbers are therefore bit for bit the same whether it trains alone (R = 1), with other repetitions, or as a plain
-module without dropout; R = 1 is the same code, and the harness trains every stackable model through it so that a
-dropout mask depends only on the run.
+repetition); dropout with each repetition's own generator; convolutional layers per repetition on a CPU. A
+repetition's numbers are therefore bit for bit the same on a CPU whether it trains alone (R = 1), with other
+repetitions, or as a plain module without dropout; R = 1 is the same code, and the harness trains every stackable
+model through it so that a dropout mask depends only on the run.
+
+Packed convolutions (``packed=True``, the default for models on a GPU): the R repetitions' feature maps as one
+tensor ``[B, R·C, ...]`` and every convolution as one grouped convolution (R groups), BatchNorm over the R·C
+channels, pooling and ReLU on the whole: one kernel launch where the CPU's loop makes R. A grouped convolution's
+backward does not add up a repetition's gradient in the order its own convolution does, so packed numbers agree
+with the loop's to float rounding, not bit for bit (tested on the CPU); that is why the CPU keeps the loop. On a
+GPU a repetition's numbers then depend on how many repetitions train with it (R: the kernels are chosen by shape),
+which its record says (``batch``).
 
 Stackable: ``nn.Sequential`` of Linear, Conv1d/2d (ungrouped), BatchNorm1d/2d, Dropout, ReLU, MaxPool1d/2d,
 Flatten and Identity. Anything else trains unstacked (:func:`stackable` says which). A network's named hidden
@@ -82,12 +90,14 @@ class Stacked(nn.Module):
     """R models of one architecture as one; ``forward(xs)`` takes the R batches (a list, each ``[B, ...]``) and
     returns ``[R, B, ...]``. :meth:`unstack` writes the trained values back into the R models."""
 
-    def __init__(self, models: list[nn.Module], dropout_generators: list[torch.Generator] | None = None):
+    def __init__(self, models: list[nn.Module], dropout_generators: list[torch.Generator] | None = None,
+                 packed: bool | None = None):
         super().__init__()
         if not models or not all(stackable(m) for m in models):
             raise ValueError("only stackable models can be stacked")
         self.models = models
         self.R = len(models)
+        self.packed = next(models[0].parameters()).is_cuda if packed is None else packed
         self.wrapper = models[0] if hasattr(models[0], "stack_inner") else None
         self.layers = list(zip(*[_leaves(inner(m)) for m in models], strict=True))  # per layer, its R copies
         self.cuts: dict[int, str] = {}  # number of leaf layers before a named feature's cut -> its name
@@ -101,7 +111,7 @@ class Stacked(nn.Module):
         for i, copies in enumerate(self.layers):
             first = copies[0]
             for name, p in first.named_parameters(recurse=False):
-                if isinstance(first, nn.Conv2d) and name == "weight":
+                if isinstance(first, nn.Conv2d) and name == "weight" and not self.packed:
                     # Convolutions run per repetition: each keeps its own kernel, channels-last, the layout in
                     # which the CPU's convolution and its backward run fastest (results are deterministic)
                     params = [nn.Parameter(getattr(c, name).detach().clone(memory_format=torch.channels_last),
@@ -123,7 +133,8 @@ class Stacked(nn.Module):
     # ---- forward ------------------------------------------------------------------------------------------
     # Activations are either "rows", one [R, B, ...] tensor (dense layers: one batched product for all R), or
     # "list", R tensors [B, C, ...] (convolutional layers, run per repetition: a grouped convolution's backward
-    # does not give the per-group results bit for bit, so it would make a repetition's numbers depend on its batch).
+    # does not give the per-group results bit for bit, so it would make a repetition's numbers depend on its batch),
+    # or "packed", one [B, R*C, ...] tensor (convolutional layers as grouped convolutions: ``packed``).
     def forward(self, xs: list[torch.Tensor], call: str | None = None) -> torch.Tensor:
         return self._forward(xs, call, None)
 
@@ -136,7 +147,9 @@ class Stacked(nn.Module):
     def _forward(self, xs: list[torch.Tensor], call: str | None, features: dict | None) -> torch.Tensor:
         first = self.layers[0][0]
         conv = isinstance(first, (nn.Conv1d, nn.Conv2d, nn.BatchNorm2d, nn.MaxPool1d, nn.MaxPool2d))
-        if conv:
+        if conv and self.packed:
+            x, layout = self._pack(xs), "packed"
+        elif conv:
             x, layout = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in xs], "list"
         else:
             x, layout = _stack(xs), "rows"
@@ -144,7 +157,7 @@ class Stacked(nn.Module):
         while i < len(self.layers):
             layer = self.layers[i][0]
             after = self.layers[i + 1][0] if i + 1 < len(self.layers) else None
-            if isinstance(layer, nn.ReLU) and isinstance(after, (nn.MaxPool1d, nn.MaxPool2d)) and layout == "list" \
+            if isinstance(layer, nn.ReLU) and isinstance(after, (nn.MaxPool1d, nn.MaxPool2d)) and layout != "rows" \
                     and not (features is not None and i + 1 in self.cuts):
                 # max pooling commutes with the monotone ReLU, values and gradients alike (a window whose maximum
                 # is not positive gets a zero gradient either way): pool first, and ReLU a quarter of the values
@@ -155,8 +168,8 @@ class Stacked(nn.Module):
                 x, layout = self._apply(i, layer, x, layout)
                 i += 1
             if features is not None and i in self.cuts:
-                features[self.cuts[i]] = _stack(x) if layout == "list" else x
-        out = _stack(x) if layout == "list" else x
+                features[self.cuts[i]] = self._rows(x, layout)
+        out = self._rows(x, layout)
         if self.wrapper is not None:
             r, b = out.shape[:2]
             out = self.wrapper.stack_output(out.flatten(0, 1), call).unflatten(0, (r, b))
@@ -189,7 +202,7 @@ class Stacked(nn.Module):
 
     def _apply(self, i: int, layer: nn.Module, x, layout: str):
         if isinstance(layer, nn.Linear):
-            x = _stack(x) if layout == "list" else x
+            x = self._rows(x, layout)
             weight, bias = self.stacked[i, "weight"], self.stacked.get((i, "bias"))
             if self.R == 1:  # the very call a plain module makes
                 return F.linear(x[0], weight[0], None if bias is None else bias[0]).unsqueeze(0), "rows"
@@ -203,12 +216,46 @@ class Stacked(nn.Module):
         if isinstance(layer, nn.Flatten):
             if layout == "list":
                 return _stack([t.flatten(1) for t in x]), "rows"
+            if layout == "packed":  # [B, R*C, ...] -> [R, B, C*...], each repetition's features in its own order
+                return x.unflatten(1, (self.R, -1)).flatten(2).transpose(0, 1), "rows"
             return x.flatten(2), "rows"
         if isinstance(layer, nn.Identity):
             return x, layout
+        if self.packed:
+            return self._packed(i, layer, self._pack(list(x)) if layout == "rows" else x), "packed"
         # convolution, pooling, BatchNorm over feature maps: each repetition through the layer's own functional form
         xs = list(x) if layout == "rows" else x
         return [self._single(i, r, layer, t) for r, t in enumerate(xs)], "list"
+
+    def _pack(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """R tensors [B, C, ...] -> [B, R*C, ...] (one repetition: itself)."""
+        return xs[0] if len(xs) == 1 else torch.stack(xs, 1).flatten(1, 2)
+
+    def _rows(self, x, layout: str) -> torch.Tensor:
+        """Any layout as [R, B, ...]."""
+        if layout == "list":
+            return _stack(x)
+        if layout == "packed":
+            return x.unflatten(1, (self.R, -1)).transpose(0, 1)
+        return x
+
+    def _packed(self, i: int, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Layer ``i`` of every repetition at once on [B, R*C, ...]: a convolution in R groups, per-channel
+        BatchNorm over the R*C channels (each repetition's statistics its own), pooling on every channel."""
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+            conv = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
+            bias = self.stacked.get((i, "bias"))
+            return conv(x, self.stacked[i, "weight"].flatten(0, 1), None if bias is None else bias.flatten(),
+                        layer.stride, layer.padding, layer.dilation, self.R)
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if self.training and (i, "num_batches_tracked") in self.stacked:
+                self.stacked[i, "num_batches_tracked"].add_(1)
+            mean, var = self.stacked.get((i, "running_mean")), self.stacked.get((i, "running_var"))
+            flat = [t.view(-1) if t is not None else None
+                    for t in (mean, var, self.stacked.get((i, "weight")), self.stacked.get((i, "bias")))]
+            return F.batch_norm(x, *flat, self.training or mean is None, layer.momentum, layer.eps)
+        pool = F.max_pool2d if isinstance(layer, nn.MaxPool2d) else F.max_pool1d
+        return pool(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation, ceil_mode=layer.ceil_mode)
 
     def _single(self, i: int, r: int, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Layer ``i`` of repetition ``r`` on its own batch, with the stacked tensors' slices as its state."""
@@ -243,10 +290,12 @@ class Stacked(nn.Module):
         if not self.training or layer.p == 0:
             return x
         keep = 1 - layer.p
-        slices = x if layout == "list" else list(x)
+        slices = x if layout == "list" else list(self._rows(x, layout))
         masks = [torch.empty_like(t).bernoulli_(keep, generator=g).div_(keep) for t, g in zip(slices, self._gens())]
         if layout == "list":
             return [t * m for t, m in zip(x, masks)]
+        if layout == "packed":
+            return x * self._pack(masks)
         return x * _stack(masks)
 
     def _gens(self) -> list[torch.Generator | None]:

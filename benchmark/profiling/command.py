@@ -11,6 +11,7 @@ import torch
 
 from benchmark import data as datasets
 from benchmark.engine import config as configuration
+from benchmark.engine import device as devices
 from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.errors import BadInput
 from benchmark.profiling.run import Options, profile
@@ -40,14 +41,21 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{r['dataset']:14s} {r['target'][:44]:44s} " + " ".join(cells))
     m = result["machine"]
     peaks = result["peak_gflops_per_repeat"]
-    lines.append(f"matmul peak {np.median(peaks):.1f} GFLOP/s (1024² fp32; {min(peaks):.0f}-{max(peaks):.0f} "
+    where = f"8192² {m.get('precision', 'fp32')} on {m['gpu']}" if m.get("gpu") else "1024² fp32"
+    lines.append(f"matmul peak {np.median(peaks):.1f} GFLOP/s ({where}; {min(peaks):.0f}-{max(peaks):.0f} "
                  "over the repeats, each ratio uses its own repeat's); "
                  f"{m['threads']} torch threads; load average {m['load_average_before'][0]:.1f} before, "
                  f"{m['load_average_after'][0]:.1f} after, on {m['cpu_count']} CPUs")
+    if m.get("tf32_peak_gflops"):
+        lines.append(f"TF32 matmul peak on the same GPU: {m['tf32_peak_gflops']:.0f} GFLOP/s")
+    for r in result["rows"]:
+        if r.get("top_kernels"):
+            lines.append(f"kernels [{r['target'][:40]}]: {r['top_kernels']}")
     for e in result.get("suite_estimate", []):
         lines.append(f"estimate [{e['dataset']}] `all` ({e['repetitions']} repetitions, {e['runs']} runs): "
                      f"{e['train_s'] / 60:.1f} min of training steps, {e['wall_s_on_cores'] / 60:.1f} min on "
-                     f"{e['cores']} cores (full epoch budgets; evaluation and start-up not counted)"
+                     f"{e['cores']} {e.get('unit', 'cores')} (full epoch budgets; evaluation and start-up not "
+                     "counted)"
                      + (f"; not profiled: {', '.join(e['not_profiled'])}" if e["not_profiled"] else ""))
     for t in result["targets"]:
         verdict = "met" if t["met"] else "NOT met"
@@ -59,6 +67,7 @@ def format_table(result: dict[str, Any]) -> str:
 # ---- command line ---------------------------------------------------------------------------------------
 
 def add_arguments(p) -> None:
+    """The profile's own options (the command line adds ``--device``, which several commands share)."""
     p.add_argument("--methods", help="comma-separated methods and baselines (default: every one that loads)")
     p.add_argument("--variant", action="append", metavar="METHOD:KEY=VALUE[,KEY=VALUE]",
                    help="also profile METHOD with these config values; repeatable (default: the variants each "
@@ -70,8 +79,10 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=50, help="timed steps per target per repeat (default 50)")
     p.add_argument("--repeats", type=int, default=5, help="repeats; medians over them (default 5)")
     p.add_argument("--top", type=int, default=8, help="operators kept from the profiler trace (default 8)")
-    p.add_argument("--batched-reps", type=int, default=5,
-                   help="repetitions in the batched-step measurement (default 5; 1: not measured)")
+    p.add_argument("--batched-reps", default="5", metavar="R[,R...]",
+                   help="repetitions in the batched-step measurement, one or more (default 5; 1: not measured; "
+                        "on a GPU e.g. 8,64)")
+    p.add_argument("--tf32", action="store_true", help="CUDA only: float32 products in TensorFloat-32")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-reference", action="store_true", help="skip the textbook DataLoader loop")
     p.add_argument("--data-root", type=Path, help="dataset folder (default $BENCHMARK_DATA_ROOT or ~/.cache)")
@@ -108,12 +119,25 @@ def options_from_args(args, methods: dict[str, MethodInfo]) -> Options:
         overrides = configuration.parse_assignments(values.split(","), flag="--variant")
         configuration.resolve(methods[name].cls, args.preset, overrides)  # BadInput for a bad key or value
         selected.append((methods[name], overrides))
-    if args.batched_reps < 1:
-        raise BadInput(f"--batched-reps must be at least 1, got {args.batched_reps}")
+    batched = _batched_reps(args.batched_reps)
+    choice = devices.choose(args.device)
+    precision = "tf32" if args.tf32 else "fp32"
+    devices.check_precision(choice.kind, precision)
     return Options(out=args.out, datasets=_datasets(args), selected=selected, preset=args.preset,
-                   batched_reps=args.batched_reps,
+                   batched_reps=batched, device=choice.kind, gpu=choice.gpus[0] if choice.gpus else None,
+                   precision=precision,
                    warmup=args.warmup, steps=args.steps, repeats=args.repeats, top_ops=args.top,
                    reference=not args.no_reference, data_root=args.data_root, progress=not args.no_progress)
+
+
+def _batched_reps(text: str) -> tuple[int, ...]:
+    try:
+        reps = tuple(int(r) for r in str(text).split(",") if r.strip())
+    except ValueError:
+        raise BadInput(f"--batched-reps takes whole numbers R[,R...], got {text!r}") from None
+    if not reps or min(reps) < 1:
+        raise BadInput(f"--batched-reps must be at least 1, got {text!r}")
+    return reps
 
 
 def _datasets(args) -> list[str]:

@@ -18,7 +18,7 @@ def write_outputs(result: dict[str, Any], folder: Path) -> dict[str, Path]:
     paths = {"json": folder / "profile.json", "csv": folder / "profile.csv", "figure": folder / "profile.png"}
     atomic_write_json(paths["json"], result)
     flat = [{k: ";".join(f"{x:.4g}" for x in v) if k == "step_median_ms_per_repeat" else v
-             for k, v in r.items() if k != "operators"} for r in result["rows"]]
+             for k, v in r.items() if k not in ("operators", "kernels")} for r in result["rows"]]
     table = pd.DataFrame(flat)
     tmp = paths["csv"].with_name(".tmp-profile.csv")
     table.to_csv(tmp, index=False)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.engine.context import freeze
+from benchmark.engine.device import synchronize
 from benchmark.engine.timing import StepTimer, timed_iter
 from benchmark.nn import keras_init, mlp
 from benchmark.profiling.measure import until_complete
@@ -28,15 +29,33 @@ def tutorial_mlp(sizes: list[int], dropout: float = 0.0) -> nn.Module:
     return model
 
 
-def matmul_peak(size: int = 1024, repeats: int = 10) -> float:
-    """GFLOP/s of the best of ``repeats`` fp32 ``size``² matrix products (2·size³ FLOPs each)."""
-    a, b, out = torch.randn(size, size), torch.randn(size, size), torch.empty(size, size)
+def matmul_peak(size: int = 1024, repeats: int = 10, device: torch.device | None = None,
+                precision: str = "fp32") -> float:
+    """GFLOP/s of the best of ``repeats`` float32 ``size``² matrix products (2·size³ FLOPs each), on the CPU, or on
+    a GPU (8192², each product timed between synchronisations) in IEEE float32 or TensorFloat-32 (``precision``;
+    the run's own setting is restored)."""
+    if device is None or device.type != "cuda":
+        return _best_rate(size, repeats, torch.device("cpu"))
+    matmul = torch.backends.cuda.matmul
+    was = matmul.fp32_precision
+    matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+    try:
+        return _best_rate(8192, repeats, device)
+    finally:
+        matmul.fp32_precision = was
+
+
+def _best_rate(size: int, repeats: int, device: torch.device) -> float:
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    out = torch.empty(size, size, device=device)
     for _ in range(3):
         torch.mm(a, b, out=out)
     best = math.inf
     for _ in range(repeats):
+        synchronize(device)
         began = time.perf_counter()
         torch.mm(a, b, out=out)
+        synchronize(device)
         best = min(best, time.perf_counter() - began)
     return 2 * size**3 / best / 1e9
 

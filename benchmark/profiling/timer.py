@@ -14,7 +14,13 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark.engine.timing import StepTimer, StopTraining
+from benchmark.engine.timing import HostClock, StepTimer, StopTraining, SynchronisedClock
+
+
+def profile_clock(device: torch.device) -> HostClock | SynchronisedClock:
+    """The clock of a profiled step: the host's, after waiting for a GPU at both ends (every kernel of the step
+    counted, none of the previous one's)."""
+    return SynchronisedClock(device) if device.type == "cuda" else HostClock()
 
 
 class ProfilingTimer(StepTimer):
@@ -25,12 +31,15 @@ class ProfilingTimer(StepTimer):
     overlap them (both slow a step down). FLOPs are those of the matrix products and convolutions, forward and
     backward (``torch.utils.flop_counter``); element-wise work (activations, the optimiser's update) counts
     zero, so GFLOP/s measures how well a step keeps the matrix units busy. With a ``gate``, each step waits
-    for its turn (see :class:`StepGate`).
+    for its turn (see :class:`StepGate`). On a GPU (``clock``: :func:`profile_clock`), the trace also records the
+    GPU's kernels, and :attr:`kernels` holds the costliest.
     """
 
     def __init__(self, warmup: int = 5, steps: int = 20, *, trace_steps: int = 3, count_flops: bool = True,
-                 top_ops: int = 8, gate: StepGate | None = None):
-        super().__init__(warmup=warmup)
+                 top_ops: int = 8, gate: StepGate | None = None, clock=None):
+        super().__init__(warmup=warmup, clock=clock)
+        self.on_gpu = isinstance(clock, SynchronisedClock)
+        self.kernels: list[dict[str, Any]] = []
         self.steps = steps
         self.count_flops = count_flops
         self.trace_steps = trace_steps
@@ -61,8 +70,10 @@ class ProfilingTimer(StepTimer):
             if self._profiler is None:
                 # kineto (the profiler's backend) otherwise prints start/stop lines and a GPU probe error
                 os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-                self._profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
-                                                        record_shapes=True)
+                activities = [torch.profiler.ProfilerActivity.CPU]
+                if self.on_gpu:
+                    activities.append(torch.profiler.ProfilerActivity.CUDA)
+                self._profiler = torch.profiler.profile(activities=activities, record_shapes=True)
                 self._profiler.start()
             self._phase = "trace"
         elif timed < self.warmup + self.steps:
@@ -98,6 +109,8 @@ class ProfilingTimer(StepTimer):
         if self._profiler is not None:
             self._profiler.stop()
             self.operators = top_operators(self._profiler, self._traced, self.top_ops)
+            if self.on_gpu:
+                self.kernels = top_kernels(self._profiler, self._traced, self.top_ops)
             self._profiler = None
 
     def close(self) -> None:
@@ -108,11 +121,12 @@ class ProfilingTimer(StepTimer):
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.summary())
         out["timed_steps"] = max(len(self.times) - self.warmup, 0)
-        out["step_times_s"] = list(self.times[self.warmup:])
+        out["step_times_s"] = [float(t) for t in self.times[self.warmup:]]
         out["batch_size"] = int(np.median(self.samples[self.warmup:])) if out["timed_steps"] else None
         out["flops_per_step"] = self.flops
         out["flop_samples"] = self.flop_samples
         out["operators"] = self.operators
+        out["kernels"] = self.kernels
         out["complete"] = self.complete
         return out
 
@@ -136,6 +150,22 @@ def top_operators(profiler, steps: int, top: int) -> list[dict[str, Any]]:
     total = sum(cost.values()) or 1.0
     ranked = sorted((name for name in cost if cost[name] > 0), key=cost.get, reverse=True)
     return [{"name": name, "self_cpu_ms_per_step": cost[name] / 1e3, "share": cost[name] / total,
+             "calls_per_step": count[name] / per} for name in ranked[:top]]
+
+
+def top_kernels(profiler, steps: int, top: int) -> list[dict[str, Any]]:
+    """The ``top`` GPU kernels by GPU time per step in a finished trace of ``steps`` steps (with their share of the
+    traced GPU time): where a step's time goes on the GPU, as :func:`top_operators` says for the host."""
+    cost: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for event in profiler.events():
+        if getattr(event, "device_type", None) != torch.autograd.DeviceType.CUDA:
+            continue
+        cost[event.name] = cost.get(event.name, 0.0) + event.time_range.elapsed_us()
+        count[event.name] = count.get(event.name, 0) + 1
+    per, total = max(steps, 1), sum(cost.values()) or 1.0
+    ranked = sorted(cost, key=cost.get, reverse=True)
+    return [{"name": name, "gpu_ms_per_step": cost[name] / per / 1e3, "share": cost[name] / total,
              "calls_per_step": count[name] / per} for name in ranked[:top]]
 
 

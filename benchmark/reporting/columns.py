@@ -19,8 +19,10 @@ LOWER_IS_BETTER = ("_nll", "_ece", "_loss")  # metric-name suffixes where a smal
 # "<m>_untrained" is the same measurement on the untrained network: Δ = <m> - <m>_untrained, paired by run.
 UNTRAINED = "_untrained"
 FINAL_SEL, VAL_SEL = "final", "val_selected"
-GROUP = ["preset", "dataset", "method", "kind", "variant", "role", "metric", "selection"]
-UNIT = ["dataset", "base_seed", "data_key", "rep"]  # what makes two runs a pair (same seed, data, repetition)
+GROUP = ["preset", "dataset", "device", "method", "kind", "variant", "role", "metric", "selection"]
+# What makes two runs a pair: the same seed, data, repetition and kind of device (a run is never compared with a
+# scratch student trained on another kind: the same seed draws other dropout masks on a GPU).
+UNIT = ["dataset", "base_seed", "data_key", "device", "rep"]
 # What ``stats.paired`` returns, kept per comparison (prefixed ``delta_`` where the name alone is ambiguous).
 PAIRED_KEYS = ("delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "halfwidth", "p_ttest", "p_signflip",
                "p_wilcoxon", "p_value", "p_value_test", "verdict", "mde", "mde_note", "note")

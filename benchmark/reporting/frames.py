@@ -77,7 +77,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "error": rec.get("error"), "wall_time_s": rec.get("wall_time_s"),
             "step_median_s": timing.get("step_median_s"), "step_iqr_s": timing.get("step_iqr_s"),
             "samples_per_s": timing.get("samples_per_s"), "source_hash": rec.get("source_hash"),
-            "git_commit": (rec.get("provenance") or {}).get("git_commit"),
+            "git_commit": (rec.get("provenance") or {}).get("git_commit"), "device": rec.get("device") or "cpu",
         }
         row.update({f"cfg.{k}": _scalar(v) for k, v in (rec.get("config") or {}).items()})
         row.update({f"data.{k}": v for k, v in (rec.get("data") or {}).items()})
@@ -178,7 +178,7 @@ def load_results(store: Store, declared: Declarations | None = None) -> Results:
                           for r in current_records for role, info in (r.get("roles") or {}).items()],
                          columns=ROLE_COLUMNS)
     tidy = metrics_frame(current_records)
-    extra = current[["run_id", "kind", "preset", "base_seed", "data_key"]]
+    extra = current[["run_id", "kind", "preset", "base_seed", "data_key", "device"]]
     metrics = tidy.merge(extra, on="run_id", how="left")
     return Results(records, current, roles, metrics, superseded=len(ok) - len(current_records) - len(longer),
                    longer=longer, longer_current=longer_current, skipped=found.skipped, declared=declared)
@@ -207,7 +207,7 @@ def _current_row(rec: dict) -> dict:
 
 def _unit(rec: dict) -> tuple:
     data = json.dumps(rec.get("data") or {}, sort_keys=True)
-    return (rec["dataset"], rec.get("base_seed", 0), data, rec["rep"])
+    return (rec["dataset"], rec.get("base_seed", 0), data, rec.get("device") or "cpu", rec["rep"])
 
 
 # ---- per-run values and the summary --------------------------------------------------------------
@@ -251,6 +251,7 @@ def summary_frame(results: Results) -> pd.DataFrame:
     scratch = _scratch_reference(results, values)
     wall = results.current.set_index("run_id")["wall_time_s"].astype(float)
     labels, kinds, main = results.labels, results.kinds, results.main
+    both = values.device.nunique() > 1  # a store with CPU and GPU runs names the device in every row's label
     repeats: dict[tuple, list[str]] = {}
     for (preset, dataset, method, variant, role), kept in results.identical.items():
         repeats.setdefault((preset, dataset, method, kept, role), []).append(variant)
@@ -259,7 +260,8 @@ def summary_frame(results: Results) -> pd.DataFrame:
         row = dict(zip(GROUP, key, strict=True))
         config = (row["preset"], row["dataset"], row["method"], row["variant"])
         mean, std, lo, hi = stats.mean_ci(group.value.to_numpy())
-        row.update(label=labels.get(config, config_label(row["method"], row["variant"])),
+        label = labels.get(config, config_label(row["method"], row["variant"]))
+        row.update(label=f"{label} ({row['device']})" if both else label,
                    config_kind=kinds.get(config, families.ABLATION), main=config in main,
                    anchor=row["kind"] != "baseline" and not group.distilled.all(),
                    identical_in="; ".join(sorted(repeats.get((*config, row["role"]), []))),

@@ -8,15 +8,23 @@ record atomically to the shared store, so workers never clobber each other. A wo
 rescheduled on another worker by the scheduler (up to ``distributed.scheduler.allowed-failures`` times); a task the
 scheduler gives up on is reported to the runner as died. A task's time limit is enforced on the worker (the runner
 cannot tell when a task leaves the cluster's queue).
+
+Workers with GPUs (``--device cuda``) work as the accelerator backend's do: a CUDA task trains on its worker's GPU,
+the worker keeps its datasets there between tasks, and a configuration's repetitions train as one packed model. A
+worker's GPU is its first visible one: start one worker per GPU with ``CUDA_VISIBLE_DEVICES`` set (dask-cuda's
+``dask cuda worker`` does this), or several per GPU. On the local cluster (no ``--scheduler``) every worker sees
+every GPU, and worker i takes GPU i mod their number.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import threading
 
+from benchmark.engine import device as devices
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, execute_task, failed_record
 from benchmark.engine.spec import RunSpec
@@ -70,6 +78,8 @@ def _remote(spec_dicts: list[dict], settings: Settings, time_limit: float | None
     does not run them again."""
     methods = discover()
     specs = [RunSpec.from_dict(d) for d in spec_dicts]
+    if settings.gpu is None and any(s.device == "cuda" for s in specs):
+        settings = dataclasses.replace(settings, gpu=_worker_gpu())
     finished = [r for s in specs if (r := _ended_before(s, settings, methods)) is not None]
     todo = [s for s in specs if s.run_id not in {r["run_id"] for r in finished}]
 
@@ -91,6 +101,19 @@ def _remote(spec_dicts: list[dict], settings: Settings, time_limit: float | None
         if timer is not None:
             timer.cancel()
     return finished
+
+
+def _worker_gpu() -> int | None:
+    """This Dask worker's GPU: worker i of the local cluster (named 0, 1, ...) takes GPU i mod their number; any
+    other worker its first visible one (None)."""
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return None
+    count = devices.cuda_count()
+    return name % count if isinstance(name, int) and count else None
 
 
 class DaskBackend:

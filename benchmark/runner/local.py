@@ -20,6 +20,7 @@ from multiprocessing import connection, get_context
 
 import torch
 
+from benchmark.engine import device as devices
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, execute_task
 from benchmark.engine.spec import RunSpec
@@ -48,6 +49,8 @@ def _worker(conn, settings: Settings, parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent)
     torch.set_num_threads(settings.threads)
+    if settings.gpu is not None:  # a worker of the accelerator backend: its GPU, from its first CUDA call on
+        devices.bind("cuda", settings.gpu)
     methods = discover()
     while True:
         try:
@@ -69,6 +72,7 @@ class _Worker:
     process: object
     conn: object
     task_id: int | None = None  # the task it is executing (None: idle)
+    gpu: int | None = None  # the GPU it is bound to (the accelerator backend's workers)
 
 
 class LocalBackend:
@@ -83,8 +87,11 @@ class LocalBackend:
         self.busy: dict[int, _Worker] = {}
 
     def _spawn(self) -> _Worker:
+        return self._spawn_with(self.settings)
+
+    def _spawn_with(self, settings: Settings) -> _Worker:
         parent, child = self.context.Pipe()
-        process = self.context.Process(target=_worker, args=(child, self.settings, os.getpid()), daemon=True)
+        process = self.context.Process(target=_worker, args=(child, settings, os.getpid()), daemon=True)
         # Born ignoring SIGINT (an ignored signal stays ignored through exec, and Python then keeps it so): a
         # terminal's Ctrl-C reaches the whole process group, and it is the suite's to handle, even while a new
         # worker is still importing.
@@ -96,7 +103,7 @@ class LocalBackend:
             if main:
                 signal.signal(signal.SIGINT, previous)
         child.close()
-        return _Worker(process, parent)
+        return _Worker(process, parent, gpu=settings.gpu)
 
     def start(self, task_id: int, specs: list[RunSpec], time_limit: float | None, priority: float = 0.0) -> None:
         worker = self.idle.pop() if self.idle else self._spawn()

@@ -24,9 +24,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from benchmark.engine import device as devices
 from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.execute import Settings, failed_record
 from benchmark.engine.spec import RunSpec
+from benchmark.runner.accelerator import AcceleratorBackend
 from benchmark.runner.backend import Backend, Event
 from benchmark.runner.dask_backend import DaskBackend
 from benchmark.runner.inprocess import InProcessBackend
@@ -34,7 +36,7 @@ from benchmark.runner.local import LocalBackend
 from benchmark.runner.schedule import Batching, Queue, Task, expected_seconds, history, tasks
 
 RETRIES_AFTER_DEATH = 1  # a run whose worker died is tried once more, alone, before it is charged
-BACKENDS = ("local", "dask", "inprocess")
+BACKENDS = ("local", "dask", "inprocess")  # "local" with GPUs is the accelerator backend
 
 
 @dataclass
@@ -156,9 +158,9 @@ def plan_queue(specs: list[RunSpec], settings: Settings, methods: dict[str, Meth
 
 
 def make_backend(name: str, settings: Settings, methods: dict[str, MethodInfo], *, jobs: int = 1,
-                 client=None) -> Backend:
+                 client=None, gpus: tuple[int, ...] = ()) -> Backend:
     if name == "local":
-        return LocalBackend(jobs, settings)
+        return AcceleratorBackend(jobs, settings, gpus) if gpus else LocalBackend(jobs, settings)
     if name == "dask":
         return DaskBackend(client, settings)
     if name == "inprocess":
@@ -167,10 +169,12 @@ def make_backend(name: str, settings: Settings, methods: dict[str, MethodInfo], 
 
 
 def run_plan(todo: list[RunSpec], settings: Settings, *, jobs: int = 1, backend: str | Backend = "local",
-             client=None, timeout_s: float | None = None, progress=None) -> Outcome:
+             client=None, timeout_s: float | None = None, progress=None, gpus: tuple[int, ...] | None = None
+             ) -> Outcome:
     """Train every spec of ``todo``, each after the runs it requires, longest expected first.
 
-    ``backend``: ``local`` (``jobs`` worker processes), ``dask`` (``client`` from
+    ``backend``: ``local`` (``jobs`` worker processes; for CUDA runs, the accelerator backend's workers spread over
+    ``gpus``, default every visible GPU), ``dask`` (``client`` from
     :func:`benchmark.runner.dask_backend.connect`), ``inprocess`` (this process, one task at a time, no time limit:
     tests, ``reproduce``), or a :class:`~benchmark.runner.backend.Backend` of the caller's. Torch threads
     per run: ``settings.threads`` on every backend, so a run gives the same numbers wherever it executes.
@@ -188,7 +192,9 @@ def run_plan(todo: list[RunSpec], settings: Settings, *, jobs: int = 1, backend:
             progress.update(1)
             progress.set_postfix_str(f"{spec.method}/{spec.dataset}/r{spec.rep}", refresh=False)
 
-    chosen = make_backend(backend, settings, methods, jobs=jobs, client=client) if isinstance(backend, str) \
-        else backend
+    if gpus is None:
+        gpus = tuple(range(devices.cuda_count())) if any(s.device == "cuda" for s in todo) else ()
+    chosen = make_backend(backend, settings, methods, jobs=jobs, client=client, gpus=gpus) \
+        if isinstance(backend, str) else backend
     Runner(chosen, settings, timeout_s=timeout_s, on_record=on_record).run(queue)
     return outcome

@@ -48,8 +48,12 @@ class Task:
 
 
 def kind(spec: RunSpec) -> str:
-    """Runs of the same kind cost about the same: method, configuration, dataset, preset and data budget."""
-    return json.dumps([spec.method, spec.config, spec.dataset, spec.preset, spec.data], sort_keys=True)
+    """Runs of the same kind cost about the same: method, configuration, dataset, preset, data budget and device
+    (a CPU run's time says nothing of a GPU run's)."""
+    fields = [spec.method, spec.config, spec.dataset, spec.preset, spec.data]
+    if spec.device != "cpu":
+        fields.append(spec.device)
+    return json.dumps(fields, sort_keys=True)
 
 
 def history(records: Iterable[dict]) -> dict[str, float]:
@@ -195,8 +199,9 @@ def flop_estimate(spec: RunSpec, method, cfg, data, roles) -> float:
 
 
 # A configuration is trained with its repetitions batched when its models are stackable and a step is small:
-# below this many forward FLOPs per repetition and step, a step's time is mostly per-operator overhead, which a
-# batch of repetitions shares; above it, a step is arithmetic and R repetitions cost R times one.
+# below this many forward FLOPs per repetition and step, a step's time on a CPU is mostly per-operator overhead,
+# which a batch of repetitions shares; above it, a step is arithmetic and R repetitions cost R times one. A GPU
+# packs every stackable configuration: one repetition's step is far from filling it (README, GPU section).
 BATCH_MAX_FLOPS = 20e6
 
 
@@ -228,7 +233,7 @@ class Batching:
             if per_example is None:
                 return False
             total += per_example * (batch_size or data.size("train"))
-        return total < BATCH_MAX_FLOPS
+        return spec.device == "cuda" or total < BATCH_MAX_FLOPS
 
     def _per_example(self, role, data) -> float | None:
         """Forward FLOPs of one example, or None when the role's model cannot be stacked."""

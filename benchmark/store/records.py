@@ -21,7 +21,12 @@ from typing import Any
 
 STATUSES = ("ok", "failed", "skipped")
 # The fields a run's id hashes; a record's own id must be their hash.
-IDENTITY = ("method", "kind", "dataset", "rep", "base_seed", "config", "data", "source_hash", "requires")
+IDENTITY = ("method", "kind", "dataset", "rep", "base_seed", "config", "data", "source_hash", "requires", "device",
+            "precision")
+# Identity fields added later, with the value every earlier run had: hashed only when a run's value differs, so
+# the ids of earlier records (and of every CPU run) keep their formula, while a CUDA run never has a CPU run's id.
+LATER_IDENTITY = {"device": "cpu", "precision": "fp32"}
+DEVICES, PRECISIONS = ("cpu", "cuda"), ("fp32", "tf32")
 # A record is a few hundred KB at most (per-epoch metrics of every role of a paper-preset run); 64 MiB leaves
 # room for a method that logs per step while a file of gigabytes (or a device) is refused before it is read.
 MAX_RECORD_BYTES = 64 * 2**20
@@ -39,11 +44,15 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 
 def run_id_of(fields: Mapping[str, Any]) -> str:
     """The id of the run these identity fields describe (a record, or a run spec's fields)."""
-    return stable_hash({
+    identity = {
         "method": fields["method"], "kind": fields["kind"], "dataset": fields["dataset"], "rep": fields["rep"],
         "base_seed": fields["base_seed"], "config": fields["config"], "data": fields["data"],
         "source": fields.get("source_hash", ""), "requires": fields.get("requires", {}),
-    })
+    }
+    for name, earlier in LATER_IDENTITY.items():
+        if fields.get(name, earlier) != earlier:
+            identity[name] = fields[name]
+    return stable_hash(identity)
 
 
 def _constant(name: str):
@@ -102,12 +111,13 @@ REQUIRED = {"run_id": str, "status": str, "method": str, "variant": str, "datase
 # Keys a record may lack or leave null, but not hold with another type.
 OPTIONAL = {"roles": dict, "timing": dict, "requires": dict, "source_hash": str, "error": str,
             "wall_time_s": NUMBER, "finished_at": str, "seed": int, "provenance": dict, "code": dict, "batch": dict,
-            "timed_out_in": str, "traceback": str}
+            "timed_out_in": str, "traceback": str, "device": str, "precision": str}
 ROLE_FIELDS = {"arch": TEXT, "view": TEXT, "classifier": BOOL, "pair_key": TEXT, "pairing": TEXT,
                "distilled": BOOL}
 PROVENANCE_FIELDS = {"git_commit": TEXT, "git_dirty": BOOL, "python": TEXT, "torch": TEXT, "torchvision": TEXT,
                      "machine": TEXT, "platform": TEXT, "processor": TEXT, "cpu_count": int, "threads": int,
-                     "deterministic_algorithms": BOOL}
+                     "deterministic_algorithms": BOOL, "device": TEXT, "gpu": TEXT, "gpu_capability": TEXT,
+                     "gpu_driver": TEXT, "cuda": TEXT, "cudnn": TEXT}
 
 
 def _type_problem(where: str, value, kind) -> str | None:
@@ -131,6 +141,9 @@ def _range_problem(record: dict) -> str | None:
         return f"'wall_time_s' is {wall}, a negative time"
     if record["status"] not in STATUSES:
         return f"status {record['status']!r} is not one of {', '.join(STATUSES)}"
+    for name, allowed in (("device", DEVICES), ("precision", PRECISIONS)):
+        if record.get(name) is not None and record[name] not in allowed:
+            return f"{name} {record[name]!r} is not one of {', '.join(allowed)}"
     threads = (record.get("provenance") or {}).get("threads")
     if threads is not None and not 0 < threads <= MAX_THREADS:
         return f"provenance threads is {threads}, not a thread count in [1, {MAX_THREADS}]"

@@ -24,6 +24,7 @@ class Forecast:
     from_history: int = 0  # how many of them are timed from earlier runs of their kind
     wall_s: float = 0.0
     jobs: int = 1
+    device: str = "cpu"
 
     def lines(self) -> list[str]:
         total = len(self.cached) + len(self.todo)
@@ -36,6 +37,8 @@ class Forecast:
             how = f"{self.from_history} timed from earlier runs of the same kind in the store" if self.from_history \
                 else "none timed here before"
             how += f", {estimated} from a FLOP estimate" if estimated else ""
+            if estimated and self.device == "cuda":
+                how += " (a CPU's: an upper bound for a GPU)"
             out.append(f"expected training time: about {_duration(self.wall_s)} on {self.jobs} worker(s) "
                        f"({_duration(sum(self.seconds.values()))} of run time; {how})")
         return out
@@ -58,9 +61,9 @@ def _duration(seconds: float) -> str:
 
 
 def forecast(cached: list[RunSpec], todo: list[RunSpec], store_records, methods, *, jobs: int, batch_reps: int,
-             data_root=None) -> Forecast:
+             data_root=None, device: str = "cpu") -> Forecast:
     """The counts of ``cached`` and ``todo`` and the expected time of training ``todo`` on ``jobs`` workers."""
-    result = Forecast(cached, todo, jobs=jobs)
+    result = Forecast(cached, todo, jobs=jobs, device=device)
     if not todo:
         return result
     seen = schedule.history(store_records)

@@ -100,7 +100,7 @@ def select_datasets(request: SuiteRequest, warn: Callable[[str], None]) -> Datas
     for name in _candidates(request, warn):
         try:
             chosen.loaded[name] = data.load_dataset(name, request.data_root, request.download,
-                                                    **configuration.DATA_PRESETS[request.preset])
+                                                    **configuration.DATA_PRESETS[request.device][request.preset])
         except (DatasetUnavailable, BadInput) as exc:
             raise BadInput(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - a dataset module's own bug: that dataset fails, not the suite
@@ -180,7 +180,7 @@ class Grid:
         r = self.request
         return plan(infos or self.infos, data=self.datasets.loaded, reps=reps, rep_start=rep_start, preset=r.preset,
                     base_seed=r.base_seed, overrides=self.overrides, grids=points or self.points,
-                    methods=self.methods)
+                    methods=self.methods, device=r.device, precision=r.precision)
 
 
 def build_grid(request: SuiteRequest, infos: list[MethodInfo], methods: dict[str, MethodInfo],

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.engine import config as configuration
+from benchmark.engine import device as devices
 from benchmark.errors import BadInput
 
 DEFAULT_SEEDS = 5  # repetitions per configuration: the usual minimum for a claim with an interval
@@ -22,6 +23,17 @@ DEFAULT_MAX_SEEDS = 20  # what --until-ci gives a configuration at most, unless 
 # about 16 GB for the 21 workers of `--jobs 1000` on digits; a worker beyond what the machine can hold is killed
 # by the kernel mid-run.
 WORKER_MEMORY_GB = 0.8
+# A GPU worker (--device cuda) is a process of its own too, bound to one GPU. It needs a core to queue its kernels
+# (a small model's step is mostly the host's launch time), so --jobs stays within the cores; its host memory is
+# larger (CUDA's runtime and libraries, about 1 GB more); and on its GPU it holds a CUDA context (about 0.5 GB),
+# its datasets (CIFAR-10 whole is 0.6 GB a view) and a packed model's activations. These sizes are estimates
+# (no GPU was measured when they were set): generous, so that a worker is refused rather than killed mid-run.
+GPU_WORKER_MEMORY_GB = 2.0
+GPU_WORKER_DEVICE_GB = 4.0
+WORKERS_PER_GPU = 4  # default --jobs per GPU: a worker's gaps between kernels are filled by the others' kernels
+# Repetitions packed into one task on a GPU (on a CPU: Settings.batch_reps): every repetition of --seeds 5 or of
+# an --until-ci round, with the activations of 16 subclass_kd CNNs at batch 256 within a few GB.
+GPU_BATCH_REPS = 16
 # Default time limit of one run per preset: far above what a healthy run takes on a 2-core machine (the longest quick
 # runs take minutes), so that only a hung or runaway run reaches it.
 RUN_TIMEOUT_S = {"smoke": 600.0, "quick": 3600.0, "paper": 6 * 3600.0}
@@ -33,6 +45,12 @@ def cores() -> int:
         return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def default_jobs(device: str, gpus: tuple[int, ...], threads: int) -> int:
+    """--jobs when not given: the cores over --threads; with GPUs, WORKERS_PER_GPU each, within the cores."""
+    jobs = max(cores() // threads, 1)
+    return max(min(jobs, WORKERS_PER_GPU * len(gpus)), 1) if device == "cuda" else jobs
 
 
 def available_memory_gb() -> float | None:
@@ -69,6 +87,13 @@ class SuiteRequest:
     download: bool = False
     dry_run: bool = False
     progress: bool = True
+    device: str = "cpu"  # the kind every run trains on ("cpu" or "cuda"; --device, resolved by the command line)
+    gpus: tuple[int, ...] = ()  # the GPUs the suite's workers use (cuda)
+    tf32: bool = False  # float32 products in TensorFloat-32 on CUDA (part of each run's identity)
+
+    @property
+    def precision(self) -> str:
+        return "tf32" if self.tf32 else "fp32"
 
     @property
     def timeout_s(self) -> float:
@@ -84,6 +109,7 @@ class SuiteRequest:
             raise BadInput(f"unknown preset {self.preset!r}: use one of {', '.join(configuration.PRESETS)}")
         if self.scheduler and self.backend != "dask":
             raise BadInput("--scheduler goes with --backend dask")
+        devices.check_precision(self.device, self.precision)
         if self.max_seeds is not None and self.until_ci is None:
             raise BadInput("--max-seeds bounds --until-ci's repetitions: give --until-ci W too, or use --seeds N")
         if self.until_ci is not None and self.most_seeds < self.seeds:
@@ -108,10 +134,19 @@ class SuiteRequest:
         if self.backend == "dask" and self.scheduler:
             return  # the cluster's workers are elsewhere: --jobs does not start processes here
         if self.jobs * self.threads > n:
+            gpu = " (a GPU worker needs a core to queue its kernels)" if self.device == "cuda" else ""
             raise BadInput(f"--jobs {self.jobs} with --threads {self.threads}: at most {max(n // self.threads, 1)} "
-                           f"jobs here ({n} cores; each job takes {self.threads} thread(s))")
+                           f"jobs here ({n} cores; each job takes {self.threads} thread(s)){gpu}")
+        per_worker = GPU_WORKER_MEMORY_GB if self.device == "cuda" else WORKER_MEMORY_GB
         memory = available_memory_gb()
-        if memory is not None and self.jobs * WORKER_MEMORY_GB > memory:
-            most = max(int(memory / WORKER_MEMORY_GB), 1)
+        if memory is not None and self.jobs * per_worker > memory:
+            most = max(int(memory / per_worker), 1)
             raise BadInput(f"--jobs {self.jobs}: at most {most} here (each worker process needs about "
-                           f"{WORKER_MEMORY_GB:g} GB and {memory:.1f} GB is available)")
+                           f"{per_worker:g} GB and {memory:.1f} GB is available)")
+        if self.device == "cuda":
+            on_gpus = sum(devices.memory_gb(g) for g in self.gpus)
+            most = max(int(on_gpus / GPU_WORKER_DEVICE_GB), 1)
+            if self.jobs > most:
+                raise BadInput(f"--jobs {self.jobs}: at most {most} GPU workers here (each needs about "
+                               f"{GPU_WORKER_DEVICE_GB:g} GB of GPU memory; {len(self.gpus)} GPU(s) hold "
+                               f"{on_gpus:.0f} GB)")

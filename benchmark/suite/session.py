@@ -26,6 +26,7 @@ from benchmark.runner.runner import run_plan
 from benchmark.store import Store, committed_files
 from benchmark.suite.forecast import forecast
 from benchmark.suite.grid import Grid
+from benchmark.suite.request import GPU_BATCH_REPS
 
 
 def warn(line: str) -> None:
@@ -83,7 +84,7 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), published
 def _forecast(cached, todo, store: Store, grid: Grid):
     request = grid.request
     return forecast(cached, todo, store.iter_runs(), grid.methods, jobs=request.jobs, batch_reps=_batch_reps(request),
-                    data_root=request.data_root)
+                    data_root=request.data_root, device=request.device)
 
 
 def _dry_run(specs: list[RunSpec], store: Store, grid: Grid) -> int:
@@ -106,7 +107,9 @@ def _say_reference(cached: list[RunSpec], store: Store) -> None:
 
 
 def _batch_reps(request) -> int:
-    return Settings.batch_reps if request.batch_reps else 1
+    if not request.batch_reps:
+        return 1
+    return GPU_BATCH_REPS if request.device == "cuda" else Settings.batch_reps
 
 
 def _connect(request, todo: list[RunSpec]):
@@ -123,7 +126,7 @@ def _train(request, todo: list[RunSpec], settings: Settings, client) -> list[dic
         bar = tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr)
     try:
         outcome = run_plan(todo, settings, jobs=request.jobs, progress=bar, backend=request.backend, client=client,
-                           timeout_s=request.timeout_s)
+                           timeout_s=request.timeout_s, gpus=request.gpus)
     finally:
         if bar is not None:
             bar.close()

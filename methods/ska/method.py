@@ -138,7 +138,7 @@ def ska_step(net, x: torch.Tensor, d_prev: list[torch.Tensor] | None, eta: float
 @torch.no_grad()
 def activations(net, x: torch.Tensor) -> list[np.ndarray]:
     """Each layer's D for ``x`` (computed in the net's float32, returned as float64 numpy for the probe)."""
-    return [d.double().numpy() for _, d in net.layers(x)]
+    return [d.double().cpu().numpy() for _, d in net.layers(x)]
 
 
 # ---- data and evaluation -----------------------------------------------------------------------------------
@@ -172,6 +172,8 @@ class Probe:
         from sklearn.preprocessing import StandardScaler
         from threadpoolctl import threadpool_limits
 
+        x_train, x_test, y_train, y_test = (a.cpu() if torch.is_tensor(a) else a  # a GPU run's tensors
+                                            for a in (x_train, x_test, y_train, y_test))
         x_train, x_test = (np.asarray(a, dtype=np.float64) for a in (x_train, x_test))
         model = make_pipeline(StandardScaler(),
                               LogisticRegression(C=self.c, max_iter=self.max_iter, random_state=0))

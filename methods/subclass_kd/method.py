@@ -117,7 +117,7 @@ def distillation_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor
 def assigned_subclass(subclass_logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> np.ndarray:
     """Each example's argmax subclass (0..S-1) among the S subclasses of its true class."""
     grouped = subclass_logits.reshape(subclass_logits.shape[0], num_classes, -1)
-    return grouped[torch.arange(len(labels)), labels].argmax(1).numpy()
+    return grouped[torch.arange(len(labels), device=labels.device), labels].argmax(1).cpu().numpy()
 
 
 def subclass_recovery(subclass_logits: torch.Tensor, labels: torch.Tensor, fine_labels: torch.Tensor,
@@ -129,7 +129,7 @@ def subclass_recovery(subclass_logits: torch.Tensor, labels: torch.Tensor, fine_
     superclasses weighted by their size).
     """
     sub = assigned_subclass(subclass_logits, labels, num_classes)
-    fine, coarse = fine_labels.numpy(), labels.numpy()
+    fine, coarse = fine_labels.cpu().numpy(), labels.cpu().numpy()
     subclasses = subclass_logits.shape[1] // num_classes
     matched, ami = 0.0, 0.0
     for c in np.unique(coarse):
@@ -146,7 +146,7 @@ def subclass_recovery(subclass_logits: torch.Tensor, labels: torch.Tensor, fine_
 def subclass_perplexity(subclass_logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
     """exp(entropy) of the argmax-subclass histogram within each class, averaged over the classes weighted by
     size: 1 when a class uses one subclass, S when its examples spread evenly (needs no hidden labels)."""
-    sub, coarse = assigned_subclass(subclass_logits, labels, num_classes), labels.numpy()
+    sub, coarse = assigned_subclass(subclass_logits, labels, num_classes), labels.cpu().numpy()
     total = 0.0
     for c in np.unique(coarse):
         p = np.bincount(sub[coarse == c]) / (coarse == c).sum()
