@@ -15,6 +15,31 @@ def _isolated_data_root(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BENCHMARK_DATA_ROOT", str(root))
 
 
+def run_main(*args: str, env: dict | None = None):
+    """``python -m benchmark`` in this process (its workers are processes of their own, as always): what
+    ``run_cli`` returns (``returncode``, ``stdout``, ``stderr``) without the seconds a new interpreter spends
+    importing torch. ``env`` is set for the call (worker processes inherit it) and restored after."""
+    import contextlib
+    import io
+    import types
+
+    from benchmark.cli import main
+
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.update(env or {})
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
     """Run ``python -m benchmark`` in a subprocess; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from benchmark import nn as layers
 from benchmark.engine.discovery import discover
 from benchmark.engine.stacked import Stacked, stackable
-from tests.conftest import run_cli
+from tests.conftest import run_main
 from tests.projects import make_project
 
 discover()  # registers the methods' architectures
@@ -107,16 +107,16 @@ def _records(out):
 
 
 def test_batched_and_unbatched_runs_store_identical_metrics(tmp_path):
-    args = ("run", "kl_entanglement", "hinton_kd", "--datasets", "digits", "--preset", "smoke", "--seeds", "3",
-            "--no-progress")
+    args = ("run", "kl_entanglement", "hinton_kd", "--datasets", "digits", "--preset", "smoke", "--seeds", "2",
+            "--no-progress", "--jobs", "1")
     batched, alone = tmp_path / "batched", tmp_path / "alone"
-    assert run_cli(*args, "--out", str(batched)).returncode == 0
-    assert run_cli(*args, "--out", str(alone), "--no-batch-reps").returncode == 0
+    assert run_main(*args, "--out", str(batched)).returncode == 0
+    assert run_main(*args, "--out", str(alone), "--no-batch-reps").returncode == 0
     a, b = _records(batched), _records(alone)
     assert a.keys() == b.keys()  # the same runs: batching is not part of a run's identity
     trained_together = [r for r in a.values() if "batch" in r]
     assert {r["method"] for r in trained_together} >= {"kl_entanglement", "hinton_kd", "scratch_student"}
-    assert all(len(r["batch"]["reps"]) == 3 for r in trained_together)
+    assert all(len(r["batch"]["reps"]) == 2 for r in trained_together)
     assert not any("batch" in r for r in b.values())
     for run_id in a:
         assert a[run_id]["metrics"] == b[run_id]["metrics"], a[run_id]["method"]
@@ -155,9 +155,9 @@ class Method(MethodBase):
 def test_a_step_that_needs_its_own_order_trains_one_repetition_at_a_time(tmp_path):
     project = make_project(tmp_path, {"twice": UNORDERED})
     env = {"BENCHMARK_PROJECT_ROOT": str(project)}
-    args = ("run", "twice", "--datasets", "digits", "--preset", "smoke", "--seeds", "2", "--no-progress")
-    assert run_cli(*args, "--out", str(tmp_path / "a"), env=env).returncode == 0
-    assert run_cli(*args, "--out", str(tmp_path / "b"), "--no-batch-reps", env=env).returncode == 0
+    args = ("run", "twice", "--datasets", "digits", "--preset", "smoke", "--seeds", "2", "--no-progress", "--jobs", "1")
+    assert run_main(*args, "--out", str(tmp_path / "a"), env=env).returncode == 0
+    assert run_main(*args, "--out", str(tmp_path / "b"), "--no-batch-reps", env=env).returncode == 0
     a, b = _records(tmp_path / "a"), _records(tmp_path / "b")
     assert all(r["status"] == "ok" and "batch" not in r for r in a.values())
     assert {k: r["metrics"] for k, r in a.items()} == {k: r["metrics"] for k, r in b.items()}

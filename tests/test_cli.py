@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_missing_dataset_names_the_fix(tmp_path):
 def test_same_seed_gives_identical_metrics(tmp_path):
     metrics = []
     for name in ("a", "b"):
-        res = run_cli("run", "scratch_student", "--datasets", "digits", "--seeds", "1", "--preset", "smoke",
+        res = run_main("run", "scratch_student", "--datasets", "digits", "--seeds", "1", "--preset", "smoke",
                       "--out", str(tmp_path / name), "--no-progress")
         assert res.returncode == 0, res.stderr
         (record,) = [json.loads(p.read_text()) for p in (tmp_path / name / "runs").glob("*.json")]
@@ -105,6 +105,7 @@ def test_same_seed_gives_identical_metrics(tmp_path):
     assert len(metrics[0]) > 5
 
 
+@pytest.mark.slow  # tests/test_template.py runs the automatic tests on an unedited copy in the default run
 def test_copied_template_is_listed_run_and_stored(tmp_path):
     project = tmp_path / "project"
     shutil.copytree(ROOT / "baselines", project / "baselines", ignore=shutil.ignore_patterns("__pycache__"))
@@ -130,13 +131,13 @@ def test_broken_method_is_named_and_others_still_run(tmp_path):
     (project / "methods" / "broken").mkdir(parents=True)
     (project / "methods" / "broken" / "method.py").write_text("import not_a_module_anywhere\n")
     env = {"BENCHMARK_PROJECT_ROOT": str(project)}
-    listed = run_cli("list", env=env)
+    listed = run_main("list", env=env)
     assert listed.returncode == 0
     assert "broken" in listed.stdout and "ModuleNotFoundError" in listed.stdout
-    named = run_cli("run", "broken", "--datasets", "digits", "--out", str(tmp_path / "x"), env=env)
+    named = run_main("run", "broken", "--datasets", "digits", "--out", str(tmp_path / "x"), env=env)
     assert named.returncode == 2 and "broken" in named.stderr
     out = tmp_path / "out"
-    res = run_cli("all", "--datasets", "digits", "--seeds", "1", "--preset", "smoke", "--out", str(out),
+    res = run_main("all", "--datasets", "digits", "--seeds", "1", "--preset", "smoke", "--out", str(out),
                   "--no-progress", env=env)
     assert res.returncode == 1
     assert "broken" in res.stdout and "ModuleNotFoundError" in res.stdout

@@ -18,7 +18,7 @@ from benchmark.engine.plan import plan
 from benchmark.errors import BadInput
 from benchmark.runner.runner import run_plan
 from benchmark.store import Store
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_main
 from tests.projects import FAULTY, make_project
 
 SMOKE = ("--datasets", "digits", "--preset", "smoke", "--no-progress")
@@ -43,7 +43,7 @@ def test_sigkill_mid_suite_then_rerun_keeps_finished_runs(tmp_path):
     assert 3 <= len(before) < 12, "the kill must land mid-suite"
     for _, data in before.values():  # every file under a result's name is complete
         assert json.loads(data)["status"] == "ok"
-    again = run_cli("run", "scratch_student", "--seeds", "12", "--out", str(out), *SMOKE)
+    again = run_main("run", "scratch_student", "--seeds", "12", "--out", str(out), *SMOKE)
     assert again.returncode == 0, again.stderr
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "runs").glob("*.json")}
     assert len(after) == 12
@@ -54,8 +54,8 @@ def test_sigkill_mid_suite_then_rerun_keeps_finished_runs(tmp_path):
 def test_method_that_raises_is_stored_failed_and_others_complete(tmp_path):
     project = make_project(tmp_path, {"faulty": FAULTY})
     out = tmp_path / "out"
-    res = run_cli("all", "--set", "faulty.fail=true", "--seeds", "2", "--out", str(out), *SMOKE,
-                  env={"BENCHMARK_PROJECT_ROOT": str(project)})
+    res = run_main("all", "--set", "faulty.fail=true", "--seeds", "2", "--out", str(out), *SMOKE, "--jobs", "1",
+                   env={"BENCHMARK_PROJECT_ROOT": str(project)})
     assert res.returncode == 1
     tail = res.stdout[res.stdout.index("failures:"):]
     assert tail.count("this method failed on purpose") == 2
@@ -68,8 +68,8 @@ def test_method_that_raises_is_stored_failed_and_others_complete(tmp_path):
 def test_nan_loss_stops_the_run_with_the_reason(tmp_path):
     project = make_project(tmp_path, {"faulty": FAULTY})
     out = tmp_path / "out"
-    res = run_cli("run", "faulty", "--set", "nan=true", "--seeds", "1", "--out", str(out), *SMOKE,
-                  env={"BENCHMARK_PROJECT_ROOT": str(project)})
+    res = run_main("run", "faulty", "--set", "nan=true", "--seeds", "1", "--out", str(out), *SMOKE, "--jobs", "1",
+                   env={"BENCHMARK_PROJECT_ROOT": str(project)})
     assert res.returncode == 1
     (record,) = [r for r in _records(out).values() if r["method"] == "faulty"]
     assert record["status"] == "failed" and "became nan" in record["error"]
@@ -77,19 +77,20 @@ def test_nan_loss_stops_the_run_with_the_reason(tmp_path):
 
 def test_corrupt_record_is_reported_and_rerun(tmp_path):
     out = tmp_path / "out"
-    assert run_cli("run", "scratch_student", "--seeds", "2", "--out", str(out), *SMOKE).returncode == 0
+    assert run_main("run", "scratch_student", "--seeds", "2", "--out", str(out), *SMOKE).returncode == 0
     victim = sorted((out / "runs").glob("*.json"))[0]
     good = json.loads(victim.read_text())
     victim.write_text(victim.read_text()[: 40])  # truncated
-    tables = run_cli("tables", "--out", str(out))
+    tables = run_main("tables", "--out", str(out))
     assert tables.returncode == 0
     assert victim.name in tables.stderr
-    again = run_cli("run", "scratch_student", "--seeds", "2", "--out", str(out), *SMOKE)
+    again = run_main("run", "scratch_student", "--seeds", "2", "--out", str(out), *SMOKE)
     assert again.returncode == 0 and "1 trained, 1 cached" in again.stdout
     redone = json.loads(victim.read_text())
     assert redone["status"] == "ok" and redone["metrics"] == good["metrics"]
 
 
+@pytest.mark.slow
 def test_two_suites_on_one_store_lose_nothing(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "benchmark", "run", "scratch_student", "--seeds", "4", "--out", str(out), *SMOKE]
@@ -107,8 +108,8 @@ def test_two_suites_on_one_store_lose_nothing(tmp_path):
 def test_dask_backend_equals_local_backend(tmp_path):
     local, dask = tmp_path / "local", tmp_path / "dask"
     common = ("run", "scratch_student", "--seeds", "2", "--jobs", "2", *SMOKE)
-    assert run_cli(*common, "--out", str(local)).returncode == 0
-    res = run_cli(*common, "--out", str(dask), "--backend", "dask")
+    assert run_main(*common, "--out", str(local)).returncode == 0
+    res = run_main(*common, "--out", str(dask), "--backend", "dask")
     assert res.returncode == 0, res.stderr
     a, b = _records(local), _records(dask)
     assert a.keys() == b.keys() and len(a) == 2
@@ -117,6 +118,7 @@ def test_dask_backend_equals_local_backend(tmp_path):
         assert a[run_id]["provenance"]["deterministic_algorithms"] is True
 
 
+@pytest.mark.slow
 def test_killed_dask_worker_run_is_retried_and_suite_completes(tmp_path, monkeypatch):
     from benchmark.runner import dask_backend
 
@@ -170,7 +172,7 @@ def test_a_dask_retry_keeps_the_runs_its_earlier_try_ended(tmp_path):
 def test_bad_backend_input(args, needle, tmp_path):
     out = tmp_path / "out"
     started = time.time()
-    res = run_cli(*args, "--out", str(out), *SMOKE)
+    res = run_main(*args, "--out", str(out), *SMOKE)
     assert res.returncode == 2 and needle in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not out.exists()
@@ -185,8 +187,8 @@ def test_corrupt_dataset_file_is_bad_input(tmp_path):
     images = raw / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:1000])
     out = tmp_path / "out"
-    res = run_cli("run", "scratch_student", "--datasets", "mnist", "--data-root", str(tmp_path / "data"),
-                  "--out", str(out), "--preset", "smoke")
+    res = run_main("run", "scratch_student", "--datasets", "mnist", "--data-root", str(tmp_path / "data"),
+                   "--out", str(out), "--preset", "smoke")
     assert res.returncode == 2 and "train-images-idx3-ubyte" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not out.exists()
@@ -200,11 +202,11 @@ def test_overrides_are_parsed_by_type_never_evaluated():
 
 def test_a_teacher_checkpoint_that_does_not_load_is_retrained(tmp_path):
     out = tmp_path / "out"
-    assert run_cli("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE).returncode == 0
+    assert run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE).returncode == 0
     (checkpoint,) = (out / "cache").glob("teacher-*.pt")
     good = checkpoint.read_bytes()
     checkpoint.write_bytes(b"not a checkpoint" + good[:100])
-    again = run_cli("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE)
+    again = run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE)
     assert again.returncode == 0, again.stderr
     lines = [line for line in again.stderr.splitlines() if checkpoint.name in line]
     assert len(lines) == 1 and "does not load" in lines[0] and "training it again" in lines[0]

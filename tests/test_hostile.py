@@ -11,7 +11,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.engine.discovery import discover
 from benchmark.suite.request import WORKER_MEMORY_GB, available_memory_gb, cores
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_main
 
 
 def _one_error_line(capsys) -> str:
@@ -89,8 +89,8 @@ def test_list_and_all_survive_a_module_calling_sys_exit(tmp_path):
     env = {"BENCHMARK_PROJECT_ROOT": str(_project(tmp_path, {"exits": "import sys\nsys.exit(3)\n"}))}
     listed = run_cli("list", env=env)
     assert listed.returncode == 0 and "exits" in listed.stdout and "BROKEN" in listed.stdout
-    res = run_cli("all", "--datasets", "digits", "--seeds", "1", "--preset", "smoke", "--out", str(tmp_path / "o"),
-                  "--no-progress", env=env)
+    res = run_main("all", "--datasets", "digits", "--seeds", "1", "--preset", "smoke", "--out", str(tmp_path / "o"),
+                   "--no-progress", "--jobs", "1", env=env)
     assert res.returncode == 1 and "exits" in res.stdout, res.stderr
     assert (tmp_path / "o" / "tables" / "summary.md").is_file()
 

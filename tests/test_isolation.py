@@ -9,10 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT, run_cli
+import pytest
+
+from tests.conftest import ROOT, run_main
 from tests.projects import FAULTY, make_project
 
 SMOKE = ("--datasets", "digits", "--preset", "smoke", "--no-progress")
+ONE_JOB = ("--jobs", "1")
 
 
 def _records(out: Path) -> list[dict]:
@@ -26,7 +29,8 @@ def _faulty(tmp_path):
 
 def test_sys_exit_in_a_method_fails_that_run_only(tmp_path):
     out = tmp_path / "out"
-    res = run_cli("all", "--set", "faulty.exit=true", "--seeds", "2", "--out", str(out), *SMOKE, env=_faulty(tmp_path))
+    res = run_main("all", "--set", "faulty.exit=true", "--seeds", "2", "--out", str(out), *SMOKE, *ONE_JOB,
+                   env=_faulty(tmp_path))
     assert res.returncode == 1, res.stderr
     failed = [r for r in _records(out) if r["status"] == "failed"]
     assert len(failed) == 2 and all("sys.exit(0)" in r["error"] for r in failed)
@@ -34,26 +38,26 @@ def test_sys_exit_in_a_method_fails_that_run_only(tmp_path):
     assert (out / "tables" / "summary.md").is_file()
 
 
-def test_a_run_that_kills_its_worker_is_the_only_one_charged(tmp_path):
-    env = _faulty(tmp_path)
-    for jobs in ("2", "1"):
-        out = tmp_path / f"out{jobs}"
-        res = run_cli("run", "faulty", "--set", "kill_rep=1", "--seeds", "4", "--jobs", jobs, "--out", str(out),
-                      *SMOKE, env=env)
-        assert res.returncode == 1, res.stderr
-        records = _records(out)
-        failed = [r for r in records if r["status"] == "failed"]
-        assert [(r["method"], r["rep"]) for r in failed] == [("faulty", 1)]
-        assert "worker died (killed by signal 9)" in failed[0]["error"] and "retry" in failed[0]["error"]
-        assert sum(r["status"] == "ok" for r in records) == 3  # the three other repetitions
-        assert (out / "tables" / "summary.md").is_file()
+@pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])
+def test_a_run_that_kills_its_worker_is_the_only_one_charged(jobs, tmp_path):
+    """(The runner's retry-once-then-charge rule itself is unit-tested with a scripted backend, test_runner.py.)"""
+    out = tmp_path / "out"
+    res = run_main("run", "faulty", "--set", "kill_rep=1", "--seeds", "4", "--jobs", jobs, "--out", str(out),
+                   *SMOKE, env=_faulty(tmp_path))
+    assert res.returncode == 1, res.stderr
+    records = _records(out)
+    failed = [r for r in records if r["status"] == "failed"]
+    assert [(r["method"], r["rep"]) for r in failed] == [("faulty", 1)]
+    assert "worker died (killed by signal 9)" in failed[0]["error"] and "retry" in failed[0]["error"]
+    assert sum(r["status"] == "ok" for r in records) == 3  # the three other repetitions
+    assert (out / "tables" / "summary.md").is_file()
 
 
 def test_a_hung_run_times_out_and_the_suite_goes_on(tmp_path):
     out = tmp_path / "out"
     started = time.time()
-    res = run_cli("run", "faulty", "--set", "hang_rep=0", "--seeds", "2", "--run-timeout", "8", "--out", str(out),
-                  *SMOKE, env=_faulty(tmp_path))
+    res = run_main("run", "faulty", "--set", "hang_rep=0", "--seeds", "2", "--run-timeout", "8", "--out", str(out),
+                   *SMOKE, env=_faulty(tmp_path))
     assert res.returncode == 1, res.stderr
     assert time.time() - started < 120
     failed = [r for r in _records(out) if r["status"] == "failed"]
