@@ -204,6 +204,8 @@ def test_a_teacher_checkpoint_that_does_not_load_is_retrained(tmp_path):
     out = tmp_path / "out"
     assert run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE).returncode == 0
     (checkpoint,) = (out / "cache").glob("teacher-*.pt")
+    record = out / "runs" / f"{checkpoint.stem.removeprefix('teacher-')}.json"
+    stored = record.read_bytes()
     good = checkpoint.read_bytes()
     checkpoint.write_bytes(b"not a checkpoint" + good[:100])
     again = run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE)
@@ -212,3 +214,20 @@ def test_a_teacher_checkpoint_that_does_not_load_is_retrained(tmp_path):
     assert len(lines) == 1 and "does not load" in lines[0] and "training it again" in lines[0]
     assert "1 trained, 2 cached" in again.stdout
     assert checkpoint.read_bytes() == good  # retrained to the same weights (same seed, same code)
+    assert record.read_bytes() == stored  # the same numbers: its stored record (a committed one, say) is untouched
+
+
+def test_a_teacher_retrained_for_its_checkpoint_with_other_numbers_replaces_its_record_and_says_so(tmp_path):
+    out = tmp_path / "out"
+    assert run_main("run", "teacher", "--seeds", "1", "--out", str(out), *SMOKE).returncode == 0
+    (checkpoint,) = (out / "cache").glob("teacher-*.pt")
+    checkpoint.unlink()
+    path = out / "runs" / f"{checkpoint.stem.removeprefix('teacher-')}.json"
+    record = json.loads(path.read_text())
+    record["metrics"] = [[role, epoch, metric, 0.5] for role, epoch, metric, _ in record["metrics"]]  # made elsewhere
+    path.write_text(json.dumps(record))
+    again = run_main("run", "teacher", "--seeds", "1", "--out", str(out), *SMOKE)
+    assert again.returncode == 0, again.stderr
+    assert "came out different" in again.stderr and "--out DIR" in again.stderr
+    assert json.loads((out / "set-aside" / path.name).read_text())["metrics"] == record["metrics"]
+    assert json.loads(path.read_text())["metrics"] != record["metrics"] and checkpoint.is_file()

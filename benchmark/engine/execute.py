@@ -137,6 +137,17 @@ def _store(record: dict, store: Store, wall_time_s: float) -> dict:
     record["wall_time_s"] = wall_time_s
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     record["provenance"] = {**provenance(), **devices.describe(record.get("device", "cpu"))}
+    earlier = store.read_run(record["run_id"]) if record["status"] == "ok" else None
+    if earlier is not None and earlier["status"] == "ok":  # trained again because its checkpoint was missing
+        differ = sum(a != b for a, b in zip(earlier["metrics"], record["metrics"], strict=False)) + \
+            abs(len(earlier["metrics"]) - len(record["metrics"]))
+        if not differ:
+            return earlier  # the same numbers: the stored record (a committed reference, say) stays as it was
+        record["replaced"] = (f"trained again for its missing checkpoint, {differ} of its "
+                              f"{len(earlier['metrics'])} metrics came out different from its stored record (kept in "
+                              f"{store.SET_ASIDE}/): runs that loaded the earlier model keep numbers made with it "
+                              "(train them anew with --out DIR)")
+        store.set_aside(store.run_path(record["run_id"]), record["replaced"], warn=lambda line: None)
     store.write_run(record)
     return record
 

@@ -111,7 +111,7 @@ REQUIRED = {"run_id": str, "status": str, "method": str, "variant": str, "datase
 # Keys a record may lack or leave null, but not hold with another type.
 OPTIONAL = {"roles": dict, "timing": dict, "requires": dict, "source_hash": str, "error": str,
             "wall_time_s": NUMBER, "finished_at": str, "seed": int, "provenance": dict, "code": dict, "batch": dict,
-            "timed_out_in": str, "traceback": str, "device": str, "precision": str}
+            "timed_out_in": str, "traceback": str, "device": str, "precision": str, "replaced": str}
 ROLE_FIELDS = {"arch": TEXT, "view": TEXT, "classifier": BOOL, "pair_key": TEXT, "pairing": TEXT,
                "distilled": BOOL}
 PROVENANCE_FIELDS = {"git_commit": TEXT, "git_dirty": BOOL, "python": TEXT, "torch": TEXT, "torchvision": TEXT,

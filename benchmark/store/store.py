@@ -212,7 +212,8 @@ class Store:
         self.set_aside(path, problem, warn)
         return None
 
-    def set_aside(self, path: Path, why: str, warn: Callable[[str], None] | None = None) -> None:
+    def set_aside(self, path: Path, why: str, warn: Callable[[str], None] | None = None,
+                  then: str = "its run will be redone") -> None:
         """Move an invalid run file out of ``runs/`` (kept for a look, never deleted) and say so in one line; a
         read-only store only says so, and a file that cannot be moved is ignored from then on."""
         warn = warn or self.warn
@@ -233,7 +234,7 @@ class Store:
             self._remember(path, why)
             warn(f"ignoring run file {path} ({why}); it cannot be moved aside: {one_line(exc)}")
             return
-        warn(f"run file {path.name} set aside into {dest.parent} ({why}): its run will be redone")
+        warn(f"run file {path.name} set aside into {dest.parent} ({why}): {then}")
 
     def _remember(self, path: Path, why: str) -> None:
         try:

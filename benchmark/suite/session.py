@@ -170,6 +170,9 @@ def _summary(tally: Tally, grid: Grid, store: Store, broken) -> int:
         print(f"{tally.planned} runs: {trained} trained, {tally.cached} cached, {skipped} skipped, "
               f"{len(tally.failed)} failed")
     print(f"report: {store.report_path}")
+    for r in tally.records:
+        if r.get("replaced"):
+            warn(f"{r['method']} {r['dataset']} rep={r['rep']} ({r['run_id']}): {r['replaced']}")
     unreadable = grid.datasets.unreadable
     if not (tally.failed or broken or unreadable or tally.unpublished):
         return 0
