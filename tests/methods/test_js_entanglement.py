@@ -12,8 +12,10 @@ from scipy.special import log_softmax, softmax
 from scipy.stats import entropy
 
 from benchmark.data import load_dataset
+from benchmark.engine import budget
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import discover
+from benchmark.errors import BadInput
 from tests.projects import run_context
 
 js = sys.modules[discover()["js_entanglement"].cls.__module__]
@@ -272,6 +274,48 @@ def test_k_adapts_to_the_features_and_rank_each_view_reads(digits):
     assert configuration.resolve(js.Method, "paper", data=mnist1d).pca_components == 19
     # The adapted value is the default on that dataset, not a variant.
     assert configuration.variant_name(js.Method, "paper", paper, digits) == "default"
+
+
+class CifarSized:
+    """What adapt reads of a CIFAR-10-sized dataset at the paper preset (45,000 / 5,000 / 10,000)."""
+
+    input_shape = (3, 32, 32)
+
+    def size(self, split):
+        return {"train": 45_000, "val": 5_000, "test": 10_000}[split]
+
+    def pca_rank(self, part=None):
+        return 1536
+
+
+def test_min_steps_raises_the_epochs_on_small_data_only(digits):
+    for validation in ("stratified", "none"):
+        cfg = configuration.resolve(js.Method, "quick", {"validation": validation}, digits)
+        examples = digits.size("train") + (digits.size("val") if validation == "none" else 0)
+        per_epoch = -(-examples // 128)  # the last batch may be incomplete
+        assert js.steps_per_epoch(digits, cfg) == per_epoch
+        assert cfg.epochs == max(30, -(-js.MIN_STEPS // per_epoch)) > 30  # the floor binds on digits...
+        assert (cfg.epochs - 1) * per_epoch < js.MIN_STEPS <= cfg.epochs * per_epoch
+    paper = configuration.resolve(js.Method, "paper", data=CifarSized())
+    assert paper.epochs == 30 and paper.pca_components == 100  # ...not on CIFAR-10: the notebook's recipe
+    assert configuration.resolve(js.Method, "quick", {"min_steps": 0}, digits).epochs == 30
+    floor = configuration.resolve(js.Method, "quick", data=digits).epochs
+    assert configuration.resolve(js.Method, "quick", {"epochs": floor + 7}, digits).epochs == floor + 7  # not a cap
+    assert configuration.resolve(js.Method, "smoke", data=digits).epochs == 3
+    with pytest.raises(BadInput):
+        configuration.resolve(js.Method, "quick", {"min_steps": -1}, digits)
+
+
+def test_the_adapted_epochs_drive_the_schedule_the_switch_and_the_scratch_students(digits):
+    cfg = configuration.resolve(js.Method, "quick", data=digits)
+    assert configuration.variant_name(js.Method, "quick", cfg, digits) == "default"
+    assert js.phase2_epoch(cfg) == round(20 / 30 * cfg.epochs)
+    assert js.lambda_at(cfg.epochs - 1, cfg.epochs) == pytest.approx(0.1)  # λ_max reached at the adapted last epoch
+    roles = js.Method().roles(cfg, digits)
+    assert {r.scratch["epochs"] for r in roles.values()} == {cfg.epochs}
+    longer = configuration.resolve(js.Method, "quick", budget.scaled(js.Method, configuration.resolve(
+        js.Method, "quick"), 3), digits)  # 3x the budget, as the audit plans it
+    assert longer.epochs / cfg.epochs == pytest.approx(3, rel=0.02)
 
 
 # ---- training ----------------------------------------------------------------------------------------------
