@@ -299,6 +299,7 @@ def test_min_steps_raises_the_epochs_on_small_data_only(digits):
     paper = configuration.resolve(js.Method, "paper", data=CifarSized())
     assert paper.epochs == 30 and paper.pca_components == 100  # ...not on CIFAR-10: the notebook's recipe
     assert configuration.resolve(js.Method, "quick", {"min_steps": 0}, digits).epochs == 30
+    assert configuration.resolve(js.Method, "quick", js.Method.as_published, digits).epochs == 30  # the notebook's
     floor = configuration.resolve(js.Method, "quick", data=digits).epochs
     assert configuration.resolve(js.Method, "quick", {"epochs": floor + 7}, digits).epochs == floor + 7  # not a cap
     assert configuration.resolve(js.Method, "smoke", data=digits).epochs == 3
@@ -312,7 +313,7 @@ def test_the_adapted_epochs_drive_the_schedule_the_switch_and_the_scratch_studen
     assert js.phase2_epoch(cfg) == round(20 / 30 * cfg.epochs)
     assert js.lambda_at(cfg.epochs - 1, cfg.epochs) == pytest.approx(0.1)  # λ_max reached at the adapted last epoch
     roles = js.Method().roles(cfg, digits)
-    assert {r.scratch["epochs"] for r in roles.values()} == {cfg.epochs}
+    assert {r.scratch.epochs for r in roles.values()} == {cfg.epochs}
     longer = configuration.resolve(js.Method, "quick", budget.scaled(js.Method, configuration.resolve(
         js.Method, "quick"), 3), digits)  # 3x the budget, as the audit plans it
     assert longer.epochs / cfg.epochs == pytest.approx(3, rel=0.02)
