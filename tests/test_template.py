@@ -27,8 +27,9 @@ def test_an_unedited_copy_of_the_template_passes_the_automatic_tests(tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     files = sorted({test.partition("::")[0] for test in AUTOMATIC})
     env = {**os.environ, "BENCHMARK_PROJECT_ROOT": str(project)}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-k", NAME, *files],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    # -n 0: one process, so that -v prints one "PASSED" line per test
+    result = subprocess.run([sys.executable, "-m", "pytest", "-v", "-n", "0", "-p", "no:cacheprovider", "-k", NAME,
+                             *files], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     passed = re.findall(r"^(\S+)\[(\S*)\] PASSED", result.stdout, flags=re.MULTILINE)
     assert all(NAME in case for _, case in passed)
