@@ -33,7 +33,7 @@
 #             echo /.data/ >> .git/info/exclude
 #             mkdir -p .data/FashionMNIST/raw && cp /usr/share/datasets/fashion-mnist/*.gz .data/FashionMNIST/raw/
 # Then, with the device tool:   run(command="bash scripts/gpu/measure.sh", carry=[".whl", ".data"], timeout_s=600)
-# or on any GPU machine:        OUT=/tmp/gpu bash scripts/gpu/measure.sh
+# or on any GPU machine:        OUT=gpu-out bash scripts/gpu/measure.sh
 
 set -u
 cd "$(dirname "$0")/../.."

@@ -20,10 +20,10 @@ validation_split=0.1 holds out their last 144, like the project's ``validation=k
 It imports only TensorFlow/tf-keras, numpy and scikit-learn; it is not part of the ``benchmark`` package and
 TensorFlow is no dependency of the project. Run it from a separate virtual environment:
 
-    python3 -m venv /work/tfenv
-    /work/tfenv/bin/pip install "tensorflow-cpu==2.21.*" "tf-keras==2.21.*" scikit-learn numpy
-    /work/tfenv/bin/python scripts/keras/hinton_early_stopping.py --seeds 0 1 2 3 4 [--json out.json]
-    /work/tfenv/bin/python scripts/keras/hinton_early_stopping.py --keras3 --seeds 0   # the notebook on Keras 3
+    python3 -m venv .tfenv
+    .tfenv/bin/pip install "tensorflow-cpu==2.21.*" "tf-keras==2.21.*" scikit-learn numpy
+    .tfenv/bin/python scripts/keras/hinton_early_stopping.py --seeds 0 1 2 3 4 [--json out.json]
+    .tfenv/bin/python scripts/keras/hinton_early_stopping.py --keras3 --seeds 0   # the notebook on Keras 3
 
 Keras 2 semantics: TF_USE_LEGACY_KERAS=1 (set here unless --keras3) makes ``from tensorflow import keras`` the
 tf-keras package (TensorFlow >= 2.16); with TensorFlow <= 2.15 tf.keras is Keras 2 anyway.
