@@ -161,3 +161,21 @@ def test_markdown_lists_every_role_and_its_flags(store):
     flagged = audit.audit_markdown(frame.reset_index(), flagged_only=True)
     assert sum(line.startswith("| m ") for line in flagged.splitlines()) == int(frame["flagged"].sum())
     assert "No audited runs" in audit.audit_markdown(frame.iloc[:0].reset_index())
+
+
+def test_a_configuration_without_a_longer_run_is_not_audited_nor_listed_as_ok(store, monkeypatch):
+    frame, truth = store
+    both = pd.concat([frame.reset_index(), truth["other"]], ignore_index=True)
+    assert (truth["other"]["n_long"] == 0).all() and len(truth["other"])
+    lines = audit.audit_markdown(both).splitlines()
+    other = [line for line in lines if "| epochs=60,lr=0.2 |" in line]
+    assert len(other) == len(truth["other"]) and all(line.endswith("| not audited |") for line in other)
+    assert all(f"| {len(REPS)} (0) |" in line for line in other)
+    audited = [line for line in lines if line.startswith("| m | default |")]
+    assert audited and all(f"| {len(REPS)} ({len(REPS)}) |" in line for line in audited)
+    # The report's section lists only what ran at both budgets and counts the rest.
+    monkeypatch.setattr(audit, "budget_audit", lambda *args, **kwargs: both)
+    section = "\n".join(audit.audit_sections(pd.DataFrame(), pd.DataFrame(), [], {}))
+    assert "epochs=60,lr=0.2" not in section and "not audited" in section
+    assert f"{len(truth['other'])} roles of other configurations" in section
+    assert f"{int(frame['flagged'].sum())} of {len(frame)} audited roles are flagged" in section
