@@ -208,25 +208,34 @@ def test_a_teacher_checkpoint_that_does_not_load_is_retrained(tmp_path):
     stored = record.read_bytes()
     good = checkpoint.read_bytes()
     checkpoint.write_bytes(b"not a checkpoint" + good[:100])
+    # Every run that loads it is cached: its record answers, nothing is trained (a clone holds no checkpoints).
+    cached = run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE)
+    assert cached.returncode == 0 and "all 3 runs were cached" in cached.stdout, cached.stdout + cached.stderr
+    assert checkpoint.name not in cached.stderr and record.read_bytes() == stored
+    # A student to be trained loads it: the teacher is trained again first, and says why.
+    (student,) = [p for p in (out / "runs").glob("*.json") if json.loads(p.read_text())["method"] == "hinton_kd"]
+    student.unlink()
     again = run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE)
     assert again.returncode == 0, again.stderr
     lines = [line for line in again.stderr.splitlines() if checkpoint.name in line]
     assert len(lines) == 1 and "does not load" in lines[0] and "training it again" in lines[0]
-    assert "1 trained, 2 cached" in again.stdout
+    assert "2 trained, 1 cached" in again.stdout
     assert checkpoint.read_bytes() == good  # retrained to the same weights (same seed, same code)
     assert record.read_bytes() == stored  # the same numbers: its stored record (a committed one, say) is untouched
 
 
 def test_a_teacher_retrained_for_its_checkpoint_with_other_numbers_replaces_its_record_and_says_so(tmp_path):
     out = tmp_path / "out"
-    assert run_main("run", "teacher", "--seeds", "1", "--out", str(out), *SMOKE).returncode == 0
+    assert run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE).returncode == 0
     (checkpoint,) = (out / "cache").glob("teacher-*.pt")
     checkpoint.unlink()
     path = out / "runs" / f"{checkpoint.stem.removeprefix('teacher-')}.json"
     record = json.loads(path.read_text())
     record["metrics"] = [[role, epoch, metric, 0.5] for role, epoch, metric, _ in record["metrics"]]  # made elsewhere
     path.write_text(json.dumps(record))
-    again = run_main("run", "teacher", "--seeds", "1", "--out", str(out), *SMOKE)
+    for student in [p for p in (out / "runs").glob("*.json") if json.loads(p.read_text())["method"] == "hinton_kd"]:
+        student.unlink()  # so that a run to be trained loads the teacher
+    again = run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE)
     assert again.returncode == 0, again.stderr
     assert "came out different" in again.stderr and "--out DIR" in again.stderr
     assert json.loads((out / "set-aside" / path.name).read_text())["metrics"] == record["metrics"]

@@ -35,39 +35,58 @@ def identity_problem(record: dict, spec: RunSpec) -> str | None:
     return f"what it records is not run {spec.run_id} (its identity fields hash to another id)"
 
 
-def is_done(spec: RunSpec, store: Store, methods: dict[str, MethodInfo],
-            warn: Callable[[str], None] | None = None) -> bool:
-    """Finished (ok or skipped) as a valid record of this very run (else it is set aside), and its checkpoint
-    loadable when other runs load it. A checkpoint that does not load is a missing checkpoint: the run is redone
-    (``warn`` gets one line saying so)."""
+def finished(spec: RunSpec, store: Store, methods: dict[str, MethodInfo],
+             warn: Callable[[str], None] | None = None) -> tuple[bool, bool]:
+    """(finished, checkpoint ready): a valid record of this very run (else it is set aside) that ended ok or
+    skipped, and whether the models other runs would load from it are there and load (always True for a run that
+    saves none). A checkpoint that does not load counts as missing (``warn`` gets one line saying so)."""
     record = store.read_run(spec.run_id)
     if record is None:
-        return False
+        return False, False
     problem = identity_problem(record, spec)
     if problem:
         store.set_aside(store.run_path(spec.run_id), problem)
-        return False
+        return False, False
     if record["status"] not in ("ok", "skipped"):
-        return False
+        return False, False
     info = methods.get(spec.method)
     if record["status"] == "ok" and info is not None and info.ok:
         if info.cls().saves_models(config_from_dict(info, spec.config)):
             path = store.cache_path(spec.method, spec.run_id)
             if not path.is_file():
-                return False
+                return True, False
             problem = checkpoint_loads(path)
             if problem:
                 if warn is not None:
-                    warn(f"checkpoint {path.name} of {spec.method} (rep {spec.rep}) does not load ({problem}): "
-                         "training it again")
-                return False
-    return True
+                    warn(f"checkpoint {path.name} of {spec.method} (rep {spec.rep}) does not load ({problem})")
+                return True, False
+    return True, True
+
+
+def is_done(spec: RunSpec, store: Store, methods: dict[str, MethodInfo],
+            warn: Callable[[str], None] | None = None) -> bool:
+    """Finished, with its checkpoint loadable when it saves one (:func:`finished`)."""
+    done, ready = finished(spec, store, methods, warn)
+    return done and ready
 
 
 def partition(specs: list[RunSpec], store: Store, methods: dict[str, MethodInfo],
               warn: Callable[[str], None] | None = None) -> tuple[list[RunSpec], list[RunSpec]]:
-    """(cached, todo): the specs already done (:func:`is_done`) and those to train, each in the given order."""
-    cached, todo = [], []
+    """(cached, todo), each in the given order. A finished run whose checkpoint is missing (or does not load) is
+    trained again only when a run to be trained loads it: with every dependant cached, its record answers (a clone
+    of the repository holds the committed records, never the checkpoints)."""
+    state = {spec.run_id: finished(spec, store, methods) for spec in specs}
+    todo = {run_id for run_id, (done, _) in state.items() if not done}
+    needed: set[str] = set()
+    grew = True
+    while grew:  # a run trained again for its checkpoint may itself load another's
+        loaded = {required for spec in specs if spec.run_id in todo | needed for required in spec.requires.values()}
+        more = {run_id for run_id in loaded if run_id in state and state[run_id] == (True, False)} - needed
+        needed |= more
+        grew = bool(more)
     for spec in specs:
-        (cached if is_done(spec, store, methods, warn) else todo).append(spec)
-    return cached, todo
+        if spec.run_id in needed and warn is not None:
+            warn(f"checkpoint {store.cache_path(spec.method, spec.run_id).name} of {spec.method} (rep {spec.rep}) "
+                 "is missing or does not load, and a run to be trained loads it: training it again")
+    cached = [spec for spec in specs if spec.run_id not in todo | needed]
+    return cached, [spec for spec in specs if spec.run_id in todo | needed]
