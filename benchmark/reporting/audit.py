@@ -252,11 +252,11 @@ def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable
                    budget_fields: Mapping[str, Sequence[str]]) -> list[str]:
     """REPORT.md's "Budget audit" section for the audited runs ``base_ids``; none when no longer run is stored."""
     frame = budget_audit(metrics, runs, base_ids, budget_fields=budget_fields)
-    if frame.empty or not frame["n_long"].fillna(0).gt(0).any():
-        return []
     # Only what was run at both budgets is audited; the other configurations (as-published runs, ablations, a
     # dataset the audit did not cover) are counted, not listed as if they had passed.
     audited = frame[frame["n_long"].fillna(0) > 0]
+    if audited.empty:
+        return []
     left = len(frame) - len(audited)
     flagged = audited[audited["flagged"]]
     verdict = (f"{len(flagged)} of {len(audited)} audited roles are flagged (listed first)." if len(flagged)

@@ -35,58 +35,54 @@ def identity_problem(record: dict, spec: RunSpec) -> str | None:
     return f"what it records is not run {spec.run_id} (its identity fields hash to another id)"
 
 
-def finished(spec: RunSpec, store: Store, methods: dict[str, MethodInfo],
-             warn: Callable[[str], None] | None = None) -> tuple[bool, bool]:
-    """(finished, checkpoint ready): a valid record of this very run (else it is set aside) that ended ok or
-    skipped, and whether the models other runs would load from it are there and load (always True for a run that
-    saves none). A checkpoint that does not load counts as missing (``warn`` gets one line saying so)."""
+def finished(spec: RunSpec, store: Store, methods: dict[str, MethodInfo]) -> tuple[bool, str | None]:
+    """(finished, checkpoint problem): whether a valid record of this very run (else it is set aside) ended ok or
+    skipped, and, for a finished run whose models other runs load, why its checkpoint cannot be loaded ("is
+    missing", "does not load (...)"); None when it can, or when the run saves none."""
     record = store.read_run(spec.run_id)
     if record is None:
-        return False, False
+        return False, None
     problem = identity_problem(record, spec)
     if problem:
         store.set_aside(store.run_path(spec.run_id), problem)
-        return False, False
+        return False, None
     if record["status"] not in ("ok", "skipped"):
-        return False, False
+        return False, None
     info = methods.get(spec.method)
     if record["status"] == "ok" and info is not None and info.ok:
         if info.cls().saves_models(config_from_dict(info, spec.config)):
             path = store.cache_path(spec.method, spec.run_id)
             if not path.is_file():
-                return True, False
+                return True, "is missing"
             problem = checkpoint_loads(path)
             if problem:
-                if warn is not None:
-                    warn(f"checkpoint {path.name} of {spec.method} (rep {spec.rep}) does not load ({problem})")
-                return True, False
-    return True, True
+                return True, f"does not load ({problem})"
+    return True, None
 
 
-def is_done(spec: RunSpec, store: Store, methods: dict[str, MethodInfo],
-            warn: Callable[[str], None] | None = None) -> bool:
+def is_done(spec: RunSpec, store: Store, methods: dict[str, MethodInfo]) -> bool:
     """Finished, with its checkpoint loadable when it saves one (:func:`finished`)."""
-    done, ready = finished(spec, store, methods, warn)
-    return done and ready
+    done, problem = finished(spec, store, methods)
+    return done and problem is None
 
 
 def partition(specs: list[RunSpec], store: Store, methods: dict[str, MethodInfo],
               warn: Callable[[str], None] | None = None) -> tuple[list[RunSpec], list[RunSpec]]:
     """(cached, todo), each in the given order. A finished run whose checkpoint is missing (or does not load) is
-    trained again only when a run to be trained loads it: with every dependant cached, its record answers (a clone
-    of the repository holds the committed records, never the checkpoints)."""
+    trained again only when a run to be trained loads it (``warn`` gets one line saying so): with every dependant
+    cached, its record answers (a clone of the repository holds the committed records, never the checkpoints)."""
     state = {spec.run_id: finished(spec, store, methods) for spec in specs}
-    todo = {run_id for run_id, (done, _) in state.items() if not done}
-    needed: set[str] = set()
-    grew = True
-    while grew:  # a run trained again for its checkpoint may itself load another's
-        loaded = {required for spec in specs if spec.run_id in todo | needed for required in spec.requires.values()}
-        more = {run_id for run_id in loaded if run_id in state and state[run_id] == (True, False)} - needed
-        needed |= more
-        grew = bool(more)
+    by_id = {spec.run_id: spec for spec in specs}
+    train = {run_id for run_id, (done, _) in state.items() if not done}
+    waiting = list(train)
+    while waiting:  # a run trained again for its checkpoint may itself load another's
+        for required in by_id[waiting.pop()].requires.values():
+            if required in state and required not in train and state[required][1] is not None:
+                train.add(required)
+                waiting.append(required)
     for spec in specs:
-        if spec.run_id in needed and warn is not None:
+        done, problem = state[spec.run_id]
+        if done and spec.run_id in train and warn is not None:
             warn(f"checkpoint {store.cache_path(spec.method, spec.run_id).name} of {spec.method} (rep {spec.rep}) "
-                 "is missing or does not load, and a run to be trained loads it: training it again")
-    cached = [spec for spec in specs if spec.run_id not in todo | needed]
-    return cached, [spec for spec in specs if spec.run_id in todo | needed]
+                 f"{problem}, and a run to be trained loads it: training it again")
+    return [s for s in specs if s.run_id not in train], [s for s in specs if s.run_id in train]
