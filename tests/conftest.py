@@ -4,8 +4,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, restored after: multi-threaded reductions need not be bit-reproducible, and bits are what
+    many tests compare (a module that needs it everywhere says ``pytestmark = pytest.mark.usefixtures(...)``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -56,12 +56,7 @@ def same(a, b):
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # bits are compared: one torch thread (conftest)
 
 
 @pytest.mark.parametrize("arch,shape,size", CASES, ids=[f"{a}{s}" for a, s, _ in CASES])

@@ -302,12 +302,7 @@ def _models(arch, shape, reps=R, **options):
             for r in range(reps)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # bits are compared: one torch thread (conftest)
 
 
 def test_the_cpu_keeps_the_loop_and_a_gpu_model_packs():

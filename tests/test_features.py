@@ -17,12 +17,7 @@ discover()  # registers the architectures
 R = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # bits are compared: one torch thread (conftest)
 
 
 def build(arch, r, shape=(64,)):

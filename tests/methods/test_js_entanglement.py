@@ -321,15 +321,6 @@ def test_the_adapted_epochs_drive_the_schedule_the_switch_and_the_scratch_studen
 
 # ---- training ----------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: multi-threaded reductions need not be bit-reproducible, and bits are what is compared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def train(tmp_path, dataset, **overrides):
     run, cfg = run_context(tmp_path, "js_entanglement", "smoke", overrides, dataset.name)
     return run, js.Method().train(run, cfg)
