@@ -72,6 +72,16 @@ MEAN_OUTPUT = "mean_output_"  # "mean_output_<unit>": an output unit's batch mea
 TEACHER = "teacher"  # the shared teacher baseline (baselines/teacher), loaded by the distillation methods
 
 
+# Field metadata: a Config field added after runs were stored, part of a run's identity only when it is not its
+# default, so that every run stored before it existed keeps its id.
+WHEN_SET = "identity_when_set"
+
+
+def identity_when_set(default: Any = None) -> Any:
+    """A Config field's ``field(...)`` that a run's id hashes only when it differs from ``default``."""
+    return field(default=default, metadata={WHEN_SET: True})
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How the ``scratch_student`` baseline trains a role's architecture alone, without the method: Adam's learning
@@ -125,6 +135,11 @@ class Role:
     distilled: bool = True
     # Build options the role's model is made with (e.g. a head size), recorded with the role.
     options: dict[str, Any] = field(default_factory=dict)
+    # The role's own initialisation stream (a name, e.g. "born_again:2"), for a self-distilling role whose
+    # architecture and view are its teacher's: built with ``run.build(arch, view, init=...)`` it then starts from
+    # other weights than the teacher did. Its scratch student is built from the same stream, so the pair still
+    # shares its initial weights. None: the stream of (architecture, view) every method shares.
+    init: str | None = None
 
 
 @dataclass
@@ -156,6 +171,11 @@ def shared_teacher(cfg: TeacherFields) -> dict[str, dict[str, Any]]:
     if hasattr(cfg, "validation"):
         teacher["validation"] = cfg.validation
     return {TEACHER: teacher}
+
+
+def required_method(key: str) -> str:
+    """The method or baseline a ``requires`` key names: ``"born_again#2"`` is a run of ``born_again``."""
+    return key.partition("#")[0]
 
 
 def with_teacher(presets: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -248,7 +268,8 @@ class MethodBase:
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     # Parameter -> values; ``ablate`` varies one at a time around the defaults (``--grid``: the product).
     ablations: ClassVar[dict[str, list[Any]]] = {}
-    # True for baselines whose trained models other runs load (the teacher): their checkpoints are kept.
+    # True for baselines whose trained models other runs load (the teacher), and for a method whose every
+    # configuration may be loaded by another of its runs (the generations of a chain): their checkpoints are kept.
     provides_cache: ClassVar[bool] = False
     # The folder's speed.toml (set by discovery), and the two parts ``python -m benchmark profile`` reads.
     speed: ClassVar[Speed] = Speed()
@@ -276,18 +297,26 @@ class MethodBase:
         raise NotImplementedError
 
     def requires(self, cfg) -> dict[str, dict[str, Any]]:
-        """Runs whose trained models this configuration loads (``run.required(name)``), as ``{method or baseline
-        name: config overrides}``. They are planned and trained first, as runs of their own; a run never starts
-        another run."""
+        """Runs whose trained models this configuration loads (``run.required(key)``), as ``{key: config
+        overrides}``. A key is a method or baseline name (this method's own included: a chain of stages or
+        generations), or ``"name#alias"`` for a further run of the same method (``"born_again#1"``,
+        ``"born_again#2"``: several of its configurations). They are planned and trained first, as runs of their
+        own; a run never starts another run. Each must keep its checkpoint (``saves_models`` of the required
+        configuration), which is checked when planning."""
         return {}
 
     def saves_models(self, cfg) -> bool:
         """Whether this configuration's trained models are kept as a checkpoint, for the runs that load them: every
-        run of a baseline that ``provides_cache`` (the teacher), and, of a method that trains a stage as a run of its
-        own (its default configuration requires the method itself), the configurations that require nothing of it."""
+        run of a baseline or method that ``provides_cache`` (the teacher; a chain whose every generation may be
+        loaded by the next), and, of a method that trains a stage as a run of its own (its default configuration
+        requires the method itself), the configurations that require nothing of it. Override it to say otherwise:
+        a run that requires a configuration this returns False for is refused when planning."""
         if self.provides_cache:
             return True
-        return self.name not in self.requires(cfg) and self.name in self.requires(self.Config())
+        def own(c) -> bool:
+            return any(required_method(key) == self.name for key in self.requires(c))
+
+        return not own(cfg) and own(self.Config())
 
     def budget(self, cfg, data) -> tuple[int, int | None]:
         """(epochs, batch size; None: full batch) of this configuration's training, for the scheduler's estimate

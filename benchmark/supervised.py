@@ -29,7 +29,7 @@ DISTILLATION_PRESETS = with_teacher(SUPERVISED_PRESETS)
 
 
 def train_supervised(run, cfg: SupervisedConfig, role: str):
-    model = run.build(cfg.arch, cfg.view)
+    model = run.build(cfg.arch, cfg.view, init=getattr(cfg, "init", None))  # a paired role's own stream
 
     def step(b):
         b.update({role: {"loss": F.cross_entropy(b.forward(role), b.y)}})

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.contract import MethodBase, Role
+from benchmark.contract import MethodBase, Role, identity_when_set
 from benchmark.supervised import SUPERVISED_PRESETS, SupervisedConfig, train_supervised
 
 
 @dataclass
 class Config(SupervisedConfig):
     arch: str = "hinton_student"  # the Hinton notebook's 784-300-10 student
+    # The initialisation stream of the role it pairs with (Role.init), e.g. a self-distilled generation's; None:
+    # the (architecture, view) stream every method shares. Hashed only when set, so existing runs keep their ids.
+    init: str | None = identity_when_set(None)
 
 
 class Method(MethodBase):
@@ -24,7 +27,7 @@ class Method(MethodBase):
     as_published = {"validation": "keras_last"}  # the Hinton notebook's validation_split=0.1 (no defect)
 
     def roles(self, cfg, data):
-        return {"student": Role(cfg.arch, cfg.view)}
+        return {"student": Role(cfg.arch, cfg.view, init=cfg.init)}
 
     def train(self, run, cfg):
         return train_supervised(run, cfg, "student")

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from benchmark.cli.options import add_device_option
+from benchmark.contract import required_method
 from benchmark.engine import device as devices
 from benchmark.engine.code import code_hash, run_code
 from benchmark.engine.discovery import MethodInfo, discover
@@ -164,11 +165,11 @@ def stage(spec: RunSpec, store: Store, settings: Settings, methods: dict[str, Me
             needed, _ = stored_run(store, run_id)
         except BadInput as exc:
             raise BadInput(f"run {spec.run_id} requires a {name} run: {exc}") from None
-        checkpoint = store.cache_path(name, run_id)
+        checkpoint = store.cache_path(required_method(name), run_id)  # "born_again#2": a born_again run
         if checkpoint.is_file() and checkpoint_loads(checkpoint) is None:
             again.write_run(store.read_run(run_id))
             again.cache_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(checkpoint, again.cache_path(name, run_id))
+            shutil.copyfile(checkpoint, again.cache_path(required_method(name), run_id))
         else:
             retrain += stage(needed, store, settings, methods) + [needed]
     return retrain

@@ -15,7 +15,7 @@ from torch import nn
 
 from benchmark import metrics as M
 from benchmark import nn as layers
-from benchmark.contract import Role
+from benchmark.contract import Role, required_method
 from benchmark.engine import device as devices
 from benchmark.engine import fit as fitting
 from benchmark.engine.fit import FINAL
@@ -74,11 +74,13 @@ class RunContext:
     def num_classes(self) -> int:
         return self.data.num_classes
 
-    def build(self, arch: str, view: str, **options) -> nn.Module:
+    def build(self, arch: str, view: str, *, init: str | None = None, **options) -> nn.Module:
         """``arch`` for this dataset's ``view``, initialised from (seed, arch, view): a method's model and the
         scratch student of the same architecture and view start from the same weights. Build options (a head's
-        size) do not enter the seed, so layers before an option-sized head draw the same initial weights."""
-        gen = self.generator("init", arch, view, stable_hash({}))
+        size) do not enter the seed, so layers before an option-sized head draw the same initial weights.
+        ``init`` names a stream of the role's own (``Role.init``): (seed, arch, view, init), other weights than
+        every model built without it, and the same as its scratch student's."""
+        gen = self.generator("init", arch, view, stable_hash({}) if init is None else stable_hash({"init": init}))
         model = layers.build(arch, self.data.view_shape(view), self.num_classes, generator=gen, **options)
         model.build_args = {"arch": arch, "view": view, "options": options}
         self.built.add(arch)
@@ -164,7 +166,7 @@ class RunContext:
         if name not in self.spec.requires:
             raise RequiredRunMissing(f"{self.spec.method} loads {name!r} but its requires() does not declare it")
         run_id = self.spec.requires[name]
-        path = self.store.cache_path(name, run_id)
+        path = self.store.cache_path(required_method(name), run_id)  # "born_again#2" is a born_again run
         if not path.is_file():
             raise RequiredRunMissing(f"required run {name} ({run_id}) has no checkpoint at {path.name}")
         state = load_state(path)

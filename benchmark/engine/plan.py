@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from benchmark import nn as layers
-from benchmark.contract import Recipe, Role
+from benchmark.contract import Recipe, Role, required_method
 from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
 from benchmark.engine.code import code_hash, run_code
@@ -36,17 +36,24 @@ def make_spec(info: MethodInfo, cfg, *, dataset: str, rep: int, base_seed: int, 
     roles = method.roles(cfg, data)
     check_roles(info.name, roles, data)
     requires = {}
-    for name, overrides in method.requires(cfg).items():
+    for key, overrides in method.requires(cfg).items():
+        name = required_method(key)
         if name not in methods or not methods[name].ok:
             raise BadInput(f"{info.name} requires {name!r}, which is not a loadable method or baseline")
         base = methods[name]
         try:
-            needed = make_spec(base, configuration.resolve(base.cls, preset, overrides, data), dataset=dataset,
-                               data=data, rep=rep, base_seed=base_seed, preset=preset, methods=methods,
-                               specs=specs, device=device, precision=precision)
+            needed_cfg = configuration.resolve(base.cls, preset, overrides, data)
+            needed = make_spec(base, needed_cfg, dataset=dataset, data=data, rep=rep, base_seed=base_seed,
+                               preset=preset, methods=methods, specs=specs, device=device, precision=precision)
         except BadInput as exc:
-            raise BadInput(f"{info.name} requires {name}: {exc}") from None
-        requires[name] = needed.run_id
+            raise BadInput(f"{info.name} requires {key}: {exc}") from None
+        if not base.cls().saves_models(needed_cfg):
+            # Found here, not when the run starts: otherwise the required run trains, keeps nothing, and then the
+            # run that loads it fails.
+            raise BadInput(f"{info.name} requires {key} ({variant_of(base, preset, needed_cfg, data)}), but "
+                           f"{name}'s saves_models() is False for that configuration: it keeps no checkpoint to "
+                           f"load (set provides_cache = True or override saves_models in {name})")
+        requires[key] = needed.run_id
         if specs is not None:
             specs.setdefault(needed.run_id, needed)
     parts = run_code(info, {r.arch for r in roles.values()}, dataset)
@@ -56,6 +63,13 @@ def make_spec(info: MethodInfo, cfg, *, dataset: str, rep: int, base_seed: int, 
         variant=configuration.variant_name(info.cls, preset, cfg, data), source_hash=code_hash(parts), code=parts,
         requires=requires, device=device, precision=precision,
     )
+
+
+def variant_of(info: MethodInfo, preset: str, cfg, data) -> str:
+    try:
+        return configuration.variant_name(info.cls, preset, cfg, data)
+    except Exception:  # noqa: BLE001 - only names the configuration in an error message
+        return "its configuration"
 
 
 def check_roles(where: str, roles: dict[str, Role], data) -> None:
@@ -79,6 +93,8 @@ def scratch_config(role: Role, methods: dict[str, MethodInfo], *, preset: str, d
     validation split (so that the pair trains and is selected on the same examples)."""
     info = methods[SCRATCH]
     recipe = role.scratch.overrides(role.arch, role.view)
+    if role.init is not None:  # the role's own initialisation stream: the pair still starts from the same weights
+        recipe["init"] = role.init
     if cfg is not None and configuration.VALIDATION_FIELD in configuration.field_types(info.cls.Config):
         recipe.setdefault(configuration.VALIDATION_FIELD, configuration.validation_mode(cfg))
     return configuration.resolve(info.cls, preset, recipe, data)

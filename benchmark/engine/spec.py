@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmark.contract import WHEN_SET
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo
 from benchmark.store.records import run_id_of, stable_hash
@@ -69,7 +70,12 @@ class RunSpec:
 
 
 def config_to_dict(cfg) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=list))
+    """The configuration as stored and hashed; a field declared ``identity_when_set`` is left out at its default."""
+    values = dataclasses.asdict(cfg)
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get(WHEN_SET) and values[f.name] == f.default:
+            del values[f.name]
+    return json.loads(json.dumps(values, default=list))
 
 
 def config_from_dict(info: MethodInfo, values: dict[str, Any]):

@@ -36,8 +36,8 @@ def test_init_paired_roles_start_from_their_scratch_students_weights(name, tmp_p
             assert len(ours) == len(theirs) and all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
         if declared.pairing == "order":
             continue
-        ours = tensors(run.build(declared.arch, declared.view, **declared.options))
-        theirs = tensors(scratch.build(scratch_cfg.arch, scratch_cfg.view))
+        ours = tensors(run.build(declared.arch, declared.view, init=declared.init, **declared.options))
+        theirs = tensors(scratch.build(scratch_cfg.arch, scratch_cfg.view, init=scratch_cfg.init))
         assert len(ours) == len(theirs), role
         body = len(ours) - 2 if declared.options else len(ours)  # an option-sized head: weight and bias
         for i, (a, b) in enumerate(zip(ours[:body], theirs[:body], strict=True)):
