@@ -2,9 +2,11 @@
 
 A task is one run, or the repetitions of one configuration trained together (see :func:`tasks`). Its expected time
 comes from the store (the median wall time of earlier runs of the same method, configuration, dataset and data
-budget, whatever their code version) or, for a kind never run here, from a FLOP estimate of its models times its
-steps. Tasks are handed out by *bottom level*: a task's own expected time plus the longest chain of tasks waiting on
-it, so the shared teacher starts first and the longest runs do not end up alone at the tail with idle cores.
+budget, whatever their code version) or, for a kind never run here, its steps times a step time measured before
+the plan (:mod:`benchmark.runner.probe`: the method's real step, its loss included), else a FLOP estimate of its
+models times its steps. Tasks are handed out by *bottom level*: a task's own expected time plus the longest chain
+of tasks waiting on it, so the shared teacher starts first and the longest runs do not end up alone at the tail with
+idle cores.
 """
 
 from __future__ import annotations
@@ -152,21 +154,35 @@ class Queue:
         return out
 
 
-def expected_seconds(specs: list[RunSpec], seen: dict[str, float], methods, data_root=None) -> dict[str, float]:
-    """Run id -> expected seconds: the store's median for the spec's kind (``history``), else the FLOP estimate
-    (once per kind), else UNKNOWN_S when even that cannot be made (a method that does not load, say)."""
+def expected_seconds(specs: list[RunSpec], seen: dict[str, float], methods, data_root=None,
+                     prober=None) -> dict[str, float]:
+    """Run id -> expected seconds: the store's median for the spec's kind (``history``), else (once per kind) its
+    steps times a step time measured by ``prober`` (:class:`benchmark.runner.probe.Prober`: the method's real step,
+    its loss included), else the FLOP estimate, else UNKNOWN_S when even that cannot be made (a method that does not
+    load, say). ``measured`` (an attribute of the result) holds the kinds whose step was measured."""
     by_kind: dict[str, float] = dict(seen)
-    out = {}
+    out = Expected()
     for spec in specs:
         k = kind(spec)
         if k not in by_kind:
             try:
                 method, cfg, data = _resolve(spec, methods[spec.method], data_root)
-                by_kind[k] = flop_estimate(spec, method, cfg, data, method.roles(cfg, data))
+                step_s = prober.step_seconds(spec) if prober is not None else None
+                by_kind[k] = flop_estimate(spec, method, cfg, data, method.roles(cfg, data), step_s=step_s)
+                if step_s is not None:
+                    out.measured.add(k)
             except Exception:  # noqa: BLE001 - an estimate only orders runs; the run itself reports the error
                 by_kind[k] = UNKNOWN_S
         out[spec.run_id] = by_kind[k]
     return out
+
+
+class Expected(dict):
+    """Run id -> expected seconds, and which kinds' steps were measured rather than estimated from FLOPs."""
+
+    def __init__(self):
+        super().__init__()
+        self.measured: set[str] = set()
 
 
 def _resolve(spec: RunSpec, info, data_root):
@@ -186,15 +202,18 @@ def forward_flops(model, data, view: str) -> float:
     return float(counter.get_total_flops())
 
 
-def flop_estimate(spec: RunSpec, method, cfg, data, roles) -> float:
-    """Seconds a run should take from its models' FLOPs per example and its budget (``Method.budget``): a rough
-    figure, used only to order runs never seen before."""
+def flop_estimate(spec: RunSpec, method, cfg, data, roles, step_s: float | None = None) -> float:
+    """Seconds a run should take from its budget (``Method.budget``): its steps times ``step_s``, a measured step
+    time, or else times a step's cost from its models' FLOPs per example (a rough figure, blind to what the loss
+    costs), plus evaluation each epoch from the FLOPs; used only for runs never timed here before."""
     epochs, batch_size = method.budget(cfg, data)
     n = data.size("train")
     steps = epochs * math.ceil(n / (batch_size or n))
     flops = sum(forward_flops(_model(role, data), data, role.view) for role in roles.values())
-    # forward + backward = 3x the forward's FLOPs, per example of every step, plus evaluation each epoch
     evaluated = epochs * (data.size("val") + data.size("test"))
+    if step_s is not None:
+        return steps * step_s + flops * evaluated / THROUGHPUT
+    # forward + backward = 3x the forward's FLOPs, per example of every step, plus evaluation each epoch
     return steps * OVERHEAD_S * max(len(roles), 1) + (3 * flops * epochs * n + flops * evaluated) / THROUGHPUT
 
 

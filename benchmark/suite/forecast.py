@@ -2,8 +2,11 @@
 method, and how long the training should take on this machine.
 
 The expected time of a run is the store's median for runs of the same kind (method, configuration, dataset, data
-budget), else a FLOP estimate (:func:`benchmark.runner.schedule.expected_seconds`); the wall time is the queue's own
-longest-first order played out on ``jobs`` workers, each run after the runs it needs.
+budget), else its steps times a step time measured here before the plan (a few steps of the method's real step, its
+loss included: :mod:`benchmark.runner.probe`), else a FLOP estimate
+(:func:`benchmark.runner.schedule.expected_seconds`); the wall time is the queue's own longest-first order played
+out on ``jobs`` workers, each run after the runs it needs. After the suite, :meth:`Forecast.versus` says how far
+the estimate was from the time taken.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 
 from benchmark.engine.spec import RunSpec
 from benchmark.runner import schedule
+from benchmark.runner.probe import Prober
 
 
 @dataclass
@@ -22,6 +26,7 @@ class Forecast:
     todo: list[RunSpec]
     seconds: dict[str, float] = field(default_factory=dict)  # run id -> expected seconds (to-train runs)
     from_history: int = 0  # how many of them are timed from earlier runs of their kind
+    measured: int = 0  # how many of the others from a few steps measured before the plan
     wall_s: float = 0.0
     jobs: int = 1
     device: str = "cpu"
@@ -36,12 +41,20 @@ class Forecast:
             estimated = len(self.todo) - self.from_history
             how = f"{self.from_history} timed from earlier runs of the same kind in the store" if self.from_history \
                 else "none timed here before"
-            how += f", {estimated} from a FLOP estimate" if estimated else ""
-            if estimated and self.device == "cuda":
+            flops = estimated - self.measured
+            how += f", {self.measured} from a few steps measured now" if self.measured else ""
+            how += f", {flops} from a FLOP estimate" if flops else ""
+            if flops and self.device == "cuda":
                 how += " (a CPU's: an upper bound for a GPU)"
             out.append(f"expected training time: about {_duration(self.wall_s)} on {self.jobs} worker(s) "
                        f"({_duration(sum(self.seconds.values()))} of run time; {how})")
         return out
+
+
+    def versus(self, took_s: float) -> str:
+        """One line: how far the expected training time was from the time the training took."""
+        ratio = f"{took_s / self.wall_s:.2f}x" if self.wall_s > 0 else "no estimate"
+        return f"training time: estimated {_duration(self.wall_s)}, took {_duration(took_s)} ({ratio} the estimate)"
 
 
 def _table(what: str, todo: Counter, cached: Counter) -> list[str]:
@@ -61,14 +74,19 @@ def _duration(seconds: float) -> str:
 
 
 def forecast(cached: list[RunSpec], todo: list[RunSpec], store_records, methods, *, jobs: int, batch_reps: int,
-             data_root=None, device: str = "cpu") -> Forecast:
-    """The counts of ``cached`` and ``todo`` and the expected time of training ``todo`` on ``jobs`` workers."""
+             data_root=None, device: str = "cpu", probe: bool | None = None) -> Forecast:
+    """The counts of ``cached`` and ``todo`` and the expected time of training ``todo`` on ``jobs`` workers.
+    ``probe``: measure the steps of kinds never timed here (None: unless every run is at the smoke preset)."""
     result = Forecast(cached, todo, jobs=jobs, device=device)
     if not todo:
         return result
     seen = schedule.history(store_records)
-    result.seconds = schedule.expected_seconds(todo, seen, methods, data_root)
+    # Smoke runs take seconds: measuring their steps would cost about as much as training them.
+    prober = None if probe is False or all(s.preset == "smoke" for s in todo) and probe is None else \
+        Prober(methods, {s.run_id: s for s in [*cached, *todo]}, data_root)
+    result.seconds = schedule.expected_seconds(todo, seen, methods, data_root, prober=prober)
     result.from_history = sum(schedule.kind(s) in seen for s in todo)
+    result.measured = sum(schedule.kind(s) in result.seconds.measured for s in todo)
     batching = schedule.Batching(batch_reps, methods, data_root)
     result.wall_s = play_out(schedule.tasks(todo, result.seconds, batching), jobs)
     return result

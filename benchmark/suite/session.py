@@ -9,6 +9,7 @@ could not be loaded or a dataset could not be read (all listed at the end).
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -60,13 +61,17 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), published
     client = _connect(request, todo)  # an unreachable scheduler: one line before --out is created
     try:
         store.open()  # an unwritable --out: one line before anything trains
-        if todo:
-            print("\n".join(_forecast(cached, todo, store, grid).lines()))
+        expected = _forecast(cached, todo, store, grid) if todo else None
+        if expected is not None:
+            print("\n".join(expected.lines()))
         _say_reference(cached, store)
         settings = Settings(store=store, data_root=request.data_root, download=request.download,
                             threads=request.threads, suite=uuid.uuid4().hex, batch_reps=_batch_reps(request))
         tally = Tally(planned=len(specs), cached=len(cached))
+        began = time.monotonic()
         tally.records += _train(request, todo, settings, client)
+        if expected is not None:
+            print(expected.versus(time.monotonic() - began))
         if request.until_ci is not None:
             _until_ci(grid, store, settings, client, tally)
     finally:
