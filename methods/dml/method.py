@@ -65,8 +65,23 @@ def own_stream(cfg: Config) -> set[str]:
     nothing from each other that they would not learn alone)."""
     seen, later = set(), set()
     for role, network in cohort(cfg).items():
-        (later if network in seen else seen).add(role)
+        if network in seen:
+            later.add(role)
+        seen.add(network)
     return later
+
+
+def step(b, roles: list[str], cfg: Config) -> None:
+    """One batch: each student in turn steps on its mutual loss. "sequential" takes the others' predictions just
+    before each student's update (so student 2 sees student 1 as updated in this step: the paper's Algorithm 1);
+    "simultaneous" takes every prediction first. Targets are inference-mode predictions, without gradient."""
+    if cfg.update == "simultaneous":
+        targets = {role: b.predict(role) for role in roles}
+    for role in roles:
+        if cfg.update == "sequential":
+            targets = {other: b.predict(other) for other in roles if other != role}
+        others = [targets[other] for other in roles if other != role]
+        b.update({role: mutual_loss(b.forward(role), others, b.y, cfg.kl_weight)})
 
 
 class Method(MethodBase):
@@ -87,15 +102,5 @@ class Method(MethodBase):
             models[role] = run.build(arch, view)
             if role in own_stream(cfg):
                 keras_init(models[role], run.generator("init", arch, view, "dml", role))
-        roles = list(models)
-
-        def step(b):
-            if cfg.update == "simultaneous":
-                targets = {role: b.predict(role) for role in roles}
-            for role in roles:
-                if cfg.update == "sequential":  # the others as they are now, updated earlier in this step or not
-                    targets = {other: b.predict(other) for other in roles if other != role}
-                others = [targets[other] for other in roles if other != role]
-                b.update({role: mutual_loss(b.forward(role), others, b.y, cfg.kl_weight)})
-
-        return run.fit(models, step, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr)
+        return run.fit(models, lambda b: step(b, list(models), cfg), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                       lr=cfg.lr)
