@@ -11,7 +11,11 @@ for the scheduler, live beside it in ``speed.toml`` (:class:`Speed`): none of it
 
 A ``Config`` field named ``validation`` chooses the training/validation split the harness gives the run
 (``"stratified"``: a seeded stratified 10% hold-out; ``"keras_last"``: the last 10% of the training arrays, as
-Keras's ``validation_split``; ``"none"``: train on the whole training split). Paired scratch students get the same.
+Keras's ``validation_split``; ``"none"``: train on the whole training split). A field named ``transfer`` cuts the
+training split to a transfer set (``"all"``, ``"omit:C"``, ``"fraction:P"``: :mod:`benchmark.data.splits`); a run
+whose transfer set omits a class gets that class's metrics and their bias correction
+(:mod:`benchmark.omitted`). Paired scratch students get the same split and transfer set; a required teacher
+trains on the whole training split.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 import torch
+
+from benchmark.data.splits import parse_transfer
 
 
 @dataclass(frozen=True)
@@ -156,8 +162,12 @@ class TeacherFields:
     teacher_batch_size: PositiveInt = 64  # teacher's batch size
     teacher_epochs: PositiveInt = 50  # upper bound on the teacher's epochs
     teacher_patience: PositiveInt | None = 10  # teacher's early-stopping patience on validation NLL
+    # What the teacher knows: "trained"; "untrained" or "shuffled_labels" make the knowledge-free control teacher
+    teacher_knowledge: Literal["trained", "untrained", "shuffled_labels"] = "trained"
 
     def __post_init__(self):
+        if hasattr(self, "transfer"):  # a method's transfer set (the teacher itself trains on the whole split)
+            parse_transfer(self.transfer)
         if getattr(self, "validation", None) == "none" and (
                 getattr(self, "patience", None) is not None or self.teacher_patience is not None):
             raise ValueError("validation='none' holds out nothing for early stopping: "
@@ -167,7 +177,7 @@ class TeacherFields:
 def shared_teacher(cfg: TeacherFields) -> dict[str, dict[str, Any]]:
     """``requires()`` of a method that distils the shared teacher: the ``teacher`` baseline's config."""
     teacher = {"arch": cfg.teacher_arch, "view": cfg.view, "lr": cfg.teacher_lr, "batch_size": cfg.teacher_batch_size,
-               "epochs": cfg.teacher_epochs, "patience": cfg.teacher_patience}
+               "epochs": cfg.teacher_epochs, "patience": cfg.teacher_patience, "knowledge": cfg.teacher_knowledge}
     if hasattr(cfg, "validation"):
         teacher["validation"] = cfg.validation
     return {TEACHER: teacher}

@@ -1,12 +1,21 @@
-"""Plain supervised training with cross-entropy: what both baselines (scratch student, teacher) do; their presets."""
+"""Plain supervised training with cross-entropy: what the baselines (scratch student, teacher, label smoothing) do;
+their presets."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 
 from benchmark.contract import LearningRate, PositiveInt, Validation, with_teacher
+from benchmark.data.splits import parse_transfer
+from benchmark.losses import SoftTargetLoss
+
+# What a teacher knows (the teacher baseline's ``knowledge``): "trained" on the labels; "untrained", its initial
+# weights (soft targets that carry no knowledge of the task); "shuffled_labels", trained on the training labels
+# permuted at random, so what it learns of the inputs says nothing about their classes.
+KNOWLEDGE = ("trained", "untrained", "shuffled_labels")
 
 
 @dataclass
@@ -18,6 +27,13 @@ class SupervisedConfig:
     epochs: PositiveInt = 50  # upper bound; early stopping may end sooner
     patience: PositiveInt | None = 10  # epochs without a better validation NLL before stopping; None: every epoch
     validation: Validation = "stratified"  # training/validation split (see benchmark.contract)
+    # The transfer set it trains on: "all" (the whole training split), "omit:C" (without class C) or "fraction:P"
+    # (a stratified fraction P); validation and test stay whole (benchmark.data.splits). A scratch student gets
+    # its method's, so the pair trains on the same examples.
+    transfer: str = "all"
+
+    def __post_init__(self):
+        parse_transfer(self.transfer)
 
 
 # quick is the notebook's recipe: up to 50 epochs with early stopping (patience 10) ends every run of the small
@@ -28,11 +44,42 @@ SUPERVISED_PRESETS = {"smoke": {"epochs": 2}, "quick": {}, "paper": {}}
 DISTILLATION_PRESETS = with_teacher(SUPERVISED_PRESETS)
 
 
-def train_supervised(run, cfg: SupervisedConfig, role: str):
+def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Batch mean of −Σ_c t_c log softmax(z)_c with the target t = (1 − ε)·one-hot(y) + ε/C (ε = ``smoothing``;
+    0: the plain cross-entropy)."""
+    return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+
+
+def train_supervised(run, cfg: SupervisedConfig, role: str, *, label_smoothing: float = 0.0,
+                     knowledge: str = "trained"):
+    """``role`` trained on cross-entropy with the labels (smoothed by ``label_smoothing`` ε: the target is
+    (1 - ε)·one-hot + ε/C), or, by ``knowledge`` (:data:`KNOWLEDGE`), left untrained or trained on shuffled
+    labels."""
     model = run.build(cfg.arch, cfg.view, init=getattr(cfg, "init", None))  # a paired role's own stream
+    if knowledge == "untrained":
+        return {role: model}
+    labels = run.labels("train")
+    if knowledge == "shuffled_labels":  # one fixed permutation per run: each example keeps one random label
+        labels = labels[torch.randperm(len(labels), generator=run.generator("shuffled_labels")).to(labels.device)]
+    elif knowledge != "trained":
+        raise ValueError(f"knowledge {knowledge!r} is not one of {', '.join(KNOWLEDGE)}")
 
     def step(b):
-        b.update({role: {"loss": F.cross_entropy(b.forward(role), b.y)}})
+        target = b.y if knowledge == "trained" else labels[b.idx]
+        b.update({role: {"loss": smoothed_cross_entropy(b.forward(role), target, label_smoothing)}})
 
     return run.fit({role: model}, step, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                    patience=cfg.patience)
+
+
+def train_distilled(run, cfg, role: str = "student"):
+    """``role`` (``cfg.arch`` on ``cfg.view``) trained on Hinton et al.'s α·CE + (1 − α)·T²·KL against the required
+    ``teacher``'s soft targets, with ``cfg``'s recipe: the controls' student (hinton_kd's loss with its defaults)."""
+    teacher = run.required("teacher")
+    criterion = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature, alpha=cfg.alpha)
+
+    def step(b):
+        b.update({role: criterion(b.forward(role), b.y, b.idx)})
+
+    return run.fit({role: run.build(cfg.arch, cfg.view)}, step, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                   lr=cfg.lr, patience=cfg.patience)

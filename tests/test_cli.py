@@ -120,7 +120,7 @@ def test_copied_template_is_listed_run_and_stored(tmp_path):
                   "--no-progress", env=env)
     assert res.returncode == 0, res.stderr
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
-    assert {r["method"] for r in records} == {"my_method", "scratch_student"}
+    assert {r["method"] for r in records} == {"my_method", "scratch_student", "label_smoothing"}
     assert all(r["status"] == "ok" for r in records)
     assert "my_method" in (out / "tables" / "summary.md").read_text()
 

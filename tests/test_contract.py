@@ -114,7 +114,8 @@ def test_a_new_multi_model_method_is_trained_logged_and_paired_with_no_harness_e
     methods = discover(project)
     assert methods["two_models"].ok, methods["two_models"].error
     specs = plan([methods["two_models"]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=methods)
-    assert sorted(s.method for s in specs) == ["scratch_student", "scratch_student", "two_models"]
+    assert sorted(s.method for s in specs) == ["label_smoothing", "label_smoothing", "scratch_student",
+                                                "scratch_student", "two_models"]
     out = tmp_path / "out"
     outcome = run_plan(specs, Settings(store=Store(out)), backend="inprocess")
     assert not outcome.failed, [r["error"] for r in outcome.failed]

@@ -65,11 +65,11 @@ def test_editing_code_reruns_exactly_the_runs_that_execute_it(project, tmp_path)
     first = stored(out)
     assert len(first) > 10
 
-    # A method's own architecture file: that method and the scratch students of its networks (a dry run: the plan
-    # says what would train, and nothing is written).
+    # A method's own architecture file: that method and the scratch students (and label-smoothing controls) of its
+    # networks (a dry run: the plan says what would train, and nothing is written).
     restore = edited(project / "methods" / "kl_entanglement" / "models.py", lambda t: t + "\n# an edit\n")
     assert planned_again(project, out, first) == sorted(
-        v for v in first.values() if v[0] == "kl_entanglement" or (v[0] == "scratch_student"
+        v for v in first.values() if v[0] == "kl_entanglement" or (v[0] in ("scratch_student", "label_smoothing")
                                                                     and v[1][0] in ("kl_cnn", "kl_mlp")))
     restore()
 
@@ -85,4 +85,4 @@ def test_editing_code_reruns_exactly_the_runs_that_execute_it(project, tmp_path)
     users = sorted(v for v in first.values()
                    if {"hinton_student", "hinton_teacher"} & set(v[1]) or v[0] == "hinton_kd")
     assert planned_again(project, out, first) == users
-    assert {m for m, _, _ in users} == {"scratch_student", "teacher", "hinton_kd"}
+    assert {m for m, _, _ in users} == {"scratch_student", "label_smoothing", "teacher", "hinton_kd"}

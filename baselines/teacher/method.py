@@ -4,11 +4,16 @@ Defaults are the Hinton notebook's teacher: 784-1200-1200-10 with dropout 0.5, A
 epochs with early stopping (patience 10 on validation loss, best weights restored). It is trained once per
 (dataset, repetition, configuration) as its own run, and its checkpoint is kept: a method that declares it in
 ``requires`` gets it frozen through ``run.required("teacher")``.
+
+``knowledge`` makes a teacher that knows nothing, for the control that tells transfer from regularisation: its
+initial weights (``untrained``) or a teacher trained on the training labels permuted at random
+(``shuffled_labels``); everything else equal (benchmark.supervised.KNOWLEDGE).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from benchmark.contract import MethodBase, Role
 from benchmark.supervised import SUPERVISED_PRESETS, SupervisedConfig, train_supervised
@@ -17,6 +22,8 @@ from benchmark.supervised import SUPERVISED_PRESETS, SupervisedConfig, train_sup
 @dataclass
 class Config(SupervisedConfig):
     arch: str = "hinton_teacher"  # the Hinton notebook's 784-1200-1200-10 with dropout 0.5
+    # "trained" on the labels; "untrained" (initial weights) or "shuffled_labels": a teacher that knows nothing
+    knowledge: Literal["trained", "untrained", "shuffled_labels"] = "trained"
 
 
 class Method(MethodBase):
@@ -29,4 +36,4 @@ class Method(MethodBase):
         return {"teacher": Role(cfg.arch, cfg.view)}
 
     def train(self, run, cfg):
-        return train_supervised(run, cfg, "teacher")
+        return train_supervised(run, cfg, "teacher", knowledge=cfg.knowledge)

@@ -10,7 +10,7 @@ import numpy as np
 from benchmark.data import registry
 from benchmark.data.contract import Arrays, Found, Missing
 from benchmark.data.dataset import Dataset
-from benchmark.data.splits import VALIDATIONS, make_splits
+from benchmark.data.splits import ALL, VALIDATIONS, make_splits, parse_transfer
 from benchmark.errors import BadInput, DatasetCorrupt, DatasetUnavailable, one_line
 
 
@@ -102,7 +102,7 @@ def _read(info: registry.DatasetInfo, found: Found, key: tuple) -> Arrays:
     return _LAST_READ[key]
 
 
-def _check_arguments(val_fraction, split_seed, max_train, max_test, validation) -> None:
+def _check_arguments(val_fraction, split_seed, max_train, max_test, validation, transfer) -> None:
     if not 0 <= val_fraction < 1:
         raise BadInput(f"val_fraction must be in [0, 1), got {val_fraction}")
     if not isinstance(split_seed, int | np.integer) or split_seed < 0:
@@ -112,29 +112,39 @@ def _check_arguments(val_fraction, split_seed, max_train, max_test, validation) 
             raise BadInput(f"{arg} must be None or an integer >= 1, got {value!r}")
     if validation not in VALIDATIONS:
         raise BadInput(f"validation must be one of {', '.join(VALIDATIONS)}, got {validation!r}")
+    try:
+        parse_transfer(transfer)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def load_dataset(name: str, root=None, download: bool = False, *, val_fraction: float = 0.1, split_seed: int = 0,
                  max_train: int | None = None, max_test: int | None = None,
-                 validation: str = "stratified") -> Dataset:
+                 validation: str = "stratified", transfer: str = ALL) -> Dataset:
     """Load (and cache in-process) a dataset; see :mod:`benchmark.data.splits` for how the splits are drawn.
 
     Raises BadInput (a ValueError) for an unknown name, a superclass task that does not fit or bad split arguments;
     DatasetUnavailable (one line naming the fix) when its files are missing; DatasetCorrupt when a file cannot be
     parsed. ``download=True`` lets a dataset that can download (torchvision's) fetch missing files into ``root``
-    (needs network); the others never download anything.
+    (needs network); the others never download anything. ``transfer`` cuts the training split to a transfer set
+    (:func:`benchmark.data.splits.parse_transfer`); a transfer set of a superclass task is BadInput (its class
+    indices would be ambiguous).
     """
     info = registry.check_name(name)
-    _check_arguments(val_fraction, split_seed, max_train, max_test, validation)
+    _check_arguments(val_fraction, split_seed, max_train, max_test, validation, transfer)
     root = _root(root)
     params = {"val_fraction": float(val_fraction), "split_seed": int(split_seed),
               "max_train": None if max_train is None else int(max_train),
               "max_test": None if max_test is None else int(max_test), "validation": validation}
+    if transfer != ALL:  # only then: the summary (and fingerprint params) of every other load stay as they were
+        params["transfer"] = transfer
     found = _find(info, root, download)
     # Keyed by what was found, not by the root: roots that fall back to the same system folder share one copy.
     where = (info.name, None if found.path is None else str(Path(found.path).resolve()))
     key = (*where, *params.values())
     _, superclass = registry.parse_name(name)
+    if superclass is not None and transfer != ALL:
+        raise BadInput(f"a transfer set ({transfer}) of the superclass task {name} is not supported")
     with _CACHE_LOCK:
         if key not in _CACHE:
             arrays = _read(info, found, where)

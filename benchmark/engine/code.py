@@ -32,6 +32,7 @@ TRAINING_PATH = (
     "metrics.py",  # every logged metric
     "supervised.py",  # the baselines' recipe
     "losses.py",  # the losses methods share
+    "omitted.py",  # the omitted-class metrics and their bias correction
 )
 
 

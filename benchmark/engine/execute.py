@@ -25,13 +25,15 @@ from threadpoolctl import threadpool_limits
 
 from benchmark.contract import Role, Trained
 from benchmark.data import load_dataset
+from benchmark.data.splits import omitted_class
 from benchmark.engine import device as devices
 from benchmark.engine.code import code_hash, run_code
 from benchmark.engine.context import FINAL, RunContext, checkpoint
 from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.fit import NotBatchable, Rendezvous
-from benchmark.engine.plan import SCRATCH, scratch_config
+from benchmark.engine.plan import SCRATCH, SMOOTHING, partner_config, scratch_config, smoothed
 from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
+from benchmark.omitted import omitted_metrics
 from benchmark.store import Store, atomic_torch_save, provenance
 
 
@@ -63,8 +65,8 @@ def dataset_for(spec: RunSpec, settings: Settings):
 
 def dataset_budget(spec: RunSpec, data_root=None, download: bool = False):
     return load_dataset(spec.dataset, data_root, download, max_train=spec.data.get("max_train"),
-                                 max_test=spec.data.get("max_test"),
-                                 validation=spec.data.get("validation", "stratified"))
+                        max_test=spec.data.get("max_test"), validation=spec.data.get("validation", "stratified"),
+                        transfer=spec.data.get("transfer", "all"))
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
@@ -224,18 +226,41 @@ def _train(method, cfg, roles: dict[str, Role], run: RunContext, spec: RunSpec, 
                 if run.data.size(split):
                     for metric, value in run.evaluate(model, roles[name].view, split).items():
                         run.log(name, f"{split}_{metric}", value)
+            _log_omitted(run, name, model, roles[name].view, spec)
     if method.saves_models(cfg):
         atomic_torch_save(store.cache_path(spec.method, spec.run_id), checkpoint(trained.models))
 
 
+def _log_omitted(run: RunContext, role: str, model, view: str, spec: RunSpec) -> None:
+    """A run trained on a transfer set without a class: that class's test accuracy and the bias correction
+    (benchmark.omitted), for every classifier role of every method, scratch students included."""
+    omitted = omitted_class(spec.data.get("transfer", "all"))
+    if omitted is None or not run.data.size("test"):
+        return
+    val = [run.logits(model, view, "val").cpu(), run.data.labels("val")] if run.data.size("val") else \
+        [run.logits(model, view, "test").cpu()[:0], run.data.labels("test")[:0]]
+    test = [run.logits(model, view, "test").cpu(), run.data.labels("test")]
+    for metric, value in omitted_metrics(*val, *test, omitted).items():
+        run.log(role, metric, value)
+
+
 def _role_record(role: Role, methods, spec: RunSpec, cfg, dataset) -> dict[str, Any]:
+    """What the tables pair a role by: ``pair_key``, its scratch student's (a scratch student's own config; a
+    label-smoothing control's config without ``smoothing``, i.e. its scratch student's), and
+    ``label_smoothing_key``, its label-smoothing control's (that control's own config, on its runs)."""
     entry = {"arch": role.arch, "view": role.view, "classifier": role.classifier, "pairing": role.pairing,
              "distilled": role.distilled, "pair_key": None}
     if spec.method == SCRATCH:
         entry["pair_key"] = pair_key(spec.config)
+    elif spec.method == SMOOTHING:
+        entry["pair_key"] = pair_key({k: v for k, v in spec.config.items() if k != "smoothing"})
+        entry["label_smoothing_key"] = pair_key(spec.config)
     elif role.scratch is not None and SCRATCH in methods:
         scfg = scratch_config(role, methods, preset=spec.preset, data=dataset, cfg=cfg)
         entry["pair_key"] = pair_key(config_to_dict(scfg))
+    if spec.method != SMOOTHING and smoothed(role, methods[spec.method], methods):
+        lcfg = partner_config(SMOOTHING, role, methods, preset=spec.preset, data=dataset, cfg=cfg)
+        entry["label_smoothing_key"] = pair_key(config_to_dict(lcfg))
     return entry
 
 

@@ -17,6 +17,7 @@ from benchmark.engine.spec import RunSpec, config_to_dict, data_budget
 from benchmark.errors import BadInput
 
 SCRATCH = "scratch_student"  # the control baseline every role with a scratch recipe is paired with
+SMOOTHING = "label_smoothing"  # the control every distilled role is also paired with (not transfer: regularisation)
 
 
 def load(names, preset: str, data_root=None, device: str = "cpu") -> dict[str, Any]:
@@ -90,14 +91,28 @@ def check_roles(where: str, roles: dict[str, Role], data) -> None:
 
 def scratch_config(role: Role, methods: dict[str, MethodInfo], *, preset: str, data, cfg=None):
     """The scratch student's configuration for ``role``: its :class:`~benchmark.contract.Recipe`, with the method's
-    validation split (so that the pair trains and is selected on the same examples)."""
-    info = methods[SCRATCH]
+    validation split and transfer set (so that the pair trains and is selected on the same examples)."""
+    return partner_config(SCRATCH, role, methods, preset=preset, data=data, cfg=cfg)
+
+
+def partner_config(name: str, role: Role, methods: dict[str, MethodInfo], *, preset: str, data, cfg=None):
+    """The configuration of baseline ``name`` that trains ``role``'s recipe alone (the scratch student, or the
+    label-smoothing control), with the method's data fields (:data:`~benchmark.engine.config.DATA_FIELDS`)."""
+    info = methods[name]
     recipe = role.scratch.overrides(role.arch, role.view)
     if role.init is not None:  # the role's own initialisation stream: the pair still starts from the same weights
         recipe["init"] = role.init
-    if cfg is not None and configuration.VALIDATION_FIELD in configuration.field_types(info.cls.Config):
-        recipe.setdefault(configuration.VALIDATION_FIELD, configuration.validation_mode(cfg))
+    for key in configuration.DATA_FIELDS:
+        if cfg is not None and key in configuration.field_types(info.cls.Config) and hasattr(cfg, key):
+            recipe.setdefault(key, getattr(cfg, key))
     return configuration.resolve(info.cls, preset, recipe, data)
+
+
+def smoothed(role: Role, info: MethodInfo, methods: dict[str, MethodInfo]) -> bool:
+    """Whether ``role`` of method ``info`` gets a label-smoothing partner: a method's role that receives a
+    distillation signal and has a scratch recipe (a baseline's never does)."""
+    return (info.kind == "method" and role.scratch is not None and role.distilled and SMOOTHING in methods
+            and methods[SMOOTHING].ok)
 
 
 def scratch_spec_for(role: Role, methods: dict[str, MethodInfo], *, dataset: str, rep: int, base_seed: int,
@@ -138,6 +153,11 @@ def plan(infos: Iterable[MethodInfo], *, data: dict[str, Any] | list[str], reps:
                 if role.scratch is not None and SCRATCH in methods:
                     s = scratch_spec_for(role, methods, dataset=dataset, data=loaded, rep=rep, base_seed=base_seed,
                                          preset=preset, cfg=cfg, **on)
+                    specs.setdefault(s.run_id, s)
+                if smoothed(role, info, methods):
+                    scfg = partner_config(SMOOTHING, role, methods, preset=preset, data=loaded, cfg=cfg)
+                    s = make_spec(methods[SMOOTHING], scfg, dataset=dataset, data=loaded, rep=rep,
+                                  base_seed=base_seed, preset=preset, methods=methods, **on)
                     specs.setdefault(s.run_id, s)
     return order(list(specs.values()))
 

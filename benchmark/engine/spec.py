@@ -69,13 +69,21 @@ class RunSpec:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
+# Config fields added to existing Configs after runs were recorded, with the value every earlier run had: stored
+# (and so hashed into the run's id and pair key) only when a configuration's value differs, so a default run's
+# identity keeps the fields it always had.
+QUIET_DEFAULTS: dict[str, Any] = {"transfer": "all", "knowledge": "trained", "teacher_knowledge": "trained"}
+
+
 def config_to_dict(cfg) -> dict[str, Any]:
-    """The configuration as stored and hashed; a field declared ``identity_when_set`` is left out at its default."""
+    """The configuration as stored and hashed: a field declared ``identity_when_set``, or named in
+    :data:`QUIET_DEFAULTS`, is left out at its default."""
     values = dataclasses.asdict(cfg)
     for f in dataclasses.fields(cfg):
         if f.metadata.get(WHEN_SET) and values[f.name] == f.default:
             del values[f.name]
-    return json.loads(json.dumps(values, default=list))
+    values = json.loads(json.dumps(values, default=list))
+    return {k: v for k, v in values.items() if k not in QUIET_DEFAULTS or v != QUIET_DEFAULTS[k]}
 
 
 def config_from_dict(info: MethodInfo, values: dict[str, Any]):
@@ -84,9 +92,12 @@ def config_from_dict(info: MethodInfo, values: dict[str, Any]):
 
 
 def data_budget(preset: str, cfg, device: str = "cpu") -> dict[str, Any]:
-    """What a run trains and is tested on: the preset's caps on this kind of device and the configuration's
-    validation split."""
-    return {**configuration.DATA_PRESETS[device][preset], "validation": configuration.validation_mode(cfg)}
+    """What a run trains and is tested on: the preset's caps on this kind of device, the configuration's validation
+    split and, unless it is the whole training split, its transfer set."""
+    budget = {**configuration.DATA_PRESETS[device][preset], "validation": configuration.validation_mode(cfg)}
+    if configuration.transfer_mode(cfg) != "all":
+        budget["transfer"] = configuration.transfer_mode(cfg)
+    return budget
 
 
 def pair_key(scratch_config: dict[str, Any]) -> str:

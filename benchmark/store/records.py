@@ -113,7 +113,7 @@ OPTIONAL = {"roles": dict, "timing": dict, "requires": dict, "source_hash": str,
             "wall_time_s": NUMBER, "finished_at": str, "seed": int, "provenance": dict, "code": dict, "batch": dict,
             "timed_out_in": str, "traceback": str, "device": str, "precision": str, "replaced": str}
 ROLE_FIELDS = {"arch": TEXT, "view": TEXT, "classifier": BOOL, "pair_key": TEXT, "pairing": TEXT,
-               "distilled": BOOL}
+               "distilled": BOOL, "label_smoothing_key": TEXT}
 PROVENANCE_FIELDS = {"git_commit": TEXT, "git_dirty": BOOL, "python": TEXT, "torch": TEXT, "torchvision": TEXT,
                      "machine": TEXT, "platform": TEXT, "processor": TEXT, "cpu_count": int, "threads": int,
                      "deterministic_algorithms": BOOL, "device": TEXT, "gpu": TEXT, "gpu_capability": TEXT,
