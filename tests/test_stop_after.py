@@ -58,3 +58,7 @@ def test_stop_after_finishes_the_running_run_writes_the_report_and_resumes(tmp_p
     assert all(r["status"] == "ok" for r in runs)
     said = capsys.readouterr().out
     assert f"{len(planned)} runs: {len(planned) - 1} trained, 1 cached" in said and "stopped" not in said
+    # Every report has the budget audit: without 3x runs, each role's own curves, and the command that adds them.
+    report = (out / "REPORT.md").read_text()
+    assert "## Budget audit" in report and "| hinton_kd | default | student |" in report
+    assert "`python -m benchmark audit --datasets digits --preset smoke` adds them" in report
