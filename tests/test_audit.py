@@ -176,6 +176,71 @@ def test_a_configuration_without_a_longer_run_is_not_audited_nor_listed_as_ok(st
     # The report's section lists only what ran at both budgets and counts the rest.
     monkeypatch.setattr(audit, "budget_audit", lambda *args, **kwargs: both)
     section = "\n".join(audit.audit_sections(pd.DataFrame(), pd.DataFrame(), [], {}))
-    assert "epochs=60,lr=0.2" not in section and "not audited" in section
-    assert f"{len(truth['other'])} roles of other configurations" in section
-    assert f"{int(frame['flagged'].sum())} of {len(frame)} audited roles are flagged" in section
+    assert "| epochs=60,lr=0.2 |" in section and "| not audited |" in section  # listed, with their curves' flags
+    assert f"Not audited (no run at 3x, so only their own curves speak): {len(truth['other'])} roles" in section
+    assert f"{int(both['flagged'].sum())} of {len(both)} roles are flagged" in section
+    assert "`python -m benchmark audit --datasets d` adds them" in section
+
+
+def nll_curve(best: int, epochs: int, rng) -> np.ndarray:
+    """A validation NLL that falls to its minimum at epoch ``best`` and rises after it, with small noise that
+    cannot move the minimum."""
+    e = np.arange(epochs)
+    return 1.0 + 0.01 * np.abs(e - best) + rng.uniform(0, 1e-4, epochs)
+
+
+@pytest.mark.parametrize("epochs, best, patience, expected", [
+    (50, 49, None, True),  # still falling at the last epoch, no early stopping: the cap ended it
+    (50, 45, None, True),  # best at epoch 46 of 50 (1-based): inside the last 10%
+    (50, 44, None, False),  # epoch 45 of 50: just outside
+    (50, 45, 10, True),  # patience 10 had 4 epochs left when the cap came
+    (30, 19, 10, False),  # stopped by its patience (epochs 20..29 without a better NLL) well before a cap of 50
+    (150, 139, 10, False),  # stopped by its patience although the best epoch is in the last 10% of what it trained
+    (1, 0, None, True),  # one epoch: the cap is all there was
+])
+def test_ends_capped_follows_its_definition(epochs, best, patience, expected):
+    curve = nll_curve(best, epochs, np.random.default_rng(epochs + best))
+    assert int(np.argmin(curve)) == best
+    at_cap = patience is None or epochs - 1 - best < patience
+    assert audit.ends_capped(curve, patience) is (at_cap and (best + 1) > 0.9 * epochs) is expected
+
+
+def test_ends_capped_takes_the_first_minimum_and_ignores_an_empty_curve():
+    assert not audit.ends_capped([], None)
+    assert not audit.ends_capped([0.5] * 20, None)  # flat: the first minimum is epoch 0, as early stopping keeps it
+    assert audit.ends_capped([1.0] * 19 + [0.5], 10)
+
+
+def test_capped_needs_half_the_repetitions_and_reads_each_runs_patience():
+    """Role "capped" ends at its cap in 3 of 4 repetitions (no patience); role "half" in 2 of 4; role "one" in 1 of
+    4; the early-stopped scratch student's runs stop by their patience (10) though their best epochs are in the last
+    10% of the epochs they trained."""
+    rng = np.random.default_rng(7)
+    runs, rows = [], []
+    bests = {"capped": [49, 48, 47, 10], "half": [49, 46, 20, 10], "one": [49, 20, 30, 10]}
+    for rep in REPS:
+        runs.append(run_row(f"b{rep}", rep, {"epochs": 50}))
+        for role, best in bests.items():
+            rows += [(f"b{rep}", "m", "default", "d", rep, role, e, "val_nll", float(v))
+                     for e, v in enumerate(nll_curve(best[rep], 50, rng))]
+            rows.append(final_row(f"b{rep}", rep, role, 0.9))
+        runs.append(run_row(f"s{rep}", rep, {"epochs": 150, "patience": 10}, "scratch_student", "arch=x"))
+        trained = 120 + rep
+        rows += [(f"s{rep}", "scratch_student", "arch=x", "d", rep, "student", e, "val_nll", float(v))
+                 for e, v in enumerate(nll_curve(trained - 11, trained, rng))]
+        rows.append(final_row(f"s{rep}", rep, "student", 0.9, method="scratch_student", variant="arch=x"))
+    metrics = pd.DataFrame(rows, columns=["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric",
+                                          "value"])
+    frame = audit.budget_audit(metrics, pd.DataFrame(runs), budget_fields=FIELDS).set_index("role")
+    expected = {"capped": (3, True), "half": (2, True), "one": (1, False), "student": (0, False)}
+    for role, (reps, flag) in expected.items():
+        assert (frame.loc[role, "capped_reps"], frame.loc[role, "capped"], frame.loc[role, "flagged"]) == \
+            (reps, flag, flag), role
+    assert "capped: best validation NLL in the last 10% of the cap in 3 of 4 repetitions" in frame.loc["capped",
+                                                                                                          "reason"]
+    text = audit.audit_markdown(frame.reset_index())
+    assert "**capped**" in next(line for line in text.splitlines() if "| capped |" in line)
+    section = "\n".join(audit.audit_sections(metrics, pd.DataFrame(runs), [r["run_id"] for r in runs], FIELDS))
+    # no run at 3x anywhere: every role is listed with its own curves' flags, counted, and the command named
+    assert "2 of 4 roles are flagged" in section and "4 roles (4 on d)" in section
+    assert "`python -m benchmark audit --datasets d`" in section

@@ -50,8 +50,10 @@ def test_scaled_multiplies_every_budget_field_and_nothing_else(name, factor):
 
 
 def test_the_quick_presets_scale_to_three_times_their_epochs():
-    assert budget.scaled(METHODS["subclass_kd"], resolved("subclass_kd"), 3) == {"epochs": 180, "teacher_epochs": 300}
-    assert budget.scaled(METHODS["hinton_kd"], resolved("hinton_kd"), 3) == {"epochs": 150}
+    sub, hinton = resolved("subclass_kd"), resolved("hinton_kd")
+    assert budget.scaled(METHODS["subclass_kd"], sub, 3) == {"epochs": 3 * sub.epochs,
+                                                             "teacher_epochs": 3 * sub.teacher_epochs}
+    assert budget.scaled(METHODS["hinton_kd"], hinton, 3) == {"epochs": 3 * hinton.epochs}  # not teacher_epochs
     assert budget.scaled(METHODS["ska"], resolved("ska"), 3) == {"steps": 150}
     assert budget.set_arguments(METHODS["ska"], resolved("ska"), 3) == ["--set", "ska.steps=150"]
 

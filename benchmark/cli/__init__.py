@@ -9,8 +9,8 @@ is then 1 with the failures listed at the end. This module parses and dispatches
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -84,6 +84,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _duration(text: str) -> float:
+    """``90s``, ``150m``, ``2h`` or ``1h30m`` -> seconds."""
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text.strip())
+    if not text.strip() or parts is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: write e.g. 90s, 150m, 2h or 1h30m")
+    seconds = sum(float(v) * DURATION_UNITS[u] for v, u in zip(parts.groups(), "hms", strict=True) if v)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be longer than 0, got {text!r}")
+    return seconds
+
+
 def _grid_options(grid: Parser) -> None:
     grid.add_argument("--datasets", help="comma-separated dataset names (default: every dataset available here)")
     grid.add_argument("--seeds", type=_seeds, default=DEFAULT_SEEDS,
@@ -108,6 +122,10 @@ def _grid_options(grid: Parser) -> None:
     grid.add_argument("--run-timeout", type=_seconds, metavar="SECONDS",
                       help="time limit of one run; a run past it is recorded failed and the suite goes on "
                            f"(default by preset: {', '.join(f'{k} {v:g} s' for k, v in RUN_TIMEOUT_S.items())})")
+    grid.add_argument("--stop-after", type=_duration, metavar="DURATION",
+                      help="start no new run after DURATION (90s, 150m, 2h, 1h30m): the running ones finish, the "
+                           "tables and report are written from what is stored, and the same command resumes; exit "
+                           "status 0 unless a run failed")
     grid.add_argument("--no-batch-reps", action="store_true",
                       help="train every repetition on its own (by default the repetitions of a configuration with "
                            "small models train as one batch; the numbers are the same, bit for bit)")
@@ -150,8 +168,8 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_defects)
     p = sub.add_parser("audit", parents=[common, grid],
                        help="every method's and baseline's default configuration, and the same at --factor times its "
-                            "training budget (default datasets: those the preset keeps whole); the report's budget "
-                            "audit compares them")
+                            "training budget, on the datasets (default: every one available here) at the preset's "
+                            "data budget, as the suite publishes them; the report's budget audit compares them")
     p.add_argument("--factor", type=_factor, default=3.0, help="how many times the budget (default 3)")
     p.set_defaults(func=cmd_audit)
     for name, parts, text in (("tables", ("tables",), "rebuild <out>/tables from the stored runs (no training)"),
@@ -228,11 +246,6 @@ def cmd_audit(args) -> int:
     methods = discover()
     infos = [i for i in methods.values() if i.ok]
     request = _request(args)
-    if request.datasets is None:
-        whole = grids.whole_at_preset(request.check(), _warn)
-        if not whole:
-            raise BadInput(f"no available dataset is kept whole at preset {request.preset}: name some with --datasets")
-        request = dataclasses.replace(request, datasets=",".join(whole))
     grid = grids.build_grid(request, infos, methods, None, _warn)
     grid.points = {i.name: grids.audit_points(i, request, grid.overrides[i.name], args.factor) for i in infos}
     return run_suite(grid, Store(args.out), published_with=declarations())
@@ -270,7 +283,8 @@ def _request(args) -> SuiteRequest:
         max_seeds=args.max_seeds, jobs=args.jobs or default_jobs(device.kind, device.gpus, args.threads),
         threads=args.threads, backend=args.backend, scheduler=args.scheduler, run_timeout=args.run_timeout,
         batch_reps=not args.no_batch_reps, data_root=args.data_root, download=args.download, dry_run=args.dry_run,
-        progress=not args.no_progress, device=device.kind, gpus=device.gpus, tf32=args.tf32)
+        progress=not args.no_progress, device=device.kind, gpus=device.gpus, tf32=args.tf32,
+        stop_after=args.stop_after)
 
 
 def _suite(args, infos, methods, points=None, broken=()) -> int:

@@ -19,7 +19,14 @@ A role is flagged
   a longer budget may not gain; a consistent +0.01 pp per epoch is not flagged, nor a steep slope that
   the repetitions do not agree on: the longer budget then says whether it was real);
 - ``short`` when the longer budget's paired mean is more than ``SHORT_PP`` (1 pp) above the audited one: the
-  size of the differences the benchmark reports on (its minimum detectable effects at n = 5 are 0.5-5 pp).
+  size of the differences the benchmark reports on (its minimum detectable effects at n = 5 are 0.5-5 pp);
+- ``capped`` when, in at least half of its repetitions, the cap ended training and the best validation NLL (the
+  measure early stopping watches) falls in the last ``CAP_FRACTION`` (10%) of the epochs: the cap, not the
+  stopping rule, decided where training ended, so the role and its scratch partner may not have stopped by the
+  same rule. A run stopped by its patience (its config's ``patience`` epochs without a better NLL before the cap)
+  is never capped; a run without patience always trains to its cap.
+
+``rising`` and ``capped`` read the role's own curves, so they are judged without a longer run; ``short`` needs one.
 
 A role with no validation curve (a label-free one, or a run without a validation split) has no slope and is
 judged by the longer budget alone. Input frames are plain pandas (nothing here reads a store):
@@ -46,11 +53,12 @@ WINDOW = 0.2  # the last fifth of the epochs trained: the slope's window, and th
 RISE_PP = 0.5  # projected gain (pp) above which a significantly positive slope is "still rising"
 SHORT_PP = 1.0  # the longer budget's paired gain (pp) above which a role is "short"
 RATIO_TOLERANCE = 0.02  # a scaled field may miss factor × value by 2% (budgets adapted to the data round up)
-CURVE, FINAL, LABEL_FREE_FINAL = "val_acc", "test_acc", "probe_acc"
+CAP_FRACTION = 0.1  # a best epoch in the last 10% of the cap is "capped"
+CURVE, STOP_CURVE, FINAL, LABEL_FREE_FINAL = "val_acc", "val_nll", "test_acc", "probe_acc"
 
 COLUMNS = ["dataset", "method", "variant", "role", "metric", "n", "epochs", "acc", "acc_sd", "n_long", "acc_long",
            "delta_long", "delta_low", "delta_high", "slope", "slope_low", "slope_high", "projected", "rising",
-           "short", "flagged", "reason"]
+           "short", "capped_reps", "capped", "flagged", "reason"]
 
 
 def _config(value) -> dict:
@@ -124,6 +132,18 @@ def curve_slopes(curve: pd.DataFrame, window: float = WINDOW) -> tuple[float, in
     return float((x * (y - y.mean())).sum() / (x * x).sum()), epochs
 
 
+def ends_capped(nll: Sequence[float], patience: int | None, fraction: float = CAP_FRACTION) -> bool:
+    """Whether one run's validation NLL curve (epochs 0..E-1, in order) ended at its cap with its best epoch in the
+    last ``fraction`` of the E epochs. The best epoch is the first minimum (as early stopping keeps it); a run with
+    ``patience`` whose best epoch is ``patience`` or more epochs before its end was stopped by its patience."""
+    values = np.asarray(nll, dtype=float)
+    if not len(values) or not np.isfinite(values).any():
+        return False
+    best, epochs = int(np.nanargmin(values)), len(values)
+    at_cap = patience is None or epochs - 1 - best < patience
+    return bool(at_cap and best + 1 > (1 - fraction) * epochs)
+
+
 def _final(metrics: pd.DataFrame) -> tuple[str, pd.Series]:
     """The role's official metric and its final value per repetition (test accuracy, else probe accuracy)."""
     for metric in (FINAL, LABEL_FREE_FINAL):
@@ -133,7 +153,8 @@ def _final(metrics: pd.DataFrame) -> tuple[str, pd.Series]:
     return "", pd.Series(dtype=float)
 
 
-def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: float) -> dict:
+def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: float,
+                patience: Mapping[str, int | None]) -> dict:
     dataset, method, variant, role = key
     metric, final = _final(base)
     _, final_long = _final(longer)
@@ -159,11 +180,18 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     projected = float(np.mean(gains)) if gains else math.nan
     row.update(epochs=float(np.mean(lengths)) if lengths else math.nan, slope=s_mean, slope_low=s_low,
                slope_high=s_high, projected=projected)
+    nll = base[(base["metric"] == STOP_CURVE) & (base["epoch"] >= 0)]
+    ends = [ends_capped(curve.sort_values("epoch")["value"], patience.get(run_id))
+            for run_id, curve in nll.groupby("run_id")]
+    capped = bool(ends) and 2 * sum(ends) >= len(ends)
     rising = bool(math.isfinite(s_low) and s_low > 0 and projected > RISE_PP)
     short = bool(len(pairs) and math.isfinite(d_mean) and d_mean > SHORT_PP)
     reasons = []
     if rising:
         reasons.append(f"rising: +{s_mean:.3g} pp/epoch [{s_low:.3g}, {s_high:.3g}], +{projected:.2g} pp projected")
+    if capped:
+        reasons.append(f"capped: best validation NLL in the last {CAP_FRACTION:.0%} of the cap in {sum(ends)} of "
+                       f"{len(ends)} repetitions")
     if short:
         reasons.append(f"short: {d_mean:+.2f} pp at {FACTOR:g}x")
     if not slopes:
@@ -172,7 +200,8 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
         reasons.append("one repetition: no slope interval")
     if not len(pairs):
         reasons.append("no longer-budget runs")
-    row.update(rising=rising, short=short, flagged=rising or short, reason="; ".join(reasons))
+    row.update(rising=rising, short=short, capped_reps=sum(ends), capped=capped, flagged=rising or short or capped,
+               reason="; ".join(reasons))
     return row
 
 
@@ -195,6 +224,7 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
         runs = runs[runs["status"] == "ok"]
     runs = runs.assign(preset=runs["preset"].fillna("")).reset_index(drop=True)
     base_ids = unscaled_ids(runs, budget_fields, factor) if base_ids is None else list(base_ids)
+    patience = {r: _config(c).get("patience") for r, c in zip(runs["run_id"], runs["config"])}
     longer = longer_runs(runs, base_ids, budget_fields, factor)
     base = metrics[metrics["run_id"].isin(set(base_ids))]
     long_metrics = metrics[metrics["run_id"].isin(set(longer.values()))]
@@ -204,7 +234,7 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
     for key, group in base.groupby(["dataset", "method", "variant", "role"], sort=True):
         ids = set(group["run_id"])
         mine = long_metrics[long_metrics["run_id"].map(audited_of).isin(ids) & (long_metrics["role"] == key[3])]
-        rows.append(_audit_role(key, group, mine, window))
+        rows.append(_audit_role(key, group, mine, window, patience))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame[frame["metric"] != ""].reset_index(drop=True)
 
@@ -224,8 +254,10 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
         f"of Δ); {FACTOR:g}x: the mean at the longer budget; Δ: its paired mean difference [95% CI] (pp); "
         f"slope: least-squares slope of the validation accuracy over the last {WINDOW:.0%} of the epochs trained, "
         f"mean [95% CI] across repetitions (pp/epoch); proj.: what that slope adds over another {WINDOW:.0%} of "
-        f"training (pp). Flagged: rising (slope interval above 0 and proj. > {RISE_PP:g} pp) or short "
-        f"(Δ > {SHORT_PP:g} pp); \"not audited\": no run at the longer budget, so only the slope speaks.")
+        f"training (pp). Flagged: rising (slope interval above 0 and proj. > {RISE_PP:g} pp), capped (in at least "
+        f"half the repetitions the cap ended training with the best validation NLL in its last "
+        f"{CAP_FRACTION:.0%} of epochs) or short (Δ > {SHORT_PP:g} pp); \"not audited\": no run at the longer "
+        f"budget, so only the role's own curves speak (rising, capped).")
     lines = [legend, ""]
     if frame.empty:
         return "\n".join(lines + ["No audited runs."]) + "\n"
@@ -237,7 +269,7 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
                   "| proj. | flag |",
                   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in group.itertuples():
-            flag = (", ".join(w for w, on in (("rising", r.rising), ("short", r.short)) if on)
+            flag = (", ".join(w for w, on in (("rising", r.rising), ("capped", r.capped), ("short", r.short)) if on)
                     or ("ok" if r.n_long else "not audited"))
             delta = f"{_num(r.delta_long, sign=True)} [{_num(r.delta_low, sign=True)}, {_num(r.delta_high, sign=True)}]"
             slope = f"{_num(r.slope, 3, True)} [{_num(r.slope_low, 3, True)}, {_num(r.slope_high, 3, True)}]"
@@ -250,22 +282,38 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
 
 def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[str],
                    budget_fields: Mapping[str, Sequence[str]]) -> list[str]:
-    """REPORT.md's "Budget audit" section for the audited runs ``base_ids``; none when no longer run is stored."""
+    """REPORT.md's "Budget audit" section for the runs ``base_ids`` (the main table's configurations): every role,
+    flagged by its own curves (rising, capped) and, where its configuration also ran at ``FACTOR`` x its budget, by
+    the longer budget (short); the roles without such a run are counted per dataset, with the command that adds
+    them. None only when no role has a curve or a final metric."""
     frame = budget_audit(metrics, runs, base_ids, budget_fields=budget_fields)
-    # Only what was run at both budgets is audited; the other configurations (as-published runs, ablations, a
-    # dataset the audit did not cover) are counted, not listed as if they had passed.
-    audited = frame[frame["n_long"].fillna(0) > 0]
-    if audited.empty:
+    if frame.empty:
         return []
-    left = len(frame) - len(audited)
-    flagged = audited[audited["flagged"]]
-    verdict = (f"{len(flagged)} of {len(audited)} audited roles are flagged (listed first)." if len(flagged)
-               else f"No role is flagged: each of the {len(audited)} audited roles is as good at its budget as at "
-                    f"{FACTOR:g}x it, and its validation curve has stopped rising.")
-    if left:
-        verdict += (f" {left} roles of other configurations (as published, ablations, datasets the audit did not "
-                    f"cover) have no run at {FACTOR:g}x and are not audited.")
-    covered = ", ".join(sorted(audited["dataset"].unique()))
-    return ["## Budget audit", "", "Is every role converged? The default configurations and baselines, and the same "
-            f"configurations at {FACTOR:g}x their training budget (`python -m benchmark audit`), on {covered}. "
-            + verdict, "", audit_markdown(audited)]
+    has_long = frame["n_long"].fillna(0) > 0
+    flagged = frame[frame["flagged"]]
+    verdict = (f"{len(flagged)} of {len(frame)} roles are flagged (listed first)." if len(flagged)
+               else f"No role is flagged: none of the {len(frame)} roles is still rising or ended at its cap"
+                    + (f", and none of the {int(has_long.sum())} audited at {FACTOR:g}x gains more there."
+                       if has_long.any() else "."))
+    lines = ["## Budget audit", "", "Is every role converged? Each role of the default configurations and "
+             f"baselines, judged by its own validation curves and, where the same configuration also ran at "
+             f"{FACTOR:g}x its training budget (`python -m benchmark audit`), by that longer budget. " + verdict]
+    audited = sorted(frame.loc[has_long, "dataset"].unique())
+    if audited:
+        lines[-1] += f" Audited at {FACTOR:g}x: {int(has_long.sum())} roles on {', '.join(audited)}."
+    missing = frame[~has_long]
+    if len(missing):
+        per = missing.groupby("dataset").size()
+        counts = ", ".join(f"{n} on {d}" for d, n in per.items())
+        lines[-1] += (f" Not audited (no run at {FACTOR:g}x, so only their own curves speak): {len(missing)} roles "
+                      f"({counts}); `{audit_command(runs, base_ids, list(per.index))}` adds them.")
+    return lines + ["", audit_markdown(frame)]
+
+
+def audit_command(runs: pd.DataFrame, base_ids: Iterable[str], datasets: Sequence[str]) -> str:
+    """The command that trains the longer-budget runs of ``datasets`` (at the audited runs' preset)."""
+    ids, columns = set(base_ids), ("preset", "dataset", "run_id")
+    rows = zip(*(runs[c] for c in columns)) if all(c in runs.columns for c in columns) else ()
+    presets = sorted({p for p, d, r in rows if r in ids and d in set(datasets) and isinstance(p, str) and p})
+    preset = f" --preset {presets[0]}" if len(presets) == 1 and presets[0] != "quick" else ""
+    return f"python -m benchmark audit --datasets {','.join(datasets)}{preset}"

@@ -83,16 +83,12 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
 
 
 def budget_audit(results: frames.Results) -> list[str]:
-    """The audit of the main table's configurations (not the as-published ones) on the datasets that hold their
-    longer runs."""
-    if not results.longer:
-        return []
+    """The audit of the main table's configurations (not the as-published ones) on every dataset: their own curves
+    everywhere, and the longer runs where the store holds them."""
     both = pd.concat([results.current, results.longer_current], ignore_index=True)
-    audited = {(r.preset, r.dataset) for r in results.current[results.current.run_id.isin(results.longer)].itertuples()}
     main, kinds = results.main, results.kinds
     base = [r.run_id for r in results.current.itertuples()
-            if (r.preset, r.dataset) in audited and (key := (r.preset, r.dataset, r.method, r.variant)) in main
-            and kinds.get(key) != families.AS_PUBLISHED]
+            if (key := (r.preset, r.dataset, r.method, r.variant)) in main and kinds.get(key) != families.AS_PUBLISHED]
     metrics = frames.metrics_frame([r for r in results.records if r["run_id"] in set(both.run_id)])
     return audit.audit_sections(metrics, both, base, results.declared.budget_fields)
 

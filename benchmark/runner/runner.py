@@ -44,10 +44,16 @@ class Outcome:
     """What :func:`run_plan` trained: every run's record, in the order the runs ended."""
 
     records: list[dict] = field(default_factory=list)
+    left: list[RunSpec] = field(default_factory=list)  # runs not started because the deadline passed
 
     @property
     def failed(self) -> list[dict]:
         return [r for r in self.records if r["status"] == "failed"]
+
+
+def clock() -> float:
+    """The time a ``stop_at`` deadline is measured in (seconds, monotonic)."""
+    return time.monotonic()
 
 
 @dataclass
@@ -63,8 +69,10 @@ class Runner:
     ends, with its stored record (one the runner wrote, when the run failed outside its method's code)."""
 
     def __init__(self, backend: Backend, settings: Settings, *, timeout_s: float | None = None,
-                 on_record: Callable[[RunSpec, dict], None] | None = None):
+                 on_record: Callable[[RunSpec, dict], None] | None = None, stop_at: float | None = None):
         self.backend, self.settings, self.timeout_s = backend, settings, timeout_s
+        self.stop_at = stop_at  # clock() past it: start nothing new, let the running tasks finish
+        self.left: list[RunSpec] = []
         self.on_record = on_record or (lambda spec, record: None)
         self.running: dict[int, _Running] = {}
         self.deaths: dict[str, int] = {}  # run id -> deaths of the worker while it ran alone
@@ -81,9 +89,13 @@ class Runner:
             while blocked := queue.blocked():
                 for task, broken in blocked:
                     self._charge(queue, task.specs, f"required run {', '.join(broken)} failed")
-            while len(self.running) < self.backend.slots and (task := queue.pop_ready()) is not None:
+            stopping = self.stop_at is not None and clock() >= self.stop_at
+            while not stopping and len(self.running) < self.backend.slots and (task := queue.pop_ready()) is not None:
                 self._start(task)
             if not self.running:
+                if stopping:  # left for the next invocation, which finds the finished runs stored
+                    self.left = [spec for task in queue.drain() for spec in task.specs]
+                    return
                 for task in queue.drain():  # nothing runnable and nothing running: it waits on runs that never end
                     self._charge(queue, task.specs, "a required run did not finish")
                 return
@@ -169,8 +181,8 @@ def make_backend(name: str, settings: Settings, methods: dict[str, MethodInfo], 
 
 
 def run_plan(todo: list[RunSpec], settings: Settings, *, jobs: int = 1, backend: str | Backend = "local",
-             client=None, timeout_s: float | None = None, progress=None, gpus: tuple[int, ...] | None = None
-             ) -> Outcome:
+             client=None, timeout_s: float | None = None, progress=None, gpus: tuple[int, ...] | None = None,
+             stop_at: float | None = None) -> Outcome:
     """Train every spec of ``todo``, each after the runs it requires, longest expected first.
 
     ``backend``: ``local`` (``jobs`` worker processes; for CUDA runs, the accelerator backend's workers spread over
@@ -179,6 +191,8 @@ def run_plan(todo: list[RunSpec], settings: Settings, *, jobs: int = 1, backend:
     tests, ``reproduce``), or a :class:`~benchmark.runner.backend.Backend` of the caller's. Torch threads
     per run: ``settings.threads`` on every backend, so a run gives the same numbers wherever it executes.
     ``timeout_s``: the time limit of one run. ``progress``: a tqdm-like bar, advanced as each run ends.
+    ``stop_at``: a :func:`clock` time after which no task starts; the running ones finish, and the runs not
+    started are the outcome's ``left``.
     """
     outcome = Outcome()
     if not todo:
@@ -196,5 +210,7 @@ def run_plan(todo: list[RunSpec], settings: Settings, *, jobs: int = 1, backend:
         gpus = tuple(range(devices.cuda_count())) if any(s.device == "cuda" for s in todo) else ()
     chosen = make_backend(backend, settings, methods, jobs=jobs, client=client, gpus=gpus) \
         if isinstance(backend, str) else backend
-    Runner(chosen, settings, timeout_s=timeout_s, on_record=on_record).run(queue)
+    runner = Runner(chosen, settings, timeout_s=timeout_s, on_record=on_record, stop_at=stop_at)
+    runner.run(queue)
+    outcome.left = runner.left
     return outcome

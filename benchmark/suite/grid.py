@@ -63,23 +63,6 @@ def audit_points(info: MethodInfo, request: SuiteRequest, overrides: dict[str, A
     return [{}, longer] if longer else [{}]
 
 
-def whole_at_preset(request: SuiteRequest, warn: Callable[[str], None]) -> list[str]:
-    """The available datasets whose training split the preset keeps whole (the small ones: there ``quick`` trains
-    what ``paper`` trains, so a longer budget is the only thing left to check)."""
-    cap = configuration.DATA_PRESETS[request.preset].get("max_train")
-    names = []
-    for name in _candidates(request, warn):
-        try:
-            size = data.load_dataset(name, request.data_root).size("train") + \
-                data.load_dataset(name, request.data_root).size("val")
-        except Exception as exc:  # noqa: BLE001 - unreadable here: select_datasets reports it
-            warn(f"dataset {name} cannot be read ({one_line(exc)})")
-            continue
-        if cap is None or size <= cap:
-            names.append(name)
-    return names
-
-
 def defect_points(info: MethodInfo) -> list[dict]:
     """The default configuration and each declared notebook defect alone."""
     return ablation_points({name: [value] for name, (value, _) in info.cls.notebook_defects.items()})

@@ -90,6 +90,7 @@ class SuiteRequest:
     device: str = "cpu"  # the kind every run trains on ("cpu" or "cuda"; --device, resolved by the command line)
     gpus: tuple[int, ...] = ()  # the GPUs the suite's workers use (cuda)
     tf32: bool = False  # float32 products in TensorFloat-32 on CUDA (part of each run's identity)
+    stop_after: float | None = None  # seconds after which no new run starts (--stop-after); None: no limit
 
     @property
     def precision(self) -> str:

@@ -2,8 +2,9 @@
 ``--until-ci`` asks for them, publish the tables, figures and report, and say how it went.
 
 Which planned runs are cached is decided once per run (:func:`benchmark.runner.status.partition`); the runner
-trains exactly the others. The exit status is 0 when everything planned is stored, 1 when a run failed, a method
-could not be loaded or a dataset could not be read (all listed at the end).
+trains exactly the others. The exit status is 0 when everything planned is stored, or when ``--stop-after`` left
+runs unstarted and nothing failed; 1 when a run failed, a method could not be loaded or a dataset could not be read
+(all listed at the end).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -23,6 +25,7 @@ from benchmark.errors import BadInput, NothingPublished
 from benchmark.reporting import precision
 from benchmark.reporting.publish import publish
 from benchmark.runner import dask_backend, status
+from benchmark.runner import runner as queue_loop
 from benchmark.runner.runner import run_plan
 from benchmark.store import Store, committed_files
 from benchmark.suite.forecast import forecast
@@ -42,6 +45,8 @@ class Tally:
     cached: int = 0
     records: list[dict] = field(default_factory=list)
     unpublished: str = ""  # why a part of the outputs could not be written
+    left: list[RunSpec] = field(default_factory=list)  # not started: --stop-after's time was up
+    stop_at: float | None = None  # the runner's clock time after which no run starts (--stop-after)
 
     @property
     def failed(self) -> list[dict]:
@@ -52,6 +57,7 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), published
     """Plan, train and publish ``grid`` into ``store``; the exit status. ``published_with``: the methods'
     declarations the tables and report name (``publish``'s keyword arguments)."""
     request = grid.request
+    stop_at = None if request.stop_after is None else queue_loop.clock() + request.stop_after
     specs = grid.specs(request.seeds)  # every value is validated here, before anything is written
     if store.root.exists() and not store.root.is_dir():
         raise BadInput(f"the results folder {store.root} is a file: pass --out a folder")
@@ -67,12 +73,12 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), published
         _say_reference(cached, store)
         settings = Settings(store=store, data_root=request.data_root, download=request.download,
                             threads=request.threads, suite=uuid.uuid4().hex, batch_reps=_batch_reps(request))
-        tally = Tally(planned=len(specs), cached=len(cached))
+        tally = Tally(planned=len(specs), cached=len(cached), stop_at=stop_at)
         began = time.monotonic()
-        tally.records += _train(request, todo, settings, client)
+        _train(request, todo, settings, client, tally)
         if expected is not None:
             print(expected.versus(time.monotonic() - began))
-        if request.until_ci is not None:
+        if request.until_ci is not None and not tally.left:
             _until_ci(grid, store, settings, client, tally)
     finally:
         if client is not None:
@@ -123,19 +129,21 @@ def _connect(request, todo: list[RunSpec]):
     return dask_backend.connect(request.scheduler, request.jobs)  # unreachable: BadInput before anything trains
 
 
-def _train(request, todo: list[RunSpec], settings: Settings, client) -> list[dict]:
+def _train(request, todo: list[RunSpec], settings: Settings, client, tally: Tally) -> None:
+    """Train ``todo``, adding its records (and the runs --stop-after left unstarted) to ``tally``."""
     if not todo:
-        return []
+        return
     bar = None
     if request.progress:
         bar = tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr)
     try:
         outcome = run_plan(todo, settings, jobs=request.jobs, progress=bar, backend=request.backend, client=client,
-                           timeout_s=request.timeout_s, gpus=request.gpus)
+                           timeout_s=request.timeout_s, gpus=request.gpus, stop_at=tally.stop_at)
     finally:
         if bar is not None:
             bar.close()
-    return outcome.records
+    tally.records += outcome.records
+    tally.left += outcome.left
 
 
 def _until_ci(grid: Grid, store: Store, settings: Settings, client, tally: Tally) -> None:
@@ -160,7 +168,9 @@ def _until_ci(grid: Grid, store: Store, settings: Settings, client, tally: Tally
         tried.update(s.run_id for s in todo)
         tally.planned += len(todo)
         warn(f"until-ci: {len(want)} configurations wider than ±{width:g} pp; {len(todo)} more runs")
-        tally.records += _train(request, todo, settings, client)
+        _train(request, todo, settings, client, tally)
+        if tally.left:  # --stop-after: the next invocation goes on from the stored runs
+            return
     for cell in precision.open_at_max(store.iter_runs(), width, cap):
         warn(f"until-ci: {cell.method} {cell.variant} on {cell.dataset} is still wider than ±{width:g} pp "
              f"at {cap} repetitions")
@@ -175,6 +185,10 @@ def _summary(tally: Tally, grid: Grid, store: Store, broken) -> int:
         print(f"{tally.planned} runs: {trained} trained, {tally.cached} cached, {skipped} skipped, "
               f"{len(tally.failed)} failed")
     print(f"report: {store.report_path}")
+    if tally.left:
+        per = ", ".join(f"{n} {k}" for k, n in sorted(Counter(s.method for s in tally.left).items()))
+        print(f"stopped by --stop-after: {len(tally.left)} planned runs not started ({per}); the tables and report "
+              "are written from the runs stored so far; run the same command again to resume from them")
     for r in tally.records:
         if r.get("replaced"):
             warn(f"{r['method']} {r['dataset']} rep={r['rep']} ({r['run_id']}): {r['replaced']}")

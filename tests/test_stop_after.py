@@ -1,0 +1,64 @@
+"""``--stop-after DURATION``: no new run starts once the time is up, the running ones finish, the tables and report
+are written from what is stored, and the same command resumes from there (inprocess backend, smoke preset)."""
+
+import json
+
+import pytest
+
+from benchmark.cli import _duration, main
+from benchmark.engine.discovery import discover
+from benchmark.runner import runner as queue_loop
+from benchmark.store import Store
+from benchmark.suite import grid as grids
+from benchmark.suite.request import SuiteRequest
+from benchmark.suite.session import run_suite
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("150m", 9000), ("2h", 7200), ("1h30m", 5400),
+                                           ("0.5h", 1800), ("1h0m30s", 3630)])
+def test_durations_parse(text, seconds):
+    assert _duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "90", "2d", "h", "-5m", "0s", "1m1h", "abc"])
+def test_a_bad_duration_is_one_line_and_exit_2(capsys, text):
+    assert main(["run", "hinton_kd", "--datasets", "digits", "--stop-after", text, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--stop-after" in err[0]
+
+
+def _stored(out) -> list[dict]:
+    return [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+
+
+def test_stop_after_finishes_the_running_run_writes_the_report_and_resumes(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "store"
+    # A clock that advances 1000 s with every stored run: the deadline (1 s) passes once the first run is stored.
+    monkeypatch.setattr(queue_loop, "clock", lambda: 1000.0 * len(list((out / "runs").glob("*.json")))
+                        if (out / "runs").is_dir() else 0.0)
+    methods = discover()
+    request = SuiteRequest(preset="smoke", seeds=1, datasets="digits", backend="inprocess", progress=False,
+                           stop_after=1.0)
+    grid = grids.build_grid(request, [methods["hinton_kd"]], methods, None, print)
+    planned = grid.specs(1)
+    assert run_suite(grid, Store(out)) == 0
+    first = _stored(out)
+    assert len(first) == 1 and first[0]["status"] == "ok"  # the run that had started finished; no other started
+    assert first[0]["method"] == "teacher"  # the queue's order: what the others require comes first
+    said = capsys.readouterr().out
+    assert f"stopped by --stop-after: {len(planned) - 1} planned runs not started" in said
+    assert "run the same command again to resume" in said
+    assert (out / "REPORT.md").is_file() and (out / "tables" / "summary.csv").is_file()
+    # The same command without the limit trains only what is left.
+    request = SuiteRequest(preset="smoke", seeds=1, datasets="digits", backend="inprocess", progress=False)
+    grid = grids.build_grid(request, [methods["hinton_kd"]], methods, None, print)
+    assert run_suite(grid, Store(out)) == 0
+    runs = _stored(out)
+    assert sorted(r["run_id"] for r in runs) == sorted(s.run_id for s in planned)
+    assert all(r["status"] == "ok" for r in runs)
+    said = capsys.readouterr().out
+    assert f"{len(planned)} runs: {len(planned) - 1} trained, 1 cached" in said and "stopped" not in said
+    # Every report has the budget audit: without 3x runs, each role's own curves, and the command that adds them.
+    report = (out / "REPORT.md").read_text()
+    assert "## Budget audit" in report and "| hinton_kd | default | student |" in report
+    assert "`python -m benchmark audit --datasets digits --preset smoke` adds them" in report
