@@ -163,7 +163,7 @@ class TeacherFields:
     teacher_epochs: PositiveInt = 50  # upper bound on the teacher's epochs
     teacher_patience: PositiveInt | None = 10  # teacher's early-stopping patience on validation NLL
     # What the teacher knows: "trained"; "untrained" or "shuffled_labels" make the knowledge-free control teacher
-    teacher_knowledge: Literal["trained", "untrained", "shuffled_labels"] = "trained"
+    teacher_knowledge: Literal["trained", "untrained", "shuffled_labels"] = identity_when_set("trained")
 
     def __post_init__(self):
         if hasattr(self, "transfer"):  # a method's transfer set (the teacher itself trains on the whole split)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchmark.contract import LearningRate, PositiveInt, Validation, with_teacher
+from benchmark.contract import LearningRate, PositiveInt, Validation, identity_when_set, with_teacher
 from benchmark.data.splits import parse_transfer
 from benchmark.losses import SoftTargetLoss
 
@@ -30,7 +30,10 @@ class SupervisedConfig:
     # The transfer set it trains on: "all" (the whole training split), "omit:C" (without class C) or "fraction:P"
     # (a stratified fraction P); validation and test stay whole (benchmark.data.splits). A scratch student gets
     # its method's, so the pair trains on the same examples.
-    transfer: str = "all"
+    transfer: str = identity_when_set("all")
+    # The initialisation stream of the role it trains (Role.init), e.g. a self-distilled generation's; None: the
+    # (architecture, view) stream every method shares.
+    init: str | None = identity_when_set(None)
 
     def __post_init__(self):
         parse_transfer(self.transfer)

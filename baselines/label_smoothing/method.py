@@ -32,7 +32,7 @@ class Method(MethodBase):
     ablations = {"smoothing": [0.05, 0.1, 0.2]}
 
     def roles(self, cfg, data):
-        return {"student": Role(cfg.arch, cfg.view)}
+        return {"student": Role(cfg.arch, cfg.view, init=cfg.init)}
 
     def train(self, run, cfg):
         return train_supervised(run, cfg, "student", label_smoothing=cfg.smoothing)

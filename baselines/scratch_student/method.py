@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.contract import MethodBase, Role, identity_when_set
+from benchmark.contract import MethodBase, Role
 from benchmark.supervised import SUPERVISED_PRESETS, SupervisedConfig, train_supervised
 
 
 @dataclass
 class Config(SupervisedConfig):
     arch: str = "hinton_student"  # the Hinton notebook's 784-300-10 student
-    # The initialisation stream of the role it pairs with (Role.init), e.g. a self-distilled generation's; None:
-    # the (architecture, view) stream every method shares. Hashed only when set, so existing runs keep their ids.
-    init: str | None = identity_when_set(None)
 
 
 class Method(MethodBase):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from benchmark.contract import MethodBase, Role
+from benchmark.contract import MethodBase, Role, identity_when_set
 from benchmark.supervised import SUPERVISED_PRESETS, SupervisedConfig, train_supervised
 
 
@@ -23,7 +23,7 @@ from benchmark.supervised import SUPERVISED_PRESETS, SupervisedConfig, train_sup
 class Config(SupervisedConfig):
     arch: str = "hinton_teacher"  # the Hinton notebook's 784-1200-1200-10 with dropout 0.5
     # "trained" on the labels; "untrained" (initial weights) or "shuffled_labels": a teacher that knows nothing
-    knowledge: Literal["trained", "untrained", "shuffled_labels"] = "trained"
+    knowledge: Literal["trained", "untrained", "shuffled_labels"] = identity_when_set("trained")
 
 
 class Method(MethodBase):

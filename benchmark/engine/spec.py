@@ -69,21 +69,14 @@ class RunSpec:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
-# Config fields added to existing Configs after runs were recorded, with the value every earlier run had: stored
-# (and so hashed into the run's id and pair key) only when a configuration's value differs, so a default run's
-# identity keeps the fields it always had.
-QUIET_DEFAULTS: dict[str, Any] = {"transfer": "all", "knowledge": "trained", "teacher_knowledge": "trained"}
-
-
 def config_to_dict(cfg) -> dict[str, Any]:
-    """The configuration as stored and hashed: a field declared ``identity_when_set``, or named in
-    :data:`QUIET_DEFAULTS`, is left out at its default."""
+    """The configuration as stored and hashed; a field declared ``identity_when_set`` (one added after runs were
+    recorded) is left out at its default, so a default run's identity keeps the fields it always had."""
     values = dataclasses.asdict(cfg)
     for f in dataclasses.fields(cfg):
         if f.metadata.get(WHEN_SET) and values[f.name] == f.default:
             del values[f.name]
-    values = json.loads(json.dumps(values, default=list))
-    return {k: v for k, v in values.items() if k not in QUIET_DEFAULTS or v != QUIET_DEFAULTS[k]}
+    return json.loads(json.dumps(values, default=list))
 
 
 def config_from_dict(info: MethodInfo, values: dict[str, Any]):
