@@ -1,6 +1,7 @@
 """A record names the CPU that made it, and `reproduce` tells another CPU's rounding from another result (issue 27)."""
 
 import json
+import os
 import re
 import shutil
 
@@ -129,3 +130,104 @@ def test_reproduce_documents_its_exit_statuses(capsys):
     for code in reproduce.STATUSES:
         assert f"{code} " in text
     assert "another CPU" in text
+
+
+# ---- the tables answer for the current code ---------------------------------------------------------------------
+
+TINY = '''
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from benchmark.contract import MethodBase, Role
+
+
+@dataclass
+class Config:
+    lr: float = 1e-3  # Adam's learning rate
+
+
+class Method(MethodBase):
+    name = "{name}"
+    Config = Config
+
+    def roles(self, cfg, data):
+        return {{"student": Role("hinton_student", "flat")}}
+
+    def train(self, run, cfg):
+        def step(b):
+            b.update({{"student": {{"loss": F.cross_entropy(b.forward("student"), b.y)}}}})
+
+        return run.fit({{"student": run.build("hinton_student", "flat")}}, step, epochs=1, batch_size=64, lr=cfg.lr)
+'''
+
+
+def _runs(out):
+    return {p.stem: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
+
+
+def test_after_a_reverted_edit_the_tables_show_the_current_codes_runs_and_list_the_others_as_stale(tmp_path):
+    """The issue's repro: change a method's default, run, revert, run again (nothing trains): every table shows
+    the current code's runs, the other code's are listed as stale and kept on disk."""
+    import pandas as pd
+
+    from benchmark.reporting.frames import load_results
+    from benchmark.store import Store
+    from tests.conftest import run_main
+    from tests.projects import make_project
+
+    project = make_project(tmp_path, {"tiny": TINY})
+    method = project / "methods" / "tiny" / "method.py"
+    env = {"BENCHMARK_PROJECT_ROOT": str(project)}
+    out = tmp_path / "out"
+    args = ("run", "tiny", "--seeds", "2", "--jobs", "1", "--out", str(out), *SMOKE)
+    assert run_main(*args, env=env).returncode == 0
+    first = set(_runs(out))
+    original = method.read_text()
+    method.write_text(original.replace("lr: float = 1e-3", "lr: float = 1e-2"))
+    assert run_main(*args, env=env).returncode == 0
+    edited = set(_runs(out)) - first
+    assert len(edited) == 2  # the edited default's two repetitions, which finished last
+    method.write_text(original)
+    again = run_main(*args, env=env)
+    assert again.returncode == 0 and set(_runs(out)) == first | edited  # all cached: nothing trained
+    assert run_main("tables", "--out", str(out), env=env).returncode == 0
+
+    saved = os.environ.get("BENCHMARK_PROJECT_ROOT")
+    os.environ["BENCHMARK_PROJECT_ROOT"] = str(project)
+    try:
+        results = load_results(Store(out, read_only=True))
+    finally:
+        os.environ.pop("BENCHMARK_PROJECT_ROOT") if saved is None else os.environ.update(BENCHMARK_PROJECT_ROOT=saved)
+    assert set(results.current.run_id) == first
+    assert not set(results.metrics.run_id) & edited and not results.superseded
+    summary = (out / "tables" / "summary.md").read_text()
+    stale = summary[summary.index("## Stale: from other code"):]
+    assert "2 stored runs were made by other code" in stale and all(run_id in stale for run_id in edited)
+    assert not any(run_id in stale for run_id in first)
+    runs = pd.read_csv(out / "tables" / "runs.csv")
+    assert dict(zip(runs.run_id, runs.code, strict=True)) == {**dict.fromkeys(first, "current"),
+                                                             **dict.fromkeys(edited, "stale")}
+    tiny = pd.read_csv(out / "tables" / "summary.csv").query("method == 'tiny'")
+    assert set(tiny.n) == {2}  # one row per role and selection, from the two current repetitions only
+    assert all((out / "runs" / f"{run_id}.json").is_file() for run_id in edited)  # kept on disk
+
+    # Where the method folder is not on the machine reading the store, its runs cannot be judged: kept, and said.
+    (project / "methods" / "tiny").rename(tmp_path / "tiny-elsewhere")
+    assert run_main("tables", "--out", str(out), env=env).returncode == 0
+    summary = (out / "tables" / "summary.md").read_text()
+    assert "4 stored runs could not be judged here" in summary and "method tiny is not on this machine" in summary
+
+
+def test_timestamps_are_compared_as_instants():
+    from benchmark.reporting.current import instant
+    from benchmark.reporting.failures import current_failures
+
+    assert instant("2026-01-02T08:30:51-0800") > instant("2026-01-02T16:07:10+0000")
+    assert instant("2026-01-02T16:07:10") == instant("2026-01-02T16:07:10+0000")  # no offset: UTC
+    assert instant("not a time") < instant("1971-01-01T00:00:00+0000")
+    slot = {"method": "m", "variant": "default", "preset": "smoke", "dataset": "digits", "rep": 0}
+    failed = {**slot, "status": "failed", "finished_at": "2026-01-02T16:07:10+0000"}
+    fixed = {**slot, "status": "ok", "finished_at": "2026-01-02T08:30:51-0800"}  # 16:30:51 UTC: after the failure
+    assert current_failures([failed, fixed]) == []
+    assert current_failures([failed, {**fixed, "finished_at": "2026-01-02T08:30:51+0000"}]) == [failed]
