@@ -231,3 +231,25 @@ def test_timestamps_are_compared_as_instants():
     fixed = {**slot, "status": "ok", "finished_at": "2026-01-02T08:30:51-0800"}  # 16:30:51 UTC: after the failure
     assert current_failures([failed, fixed]) == []
     assert current_failures([failed, {**fixed, "finished_at": "2026-01-02T08:30:51+0000"}]) == [failed]
+
+
+# ---- a retrained checkpoint's other numbers, explained ----------------------------------------------------------
+
+def test_a_retrained_runs_message_says_whether_accuracies_agree_and_whether_the_cpu_differs():
+    from benchmark.engine.execute import why_different
+
+    here = {"cpu": "X", "cpu_capability": "AVX512"}
+
+    def rec(acc, provenance, device="cpu"):
+        return {"metrics": [["student", -1, "test_acc", acc], ["student", -1, "test_nll", acc]],
+                "provenance": provenance, "device": device}
+
+    n = 400
+    close = why_different(rec(0.5, {"cpu": "X", "cpu_capability": "AVX2"}), rec(0.5 + 1 / n, here), n)
+    assert "agree within one test example" in close and "another CPU" in close and "AVX2" in close
+    assert f"{100 / n:.3g} pp" in close
+    far = why_different(rec(0.5, dict(here)), rec(0.5 + 2 / n, here), n)
+    assert "differ by more than one test example" in far and "on the same CPU" in far
+    assert "another CPU (stored: an unrecorded CPU" in why_different(rec(0.5, {}), rec(0.5, here), n)
+    assert "CPU" not in why_different(rec(0.5, {}, "cuda"), rec(0.5, here, "cuda"), n)
+    assert "\n" not in close + far
