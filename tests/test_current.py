@@ -93,7 +93,11 @@ def test_reproduce_of_an_older_record_says_its_cpu_is_unrecorded(stored, tmp_pat
     assert "an unrecorded CPU" in capsys.readouterr().out.splitlines()[0]
 
 
-@pytest.mark.parametrize("cpu, examples, status", [("other", 0.5, 3), ("other", 2, 1), ("same", 0.5, 1)])
+@pytest.mark.parametrize("cpu, examples, status", [
+    ("other", 0.5, 3),
+    pytest.param("other", 2, 1, marks=pytest.mark.slow),  # the threshold itself: test_one_test_example_is_the_limit
+    pytest.param("same", 0.5, 1, marks=pytest.mark.slow),  # the same CPU: also test_reliability's tampered metric
+])
 def test_reproduce_tells_another_cpus_rounding_from_another_result(stored, tmp_path, capsys, cpu, examples,
                                                                    status):
     """A final test accuracy moved by half a test example on another CPU is status 3; by two examples, or by any
@@ -121,6 +125,18 @@ def test_reproduce_tells_another_cpus_rounding_from_another_result(stored, tmp_p
     assert float(re.search(r"test_nll ([0-9.e+-]+)", largest).group(1)) == pytest.approx(nll_shift, rel=1e-2)
     assert f"1/{n_test}" in said
     assert "2 of" in said
+
+
+def test_one_test_example_is_the_limit():
+    n = 359
+    assert reproduce.within_one_example({"test_acc": 1 / n, "test_nll": 5.0}, n)
+    assert reproduce.within_one_example({}, n)
+    assert not reproduce.within_one_example({"test_acc": 1 / n + 1e-9}, n)
+    assert not reproduce.within_one_example({"test_acc": 0.0}, 0)
+    stored = [["a", -1, "test_acc", 0.5], ["b", -1, "test_acc", 0.7], ["a", 3, "test_acc", 0.1]]
+    again = [["a", -1, "test_acc", 0.52], ["b", -1, "test_acc", 0.6], ["a", 3, "test_acc", 0.9]]
+    deltas = reproduce.final_deltas(stored, again)
+    assert deltas == {"test_acc": pytest.approx(0.1)}  # the largest over roles, final epoch only
 
 
 def test_reproduce_documents_its_exit_statuses(capsys):
