@@ -93,11 +93,7 @@ def test_reproduce_of_an_older_record_says_its_cpu_is_unrecorded(stored, tmp_pat
     assert "an unrecorded CPU" in capsys.readouterr().out.splitlines()[0]
 
 
-@pytest.mark.parametrize("cpu, examples, status", [
-    ("other", 0.5, 3),
-    pytest.param("other", 2, 1, marks=pytest.mark.slow),  # the threshold itself: test_one_test_example_is_the_limit
-    pytest.param("same", 0.5, 1, marks=pytest.mark.slow),  # the same CPU: also test_reliability's tampered metric
-])
+@pytest.mark.parametrize("cpu, examples, status", [("other", 0.5, 3), ("other", 2, 1), ("same", 0.5, 1)])
 def test_reproduce_tells_another_cpus_rounding_from_another_result(stored, tmp_path, capsys, cpu, examples,
                                                                    status):
     """A final test accuracy moved by half a test example on another CPU is status 3; by two examples, or by any
