@@ -238,5 +238,7 @@ def test_a_teacher_retrained_for_its_checkpoint_with_other_numbers_replaces_its_
     again = run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE)
     assert again.returncode == 0, again.stderr
     assert "came out different" in again.stderr and "--out DIR" in again.stderr
+    (said,) = [line for line in again.stderr.splitlines() if "came out different" in line]  # one line says why
+    assert "final test accuracies differ by more than one test example" in said and "on the same CPU" in said
     assert json.loads((out / "set-aside" / path.name).read_text())["metrics"] == record["metrics"]
     assert json.loads(path.read_text())["metrics"] != record["metrics"] and checkpoint.is_file()

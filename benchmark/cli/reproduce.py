@@ -5,8 +5,17 @@ The run is rebuilt from what its record says it is (method, dataset, preset, rep
 and required runs), refused when the code it executes is no longer the code it was made with (its id would not be
 this one), and trained into a temporary store: the stored record is never touched. A run it requires (the shared
 teacher) is reused from the store's cache when its checkpoint loads, else trained again too, and then its metrics
-are compared as well. Exit status 0: every metric identical; 1: some differ (listed) or the reproduction failed;
-2: the run cannot be reproduced here (one line).
+are compared as well.
+
+A CPU run's last bits depend on the CPU's kernels (its model, torch's CPU capability, the MKL and oneDNN versions:
+each record's ``provenance``). When the record's CPU is another than this machine's, or unrecorded, the first line
+says so, and when metrics differ the largest difference of each final metric is given (accuracies in percentage
+points), so a reader can tell another CPU's rounding from another result.
+
+Exit status (:data:`STATUSES`): 0 every metric identical; 1 some differ (listed) on the same CPU, or the final test
+accuracies moved by more than one test example, or the reproduction failed; 2 the run cannot be reproduced here
+(one line); 3 some differ, the record was made on another (or an unrecorded) CPU, and every final test accuracy
+agrees within one test example (|difference| <= 1 / test examples).
 
 A run is reproduced on its own kind of device: a CUDA run needs a GPU (``--device cuda:N`` picks which; the same
 model of GPU gives the same numbers), a CPU run the CPU. On a GPU a run's numbers depend on the repetitions it was
@@ -32,10 +41,19 @@ from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.errors import BadInput, DatasetUnavailable
 from benchmark.runner.runner import run_plan
 from benchmark.runner.status import checkpoint_loads, identity_problem
-from benchmark.store import Store
+from benchmark.store import Store, provenance
+from benchmark.store.provenance import describe_cpu, same_cpu
+
+STATUSES = {0: "identical: every metric bit for bit",
+            1: "different (or the reproduction failed)",
+            2: "cannot be reproduced here (one line says why)",
+            3: "another CPU (or an unrecorded one): metrics differ, final test accuracies within one test example"}
+EPILOG = "exit status: " + "; ".join(f"{code} {what}" for code, what in STATUSES.items())
+FINAL_ACCURACY = "test_acc"  # the official number of every classifier role
 
 
 def add_arguments(p) -> None:
+    p.epilog = EPILOG
     p.add_argument("run_id", help="the id of a stored run (the name of its file under <out>/runs)")
     p.add_argument("--data-root", type=Path, help="dataset folder (default $BENCHMARK_DATA_ROOT or ~/.cache/...)")
     add_device_option(p)
@@ -72,7 +90,12 @@ def command(args) -> int:
         raise BadInput(f"run {spec.run_id}: its record's thread count {threads!r} is not a number of threads")
     gpu = gpu_for(spec, args.device)
     batch = batch_of(spec, record, store)
-    differences, compared = [], 0
+    here = provenance()
+    other_cpu = spec.device == "cpu" and not same_cpu(record.get("provenance"), here)
+    if other_cpu:  # said first: what follows is read in its light
+        print(f"run {spec.run_id} was made on {describe_cpu(record.get('provenance'))}; this machine is "
+              f"{describe_cpu(here)}: its last bits can differ here without the result being another")
+    differences, compared, deltas = [], 0, {}
     with tempfile.TemporaryDirectory(prefix="reproduce-") as tmp:
         settings = Settings(store=Store(tmp), data_root=args.data_root, threads=threads, batch_reps=1, gpu=gpu)
         retrained = list({s.run_id: s for member in batch for s in stage(member, store, settings, methods)}.values())
@@ -88,15 +111,48 @@ def command(args) -> int:
             stored = store.read_run(s.run_id)["metrics"]
             compared += len(stored)
             differences += [f"  {s.method} {line}" for line in compare(stored, new["metrics"])]
+            for metric, delta in final_deltas(stored, new["metrics"]).items():
+                deltas[metric] = max(deltas.get(metric, 0.0), delta)
+        n_test = dataset_for(spec, settings).size("test") if differences else 0
     what = f"{spec.method} on {spec.dataset}, rep {spec.rep}, {spec.variant}"
     if differences:
-        print(f"run {spec.run_id} ({what}): {len(differences)} of {compared} metrics differ (stored -> reproduced):")
+        print(f"run {spec.run_id} ({what}): {len(differences)} of {compared} metrics differ (stored -> reproduced)")
+        print("largest difference of each final metric: " + ", ".join(
+            f"{metric} {_amount(metric, delta)}" for metric, delta in sorted(deltas.items())))
+        within = within_one_example(deltas, n_test)
+        print(f"final test accuracies {'agree within' if within else 'differ by more than'} one test example "
+              f"(1/{n_test} = {100 / max(n_test, 1):.3g} pp)")
         print("\n".join(differences))
-        return 1
+        return 3 if other_cpu and within else 1
     reused = f"; {', '.join(spec.requires)} reused from the cache" if spec.requires and not retrained else ""
     packed = f"; trained with the {len(batch) - 1} repetition(s) it was packed with" if len(batch) > 1 else ""
     print(f"run {spec.run_id} ({what}) reproduced: all {compared} metrics identical, bit for bit{reused}{packed}")
     return 0
+
+
+def final_deltas(stored: list, new: list) -> dict[str, float]:
+    """Per final metric (epoch -1) in both lists: the largest |stored - reproduced| over roles and occurrences."""
+    def finals(rows):
+        out: dict[tuple, float] = {}
+        for role, epoch, metric, value in rows:
+            if epoch == -1 and isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.setdefault((role, metric), value)
+        return out
+
+    a, b = finals(stored), finals(new)
+    deltas: dict[str, float] = {}
+    for key in a.keys() & b.keys():
+        deltas[key[1]] = max(deltas.get(key[1], 0.0), abs(float(a[key]) - float(b[key])))
+    return deltas
+
+
+def within_one_example(deltas: dict[str, float], n_test: int) -> bool:
+    """Whether the final test accuracy moved by at most one of ``n_test`` examples (a float's rounding allowed)."""
+    return n_test > 0 and deltas.get(FINAL_ACCURACY, 0.0) <= 1 / n_test + 1e-12
+
+
+def _amount(metric: str, delta: float) -> str:
+    return f"{100 * delta:.3g} pp" if "acc" in metric.split("_") else f"{delta:.3g}"
 
 
 def gpu_for(spec: RunSpec, wanted: str) -> int | None:

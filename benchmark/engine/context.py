@@ -114,9 +114,13 @@ class RunContext:
         return [v for _, v in rows]
 
     # ---- evaluation ----------------------------------------------------------------------------------------
-    # Evaluated 128 examples at a time on a CPU: a CNN's activations then stay in cache (2x faster than 4,096 at a
-    # time on 28x28 images), and in eval mode every example's logits are the same whatever the chunk (tested). A
-    # GPU evaluates in large chunks (benchmark.engine.device.EVAL_CHUNK).
+    # Every evaluation goes through :meth:`in_chunks`: EVAL_CHUNK examples at a time from the split's first example,
+    # whatever evaluates (final metrics, learning curves, a required teacher's reference and soft targets, hidden
+    # features, a method's probes). A CPU's kernels may block a product by the batch's shape (on AVX-512 and AMX
+    # machines they do), so a logit can differ in its last bits between a batch evaluated whole and in chunks: one
+    # chunking for every evaluation is what makes a run's numbers repeat on one machine. 128 on a CPU keeps a
+    # CNN's activations in cache (2x faster than 4,096 at a time on 28x28 images); a GPU evaluates in large chunks
+    # (benchmark.engine.device.EVAL_CHUNK).
     EVAL_CHUNK = devices.EVAL_CHUNK["cpu"]
 
     @property
@@ -124,18 +128,27 @@ class RunContext:
         return devices.EVAL_CHUNK[self.device.type] if self.on_gpu else self.EVAL_CHUNK
 
     @torch.no_grad()
-    def logits(self, model: nn.Module, view: str, split: str, chunk: int | None = None) -> torch.Tensor:
+    def in_chunks(self, fn: Callable, x: torch.Tensor):
+        """``fn`` applied to ``x`` in the one evaluation chunking (``eval_chunk`` rows at a time from row 0), its
+        outputs joined: a tensor, or a list or tuple of tensors joined element by element."""
+        parts = [fn(x[i:i + self.eval_chunk]) for i in range(0, len(x), self.eval_chunk)]
+        if not parts:
+            return fn(x)
+        if torch.is_tensor(parts[0]):
+            return torch.cat(parts)
+        return type(parts[0])(torch.cat(column) for column in zip(*parts, strict=True))
+
+    @torch.no_grad()
+    def logits(self, model: nn.Module, view: str, split: str) -> torch.Tensor:
         """``model``'s logits on a split, in eval mode, on the run's device."""
-        chunk = chunk or self.eval_chunk
         was_training = model.training
         model.eval()
-        x = self.view(view, split)
-        out = torch.cat([model(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+        out = self.in_chunks(model, self.view(view, split))
         model.train(was_training)
         return out
 
     @torch.no_grad()
-    def features(self, model: nn.Module, view: str, split: str, name: str, chunk: int | None = None) -> torch.Tensor:
+    def features(self, model: nn.Module, view: str, split: str, name: str) -> torch.Tensor:
         """``model``'s hidden feature ``name`` (:class:`benchmark.nn.Network`) on a split, in eval mode (dropout
         off, BatchNorm's running statistics), computed once like :meth:`logits`: a frozen teacher's hint for every
         training example, looked up by ``b.idx``."""
@@ -143,11 +156,9 @@ class RunContext:
         if name not in layers.feature_names(model):
             raise KeyError(f"{type(network).__name__} names no feature {name!r} "
                            f"(it names: {', '.join(layers.feature_names(model)) or 'none'})")
-        chunk = chunk or self.eval_chunk
         was_training = model.training
         model.eval()
-        x = self.view(view, split)
-        out = torch.cat([network.features(x[i:i + chunk], name) for i in range(0, len(x), chunk)])
+        out = self.in_chunks(lambda x: network.features(x, name), self.view(view, split))
         model.train(was_training)
         return out
 

@@ -35,6 +35,7 @@ from benchmark.engine.plan import SCRATCH, SMOOTHING, partner_config, scratch_co
 from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
 from benchmark.omitted import omitted_metrics
 from benchmark.store import Store, atomic_torch_save, provenance
+from benchmark.store.provenance import describe_cpu, same_cpu
 
 
 @dataclass
@@ -139,6 +140,7 @@ def _store(record: dict, store: Store, wall_time_s: float) -> dict:
     record["wall_time_s"] = wall_time_s
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     record["provenance"] = {**provenance(), **devices.describe(record.get("device", "cpu"))}
+    n_test = record.pop(N_TEST, 0)
     earlier = store.read_run(record["run_id"]) if record["status"] == "ok" else None
     if earlier is not None and earlier["status"] == "ok":  # trained again because its checkpoint was missing
         differ = sum(a != b for a, b in zip(earlier["metrics"], record["metrics"], strict=False)) + \
@@ -147,11 +149,34 @@ def _store(record: dict, store: Store, wall_time_s: float) -> dict:
             return earlier  # the same numbers: the stored record (a committed reference, say) stays as it was
         record["replaced"] = (f"trained again for its missing checkpoint, {differ} of its "
                               f"{len(earlier['metrics'])} metrics came out different from its stored record (kept in "
-                              f"{store.SET_ASIDE}/): runs that loaded the earlier model keep numbers made with it "
-                              "(train them anew with --out DIR)")
+                              f"{store.SET_ASIDE}/; {why_different(earlier, record, n_test)}): runs that loaded the "
+                              "earlier model keep numbers made with it (train them anew with --out DIR)")
         store.set_aside(store.run_path(record["run_id"]), record["replaced"], warn=lambda line: None)
     store.write_run(record)
     return record
+
+
+N_TEST = "_test_examples"
+
+
+def why_different(earlier: dict, record: dict, n_test: int) -> str:
+    """One clause: whether the final test accuracies agree within one test example, and whether the stored record
+    was made on another CPU (its model or torch's CPU capability; unrecorded counts as another)."""
+    def finals(rec):
+        return {(role, metric): value for role, epoch, metric, value in rec["metrics"]
+                if epoch == FINAL and metric == "test_acc"}
+
+    a, b = finals(earlier), finals(record)
+    delta = max((abs(a[k] - b[k]) for k in a.keys() & b.keys()), default=0.0)
+    agree = n_test > 0 and a.keys() == b.keys() and delta <= 1 / n_test + 1e-12
+    accuracy = (f"final test accuracies {'agree within' if agree else 'differ by more than'} one test example "
+                f"(largest difference {100 * delta:.3g} pp)")
+    if record.get("device", "cpu") != "cpu":
+        return accuracy
+    if same_cpu(earlier.get("provenance"), record.get("provenance")):
+        return f"{accuracy}, on the same CPU"
+    return (f"{accuracy}, on another CPU (stored: {describe_cpu(earlier.get('provenance'))}; "
+            f"now: {describe_cpu(record.get('provenance'))})")
 
 
 def _run(spec: RunSpec, settings: Settings, methods, record: dict, rendezvous=None, index: int = 0) -> None:
@@ -167,6 +192,7 @@ def _run(spec: RunSpec, settings: Settings, methods, record: dict, rendezvous=No
     run.rendezvous, run.rendezvous_index = rendezvous, index
     _train(method, cfg, roles, run, spec, settings.store)
     record["metrics"] = [[r["role"], r["epoch"], r["metric"], r["value"]] for r in run.rows]
+    record[N_TEST] = dataset.size("test")  # for _store's message only; never written
     record["timing"] = run.timer.summary()
     record["status"] = "ok"
 

@@ -4,7 +4,9 @@ here with the first line of its error (its record under ``runs/`` holds the trac
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
+from benchmark.reporting.current import instant
 from benchmark.store import Store
 
 MAX_ERROR = 160  # characters of an error's first line shown in the table
@@ -28,13 +30,13 @@ def current_failures(records: Iterable[dict]) -> list[dict]:
     """The failed records not superseded by a later finished (ok or skipped) run in the same slot: a failure that
     was fixed and rerun under new code is history, not a missing number."""
     records = list(records)
-    finished: dict[tuple, str] = {}
+    finished: dict[tuple, datetime] = {}
     for r in records:
         if r.get("status") in ("ok", "skipped"):
-            slot, at = _slot(r), str(r.get("finished_at") or "")
-            finished[slot] = max(finished.get(slot, ""), at)
-    failed = [r for r in records if r.get("status") == "failed"
-              and not (_slot(r) in finished and finished[_slot(r)] >= str(r.get("finished_at") or ""))]
+            slot, at = _slot(r), instant(r.get("finished_at"))
+            finished[slot] = max(finished.get(slot, at), at)
+    failed = [r for r in records if r.get("status") == "failed"  # instants: 08:30-0800 is after 16:07+0000
+              and not (_slot(r) in finished and finished[_slot(r)] >= instant(r.get("finished_at")))]
     return sorted(failed, key=lambda r: tuple(str(v) for v in _slot(r)))
 
 

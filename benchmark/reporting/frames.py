@@ -1,5 +1,6 @@
 """The store read into frames, once per command (:func:`load_results`): every record, the current successful runs
-(a newer run of the same configuration and repetition supersedes an older one), their roles and tidy metrics, and
+(the runs whose ids the current code plans, :mod:`benchmark.reporting.current`; runs of other code are left out
+and listed as stale; of runs that cannot be judged here, the last to finish), their roles and tidy metrics, and
 from them the per-run values, the summary with its paired comparisons, the ablations and the notebook defects.
 
 Every paired comparison is ``stats.paired`` of the per-repetition differences: its t-interval (none when the
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.reporting import audit, families, stats
+from benchmark.reporting import current as standing
 from benchmark.reporting.ablations import ablation_frame
 from benchmark.reporting.columns import (
     FINAL,
@@ -109,12 +111,24 @@ class Results:
     longer_current: pd.DataFrame | None = None  # their rows, as ``current``
     skipped: int = 0  # run files under runs/ that were not valid records (set aside, or left in place read-only)
     declared: Declarations = field(default_factory=Declarations)  # what the methods declare (publish's arguments)
+    # Each record's standing against the current code (``standing.judge``): stale ones are in no frame but this
+    judgement: standing.Judgement = field(default_factory=standing.Judgement)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def _cached(self, name, build):
         if name not in self._cache:
             self._cache[name] = build(self)
         return self._cache[name]
+
+    @property
+    def live_records(self) -> list[dict]:
+        """Every record but those of other code (what a list of failed or skipped runs reads)."""
+        return [r for r in self.records if self.judgement.of(r["run_id"]) != standing.STALE]
+
+    @property
+    def stale_section(self) -> str:
+        """The "Stale: from other code" section of the summary and the report ("" when every run is current)."""
+        return standing.stale_markdown(self.records, self.judgement)
 
     @property
     def values(self) -> pd.DataFrame:
@@ -158,12 +172,13 @@ def load_results(store: Store, declared: Declarations | None = None) -> Results:
     ``declared``: what the methods declare (their as-published overrides, named fields, notebook defects)."""
     found = store.require_runs()
     records = found.records
-    ok = [r for r in records if r.get("status") == "ok"]
+    judgement = standing.judge(records)  # runs of other code never reach a table (kept on disk, listed as stale)
+    ok = [r for r in records if r.get("status") == "ok" and judgement.of(r["run_id"]) != standing.STALE]
     latest: dict[tuple, dict] = {}
-    for rec in ok:
-        key = (rec["method"], rec.get("kind"), rec["variant"], rec.get("preset"), *_unit(rec))
-        if key not in latest or str(rec.get("finished_at", "")) >= str(latest[key].get("finished_at", "")):
-            latest[key] = rec
+    for rec in sorted(ok, key=lambda r: (judgement.of(r["run_id"]) == standing.CURRENT,
+                                         standing.instant(r.get("finished_at")))):
+        # the current code's run of a slot, else (runs that cannot be judged here) the last to finish
+        latest[(rec["method"], rec.get("kind"), rec["variant"], rec.get("preset"), *_unit(rec))] = rec
     current_records = sorted(latest.values(), key=lambda r: r["run_id"])
     current = pd.DataFrame([_current_row(r) for r in current_records], columns=CURRENT_COLUMNS)
     declared = declared or Declarations()
@@ -181,7 +196,8 @@ def load_results(store: Store, declared: Declarations | None = None) -> Results:
     extra = current[["run_id", "kind", "preset", "base_seed", "data_key", "device"]]
     metrics = tidy.merge(extra, on="run_id", how="left")
     return Results(records, current, roles, metrics, superseded=len(ok) - len(current_records) - len(longer),
-                   longer=longer, longer_current=longer_current, skipped=found.skipped, declared=declared)
+                   longer=longer, longer_current=longer_current, skipped=found.skipped, declared=declared,
+                   judgement=judgement)
 
 
 def _fields_of(declared: Declarations):

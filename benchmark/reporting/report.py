@@ -95,8 +95,8 @@ def budget_audit(results: frames.Results) -> list[str]:
 
 def problems(results: frames.Results) -> list[str]:
     """Runs that failed (and are not superseded by a later finished run of the same slot) or were skipped."""
-    failed = current_failures(results.records)
-    bad = failed + [r for r in results.records if r.get("status") == "skipped"]
+    failed = current_failures(results.live_records)
+    bad = failed + [r for r in results.live_records if r.get("status") == "skipped"]
     if not bad:
         return []
     lines = ["## Runs that did not finish", "", "| status | method | dataset | rep | variant | reason |",
@@ -164,6 +164,7 @@ def render(results: frames.Results, figures: FigureSet, store: Store) -> str:
     lines += ["#" + line if line.startswith("#") else line
               for line in tables.summary_sections(results.summary, notes)]
     lines += problems(results)
+    lines += [results.stale_section] if results.stale_section else []
     profile = store.profile_figure
     if profile.is_file() and profile.stat().st_size:
         lines += ["## Timing profile", "",

@@ -192,7 +192,7 @@ def appendix_sections(summary: pd.DataFrame) -> list[str]:
 
 
 def summary_markdown(summary: pd.DataFrame, superseded: int = 0, records: list[dict] | None = None,
-                     skipped: int = 0, notes: dict | None = None) -> str:
+                     skipped: int = 0, notes: dict | None = None, stale: str = "") -> str:
     """``summary.md``; with ``records``, a "Failed runs" section at the end names the runs that failed;
     ``skipped``: how many run files were not valid records (said after the superseded runs); ``notes``: each
     row's footnotes (``notes.row_notes``)."""
@@ -206,6 +206,8 @@ def summary_markdown(summary: pd.DataFrame, superseded: int = 0, records: list[d
     failed = failed_runs_markdown(records) if records is not None else ""
     if failed:
         lines += [failed]
+    if stale:  # ``Results.stale_section``: the runs of other code, left out above
+        lines += [stale]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -221,11 +223,13 @@ def skipped_sentence(skipped: int) -> str:
 def table_files(results: Results) -> dict[str, bytes]:
     """Every table's file name and its content; the tidy metrics keep every ok run, superseded ones too."""
     metrics = metrics_frame(results.records)
-    summary_md = summary_markdown(results.summary, results.superseded, results.records, results.skipped,
-                                  row_notes(results))
+    summary_md = summary_markdown(results.summary, results.superseded, results.live_records, results.skipped,
+                                  row_notes(results), results.stale_section)
+    runs = runs_frame(results.records)
+    runs["code"] = runs.run_id.map(results.judgement.of) if len(runs) else []  # current, stale or unknown
     return {"metrics.parquet": metrics.to_parquet(index=False),
             "metrics.csv": metrics.to_csv(index=False).encode(),
-            "runs.csv": runs_frame(results.records).to_csv(index=False).encode(),
+            "runs.csv": runs.to_csv(index=False).encode(),
             "summary.csv": results.summary.to_csv(index=False).encode(),
             SUMMARY_MD: summary_md.encode(),
             "ablations.csv": results.ablations.to_csv(index=False).encode()}

@@ -118,6 +118,7 @@ PROVENANCE_FIELDS = {"git_commit": TEXT, "git_dirty": BOOL, "python": TEXT, "tor
                      "machine": TEXT, "platform": TEXT, "processor": TEXT, "cpu_count": int, "threads": int,
                      "deterministic_algorithms": BOOL, "device": TEXT, "gpu": TEXT, "gpu_capability": TEXT,
                      "gpu_driver": TEXT, "cuda": TEXT, "cudnn": TEXT}
+PROVENANCE_FIELDS.update({"cpu": TEXT, "cpu_capability": TEXT, "mkl": TEXT, "onednn": TEXT})  # optional (older lack)
 
 
 def _type_problem(where: str, value, kind) -> str | None:

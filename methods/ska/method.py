@@ -70,7 +70,7 @@ class Method(MethodBase):
         net = run.build("ska_stack", "flat", layer_sizes=tuple(cfg.layer_sizes))
         x_test, y_test = run.view("flat", "test"), run.labels("test")
         # The control: the same initialisation, probed before any update (K = 0).
-        untrained_train, untrained_test = activations(net, x), activations(net, x_test)
+        untrained_train, untrained_test = activations(run, net, x), activations(run, net, x_test)
         probe = Probe(cfg.probe_c, cfg.probe_max_iter)
         run.log("input", "probe_acc", probe.accuracy(x, y, x_test, y_test))
 
@@ -91,7 +91,7 @@ class Method(MethodBase):
         run.fit({"net": net}, step, epochs=cfg.steps, batch_size=None, shuffle=False, train_index=idx)
         run.log("net", "updates", max(cfg.steps - 1, 0))
 
-        trained_train, trained_test = activations(net, x), activations(net, x_test)
+        trained_train, trained_test = activations(run, net, x), activations(run, net, x_test)
         for layer in range(len(net.layer_sizes)):
             role = f"layer{layer + 1}"
             run.log(role, "probe_acc", probe.accuracy(trained_train[layer], y, trained_test[layer], y_test))
@@ -136,9 +136,10 @@ def ska_step(net, x: torch.Tensor, d_prev: list[torch.Tensor] | None, eta: float
 
 
 @torch.no_grad()
-def activations(net, x: torch.Tensor) -> list[np.ndarray]:
-    """Each layer's D for ``x`` (computed in the net's float32, returned as float64 numpy for the probe)."""
-    return [d.double().cpu().numpy() for _, d in net.layers(x)]
+def activations(run, net, x: torch.Tensor) -> list[np.ndarray]:
+    """Each layer's D for ``x`` (computed in the net's float32 in the harness's one evaluation chunking, returned
+    as float64 numpy for the probe)."""
+    return [d.double().cpu().numpy() for d in run.in_chunks(lambda v: [d for _, d in net.layers(v)], x)]
 
 
 # ---- data and evaluation -----------------------------------------------------------------------------------
