@@ -32,7 +32,7 @@ from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.fit import NotBatchable, Rendezvous
 from benchmark.engine.plan import SCRATCH, scratch_config
 from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
-from benchmark.store import Store, atomic_torch_save, provenance
+from benchmark.store import Store, UnstorableRecord, atomic_torch_save, provenance
 
 
 @dataclass
@@ -148,7 +148,10 @@ def _store(record: dict, store: Store, wall_time_s: float) -> dict:
                               f"{store.SET_ASIDE}/): runs that loaded the earlier model keep numbers made with it "
                               "(train them anew with --out DIR)")
         store.set_aside(store.run_path(record["run_id"]), record["replaced"], warn=lambda line: None)
-    store.write_run(record)
+    try:
+        store.write_run(record)
+    except UnstorableRecord as exc:  # never stored: the run failed, whatever it trained (the command exits 1)
+        record.update(status="failed", error=str(exc))
     return record
 
 
@@ -225,7 +228,7 @@ def _train(method, cfg, roles: dict[str, Role], run: RunContext, spec: RunSpec, 
                     for metric, value in run.evaluate(model, roles[name].view, split).items():
                         run.log(name, f"{split}_{metric}", value)
     if method.saves_models(cfg):
-        atomic_torch_save(store.cache_path(spec.method, spec.run_id), checkpoint(trained.models))
+        atomic_torch_save(store.cache_path(spec.method, spec.run_id), checkpoint(trained.models, spec.run_id))
 
 
 def _role_record(role: Role, methods, spec: RunSpec, cfg, dataset) -> dict[str, Any]:
