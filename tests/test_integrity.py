@@ -235,3 +235,45 @@ def test_records_without_a_version_still_read():
         record = parse_record(path.read_bytes())
         assert "schema_version" not in record or record["schema_version"] <= SCHEMA_VERSION
         assert record_problem(record, path.stem) is None
+
+
+# ---- names: a method never replaces a baseline, and two methods never write one file ------------------------
+
+def _project_with(tmp_path, names: list[str]) -> Path:
+    from tests.test_hostile import _project
+
+    body = (ROOT / "methods" / "_template" / "method.py").read_text()
+    return _project(tmp_path, {name: body for name in names})
+
+
+@pytest.mark.parametrize("name", ["teacher", "scratch_student", "Teacher"])
+def test_a_method_named_as_a_baseline_is_refused_and_the_baseline_stays(name, tmp_path):
+    from benchmark.engine.discovery import discover
+
+    found = discover(_project_with(tmp_path, [name]))
+    assert found["teacher"].kind == "baseline" and found["teacher"].ok
+    assert found["scratch_student"].kind == "baseline" and found["scratch_student"].ok
+    refused = found[f"methods/{name}"]
+    assert not refused.ok and "baseline" in refused.error and "\n" not in refused.error
+
+
+def test_list_shows_the_baseline_and_the_refused_method(tmp_path):
+    from tests.conftest import run_main
+
+    listed = run_main("list", env={"BENCHMARK_PROJECT_ROOT": str(_project_with(tmp_path, ["teacher"]))})
+    lines = [line.split() for line in listed.stdout.splitlines()]
+    assert ["baseline", "teacher", "ok"] == lines[2][:3]
+    assert any(line[:3] == ["method", "teacher", "BROKEN"] for line in lines)
+
+
+def test_methods_whose_file_names_collide_are_refused_at_discovery(tmp_path):
+    from benchmark.engine.discovery import discover
+    from benchmark.naming import slug
+
+    assert slug("curves", "my method") == slug("curves", "my-method")  # the collision itself
+    found = discover(_project_with(tmp_path, ["my method", "my-method", "My-Method", "mine"]))
+    kept = [info for key, info in found.items() if info.kind == "method" and info.ok]
+    assert sorted(info.name for info in kept) == ["My-Method", "mine"]  # the first in sorted order stays
+    for name in ("my method", "my-method"):
+        error = found[f"methods/{name}"].error
+        assert "same file names" in error and "'My-Method'" in error
