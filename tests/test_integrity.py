@@ -41,18 +41,17 @@ def _inprocess(monkeypatch):
 
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory):
-    """A store with hinton_kd distilled from a teacher of the student's architecture (hinton_student), one
-    repetition, trained in this process."""
+    """A store with hinton_kd at its defaults (its teacher a hinton_teacher), two repetitions, trained in this
+    process."""
     out = tmp_path_factory.mktemp("teachers") / "out"
     with pytest.MonkeyPatch.context() as monkeypatch:
         _inprocess(monkeypatch)
-        assert main(["run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE,
-                     "--set", "hinton_kd.teacher_arch=hinton_student"]) == 0
+        assert main(["run", "hinton_kd", "--seeds", "2", "--out", str(out), *SMOKE]) == 0
     return out
 
 
 def _only(out: Path, method: str) -> dict:
-    (record,) = [r for r in _records(out) if r["method"] == method]
+    (record,) = [r for r in _records(out) if r["method"] == method and r["rep"] == 0]
     return record
 
 
@@ -60,7 +59,7 @@ def test_a_checkpoint_names_its_run(distilled):
     teacher = _only(distilled, "teacher")
     state = load_state(Store(distilled).cache_path("teacher", teacher["run_id"]))
     assert state["run_id"] == teacher["run_id"]
-    assert state["roles"]["teacher"]["arch"] == "hinton_student"
+    assert state["roles"]["teacher"]["arch"] == "hinton_teacher"
     assert checkpoint_mismatch(state, teacher["run_id"], teacher) is None
 
 
@@ -71,9 +70,9 @@ def _plant(out: Path, planted: str) -> Path:
     teacher = _only(out, "teacher")
     target = Store(out).cache_path("teacher", teacher["run_id"])
     state = load_state(target)
-    if planted == "a hinton_teacher checkpoint of another run":  # what copying another teacher's file over it gives
-        model = layers.build("hinton_teacher", (64,), 10, generator=torch.Generator().manual_seed(0))
-        state = {"run_id": "0123456789abcdef", "roles": {"teacher": {"arch": "hinton_teacher", "view": "flat",
+    if planted == "a teacher checkpoint of another run":  # what copying another teacher's file over it gives
+        model = layers.build("hinton_student", (64,), 10, generator=torch.Generator().manual_seed(0))
+        state = {"run_id": "0123456789abcdef", "roles": {"teacher": {"arch": "hinton_student", "view": "flat",
                                                                      "options": {}, "state_dict": model.state_dict()}}}
     elif planted == "a CNN in its place":  # its id even forged to match: the architecture still tells
         state["roles"]["teacher"] = {"arch": "kl_cnn", "view": "image", "options": {}, "state_dict": {}}
@@ -83,7 +82,7 @@ def _plant(out: Path, planted: str) -> Path:
     return target
 
 
-PLANTED = ["a hinton_teacher checkpoint of another run", "a CNN in its place", "an old checkpoint"]
+PLANTED = ["a teacher checkpoint of another run", "a CNN in its place", "an old checkpoint"]
 
 
 @pytest.mark.parametrize("planted", PLANTED)
@@ -111,11 +110,10 @@ def test_a_copied_teacher_checkpoint_is_trained_again_not_distilled_from(distill
     teacher, kd = _only(out, "teacher"), _only(out, "hinton_kd")
     Store(out).run_path(kd["run_id"]).unlink()
     _inprocess(monkeypatch)
-    assert main(["run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE,
-                 "--set", "hinton_kd.teacher_arch=hinton_student"]) == 0
+    assert main(["run", "hinton_kd", "--seeds", "2", "--out", str(out), *SMOKE]) == 0
     assert any("training it again" in line for line in _err_lines(capsys))
     state = load_state(target)
-    assert state["run_id"] == teacher["run_id"] and state["roles"]["teacher"]["arch"] == "hinton_student"
+    assert state["run_id"] == teacher["run_id"] and state["roles"]["teacher"]["arch"] == "hinton_teacher"
     again = Store(out).read_run(kd["run_id"])
     assert again["status"] == "ok" and again["metrics"] == kd["metrics"]  # the very student of the real teacher
 
@@ -277,3 +275,41 @@ def test_methods_whose_file_names_collide_are_refused_at_discovery(tmp_path):
     for name in ("my method", "my-method"):
         error = found[f"methods/{name}"].error
         assert "same file names" in error and "'My-Method'" in error
+
+
+# ---- a store with CPU and CUDA runs publishes ------------------------------------------------------------------
+
+def _as_device(records: list[dict], device: str) -> list[dict]:
+    """The records as if made on ``device``: the identity changed and every id hashed again (required runs too)."""
+    from benchmark.store import run_id_of
+
+    ids, out = {}, []
+    for record in sorted(records, key=lambda r: bool(r.get("requires"))):  # required runs first
+        copy = json.loads(json.dumps(record))
+        copy["device"] = device
+        copy["requires"] = {name: ids.get(run_id, run_id) for name, run_id in (copy.get("requires") or {}).items()}
+        copy["run_id"] = ids[record["run_id"]] = run_id_of(copy)
+        copy["provenance"] = {**(copy.get("provenance") or {}), "device": device}
+        out.append(copy)
+    return out
+
+
+@pytest.mark.parametrize("command", ["report", "tables"])
+def test_a_store_of_cpu_and_cuda_runs_publishes(command, distilled, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(distilled, out)
+    store = Store(out)
+    cpu = _records(out)
+    for record in _as_device(cpu, "cuda"):
+        store.write_run(record)
+    unknown = _as_device(cpu[:1], "tpu")[0]  # a device kind this code does not know: set aside, the rest publish
+    store.run_path(unknown["run_id"]).write_text(json.dumps(unknown))
+    assert main([command, "--out", str(out)]) == 0
+    assert any("set aside" in line and "'tpu'" in line for line in _err_lines(capsys))
+    import pandas as pd
+
+    runs = pd.read_csv(out / "tables" / "runs.csv")
+    assert sorted(runs.device.unique()) == ["cpu", "cuda"] and len(runs) == 2 * len(cpu)
+    if command == "report":
+        report = (out / "REPORT.md").read_text()
+        assert "(cuda)" in report and "(cpu)" in report
