@@ -313,3 +313,56 @@ def test_a_store_of_cpu_and_cuda_runs_publishes(command, distilled, tmp_path, ca
     if command == "report":
         report = (out / "REPORT.md").read_text()
         assert "(cuda)" in report and "(cpu)" in report
+
+
+# ---- dataset files: a bomb is refused, a corrupt dataset nobody asked for is skipped ---------------------------
+
+def _idx_gz(path: Path, n: int, rows: int = 28, cols: int = 28) -> Path:
+    import gzip
+
+    header = (2051).to_bytes(4, "big") + n.to_bytes(4, "big") + rows.to_bytes(4, "big") + cols.to_bytes(4, "big")
+    path.write_bytes(gzip.compress(header + bytes(n * rows * cols)))
+    return path
+
+
+def test_a_gzip_bomb_is_refused_without_being_decompressed(tmp_path, monkeypatch):
+    from benchmark.data import formats
+    from benchmark.errors import DatasetCorrupt
+
+    monkeypatch.setattr(formats, "MAX_IDX_EXAMPLES", 100)
+    assert formats.read_idx(_idx_gz(tmp_path / "ok-idx3-ubyte.gz", 100), "images", (28, 28)).shape == (100, 28, 28)
+    bomb = _idx_gz(tmp_path / "bomb-idx3-ubyte.gz", 5_000)  # 3.9 MB of zeros in a few KB
+    assert bomb.stat().st_size < 20_000
+    read = []
+    real = formats.gzip.GzipFile.read
+    monkeypatch.setattr(formats.gzip.GzipFile, "read", lambda self, size=-1: read.append(size) or real(self, size))
+    with pytest.raises(DatasetCorrupt) as caught:
+        formats.read_idx(bomb, "images", (28, 28))
+    assert "more than the" in str(caught.value) and "\n" not in str(caught.value)
+    assert read == [16 + 100 * 28 * 28 + 1]  # never more than the cap, plus one byte to tell
+
+
+def test_a_corrupt_dataset_not_asked_for_is_skipped_with_a_line(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from benchmark import data
+    from benchmark.errors import DatasetCorrupt
+    from benchmark.suite import grid
+
+    real = data.load_dataset
+
+    def load(name, *args, **kw):
+        if name == "mnist1d":
+            raise DatasetCorrupt("mnist1d.pkl: truncated")
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(data, "dataset_names", lambda: ["digits", "mnist1d"])
+    monkeypatch.setattr(data, "load_dataset", load)
+    said = []
+    request = SimpleNamespace(datasets=None, data_root=None, download=False, device="cpu", preset="smoke")
+    chosen = grid.select_datasets(request, said.append)
+    assert list(chosen.loaded) == ["digits"] and not chosen.unreadable
+    assert said == ["skipping dataset mnist1d: mnist1d.pkl: truncated"]
+    named = SimpleNamespace(**{**vars(request), "datasets": "digits,mnist1d"})
+    with pytest.raises(Exception, match="truncated"):  # asked for by name: bad input, as before
+        grid.select_datasets(named, said.append)
