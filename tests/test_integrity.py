@@ -366,3 +366,32 @@ def test_a_corrupt_dataset_not_asked_for_is_skipped_with_a_line(tmp_path, monkey
     named = SimpleNamespace(**{**vars(request), "datasets": "digits,mnist1d"})
     with pytest.raises(Exception, match="truncated"):  # asked for by name: bad input, as before
         grid.select_datasets(named, said.append)
+
+
+# ---- a dead scheduler is one line ------------------------------------------------------------------------------
+
+def test_a_dead_dask_scheduler_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    distributed = pytest.importorskip("distributed")
+    from distributed.client import FuturesCancelledError
+
+    from benchmark.engine.execute import Settings
+    from benchmark.runner import dask_backend
+    from benchmark.suite import session
+
+    def cancelled(*args, **kw):  # what distributed.wait raises once the scheduler is killed
+        raise FuturesCancelledError([])
+
+    monkeypatch.setattr(distributed, "wait", cancelled)
+    backend = dask_backend.DaskBackend(client=None, settings=Settings(store=Store(tmp_path)))
+    backend.futures = {object(): 1}
+    with pytest.raises(dask_backend.SchedulerLost) as caught:
+        backend.wait(1.0)
+    assert "\n" not in str(caught.value) and "scheduler was lost" in str(caught.value)
+
+    def lost(*args, **kw):
+        raise caught.value
+
+    monkeypatch.setattr(session, "run_plan", lost)
+    assert main(["run", "scratch_student", "--seeds", "1", "--out", str(tmp_path / "out"), *SMOKE]) == 2
+    (line,) = _err_lines(capsys)
+    assert "scheduler was lost" in line
