@@ -64,15 +64,34 @@ def _idx_header_problem(raw: bytes, kind: str) -> str | None:
     return None
 
 
-def read_idx_gz(path: Path, kind: str) -> np.ndarray:
+# The most examples an idx file may hold (MNIST has 60,000; EMNIST's largest split about 700,000): with the item
+# size the caller expects, this bounds what a .gz file may decompress to, so that a small file cannot fill the
+# memory (a gzip "bomb" expands about 1,000-fold).
+MAX_IDX_EXAMPLES = 1_000_000
+
+
+def _idx_limit(kind: str, item_shape: tuple[int, ...] | None) -> int:
+    """The most bytes an idx file of ``kind`` may hold: its header and MAX_IDX_EXAMPLES items of ``item_shape``
+    (an image's rows and columns; a label is one byte; default a 28x28 image)."""
+    ndim = IDX_MAGIC[kind] & 0xFF
+    item = 1 if kind == "labels" else int(np.prod(item_shape or (28, 28)))
+    return 4 + 4 * ndim + MAX_IDX_EXAMPLES * item
+
+
+def read_idx_gz(path: Path, kind: str, item_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """A gzip-compressed idx file, parsed here: torchvision's reader opens only the uncompressed files its
     dataset classes extract after downloading, and Debian's ``dataset-fashion-mnist`` ships only the ``.gz``
-    files, in one folder that torchvision's classes do not look for."""
+    files, in one folder that torchvision's classes do not look for. At most :func:`_idx_limit` bytes are
+    decompressed: a file that holds more is refused, in one line, without being read further."""
+    limit = _idx_limit(kind, item_shape)
     try:
         with gzip.open(path, "rb") as f:
-            raw = f.read()
+            raw = f.read(limit + 1)
     except (OSError, EOFError, zlib.error) as e:
         raise DatasetCorrupt(f"{path}: cannot be read ({one_line(e)}); delete it and get it again") from e
+    if len(raw) > limit:
+        raise DatasetCorrupt(f"{path}: decompresses to more than the {limit:,} bytes an idx {kind} file of at most "
+                             f"{MAX_IDX_EXAMPLES:,} examples holds (refused unread)")
     problem = _idx_header_problem(raw, kind)
     if problem:
         raise DatasetCorrupt(f"{path}: {problem}")
@@ -81,10 +100,11 @@ def read_idx_gz(path: Path, kind: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def read_idx(path: Path, kind: str) -> np.ndarray:
-    """An idx file of ``kind`` "images" (n, rows, cols) uint8 or "labels" (n,), plain or ``.gz``."""
+def read_idx(path: Path, kind: str, item_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """An idx file of ``kind`` "images" (n, rows, cols) uint8 or "labels" (n,), plain or ``.gz`` (``item_shape``:
+    an image's (rows, cols), which bounds what a ``.gz`` file may decompress to)."""
     if path.suffix == ".gz":
-        return read_idx_gz(path, kind)
+        return read_idx_gz(path, kind, item_shape)
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     reader = read_image_file if kind == "images" else read_label_file
@@ -104,7 +124,7 @@ def read_idx_dataset(files: dict[str, Path], image_shape: tuple[int, int], num_c
     out = []
     for split in ("train", "test"):
         image_path, label_path = files[f"{split}_images"], files[f"{split}_labels"]
-        images = read_idx(image_path, "images")
+        images = read_idx(image_path, "images", image_shape)
         labels = read_idx(label_path, "labels").astype(np.int64)
         if images.shape[1:] != image_shape:
             raise DatasetCorrupt(f"{image_path}: images are {images.shape[1:]}, expected {image_shape}")

@@ -9,12 +9,14 @@ Values given on the command line are parsed against the ``Config`` dataclass's a
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from benchmark.contract import Range
 from benchmark.errors import BadInput
+from benchmark.store.records import INT64
 
 PRESETS = ("smoke", "quick", "paper")
 
@@ -113,23 +115,35 @@ def parse_value(annotation: Any, value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"{value!r} is not an integer")
         if isinstance(value, int):
-            return value
+            return _storable_int(value)
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            return _storable_int(int(value))
         try:
-            return int(str(value).strip())
-        except ValueError:
+            return _storable_int(int(str(value).strip()))
+        except ValueError as exc:
+            if "64 bits" in str(exc):
+                raise
             raise ValueError(f"{value!r} is not an integer") from None
     if annotation is float:
         if isinstance(value, bool):
             raise ValueError(f"{value!r} is not a number")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{value!r} is not a number") from None
+        if not math.isfinite(number):  # JSON, and so a run record, has no NaN or infinity
+            raise ValueError(f"{value!r} is not a finite number (a run record cannot hold it)")
+        return number
     if annotation is str:
         return str(value)
     raise ValueError(f"cannot parse a value of type {annotation}")
+
+
+def _storable_int(value: int) -> int:
+    """``value`` if a run record can hold it (a signed 64-bit integer, as every reader of a record checks)."""
+    if not -INT64 <= value < INT64:
+        raise ValueError(f"{str(value)[:24]} does not fit in 64 bits (a run record cannot hold it)")
+    return value
 
 
 def apply_overrides(cfg, overrides: dict[str, Any], *, where: str):

@@ -23,7 +23,7 @@ from benchmark.engine.spec import RunSpec, derive_seed, stable_hash
 from benchmark.engine.timing import StepTimer, step_clock, timed_batches
 from benchmark.store import Store, load_state
 
-__all__ = ["FINAL", "RunContext", "checkpoint", "freeze"]
+__all__ = ["FINAL", "RunContext", "checkpoint", "checkpoint_mismatch", "freeze"]
 
 
 class RequiredRunMissing(RuntimeError):
@@ -181,6 +181,10 @@ class RunContext:
         if not path.is_file():
             raise RequiredRunMissing(f"required run {name} ({run_id}) has no checkpoint at {path.name}")
         state = load_state(path)
+        problem = checkpoint_mismatch(state, run_id, self.store.read_run(run_id))
+        if problem:  # never distil from a model that is not the required run's
+            raise RequiredRunMissing(f"required run {name} ({run_id}): its checkpoint {path.name} {problem}; "
+                                     "train it again (remove the checkpoint)")
         roles = state["roles"]
         if role is None:
             if len(roles) != 1:
@@ -207,10 +211,35 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def checkpoint(models_by_role: dict[str, nn.Module]) -> dict[str, Any]:
-    """The trained models by role, their tensors on the CPU (a checkpoint made on a GPU loads anywhere)."""
-    return {"roles": {role: {**m.build_args, "state_dict": _on_cpu(m.state_dict())}
-                      for role, m in models_by_role.items()}}
+def checkpoint(models_by_role: dict[str, nn.Module], run_id: str) -> dict[str, Any]:
+    """The trained models by role, their tensors on the CPU (a checkpoint made on a GPU loads anywhere), with the
+    id of the run that trained them: a loader checks it, and each role's architecture, against the run it needs."""
+    return {"run_id": run_id, "roles": {role: {**m.build_args, "state_dict": _on_cpu(m.state_dict())}
+                                        for role, m in models_by_role.items()}}
+
+
+def checkpoint_mismatch(state: Any, run_id: str, record: dict | None) -> str | None:
+    """None if ``state`` is a checkpoint written by run ``run_id`` whose roles have the architectures that run's
+    ``record`` declares, else what it is instead (one line). A checkpoint without a run id (written before it
+    carried one) is not loadable: which run made it cannot be told. Without a record, only the id is checked."""
+    if not isinstance(state, dict) or not isinstance(state.get("roles"), dict):
+        return "is not a checkpoint of trained models"
+    roles = state["roles"]
+    if not all(isinstance(r, dict) and "state_dict" in r and "arch" in r for r in roles.values()):
+        return "is not a checkpoint of trained models"
+    written_by = state.get("run_id")
+    if written_by is None:
+        return "does not say which run wrote it"
+    if written_by != run_id:
+        return f"was written by run {str(written_by)[:16]}, not by {run_id}"
+    if record is not None:
+        declared = {role: entry.get("arch") for role, entry in (record.get("roles") or {}).items()}
+        found = {role: entry["arch"] for role, entry in roles.items()}
+        if found != declared:
+            what = ", ".join(f"{r} {a}" for r, a in sorted(found.items()))
+            want = ", ".join(f"{r} {a}" for r, a in sorted(declared.items()))
+            return f"holds {what}, not the {want} its run declares"
+    return None
 
 
 def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -25,6 +25,7 @@ import benchmark.archs  # noqa: F401  (registers the shared architectures)
 from benchmark.contract import MethodBase, Speed
 from benchmark.errors import one_line
 from benchmark.modules import failure_line, import_plugin
+from benchmark.naming import file_key
 
 KINDS = {"baselines": "baseline", "methods": "method"}
 
@@ -122,10 +123,19 @@ def _load(folder: Path, kind: str) -> MethodInfo:
         return MethodInfo(name, kind, folder, digest, error=failure_line(exc))
 
 
+# The baselines every method is compared with or loads: a method folder of one of these names is refused even
+# where the baseline's own folder is absent, so that it can never stand in for it.
+BASELINES = ("teacher", "scratch_student")
+
+
 def discover(root: Path | None = None) -> dict[str, MethodInfo]:
-    """All baselines then all methods, by name (a fresh scan each call: cheap, and sees edits)."""
+    """All baselines then all methods, by name (a fresh scan each call: cheap, and sees edits). A method folder
+    named as a baseline, or whose name gives the same file names as an earlier one's (:func:`benchmark.naming.
+    file_key`: "my method" and "my-method" would write one figure), is listed as not loadable, under the key
+    ``methods/<name>``, and the baseline or earlier method stays."""
     root = Path(root) if root else project_root()
     found: dict[str, MethodInfo] = {}
+    files: dict[str, tuple[str, str]] = {}  # file key -> (the name that has it, its kind)
     for sub, kind in KINDS.items():
         base = root / sub
         if not base.is_dir():
@@ -133,11 +143,30 @@ def discover(root: Path | None = None) -> dict[str, MethodInfo]:
         for folder in sorted(base.iterdir()):
             if folder.name.startswith(("_", ".")) or not (folder / "method.py").is_file():
                 continue
+            clash = _name_clash(folder.name, kind, files)
+            if clash:
+                found[f"{sub}/{folder.name}"] = MethodInfo(folder.name, kind, folder, "", error=clash)
+                continue
+            files[file_key(folder.name)] = (folder.name, kind)
             try:
                 found[folder.name] = _cached_load(folder.resolve(), kind, source_hash(folder), _speed_text(folder))
             except (OSError, ValueError, UnicodeDecodeError) as exc:  # a folder whose files cannot be read
                 found[folder.name] = MethodInfo(folder.name, kind, folder, "", error=f"unreadable: {one_line(exc)}")
     return found
+
+
+def _name_clash(name: str, kind: str, files: dict[str, tuple[str, str]]) -> str | None:
+    """Why a folder's name cannot be a method's (one line), or None. ``files``: the names seen so far (baselines
+    first) by file key, with their kind."""
+    if kind == "method" and file_key(name) in {file_key(b) for b in BASELINES}:
+        return "its name is a baseline's: rename the folder (a method never replaces a baseline)"
+    other = files.get(file_key(name))
+    if other is None:
+        return None
+    if other[1] == "baseline" and kind == "method":
+        return f"its name is the baseline {other[0]!r}'s: rename the folder (a method never replaces a baseline)"
+    return (f"its name gives the same file names as the {other[1]} {other[0]!r} (figures and tables are named "
+            f"{file_key(name)!r}): rename the folder")
 
 
 @cache

@@ -34,7 +34,7 @@ from benchmark.engine.fit import NotBatchable, Rendezvous
 from benchmark.engine.plan import SCRATCH, SMOOTHING, partner_config, scratch_config, smoothed
 from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
 from benchmark.omitted import omitted_metrics
-from benchmark.store import Store, atomic_torch_save, provenance
+from benchmark.store import Store, UnstorableRecord, atomic_torch_save, provenance
 from benchmark.store.provenance import describe_cpu, same_cpu
 
 
@@ -152,7 +152,10 @@ def _store(record: dict, store: Store, wall_time_s: float) -> dict:
                               f"{store.SET_ASIDE}/; {why_different(earlier, record, n_test)}): runs that loaded the "
                               "earlier model keep numbers made with it (train them anew with --out DIR)")
         store.set_aside(store.run_path(record["run_id"]), record["replaced"], warn=lambda line: None)
-    store.write_run(record)
+    try:
+        store.write_run(record)
+    except UnstorableRecord as exc:  # never stored: the run failed, whatever it trained (the command exits 1)
+        record.update(status="failed", error=str(exc))
     return record
 
 
@@ -254,7 +257,7 @@ def _train(method, cfg, roles: dict[str, Role], run: RunContext, spec: RunSpec, 
                         run.log(name, f"{split}_{metric}", value)
             _log_omitted(run, name, model, roles[name].view, spec)
     if method.saves_models(cfg):
-        atomic_torch_save(store.cache_path(spec.method, spec.run_id), checkpoint(trained.models))
+        atomic_torch_save(store.cache_path(spec.method, spec.run_id), checkpoint(trained.models, spec.run_id))
 
 
 def _log_omitted(run: RunContext, role: str, model, view: str, spec: RunSpec) -> None:

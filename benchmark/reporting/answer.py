@@ -128,11 +128,13 @@ def answer_table(block: pd.DataFrame, results: Results, notes: Footnotes) -> lis
     if rows.empty:
         return []
     partners = scratch_partners(results.values)
-    scratch = final[final.method == SCRATCH].set_index("variant")["mean"]
+    # A store may hold CPU and CUDA runs of one configuration: a row is shown beside the scratch student of its own
+    # device kind (they are never paired across kinds), so the lookup is keyed by both.
+    scratch = final[final.method == SCRATCH].set_index(["device", "variant"])["mean"].to_dict()
     lines = []
     for r in order_rows(rows).itertuples():
         key = (r.preset, r.dataset, r.method, r.variant, r.role)
-        alone = scratch.get(partners.get(key))
+        alone = scratch.get((r.device, partners.get(key)))
         cells = [f"{r.label}{notes.mark(key)}", r.role, str(r.n), f"{r.mean * 100:.2f}",
                  "–" if alone is None else f"{alone * 100:.2f}"]
         if text.is_anchor(r):

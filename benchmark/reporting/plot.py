@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.naming import slug  # noqa: F401 (the figure modules name their files with it)
 from benchmark.reporting import stats
 from benchmark.reporting.columns import ORDER, ORDER_ONLY, SCRATCH, is_percent
 from benchmark.reporting.frames import Results, main_rows
@@ -43,11 +44,6 @@ def drawn(fig, folder: Path, name: str, kind: str, title: str, preset: str | Non
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return FigureFile(folder / f"{name}.png", kind, title, preset, dataset, method, png=buffer.getvalue())
-
-def slug(*parts) -> str:
-    text = "_".join(str(p) for p in parts if p is not None)
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-")[:120]
-
 
 def natural_key(text: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text))]

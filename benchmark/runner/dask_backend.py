@@ -28,7 +28,7 @@ from benchmark.engine import device as devices
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, execute_task, failed_record
 from benchmark.engine.spec import RunSpec
-from benchmark.errors import BadInput
+from benchmark.errors import BadInput, one_line
 from benchmark.runner.backend import Event
 from benchmark.runner.status import is_done
 
@@ -116,6 +116,11 @@ def _worker_gpu() -> int | None:
     return name % count if isinstance(name, int) and count else None
 
 
+class SchedulerLost(ConnectionError):
+    """The scheduler went away mid-suite: one line (an OSError, so the command line says it and exits 2), not the
+    traceback of every cancelled future."""
+
+
 class DaskBackend:
     """Tasks as futures of ``client``; its scheduler queues them (``slots`` unlimited) by priority."""
 
@@ -138,6 +143,9 @@ class DaskBackend:
             finished = wait(list(self.futures), timeout=timeout, return_when="FIRST_COMPLETED").done
         except TimeoutError:
             return []
+        except Exception as exc:  # noqa: BLE001 - the scheduler is gone (every future cancelled) or unreachable
+            raise SchedulerLost(f"the Dask scheduler was lost while runs were queued ({one_line(exc)[:200]}): "
+                                "start it again and rerun the same command to go on") from None
         events = []
         for future in finished:
             task_id = self.futures.pop(future)

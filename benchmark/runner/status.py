@@ -6,22 +6,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmark.engine.context import checkpoint_mismatch
 from benchmark.engine.discovery import MethodInfo
 from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.errors import one_line
 from benchmark.store import Store, load_state
 
 
-def checkpoint_loads(path: Path) -> str | None:
-    """None if the checkpoint at ``path`` loads as a checkpoint, else why not (one line)."""
+def checkpoint_loads(path: Path, record: dict | None = None) -> str | None:
+    """None if the checkpoint at ``path`` loads as one written by the run its name says (``<name>-<run id>.pt``)
+    and, given that run's ``record``, holds the architectures it declares; else why not (one line). A checkpoint of
+    another run (copied over this one) or of an older format counts as missing: its run is trained again."""
     try:
         state = load_state(path)
-        roles = state["roles"]
-        if not isinstance(roles, dict) or not all("state_dict" in r and "arch" in r for r in roles.values()):
-            return "not a checkpoint of trained models"
-        return None
     except Exception as exc:  # truncated, garbage, or refused by weights_only: all mean "retrain it"
         return one_line(exc)
+    problem = checkpoint_mismatch(state, path.stem.rpartition("-")[2], record)
+    return None if problem is None else f"it {problem}"
 
 
 def identity_problem(record: dict, spec: RunSpec) -> str | None:
@@ -54,7 +55,7 @@ def finished(spec: RunSpec, store: Store, methods: dict[str, MethodInfo]) -> tup
             path = store.cache_path(spec.method, spec.run_id)
             if not path.is_file():
                 return True, "is missing"
-            problem = checkpoint_loads(path)
+            problem = checkpoint_loads(path, record)
             if problem:
                 return True, f"does not load ({problem})"
     return True, None

@@ -35,6 +35,10 @@ MAX_REP = 10_000  # the command line allows 100 repetitions per configuration
 MAX_EPOCH = 2**31  # epochs or steps of a learning curve; -1 is the final evaluation
 MAX_THREADS = 4096
 INT64 = 2**63
+# The version of the record format this code writes and reads. Records written before the field existed (the
+# committed reference records among them) are version 0 and read as before; a newer version is another program's
+# format, and so is a field this code does not know: such a record is set aside, never half-read.
+SCHEMA_VERSION = 1
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -111,7 +115,8 @@ REQUIRED = {"run_id": str, "status": str, "method": str, "variant": str, "datase
 # Keys a record may lack or leave null, but not hold with another type.
 OPTIONAL = {"roles": dict, "timing": dict, "requires": dict, "source_hash": str, "error": str,
             "wall_time_s": NUMBER, "finished_at": str, "seed": int, "provenance": dict, "code": dict, "batch": dict,
-            "timed_out_in": str, "traceback": str, "device": str, "precision": str, "replaced": str}
+            "timed_out_in": str, "traceback": str, "device": str, "precision": str, "replaced": str,
+            "schema_version": int}
 ROLE_FIELDS = {"arch": TEXT, "view": TEXT, "classifier": BOOL, "pair_key": TEXT, "pairing": TEXT,
                "distilled": BOOL, "label_smoothing_key": TEXT}
 PROVENANCE_FIELDS = {"git_commit": TEXT, "git_dirty": BOOL, "python": TEXT, "torch": TEXT, "torchvision": TEXT,
@@ -148,6 +153,8 @@ def _range_problem(record: dict) -> str | None:
     threads = (record.get("provenance") or {}).get("threads")
     if threads is not None and not 0 < threads <= MAX_THREADS:
         return f"provenance threads is {threads}, not a thread count in [1, {MAX_THREADS}]"
+    if record.get("schema_version") is not None and record["schema_version"] < 0:
+        return f"'schema_version' is {record['schema_version']}, not a version number"
     return None
 
 
@@ -185,6 +192,13 @@ def record_problem(record: Any, run_id: str) -> str | None:
     """None if ``record`` is a run record of run ``run_id``, else what is wrong with it (one line)."""
     if not isinstance(record, dict):
         return f"a JSON {type(record).__name__}, not a run record"
+    version = record.get("schema_version", 0)
+    if _is(version, int) and version > SCHEMA_VERSION:
+        return f"schema version {version}, newer than the {SCHEMA_VERSION} this code reads"
+    unknown = sorted(str(key) for key in record if key not in REQUIRED and key not in OPTIONAL)
+    if unknown:
+        return f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))[:200]} " \
+               f"(schema version {version})"
     for key, kind in REQUIRED.items():
         if key not in record:
             return f"no {key!r}"

@@ -25,13 +25,20 @@ from pathlib import Path
 from benchmark.errors import BadInput, one_line
 from benchmark.store.io import (
     NotAFileToRead,
-    atomic_write_json,
+    atomic_write_bytes,
     create,
+    json_bytes,
     read_regular_file,
     remove_dead_temporaries,
     temp_path,
 )
-from benchmark.store.records import MAX_RECORD_BYTES, is_run_id, parse_record, record_problem
+from benchmark.store.records import (
+    MAX_RECORD_BYTES,
+    SCHEMA_VERSION,
+    is_run_id,
+    parse_record,
+    record_problem,
+)
 
 
 def _stderr(line: str) -> None:
@@ -60,6 +67,11 @@ def _run_id(text: str) -> str:
     if not is_run_id(text):
         raise ValueError(f"{str(text)[:40]!r} is not a run id (16 hexadecimal digits): no path is made from it")
     return text
+
+
+class UnstorableRecord(ValueError):
+    """A record no reader would accept (a number beyond 64 bits, say): never written, so its run counts as
+    failed where it ends instead of being stored and set aside at the next reading."""
 
 
 class Store:
@@ -133,8 +145,20 @@ class Store:
                                "link (or pass --out another folder)")
 
     def write_run(self, record: dict) -> None:
+        """Write ``record`` (stamped with the format's :data:`SCHEMA_VERSION`) as its run's file, after checking
+        that it reads back as a valid record of that run; else :class:`UnstorableRecord`, and nothing is written."""
         self._writable(f"given run {record['run_id']}")
-        atomic_write_json(self.run_path(record["run_id"]), record)
+        record["schema_version"] = SCHEMA_VERSION
+        data = json_bytes(record)
+        try:
+            problem = record_problem(parse_record(data), record["run_id"])
+        except ValueError as exc:
+            problem = one_line(exc)
+        if problem is None and len(data) > MAX_RECORD_BYTES:
+            problem = f"{len(data):,} bytes, above the {MAX_RECORD_BYTES:,} a run file may have"
+        if problem is not None:
+            raise UnstorableRecord(f"its record cannot be stored: {problem}")
+        atomic_write_bytes(self.run_path(record["run_id"]), data)
 
     def _writable(self, what: str) -> None:
         if self.read_only:

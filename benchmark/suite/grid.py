@@ -1,8 +1,9 @@
 """A suite command's grid: which methods, configurations, datasets and repetitions it plans.
 
 The datasets are loaded at the preset's budget before anything is planned (their shapes and sizes adapt the
-configurations). A dataset that is missing or corrupt when named is bad input; one whose module fails in any other
-way is left out with one line and its failure is reported at the end, while the other datasets run.
+configurations). A dataset that is missing or corrupt when named is bad input; one not named (every dataset found
+here) that turns out corrupt is skipped with one line, like a missing one. One whose module fails in any other way
+is left out with one line and its failure is reported at the end, while the other datasets run.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def select_datasets(request: SuiteRequest, warn: Callable[[str], None]) -> Datas
             chosen.loaded[name] = data.load_dataset(name, request.data_root, request.download,
                                                     **configuration.DATA_PRESETS[request.device][request.preset])
         except (DatasetUnavailable, BadInput) as exc:
+            if request.datasets is None:  # not asked for, found here but unreadable: skipped, like a missing one
+                warn(f"skipping dataset {name}: {exc}")
+                continue
             raise BadInput(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - a dataset module's own bug: that dataset fails, not the suite
             chosen.unreadable[name] = one_line(exc)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The suite's GPU measurements, prepared for a session that has a GPU (README, "On a GPU"). No GPU measurement of
+# The suite's GPU measurements, prepared for a machine with a GPU (README, "On a GPU"). No GPU measurement of
 # this project has been made yet: this script is what makes the first one.
 #
 # On a bare machine with PyTorch + CUDA and no network, from the repository's root, in under 8 minutes (each step
@@ -17,9 +17,9 @@
 #   5. profiles two steps with `python -m benchmark profile --device cuda` (share of the fp32 matmul peak, TF32 peak,
 #      top CUDA kernels, stacked-R column) (profile.json, profile.csv);
 #   6. writes summary.md: every target, measured, met or not.
-# Its numbers go under $OUT (the device tool's folder; default ./gpu-measurements): 8 files.
+# Its numbers go under $OUT (default ./gpu-measurements): 8 files.
 #
-# What must travel with the checkout (never committed; both folders are git-ignored through .git/info/exclude):
+# What must be beside the checkout (never committed; both folders are git-ignored through .git/info/exclude):
 #   .whl/   wheels of the two dependencies a PyTorch image lacks, mnist1d 0.0.2.post1 and mlxtend 0.25.0, both pure
 #           Python. (The image has torch, torchvision, numpy, pandas, pyarrow, scipy, scikit-learn, matplotlib,
 #           seaborn, tqdm, threadpoolctl, requests, joblib, pytest, pytest-benchmark and pytest-timeout; dask is not
@@ -32,8 +32,8 @@
 #           and says so):
 #             echo /.data/ >> .git/info/exclude
 #             mkdir -p .data/FashionMNIST/raw && cp /usr/share/datasets/fashion-mnist/*.gz .data/FashionMNIST/raw/
-# Then, with the device tool:   run(command="bash scripts/gpu/measure.sh", carry=[".whl", ".data"], timeout_s=600)
-# or on any GPU machine:        OUT=gpu-out bash scripts/gpu/measure.sh
+# Then, on the machine with the GPU, from the checkout (with .whl/ and .data/ copied beside it):
+#   OUT=DIR bash scripts/gpu/measure.sh
 
 set -u
 cd "$(dirname "$0")/../.."
