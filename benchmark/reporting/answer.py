@@ -16,7 +16,7 @@ from benchmark.reporting.sentences import amount, who
 from benchmark.reporting.tables import markdown_table
 
 TABLE_HEAD = ["model", "role", "n", "accuracy %", "scratch %", "Δ pp [95% CI]", "p (nominal)", "p (Holm)",
-              "verdict", "MDE pp"]
+              "verdict", text.MDE_HEAD + " pp"]
 
 
 def _listing(items: list[str]) -> str:
@@ -51,8 +51,10 @@ def _mde_clause(undecided: pd.DataFrame) -> str:
     span = f"{mdes.min():.1f}" if len(mdes) == 1 else f"{mdes.min():.1f}-{mdes.max():.1f}"
     missing = len(undecided) - len(mdes)
     more = f" ({missing} cannot state one: no spread, or fewer than two repetitions)" if missing else ""
+    m = int(undecided.holm_m.max()) if undecided.holm_m.notna().any() else 1
     return (f"could have detected differences of about {span} pp (median {np.median(mdes):.1f} pp) at "
-            f"{stats.POWER:.0%} power with n = {reps} repetitions{more}")
+            f"{stats.POWER:.0%} power with n = {reps} repetitions, at "
+            f"{text.mde_level({'holm_m': m})}{more}")
 
 
 def answer_sentences(block: pd.DataFrame, dataset: str) -> list[str]:

@@ -239,4 +239,24 @@ def correct(frame: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
     frame[prefix + "verdict_nominal"] = frame[prefix + "verdict"]
     frame[prefix + "verdict"] = [corrected_verdict(v, p) if isinstance(v, str) else v for v, p in
                                  zip(frame[prefix + "verdict_nominal"], frame[prefix + "p_holm"], strict=True)]
-    return frame
+    return corrected_mde(frame, prefix)
+
+
+def corrected_mde(frame: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
+    """``<prefix>mde`` restated at the level a verdict needs, Holm's first step α/m over the comparison's family
+    (``stats.holm_first_level``), and that level in ``<prefix>mde_alpha``; a comparison in no family keeps its MDE
+    at α."""
+    if prefix + "mde" not in frame or frame.empty:
+        return frame.assign(**{prefix + "mde_alpha": pd.Series(dtype=float)})
+    n_column = prefix + "n" if prefix else "pair_n"
+    sd = frame[prefix + "delta_std"].astype(float)
+    m = frame[prefix + "holm_m"].fillna(0).astype(int)
+    levels = [stats.holm_first_level(k) for k in m]
+    mdes = []
+    for old, s, n, level, k in zip(frame[prefix + "mde"], sd, frame.get(n_column, frame.get("n")), levels, m,
+                                   strict=True):
+        if k <= 1 or not (isinstance(old, float) and math.isfinite(old)):
+            mdes.append(old)
+        else:
+            mdes.append(stats.mde(float(s), int(n), stats.POWER, level))
+    return frame.assign(**{prefix + "mde": mdes, prefix + "mde_alpha": levels})
