@@ -259,7 +259,8 @@ def declarations() -> dict:
     loaded = [i for i in discover().values() if i.ok]
     return {"notebook_defects": {i.name: i.cls.notebook_defects for i in loaded},
             "declarations": {i.name: {"as_published": i.cls.as_published, "named_fields": tuple(i.cls.named_fields),
-                                      "budget_fields": budget.budget_fields(i)} for i in loaded}}
+                                      "budget_fields": budget.budget_fields(i),
+                                      "family": getattr(i.cls, "family", None)} for i in loaded}}
 
 
 def _request(args) -> SuiteRequest:

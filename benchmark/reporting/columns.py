@@ -7,6 +7,8 @@ are learning curves.
 
 from __future__ import annotations
 
+from benchmark.contract import CONTROL_METRICS
+
 METRIC_COLUMNS = ["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric", "value"]
 FINAL = -1
 SCRATCH = "scratch_student"  # the control every role with a pair_key is compared with
@@ -14,7 +16,7 @@ PRIMARY = "test_acc"  # the official metric: sentences, figures and ablations le
 # Final metrics summarised for every role that has them; any other final metric whose name ends in "_acc" is
 # added (e.g. a method's own accuracy), except validation/training ones.
 SUMMARY_METRICS = ("test_acc", "test_auc", "test_nll", "test_ece", "test_agreement", "probe_acc",
-                   "probe_acc_untrained")
+                   "probe_acc_untrained", *CONTROL_METRICS)
 LOWER_IS_BETTER = ("_nll", "_ece", "_loss")  # metric-name suffixes where a smaller value is better
 # "<m>_untrained" is the same measurement on the untrained network: Δ = <m> - <m>_untrained, paired by run.
 UNTRAINED = "_untrained"
@@ -67,4 +69,4 @@ def lower_is_better(metric: str) -> bool:
 
 
 def is_percent(metric: str) -> bool:
-    return metric.endswith(("_acc", "_agreement", "_gain"))
+    return metric.endswith(("_acc", "_agreement", "_gain", "accuracy", "accuracy_corrected"))
