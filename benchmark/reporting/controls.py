@@ -56,7 +56,7 @@ def _build(results) -> pd.DataFrame:
         row["ls_family"] = LS_FAMILY if row["ls_n"] else None
         out.append(row)
     frame = pd.DataFrame(out).reindex(columns=columns)
-    frame["ls_verdict"] = frame.ls_verdict.fillna(stats.UNCLEAR)
+    frame["ls_verdict"] = frame.ls_verdict.astype(object).fillna(stats.UNCLEAR)
     frame["ls_p_holm"], frame["ls_holm_m"] = stats.holm_within(
         frame.assign(_f=frame.ls_family.fillna("")), ["preset", "dataset", "_f"], "ls_p_value")
     frame["ls_verdict"] = [families.corrected_verdict(v, p) for v, p in
