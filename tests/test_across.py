@@ -19,9 +19,9 @@ from tests.test_tables import StoreBuilder
 def test_nemenyi_q_is_demsars_table_5a(k, published):
     assert across.nemenyi_q(k) == pytest.approx(published, abs=1e-3)
     n = 4
-    # the table's q is rounded to 3 decimals: the CD agrees to that rounding times the factor
+    # the table gives q to 3 decimals (its k = 7 entry, 2.949, rounds scipy's 2.94832 up): the CD agrees to that
     factor = math.sqrt(k * (k + 1) / (6 * n))
-    assert across.critical_difference(k, n) == pytest.approx(published * factor, abs=6e-4 * factor)
+    assert across.critical_difference(k, n) == pytest.approx(published * factor, abs=1e-3 * factor)
 
 
 def friedman_by_hand(ranks):
