@@ -76,6 +76,16 @@ LAMBDA = "lambda"  # a loss term's weight at each epoch (drawn as a schedule)
 MEAN_OUTPUT = "mean_output_"  # "mean_output_<unit>": an output unit's batch mean at each step (output evolution)
 
 TEACHER = "teacher"  # the shared teacher baseline (baselines/teacher), loaded by the distillation methods
+LABEL_SMOOTHING = "label_smoothing"  # the baseline each distilled role is also compared with (paired as scratch)
+SENSITIVITY = "sensitivity"  # ``MethodBase.family`` of a positive control: its comparisons are a family of their own
+# Final metrics of a positive control's roles (the distilled student and its scratch partner alike): overall test
+# accuracy, the omitted class's test accuracy, and both after raising the omitted class's logit bias by the amount
+# chosen on the validation split (Hinton et al. 2015, section 3). The omitted class is in the config's ``transfer``.
+ACCURACY = "accuracy"
+OMITTED_ACCURACY = "omitted_accuracy"
+ACCURACY_CORRECTED = "accuracy_corrected"
+OMITTED_ACCURACY_CORRECTED = "omitted_accuracy_corrected"
+CONTROL_METRICS = (ACCURACY, OMITTED_ACCURACY, ACCURACY_CORRECTED, OMITTED_ACCURACY_CORRECTED)
 
 
 # Field metadata: a Config field added after runs were stored, part of a run's identity only when it is not its
@@ -295,6 +305,9 @@ class MethodBase:
     # The fields whose default differs from the notebook's in a way that changes the method's number: the main
     # table names them in the default's row (e.g. "js_entanglement · views=halves"), beside the as-published row.
     named_fields: ClassVar[tuple[str, ...]] = ()
+    # The report family a method's comparisons belong to: None, a method whose effect the benchmark asks about;
+    # ``SENSITIVITY``, a positive control (an effect known to exist), reported first and corrected apart.
+    family: ClassVar[str | None] = None
 
     def adapt(self, cfg, data):
         """The configuration fitted to ``data`` (a dataset: ``input_shape``, ``num_classes``, ``size(split)``,

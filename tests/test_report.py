@@ -11,17 +11,36 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import optimize
 from scipy import stats as sps
 
 from benchmark import cli
 from benchmark.reporting.publish import publish
+from benchmark.reporting.report import REFERENCE_FILES
 from benchmark.reporting.text import fmt_p
 from benchmark.store import Store
 from tests.conftest import ROOT
-from tests.test_stats import root_found_mde
+from tests.test_stats import nct_power, root_found_mde
 from tests.test_tables import FAMILY_DECLARATIONS, FAMILY_DEFECTS, StoreBuilder, family_store, holm_by_hand
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def whole_report(report_path):
+    """REPORT.md followed by the reference files beside it that it links (the whole report, as one text)."""
+    parts = [report_path.read_text()]
+    # their links are relative to reference/: made relative to REPORT.md, like the rest
+    parts += [(report_path.parent / "reference" / name).read_text().replace("](../", "](")
+              for name in REFERENCE_FILES]
+    return "\n".join(parts)
+
+
+def mde_at(sd, n, m):
+    """The MDE at Holm's first step over m comparisons, α/m, root-found on scipy's noncentral-t power."""
+    high = sd
+    while nct_power(high, sd, n, 0.05 / m) < 0.8:
+        high *= 2
+    return optimize.brentq(lambda d: nct_power(d, sd, n, 0.05 / m) - 0.8, 0, high, xtol=1e-12 * sd)
 
 
 def write_report(out, notebook_defects=None):
@@ -124,7 +143,7 @@ def known(tmp_path_factory):
     b.add("skipping_method", 0, roles={}, metrics=[], status="skipped", error="does not apply to digits")
     report, figures = write_report(out, DEFECTS)
     summary = pd.read_csv(out / "tables" / "summary.csv")
-    return {"out": out, "v": v, "report": report.read_text(), "figures": figures, "summary": summary,
+    return {"out": out, "v": v, "report": whole_report(report), "figures": figures, "summary": summary,
             "md": (out / "tables" / "summary.md").read_text()}
 
 
@@ -272,7 +291,9 @@ def answer_paragraph(text, dataset):
 
 def test_the_report_opens_with_the_answer_and_what_the_rest_could_have_detected(known):
     v, s, md, text = known["v"], known["summary"], known["md"], known["report"]
-    assert text.split("\n## ")[1].startswith("The answer\n")  # the first section after the header
+    # the answer across datasets first, then Sensitivity, then the answer per dataset
+    assert [part.split("\n")[0] for part in text.split("\n## ")[1:4]] == [
+        "Across datasets", "Sensitivity: can the harness see a known effect?", "The answer"]
     diffs = (v["good"] - v["scratch"]) * 100
     half = sps.t.ppf(0.975, 6) * diffs.std(ddof=1) / math.sqrt(7)
     good = row(s, "good_method")
@@ -286,7 +307,8 @@ def test_the_report_opens_with_the_answer_and_what_the_rest_could_have_detected(
     noisy = (v["noisy"] - v["scratch2"]) * 100
     lo, hi = sps.t.interval(0.95, 2, loc=noisy.mean(), scale=noisy.std(ddof=1) / math.sqrt(3))
     assert lo < 0 < hi
-    mde = mde_by_hand(noisy.std(ddof=1), 3)
+    mde = mde_at(noisy.std(ddof=1), 3, 5)  # at α/5: Holm's first step over the primary family of 5
+    assert row(s, "noisy_method").holm_m == 5 and row(s, "noisy_method").mde_alpha == pytest.approx(0.01)
     assert row(s, "noisy_method").mde * 100 == pytest.approx(mde, rel=1e-6)
     cells = md_row(md, "noisy_method")
     assert cells[9] == "unclear at this n" and cells[10] == f"{mde:.2f}"
@@ -348,7 +370,7 @@ def test_ablation_table_against_the_default_variant(known):
         (diffs.mean() - half, diffs.mean() + half))
     assert t8.vs_default_p_value == pytest.approx(sps.ttest_rel(v["good_t8"], v["good"]).pvalue)
     assert t8.vs_default_verdict == "higher"
-    assert t8.vs_default_mde == pytest.approx(mde_by_hand(diffs.std(ddof=1), 7), rel=1e-6)
+    assert t8.vs_default_mde == pytest.approx(mde_at(diffs.std(ddof=1), 7, t8.vs_default_holm_m), rel=1e-6)
     grid = good[good.n_factors == 2].iloc[0]
     assert grid.changed == "loss=as_published, temperature=8.0" and pd.isna(grid.default_level)
     assert grid.vs_default_delta_mean == pytest.approx((v["good_grid"] - v["good"]).mean())
@@ -383,9 +405,9 @@ def test_notebook_defects_not_run_or_not_given(tmp_path):
     small_store(tmp_path)
     report, _ = write_report(tmp_path, {"kd": {"t_squared": (False, "no T²")}})
     assert ("No notebook-defect runs in the store: `python -m benchmark defects` runs each notebook defect alone"
-            in report.read_text())
+            in whole_report(report))
     report, _ = write_report(tmp_path)
-    assert "notebook defects were not given to this report" in report.read_text()
+    assert "notebook defects were not given to this report" in whole_report(report)
 
 
 def test_failed_runs_are_named_in_summary_md(known):
@@ -475,7 +497,7 @@ def test_each_command_publishes_only_its_part(tmp_path):
     assert {p.parent.name for p in figures.written} == {"figures"} and not (tmp_path / "REPORT.md").exists()
     report = publish(Store(tmp_path), ("report",))  # the report brings the tables and figures it links
     assert report.report == tmp_path / "REPORT.md" and report.written[-1] == report.report
-    assert len(report.written) == 6 + len(report.figures.files) + 1
+    assert len(report.written) == 6 + len(report.figures.files) + len(REFERENCE_FILES) + 1
 
 
 def test_a_full_disk_leaves_every_table_as_it_was(tmp_path, capsys, monkeypatch):
@@ -549,7 +571,7 @@ def test_all_then_report_end_to_end_with_a_new_method_folder(tmp_path, monkeypat
     assert answer_row((out / "REPORT.md").read_text(), "fresh_method")  # and writes the report of the same runs
     assert cli.main(["ablate", "fresh_method", "--param", "label_smoothing=0.0,0.1", *common]) == 0
     assert cli.main(["report", "--out", str(out)]) == 0
-    text = (out / "REPORT.md").read_text()
+    text = whole_report(out / "REPORT.md")
     assert answer_row(text, "fresh_method") and "fresh_method with label_smoothing=0.0 (student)" in text
     assert "scratch · fresh_method student" in (out / "tables" / "summary.md").read_text()
     assert "fresh_method" in (out / "tables" / "summary.md").read_text()
@@ -582,7 +604,7 @@ def declared(tmp_path_factory):
     out = tmp_path_factory.mktemp("declared")
     results = family_store(out)
     published = publish(Store(out), notebook_defects=FAMILY_DEFECTS, declarations=FAMILY_DECLARATIONS)
-    return {"results": results, "report": published.report.read_text(),
+    return {"results": results, "report": whole_report(published.report),
             "md": (out / "tables" / "summary.md").read_text(), "summary": pd.read_csv(out / "tables" / "summary.csv")}
 
 
@@ -599,7 +621,7 @@ def test_the_answer_says_when_nothing_clearly_beats_its_scratch_student(declared
     assert answer_paragraph(text, "mnist1d").startswith("**On mnist1d, kd (student) (")
     assert "beats its scratch student after Holm's correction over the 3 distillation comparisons" in text
     anchor = answer_row(text, "mutual · views=halves", "A")
-    assert anchor[5] == "anchor: no distillation signal" and anchor[6:] == ["–"] * 4
+    assert anchor[5] == "anchor: no distillation signal" and anchor[6:] == ["–"] * 6
     for where in (declared["md"], text):
         assert assert_verdicts_follow_holm(where) >= 2  # the mnist1d kd row, the views defect's rows
 

@@ -357,3 +357,40 @@ def test_holm_on_known_p_values():
     assert math.isnan(with_nan[1])
     assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
     assert len(stats.holm([])) == 0 and math.isnan(stats.holm([math.nan])[0])
+
+
+# ---- MDE at Holm's first-step level ------------------------------------------------------------------------
+
+def nct_power(delta, sd, n, alpha):
+    """Two-sided paired t-test power from scipy's nct: P(T > c) + P(T < -c), the lower tail written as the upper
+    tail of nct(df, -nc) (scipy's nct.cdf is NaN that far out)."""
+    df, nc = n - 1, delta * math.sqrt(n) / sd
+    critical = sps.t.ppf(1 - alpha / 2, df)
+    return sps.nct.sf(critical, df, nc) + sps.nct.sf(critical, df, -nc)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 20])
+@pytest.mark.parametrize("m", [1, 8])
+def test_mde_at_holms_first_step_is_the_nct_effect_at_80_percent_power(n, m):
+    sd, alpha = 0.01, 0.05 / m
+    found = stats.mde(sd, n, 0.8, stats.holm_first_level(m))
+    assert stats.holm_first_level(m) == pytest.approx(alpha)
+    assert nct_power(found, sd, n, alpha) == pytest.approx(0.8, abs=1e-7)
+    # and it is the smallest such effect: a hair less falls short
+    assert nct_power(found * (1 - 1e-4), sd, n, alpha) < 0.8
+    if m > 1:
+        assert found > stats.mde(sd, n, 0.8, 0.05)  # a stricter level needs a larger effect
+
+
+@pytest.mark.parametrize("sd, target, m", [(0.01, 0.01, 8), (0.02, 0.01, 8), (0.005, 0.01, 1), (0.03, 0.005, 4)])
+def test_reps_for_mde_is_the_smallest_n_whose_mde_reaches_the_target(sd, target, m):
+    alpha = 0.05 / m
+    n = stats.reps_for_mde(sd, target, alpha)
+    assert nct_power(target, sd, n, alpha) >= 0.8
+    assert n == 2 or nct_power(target, sd, n - 1, alpha) < 0.8
+
+
+def test_reps_for_mde_without_spread_is_none_and_a_bad_target_is_an_error():
+    assert stats.reps_for_mde(0.0, 0.01) is None and stats.reps_for_mde(math.nan, 0.01) is None
+    with pytest.raises(ValueError):
+        stats.reps_for_mde(0.01, 0.0)

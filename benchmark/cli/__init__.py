@@ -258,6 +258,7 @@ def cmd_publish(args) -> int:
         print(f"benchmark: warning: {line}", file=sys.stderr)
     if published.report is not None:
         print(f"report written to {published.report} ({len(published.figures.files)} figures)")
+        _fill_readmes(store)
     elif published.figures is not None:
         figures = published.figures
         print(f"{len(figures.files)} figures written to {store.figures_dir} ({figures.seconds:.1f} s)")
@@ -266,13 +267,29 @@ def cmd_publish(args) -> int:
     return 0
 
 
+def _fill_readmes(store: Store) -> None:
+    """The READMEs' generated result blocks, rewritten when the store reported on is the repository's results/."""
+    root = Path(__file__).resolve().parents[2]
+    if store.root.resolve() != (root / "results").resolve():
+        return
+    from benchmark.reporting import readme_blocks
+    from benchmark.reporting.families import Declarations
+    from benchmark.reporting.frames import load_results
+
+    d = declarations()
+    results = load_results(store, Declarations.of(d["declarations"], d["notebook_defects"]))
+    for path in readme_blocks.fill_readmes(root, results):
+        print(f"results block(s) regenerated in {path.relative_to(root)}")
+
+
 def declarations() -> dict:
     """What the methods declare that the tables and report name: their notebook defects, their as-published
     overrides and the fields whose default differs from the notebook's and changes the number."""
     loaded = [i for i in discover().values() if i.ok]
     return {"notebook_defects": {i.name: i.cls.notebook_defects for i in loaded},
             "declarations": {i.name: {"as_published": i.cls.as_published, "named_fields": tuple(i.cls.named_fields),
-                                      "budget_fields": budget.budget_fields(i)} for i in loaded}}
+                                      "budget_fields": budget.budget_fields(i),
+                                      "family": getattr(i.cls, "family", None)} for i in loaded}}
 
 
 def _request(args) -> SuiteRequest:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark.reporting import families, stats, text
+from benchmark.reporting import controls, families, stats, text
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH
 from benchmark.reporting.frames import Results, order_rows, scratch_partners
 from benchmark.reporting.notes import Footnotes
@@ -16,7 +16,8 @@ from benchmark.reporting.sentences import amount, who
 from benchmark.reporting.tables import markdown_table
 
 TABLE_HEAD = ["model", "role", "n", "accuracy %", "scratch %", "Δ pp [95% CI]", "p (nominal)", "p (Holm)",
-              "verdict", "MDE pp"]
+              "verdict", text.MDE_HEAD + " pp", "Δ vs label smoothing pp [95% CI]", "teacher advantage pp [95% CI]"]
+TARGET_MDE = 0.01  # the detectable difference the answer plans repetitions for: 1 pp
 
 
 def _listing(items: list[str]) -> str:
@@ -51,12 +52,68 @@ def _mde_clause(undecided: pd.DataFrame) -> str:
     span = f"{mdes.min():.1f}" if len(mdes) == 1 else f"{mdes.min():.1f}-{mdes.max():.1f}"
     missing = len(undecided) - len(mdes)
     more = f" ({missing} cannot state one: no spread, or fewer than two repetitions)" if missing else ""
+    m = int(undecided.holm_m.max()) if undecided.holm_m.notna().any() else 1
     return (f"could have detected differences of about {span} pp (median {np.median(mdes):.1f} pp) at "
-            f"{stats.POWER:.0%} power with n = {reps} repetitions{more}")
+            f"{stats.POWER:.0%} power with n = {reps} repetitions, at "
+            f"{text.mde_level({'holm_m': m})}{more}")
 
 
-def answer_sentences(block: pd.DataFrame, dataset: str) -> list[str]:
-    """The answer on one dataset and preset, in a few sentences (``block``: its summary rows)."""
+def control_cell(row: dict | None, prefix: str) -> str:
+    """Δ [95% CI] in pp of a ``controls`` comparison, "–" where it was not made (no such runs)."""
+    if not row or not row.get(prefix + "n"):
+        return "–"
+    c = {k: row.get(prefix + k) for k in ("delta_mean", "delta_ci_low", "delta_ci_high", "delta_std")}
+    c.update(n=int(row[prefix + "n"]), delta_vs="", pairing="")
+    return text.fmt_delta(None, PRIMARY, c)
+
+
+def combined_verdict(words: str, row: dict | None) -> str:
+    """The vs-scratch verdict, with label smoothing's where it was compared: "beats scratch, not label
+    smoothing"."""
+    if not row or not row.get("ls_n") or not words.startswith("beats"):
+        return words
+    if row.get("ls_verdict") == stats.HIGHER:
+        return f"{words} and label smoothing"
+    return f"{words}, not label smoothing"
+
+
+def no_teacher_advantage(block: pd.DataFrame, found: dict[tuple, dict]) -> str:
+    """The sentence naming the primary rows whose teacher has no significant advantage over their scratch
+    student ("" where every paired teacher has one)."""
+    rows = order_rows(block[block.family.eq(families.PRIMARY_FAMILY) & block.metric.eq(PRIMARY)
+                            & block.selection.eq(FINAL_SEL)])
+    weak = []
+    for r in rows.itertuples():
+        row = found.get((r.preset, r.dataset, r.method, r.variant, r.role))
+        if controls.teacher_significant(row) is False:
+            weak.append(f"{who(r)} (teacher {control_cell(row, 'teacher_')} pp)")
+    if not weak:
+        return ""
+    return (f"The teacher has no significant advantage over the scratch student (95% interval includes 0) for "
+            f"{_listing(weak)}: {'this row' if len(weak) == 1 else 'these rows'} cannot show transfer, whatever "
+            "the verdict.")
+
+
+def reps_sentence(block: pd.DataFrame, dataset: str) -> str:
+    """Repetitions the primary family needs for a 1 pp MDE at Holm's first-step level, from the median observed
+    SD of its paired differences."""
+    primary = block[block.family.eq(families.PRIMARY_FAMILY) & block.metric.eq(PRIMARY)
+                    & block.selection.eq(FINAL_SEL) & block.p_value.notna()]
+    sds = primary.delta_std.astype(float)
+    sds = sds[sds > 0]
+    if primary.empty or sds.empty:
+        return ""
+    m = int(primary.holm_m.max())
+    sd = float(sds.median())
+    n = stats.reps_for_mde(sd, TARGET_MDE, stats.holm_first_level(m))
+    need = f"about {n} repetitions" if n else "more than 10,000 repetitions"
+    return (f"A 1 pp MDE in the primary family on {dataset} needs {need} (median observed SD of its paired "
+            f"differences {sd * 100:.2f} pp, {text.mde_level({'holm_m': m})}, {stats.POWER:.0%} power).")
+
+
+def answer_sentences(block: pd.DataFrame, dataset: str, found: dict[tuple, dict] | None = None) -> list[str]:
+    """The answer on one dataset and preset, in a few sentences (``block``: its summary rows; ``found``:
+    ``controls.lookup``, for the teacher's advantage)."""
     final = block[(block.selection == FINAL_SEL) & (block.metric == PRIMARY)]
     primary = final[final.family.eq(families.PRIMARY_FAMILY)]
     tested = order_rows(primary[primary.p_value.notna()])
@@ -92,6 +149,7 @@ def answer_sentences(block: pd.DataFrame, dataset: str) -> list[str]:
     for r in order_rows(anchors).itertuples():
         lines.append(f"{who(r)} receives no distillation signal: it is shown as the method's anchor "
                      f"({r.mean * 100:.1f}%), not compared.")
+    lines += [s for s in (no_teacher_advantage(block, found or {}), reps_sentence(block, dataset)) if s]
     lines += _other_families(block, dataset)
     return lines
 
@@ -131,6 +189,7 @@ def answer_table(block: pd.DataFrame, results: Results, notes: Footnotes) -> lis
     # A store may hold CPU and CUDA runs of one configuration: a row is shown beside the scratch student of its own
     # device kind (they are never paired across kinds), so the lookup is keyed by both.
     scratch = final[final.method == SCRATCH].set_index(["device", "variant"])["mean"].to_dict()
+    found = controls.lookup(results)
     lines = []
     for r in order_rows(rows).itertuples():
         key = (r.preset, r.dataset, r.method, r.variant, r.role)
@@ -138,10 +197,12 @@ def answer_table(block: pd.DataFrame, results: Results, notes: Footnotes) -> lis
         cells = [f"{r.label}{notes.mark(key)}", r.role, str(r.n), f"{r.mean * 100:.2f}",
                  "–" if alone is None else f"{alone * 100:.2f}"]
         if text.is_anchor(r):
-            cells += [text.ANCHOR, "–", "–", "–", "–"]
+            cells += [text.ANCHOR, "–", "–", "–", "–", "–", "–"]
         else:
             c = text.comparison(r)
+            row = found.get(key)
             cells += [text.fmt_delta(r, PRIMARY, c), text.fmt_p(c["p_value"]), text.fmt_holm(c),
-                      text.verdict_words(c, "scratch", PRIMARY), text.mde_short(c, PRIMARY)]
+                      combined_verdict(text.verdict_words(c, "scratch", PRIMARY), row), text.mde_short(c, PRIMARY),
+                      control_cell(row, "ls_"), control_cell(row, "teacher_")]
         lines.append(cells)
     return markdown_table(TABLE_HEAD, lines, len(TABLE_HEAD) - 2) + [""] + notes.lines()

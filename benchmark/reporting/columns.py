@@ -7,6 +7,8 @@ are learning curves.
 
 from __future__ import annotations
 
+from benchmark.contract import CONTROL_METRICS
+
 METRIC_COLUMNS = ["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric", "value"]
 FINAL = -1
 SCRATCH = "scratch_student"  # the control every role with a pair_key is compared with
@@ -14,7 +16,7 @@ PRIMARY = "test_acc"  # the official metric: sentences, figures and ablations le
 # Final metrics summarised for every role that has them; any other final metric whose name ends in "_acc" is
 # added (e.g. a method's own accuracy), except validation/training ones.
 SUMMARY_METRICS = ("test_acc", "test_auc", "test_nll", "test_ece", "test_agreement", "probe_acc",
-                   "probe_acc_untrained")
+                   "probe_acc_untrained", *CONTROL_METRICS)
 LOWER_IS_BETTER = ("_nll", "_ece", "_loss")  # metric-name suffixes where a smaller value is better
 # "<m>_untrained" is the same measurement on the untrained network: Δ = <m> - <m>_untrained, paired by run.
 UNTRAINED = "_untrained"
@@ -29,12 +31,13 @@ PAIRED_KEYS = ("delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "half
 # config_kind: default, as published, required, defect, ablation or baseline (``families``); main: a row of the main
 # table; anchor: a role with no distillation signal (shown, never compared); identical_in: the variants whose runs of
 # this role repeat this row's exactly (shown once, here); family and holm_m: the Holm family and its size m;
-# verdict: the family-corrected one, verdict_nominal: before correction.
+# verdict: the family-corrected one, verdict_nominal: before correction; mde: the minimum detectable |Δ| at
+# mde_alpha, Holm's first-step level α/m over the family (α for a comparison in no family).
 SUMMARY_COLUMNS = GROUP + ["config_kind", "label", "main", "anchor", "identical_in", "n", "mean", "std", "ci_low",
                            "ci_high", "delta_vs", "pairing", "pair_n", "delta_mean", "delta_std", "delta_ci_low",
                            "delta_ci_high", "delta_halfwidth", "p_ttest", "p_signflip", "p_wilcoxon", "p_value",
                            "p_value_test", "family", "holm_m", "p_holm", "significant", "verdict",
-                           "verdict_nominal", "mde", "mde_note", "note", "wall_time_s"]
+                           "verdict_nominal", "mde", "mde_alpha", "mde_note", "note", "wall_time_s"]
 # A role's pairing with its scratch student, as its record says: INIT, the same initial weights and batch order;
 # ORDER, the same batch order and data only. The tables mark ORDER rows with ORDER_ONLY.
 INIT, ORDER = "init", "order"
@@ -43,7 +46,7 @@ ORDER_ONLY = "order-paired only"
 VS_SCRATCH = ["config_kind", "label", "anchor", "identical_in", "n", "mean", "ci_low", "ci_high", "delta_vs",
               "pairing", "pair_n", "delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "delta_halfwidth",
               "p_value", "p_value_test", "family", "holm_m", "p_holm", "verdict", "verdict_nominal", "mde",
-              "mde_note", "note"]
+              "mde_alpha", "mde_note", "note"]
 VS_DEFAULT = "vs_default_"  # prefix of the comparison with the method's default variant
 # Holm families of the Δ-vs-default comparisons: per dataset and preset, the family ``families.family_name`` names
 # (one per method, kind of variant and metric)
@@ -66,4 +69,4 @@ def lower_is_better(metric: str) -> bool:
 
 
 def is_percent(metric: str) -> bool:
-    return metric.endswith(("_acc", "_agreement", "_gain"))
+    return metric.endswith(("_acc", "_agreement", "_gain", "accuracy", "accuracy_corrected"))

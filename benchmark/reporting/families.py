@@ -11,6 +11,8 @@ Holm's correction runs within a family (:func:`family_name`), per dataset and pr
   that receives a distillation signal, across methods;
 - the default configurations' other metrics, their validation-selected accuracy and their comparisons with an
   untrained control: one family each (e.g. ``default · test_nll``);
+- positive controls (methods whose ``family`` is ``sensitivity``): every control's comparisons with its
+  scratch student together, per metric (``sensitivity · omitted_accuracy``), reported first;
 - every other kind, per method (e.g. ``as published · js_entanglement``, ``defects · hinton_kd``), and per metric
   likewise; comparisons with the method's default variant (ablation rows) form families of their own
   (``ablations vs default · ska · probe_acc``).
@@ -31,13 +33,15 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.contract import SENSITIVITY as SENSITIVITY_FAMILY
 from benchmark.reporting import stats
 from benchmark.reporting.columns import FINAL, FINAL_SEL, PRIMARY, SCRATCH, UNIT, VAL_SEL
 from benchmark.reporting.text import config_label, param_text, same_level
 
 DEFAULT, AS_PUBLISHED, REQUIRED, DEFECT, ABLATION, BASELINE = (
     "default", "as published", "required", "defect", "ablation", "baseline")
-KIND_ORDER = (DEFAULT, AS_PUBLISHED, REQUIRED, DEFECT, ABLATION, BASELINE)  # which copy of identical runs is kept
+SENSITIVITY = SENSITIVITY_FAMILY  # every configuration of a positive control (``MethodBase.family``)
+KIND_ORDER = (DEFAULT, AS_PUBLISHED, REQUIRED, DEFECT, ABLATION, BASELINE, SENSITIVITY)  # which identical copy is kept
 FAMILY_WORDS = {AS_PUBLISHED: "as published", REQUIRED: "required", DEFECT: "defects", ABLATION: "ablations",
                 BASELINE: "baselines"}
 PRIMARY_FAMILY = "primary"
@@ -62,6 +66,8 @@ class Declarations:
     # {method: its training-budget fields (benchmark.engine.budget)}: runs that are another run's configuration at
     # audit.FACTOR times those fields are the budget audit's, kept out of every other table
     budget_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # {method: its ``MethodBase.family``} where one is set: positive controls ("sensitivity")
+    family: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, declarations: MethodDeclarations | None = None,
@@ -72,6 +78,7 @@ class Declarations:
         return cls(as_published={m: dict(d.get("as_published") or {}) for m, d in declarations.items()},
                    named_fields={m: tuple(d.get("named_fields") or ()) for m, d in declarations.items()},
                    budget_fields={m: tuple(d.get("budget_fields") or ()) for m, d in declarations.items()},
+                   family={m: d["family"] for m, d in declarations.items() if d.get("family")},
                    notebook_defects=None if notebook_defects is None else {
                        m: dict(d or {}) for m, d in notebook_defects.items()})
 
@@ -109,6 +116,9 @@ def config_kinds(current: pd.DataFrame, declared: Declarations) -> dict[tuple, s
         key = (preset, dataset, method)
         if runs.kind.eq("baseline").all():
             kinds.update({(*key, v): BASELINE for v in runs.variant.unique()})
+            continue
+        if declared.family.get(method) == SENSITIVITY:
+            kinds.update({(*key, v): SENSITIVITY for v in runs.variant.unique()})
             continue
         settings = runs.drop_duplicates("variant").set_index("variant").config.to_dict()
         required = {variant_of_run.get(rid) for needs in runs.requires for rid in needs}
@@ -153,7 +163,7 @@ def main_configs(current: pd.DataFrame, roles: pd.DataFrame, kinds: Mapping[tupl
     key_of_run = {r.run_id: (r.preset, r.dataset, r.method, r.variant) for r in current.itertuples()}
     with_default = {k[:3] for k, kind in kinds.items() if kind == DEFAULT}
     main = {k for k, kind in kinds.items()
-            if kind in (DEFAULT, AS_PUBLISHED) or (kind != BASELINE and k[:3] not in with_default)}
+            if kind in (DEFAULT, AS_PUBLISHED) or (kind not in (BASELINE, SENSITIVITY) and k[:3] not in with_default)}
     needed = dict(zip(current.run_id, current.requires, strict=True))
     for _ in range(2):  # a teacher of a teacher
         main |= {key_of_run[rid] for run, key in key_of_run.items() if key in main
@@ -215,6 +225,8 @@ def family_name(kind: str, method: str, metric: str, selection: str, against: st
     if against == "default":
         return f"{FAMILY_WORDS.get(kind, kind)} vs default · {method}{part}"
     control = " vs untrained" if against == "untrained" else ""
+    if kind == SENSITIVITY:  # every positive control together, per dataset and metric
+        return f"{SENSITIVITY}{part}{control}"
     if kind == DEFAULT:
         return PRIMARY_FAMILY if not part and not control else f"default{part}{control}"
     return f"{FAMILY_WORDS.get(kind, kind)} · {method}{part}{control}"
@@ -239,4 +251,24 @@ def correct(frame: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
     frame[prefix + "verdict_nominal"] = frame[prefix + "verdict"]
     frame[prefix + "verdict"] = [corrected_verdict(v, p) if isinstance(v, str) else v for v, p in
                                  zip(frame[prefix + "verdict_nominal"], frame[prefix + "p_holm"], strict=True)]
-    return frame
+    return corrected_mde(frame, prefix)
+
+
+def corrected_mde(frame: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
+    """``<prefix>mde`` restated at the level a verdict needs, Holm's first step α/m over the comparison's family
+    (``stats.holm_first_level``), and that level in ``<prefix>mde_alpha``; a comparison in no family keeps its MDE
+    at α."""
+    if prefix + "mde" not in frame or frame.empty:
+        return frame.assign(**{prefix + "mde_alpha": pd.Series(dtype=float)})
+    n_column = prefix + "n" if prefix else "pair_n"
+    sd = frame[prefix + "delta_std"].astype(float)
+    m = frame[prefix + "holm_m"].fillna(0).astype(int)
+    levels = [stats.holm_first_level(k) for k in m]
+    mdes = []
+    for old, s, n, level, k in zip(frame[prefix + "mde"], sd, frame.get(n_column, frame.get("n")), levels, m,
+                                   strict=True):
+        if k <= 1 or not (isinstance(old, float) and math.isfinite(old)):
+            mdes.append(old)
+        else:
+            mdes.append(stats.mde(float(s), int(n), stats.POWER, level))
+    return frame.assign(**{prefix + "mde": mdes, prefix + "mde_alpha": levels})

@@ -14,6 +14,7 @@ skipped. Means over repetitions carry 95% Student-t intervals (as in the tables)
 | ``heatmap_<method>_<dataset>_<preset>.png`` | per-step metrics (entropy, cos θ) per layer role |
 | ``outputs_<method>_<dataset>_<preset>.png`` | per-step mean outputs (``mean_output_<unit>`` rows) |
 | ``schedule_<dataset>_<preset>.png`` | per-epoch weight schedules (``lambda`` rows) |
+| ``cd_diagram_<preset>.png`` | average ranks across datasets with Nemenyi's critical difference |
 
 Figures are drawn into memory (:func:`draw_figures`); ``benchmark.reporting.publish`` writes them. Only the
 default variant of each method (every variant of a baseline, and every variant of a method stored
@@ -28,6 +29,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from benchmark.reporting.figures_across import cd_figures
 from benchmark.reporting.figures_dataset import (
     accuracy_figures,
     cost_figures,
@@ -41,7 +43,7 @@ from benchmark.reporting.plot import FigureFile
 from benchmark.store import Store
 
 DRAWERS = (accuracy_figures, forest_figures, cost_figures, step_time_figures, curve_figures, ablation_figures,
-           heatmap_figures, output_figures, schedule_figures)
+           heatmap_figures, output_figures, schedule_figures, cd_figures)
 
 
 @dataclass

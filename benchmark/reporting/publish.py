@@ -74,6 +74,8 @@ def publish(store: Store, parts: Iterable[str] = PARTS, notebook_defects: Notebo
         for figure in out.figures.files if out.figures else ():
             staged.add(figure.path, figure.png)
         if "report" in asked:
+            for path, text in report.reference_files(results, out.figures, store).items():
+                staged.add(path, text.encode())
             out.report = staged.add(store.report_path,
                                     report.render(results, out.figures, store).encode())
         out.written = staged.commit()

@@ -1,7 +1,10 @@
-"""``<out>/REPORT.md`` from the store alone: the answer on each dataset first (which methods beat their scratch
-students after correction, by how much, what could not be decided and why, with a compact table and the notes
-of rows that look broken), then the figures, the ablations, what each notebook defect did, the summary tables,
-the runs that did not finish, how to read it all, and in an appendix the validation-selected accuracy.
+"""``<out>/REPORT.md`` from the store alone, short enough to read in two minutes: the answer across datasets
+(methods × datasets, average ranks, Friedman, the critical-difference diagram), Sensitivity (the positive
+controls), then the answer on each dataset (which methods beat their scratch students after correction, by how
+much, against label smoothing, with the teacher's advantage, what could not be decided and why), the budget audit
+and the runs that did not finish. What is for reference (ablations and per-method figures, what each notebook
+defect did, the summary tables, how to read them, the validation-selected appendix) goes to files under
+``<out>/reference/`` (:func:`reference_files`), linked from it.
 :func:`render` writes it from the same ``Results`` and figures as the tables (``benchmark.reporting.publish``
 writes all three as one set), so every link points to a file drawn from the same runs. Nothing is trained, and
 nothing here imports the engine: what the methods declare (notebook defects, as-published overrides, named
@@ -17,7 +20,7 @@ from collections import Counter
 
 import pandas as pd
 
-from benchmark.reporting import answer, audit, columns, families, frames, stats, tables
+from benchmark.reporting import answer, audit, columns, controls, families, frames, report_front, stats, tables
 from benchmark.reporting.failures import current_failures
 from benchmark.reporting.figures import FigureSet, by_kind, image
 from benchmark.reporting.notes import Footnotes, row_notes
@@ -70,12 +73,13 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
         return lines + ["No successful runs: nothing to compare.", ""]
     for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
         lines += [f"### {dataset} (preset {preset})", ""]
-        lines += [" ".join(answer.answer_sentences(block, dataset)), ""]
+        lines += [" ".join(answer.answer_sentences(block, dataset, controls.lookup(results))), ""]
         lines += answer.answer_table(block, results, Footnotes(notes))
         a = results.ablations
         if not a.empty and ((a.dataset == dataset) & (a.preset == preset)).any():
-            lines += ["Other variants are compared with their method's default under Ablations; every row, with "
-                      "its family, is in the summary tables below.", ""]
+            lines += [f"Other variants are compared with their method's default in [the ablations]({REFERENCE}/"
+                      f"ablations.md); every row, with its family, is in [the summary tables]({REFERENCE}/summary.md).",
+                      ""]
         for kind in DATASET_FIGURES:
             lines += [image(f, store) for f in by_kind(figures, kind, dataset=dataset, preset=preset)]
         lines.append("")
@@ -150,28 +154,66 @@ def how_to_read() -> list[str]:
             "to train first; step times exclude evaluation and warm-up.", ""]
 
 
-def render(results: frames.Results, figures: FigureSet, store: Store) -> str:
-    """``REPORT.md``'s text (what the methods declare comes with ``results``: ``load_results(store, declared)``)."""
-    notes = row_notes(results)
-    lines = header(results)
-    lines += answer_sections(results, figures, store, notes)
-    lines += method_sections(figures, store)
-    lines += ablation_sections(results, figures, store)
-    lines += defect_sections(results)
-    lines += budget_audit(results)
-    lines += ["## Summary tables", "", f"Also in `{store.relative(store.tables_dir / tables.SUMMARY_MD)}` and, "
-              f"tidy, `{store.relative(store.tables_dir / 'summary.csv')}`.", ""]
-    lines += ["#" + line if line.startswith("#") else line
-              for line in tables.summary_sections(results.summary, notes)]
-    lines += problems(results)
-    lines += [results.stale_section] if results.stale_section else []
+REFERENCE = "reference"  # the folder beside REPORT.md with what is for reference, linked from it
+REFERENCE_FILES = {"ablations.md": "Ablations and per-method diagnostics",
+                   "defects.md": "What each notebook defect did",
+                   "summary.md": "Summary tables (every configuration, every metric)",
+                   "how_to_read.md": "How to read the tables",
+                   "appendix.md": "Appendix: validation-selected test accuracy"}
+
+
+def reference_dir(store: Store):
+    return store.report_path.parent / REFERENCE
+
+
+def _relinked(lines: list[str]) -> list[str]:
+    """Lines written for REPORT.md, re-pointed for a file one folder down (figure and table links)."""
+    return [line.replace("](figures/", "](../figures/").replace("](tables/", "](../tables/") for line in lines]
+
+
+def reference_files(results: frames.Results, figures: FigureSet, store: Store,
+                    notes: dict | None = None) -> dict:
+    """{path: text} of the reference files beside REPORT.md (``REFERENCE_FILES``), each a section of the
+    whole report that a reader looks up rather than reads."""
+    notes = row_notes(results) if notes is None else notes
+    parts = {
+        "ablations.md": method_sections(figures, store) + ablation_sections(results, figures, store),
+        "defects.md": defect_sections(results),
+        "summary.md": ["## Summary tables", "", f"Also in `{store.relative(store.tables_dir / tables.SUMMARY_MD)}` "
+                       f"and, tidy, `{store.relative(store.tables_dir / 'summary.csv')}`.", ""]
+        + ["#" + line if line.startswith("#") else line for line in tables.summary_sections(results.summary, notes)],
+        "how_to_read.md": how_to_read(),
+        "appendix.md": tables.appendix_sections(results.summary) or ["No validation-selected accuracy.", ""],
+    }
     profile = store.profile_figure
     if profile.is_file() and profile.stat().st_size:
-        lines += ["## Timing profile", "",
-                  f"From `python -m benchmark profile` (`{Store.PROFILES}/profile.csv`); not regenerated here.", "",
-                  f"![Timing profile]({store.relative(profile)})", ""]
+        parts["ablations.md"] += ["## Timing profile", "",
+                                  f"From `python -m benchmark profile` (`{Store.PROFILES}/profile.csv`); not "
+                                  "regenerated here.", "", f"![Timing profile]({store.relative(profile)})", ""]
+    back = f"[Back to the report](../{Store.REPORT})"
+    return {reference_dir(store) / name: "\n".join([f"# {REFERENCE_FILES[name]}", "", back, ""]
+                                                   + _relinked(lines)).rstrip() + "\n"
+            for name, lines in parts.items()}
+
+
+def reference_links() -> list[str]:
+    return ["## For reference", "",
+            *[f"- [{title}]({REFERENCE}/{name})" for name, title in REFERENCE_FILES.items()], ""]
+
+
+def render(results: frames.Results, figures: FigureSet, store: Store) -> str:
+    """``REPORT.md``'s text (what the methods declare comes with ``results``: ``load_results(store, declared)``):
+    the answer across datasets, Sensitivity, the answer per dataset, then links to the reference files
+    (``reference_files``)."""
+    notes = row_notes(results)
+    lines = header(results)
+    lines += report_front.across_section(results.summary, figures, store)
+    lines += report_front.sensitivity_section(results.summary)
+    lines += answer_sections(results, figures, store, notes)
+    lines += budget_audit(results)
+    lines += problems(results)
+    lines += [results.stale_section] if results.stale_section else []
     if figures.errors:
         lines += ["## Figures that could not be drawn", ""] + [f"- {e}" for e in figures.errors] + [""]
-    lines += how_to_read()
-    lines += tables.appendix_sections(results.summary)
+    lines += reference_links()
     return "\n".join(lines).rstrip() + "\n"

@@ -17,7 +17,7 @@ DEFECTS_COMMAND = "python -m benchmark defects"
 ANCHOR_CELLS = [text.ANCHOR] + ["–"] * 6
 NO_SHARED = "no repetition shared with the default"
 DEFECT_HEAD = ["method", "defect", "what the notebook did", "role", "n", "Δ vs corrected default [95% CI]", "pairs",
-               "p (test)", "p (Holm)", "family (m)", "verdict", "MDE"]
+               "p (test)", "p (Holm)", "family (m)", "verdict", text.MDE_HEAD]
 
 
 def method_sections(figures: FigureSet, store: Store) -> list[str]:
@@ -64,7 +64,7 @@ def ablation_sections(results: frames.Results, figures: FigureSet, store: Store)
         block = block.assign(_d=block.variant.ne("default"), _k=block.n_factors).sort_values(
             ["_d", "_k", "factors", "variant", "role", "metric"])
         head = ["variant", "role", "metric", "n", "mean ± 95% CI", "Δ vs default [95% CI]", "pairs", "p (test)",
-                "p (Holm)", "family (m)", "verdict", "MDE", "Δ vs scratch [95% CI]"]
+                "p (Holm)", "family (m)", "verdict", text.MDE_HEAD, "Δ vs scratch [95% CI]"]
         rows = []
         for r in [SimpleNamespace(**d) for d in block.to_dict("records")]:
             mean = text.fmt_mean_ci(r, r.metric) if not pd.isna(r.mean) else "–"

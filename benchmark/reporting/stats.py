@@ -30,6 +30,11 @@ This is exact for the t-test the tables run. The normal approximation (z_{1-α/2
 understates it at small n: at n = 5, α = 0.05 and 80% power it gives 1.25 s_d where the t-test needs 1.68 s_d
 (n = 3: 1.62 against 3.26; n = 20: 0.63 against 0.66).
 
+A verdict is drawn after Holm's correction over the comparison's family of m tests, whose first (most lenient
+possible) step rejects at p < α/m: a comparison can only be decided when it would be at α/m, so the MDE the
+tables state is at that level (``holm_first_level``): at n = 5 and m = 8 it is about 1.67 times the one at α.
+``reps_for_mde`` inverts it: the smallest n at which an observed SD gives a chosen MDE at a chosen level.
+
 Wilcoxon's signed-rank test (scipy's defaults: zero differences dropped) is reported only with at least
 ``WILCOXON_MIN_NONZERO`` non-zero differences: with n ≤ 5 the smallest two-sided exact p-value is
 2/2^n ≥ 0.0625, so the test could never reject at 0.05 and a number would only look like evidence.
@@ -150,6 +155,37 @@ def mde(sd: float, n: int, target_power: float = POWER, alpha: float = ALPHA) ->
         high *= 2
     return float(optimize.brentq(lambda d: power(d, sd, n, alpha) - target_power, 0.0, high,
                                  xtol=1e-12 * sd, rtol=1e-12))
+
+
+def holm_first_level(m: int, alpha: float = ALPHA) -> float:
+    """α/m, the level of Holm's first step over a family of m comparisons (a family of one, or none: α)."""
+    return alpha / max(1, int(m))
+
+
+def reps_for_mde(sd: float, target: float, alpha: float = ALPHA, target_power: float = POWER,
+                 n_max: int = 10_000) -> int | None:
+    """Smallest n ≥ 2 whose MDE (``mde``: noncentral t at ``alpha``) with this SD is at most ``target``.
+
+    The MDE falls as n grows, so the first n found by doubling and then bisecting is the smallest. None when sd
+    is not a positive finite number or n_max is not enough.
+    """
+    if not (math.isfinite(target) and target > 0):
+        raise ValueError(f"target must be a positive number, got {target!r}")
+    if not (math.isfinite(sd) and sd > 0):
+        return None
+
+    def enough(n: int) -> bool:
+        return power(target, sd, n, alpha) >= target_power
+
+    low, high = 1, 2  # enough(low) is False by convention (n = 1 has no test)
+    while not enough(high):
+        if high >= n_max:
+            return None
+        low, high = high, min(2 * high, n_max)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
 
 
 def reps_for_halfwidth(sd: float, halfwidth: float, level: float = LEVEL, n_max: int = 10_000) -> int | None:

@@ -23,6 +23,7 @@ from benchmark.reporting.frames import Results, metrics_frame, order_rows, runs_
 from benchmark.reporting.notes import Footnotes, row_notes
 from benchmark.reporting.text import (
     ANCHOR,
+    MDE_HEAD,
     UNCLEAR_CORRECTED,
     comparison,
     fmt_delta,
@@ -59,7 +60,7 @@ def _cells(r, metric: str, against: str) -> list[str]:
             verdict_words(c, against, metric), mde_short(c, metric)]
 
 
-COMPARISON_HEAD = ["pairs", "p (test)", "p (Holm)", "family (m)", "verdict", "MDE"]
+COMPARISON_HEAD = ["pairs", "p (test)", "p (Holm)", "family (m)", "verdict", MDE_HEAD]
 REFERENCE = ["reference"] + ["–"] * 6
 
 
@@ -143,7 +144,8 @@ def how_to_read_summary() -> str:
         f"{stats.ALPHA}; else \"{stats.UNCLEAR}\". A role that receives no distillation signal is the method's "
         f"anchor (\"{ANCHOR}\"): its accuracy is shown, nothing is compared. A role whose runs are identical "
         "under several configurations is shown once, with a note. MDE: the smallest |Δ| the comparison could "
-        f"detect with {stats.POWER:.0%} power at α = {stats.ALPHA}, given its n and the observed SD of the "
+        f"detect with {stats.POWER:.0%} power at the level a verdict needs, Holm's first step α/m (α = "
+        f"{stats.ALPHA}, m the family's size), given its n and the observed SD of the "
         "differences (none without spread). Numbered notes under a table say why a row looks as it does. "
         f"Wilcoxon signed-rank p-values (with at least {stats.WILCOXON_MIN_NONZERO} non-zero differences), "
         "every config and every column named here are in `summary.csv`. Accuracies in %, their Δ and MDE in pp.")

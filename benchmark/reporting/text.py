@@ -123,7 +123,7 @@ def comparison(row, prefix: str = "delta_", n: str = "pair_n") -> dict:
 
     if prefix == "delta_":
         keys = {k: get(k) for k in ("delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "p_ttest",
-                                    "p_signflip", "p_wilcoxon", "p_value", "mde")}
+                                    "p_signflip", "p_wilcoxon", "p_value", "mde", "mde_alpha")}
         keys["halfwidth"] = get("delta_halfwidth")
         text = {k: get(k, "") for k in ("p_value_test", "verdict", "mde_note", "note", "pairing", "delta_vs",
                                         "family")}
@@ -131,7 +131,7 @@ def comparison(row, prefix: str = "delta_", n: str = "pair_n") -> dict:
         holm = {"p_holm": get("p_holm"), "holm_m": get("holm_m", 0)}
     else:
         names = ("delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "halfwidth", "p_ttest", "p_signflip",
-                 "p_wilcoxon", "p_value", "mde")
+                 "p_wilcoxon", "p_value", "mde", "mde_alpha")
         keys = {k: get(prefix + k) for k in names}
         text = {k: get(prefix + k, "") for k in ("p_value_test", "verdict", "mde_note", "note", "family")}
         text.update(pairing="", delta_vs="default", verdict_nominal=get(prefix + "verdict_nominal", text["verdict"]))
@@ -254,13 +254,24 @@ def mde_short(c: dict, metric: str) -> str:
     return "none"
 
 
+MDE_HEAD = "MDE (α/m)"  # the MDE column: stated at Holm's first-step level over the row's family
+
+
+def mde_level(c: dict) -> str:
+    """"α = 0.05/8 = 0.00625 (Holm's first step over its family of 8)", or "α = 0.05" for a family of one or none."""
+    m = int(c.get("holm_m") or 0)
+    if m <= 1:
+        return f"α = {stats.ALPHA}"
+    return f"α = {stats.ALPHA}/{m} = {stats.holm_first_level(m):.3g}, Holm's first step over its family of {m}"
+
+
 def mde_sentence(c: dict, metric: str) -> str:
     """What an unclear comparison could have seen: "it could have detected |Δ| ≥ X pp at 80% power", or why the
     smallest detectable difference cannot be stated."""
     unit = " pp" if is_percent(metric) else ""
     if not _missing(c["mde"]):
         return (f"it could have detected |Δ| ≥ {fmt_value(c['mde'], metric)}{unit} at {stats.POWER:.0%} power "
-                f"(α = {stats.ALPHA}, n={c['n']}, from the observed SD of the differences)")
+                f"({mde_level(c)}, n={c['n']}, from the observed SD of the differences)")
     return f"no minimum detectable difference can be stated ({c['mde_note'] or 'no spread to estimate it from'})"
 
 

@@ -1,0 +1,98 @@
+"""The answer across datasets, per preset: one table of methods × datasets (each cell the primary family's Δ
+against the scratch student, its 95% interval and corrected verdict), each method's average rank, Friedman's test
+and the Nemenyi critical difference (Demšar, JMLR 2006), drawn as a critical-difference diagram.
+
+A "method" here is one distilled role of a default configuration (``hinton_kd``'s student, ``kl_entanglement``'s
+A). Ranks are per dataset by mean Δ against the scratch student (rank 1: the largest Δ; ties share the average
+rank), over the methods that have a Δ on every dataset of the preset (Friedman's test needs complete blocks).
+
+    Friedman: scipy.stats.friedmanchisquare over the methods' Δ (blocks: datasets), tie-corrected;
+    Nemenyi:  CD = q_α √(k(k+1) / (6N)),  q_α = studentized range quantile (1-α; k, ∞) / √2,
+
+with k methods and N datasets. With a handful of datasets neither has much power: four datasets leave most
+rank differences inside the CD, which says "not shown", not "equal".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from benchmark.reporting import families, stats
+from benchmark.reporting.columns import FINAL_SEL, PRIMARY
+
+MIN_BLOCKS = 3  # Friedman's test needs at least 3 datasets and 3 methods (scipy refuses fewer)
+
+
+@dataclass
+class Across:
+    """One preset's answer across datasets."""
+
+    preset: str
+    datasets: list[str]
+    table: pd.DataFrame  # one row per (method, role) and dataset: label, delta_*, verdict, verdict_nominal
+    ranked: list[str] = field(default_factory=list)  # the methods ranked (present on every dataset), by name
+    ranks: pd.DataFrame | None = None  # datasets × ranked methods: each dataset's ranks (1 = largest Δ)
+    friedman: tuple[float, float] | None = None  # (statistic, p), None when there are too few datasets or methods
+    cd: float | None = None  # Nemenyi's critical difference of average ranks at α = stats.ALPHA
+
+    @property
+    def average_ranks(self) -> pd.Series:
+        return self.ranks.mean(axis=0) if self.ranks is not None else pd.Series(dtype=float)
+
+
+def method_name(label: str, role: str) -> str:
+    return f"{label} ({role})"
+
+
+def nemenyi_q(k: int, alpha: float = stats.ALPHA) -> float:
+    """q_α of Demšar's Table 5: the studentized range quantile at 1-α for k groups and infinite df, over √2."""
+    return float(sps.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2))
+
+
+def critical_difference(k: int, n: int, alpha: float = stats.ALPHA) -> float:
+    """Nemenyi's critical difference of average ranks, k methods over n datasets."""
+    return nemenyi_q(k, alpha) * math.sqrt(k * (k + 1) / (6 * n))
+
+
+def rank_rows(matrix: np.ndarray) -> np.ndarray:
+    """Ranks within each row, 1 for the largest value, ties sharing their average rank."""
+    return np.vstack([sps.rankdata(-row, method="average") for row in matrix])
+
+
+def friedman(matrix: np.ndarray) -> tuple[float, float] | None:
+    """scipy's Friedman test of the columns (methods) over the rows (datasets); None below 3 of either."""
+    n, k = matrix.shape
+    if n < MIN_BLOCKS or k < MIN_BLOCKS:
+        return None
+    result = sps.friedmanchisquare(*matrix.T)
+    return float(result.statistic), float(result.pvalue)
+
+
+def across(summary: pd.DataFrame) -> list[Across]:
+    """Per preset, the primary family's rows across datasets (presets with at least one such row)."""
+    final = summary[(summary.selection == FINAL_SEL) & (summary.metric == PRIMARY)
+                    & summary.family.eq(families.PRIMARY_FAMILY)]
+    out = []
+    for preset, block in final.groupby("preset", sort=True):
+        block = block.assign(name=[method_name(lb, r) for lb, r in zip(block.label, block.role, strict=True)])
+        # one name per (method, role): a label can name a field's per-dataset value
+        first = block.sort_values("dataset").drop_duplicates(["method", "role"]).set_index(["method", "role"]).name
+        block = block.assign(name=[first[(m, r)] for m, r in zip(block.method, block.role, strict=True)])
+        datasets = sorted(block.dataset.unique())
+        result = Across(preset, datasets, block)
+        wide = block.pivot_table(index="dataset", columns="name", values="delta_mean", aggfunc="first")
+        wide = wide.dropna(axis=1, how="any")
+        if wide.shape[1]:
+            result.ranked = sorted(wide.columns)
+            matrix = wide[result.ranked].to_numpy(dtype=float)
+            result.ranks = pd.DataFrame(rank_rows(matrix), index=wide.index, columns=result.ranked)
+            result.friedman = friedman(matrix)
+            if matrix.shape[0] >= 2 and matrix.shape[1] >= 2:
+                result.cd = critical_difference(matrix.shape[1], matrix.shape[0])
+        out.append(result)
+    return out

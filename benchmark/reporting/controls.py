@@ -1,0 +1,111 @@
+"""Two more paired comparisons for every distilled row (a method's role with a scratch partner, test accuracy of
+the final model), made once from the store and read by the answer and the across-datasets table:
+
+- ``ls_*``: the role against the ``label_smoothing`` baseline trained with the same architecture, view, recipe,
+  data and repetition (it pairs with the role exactly as the scratch student does: the same ``pair_key``). Soft
+  targets that carry no knowledge can help a student as a regulariser (Yuan et al., CVPR 2020; Müller et al.,
+  NeurIPS 2019), so beating scratch alone does not credit a method with transfer. Holm-corrected per dataset and
+  preset over these comparisons (family ``vs label smoothing``). Absent (n = 0) where no such runs exist.
+- ``teacher_*``: the teacher's advantage over the role's scratch student, teacher test accuracy minus the scratch
+  student's, paired by repetition (the teacher is the run the distilled run ``requires``; its ``teacher`` role,
+  or its only role). Where it is not significant (uncorrected, its 95% interval includes 0) there was nothing to
+  transfer, and the row cannot show transfer whatever its verdict.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from benchmark.contract import LABEL_SMOOTHING, TEACHER
+from benchmark.reporting import families, stats
+from benchmark.reporting.columns import FINAL, FINAL_SEL, PAIRED_KEYS, PRIMARY, SCRATCH, UNIT
+
+KEY = ["preset", "dataset", "method", "variant", "role"]
+LS_FAMILY = "vs label smoothing"
+PREFIXES = ("ls_", "teacher_")
+
+
+def control_frame(results) -> pd.DataFrame:
+    """One row per distilled (preset, dataset, method, variant, role) with test accuracy: ``ls_<paired key>`` and
+    ``teacher_<paired key>`` (``stats.paired``'s keys, n in ``<prefix>n``), ``ls_p_holm`` and ``ls_holm_m``."""
+    return results._cached("controls", _build)
+
+
+def _build(results) -> pd.DataFrame:
+    values = results.values
+    values = values[(values.selection == FINAL_SEL) & (values.metric == PRIMARY)]
+    columns = KEY + [p + k for p in PREFIXES for k in ("n", *PAIRED_KEYS)] + ["ls_family", "ls_p_holm", "ls_holm_m"]
+    rows = values[(values.kind != "baseline") & values.distilled & values.pair_key.notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    smoothing = _by_pair(values[values.method == LABEL_SMOOTHING])
+    scratch = _by_pair(values[values.method == SCRATCH])
+    teacher = _teacher_values(results)
+    required = dict(zip(results.current.run_id, results.current.requires, strict=True))
+    out = []
+    for key, group in rows.groupby(KEY, sort=True):
+        index = pd.MultiIndex.from_frame(group[UNIT + ["pair_key"]])
+        row = dict(zip(KEY, key, strict=True))
+        ls = smoothing.reindex(index).to_numpy()
+        row.update(_paired("ls_", group.value.to_numpy() - ls))
+        teachers = np.array([_first(teacher, required.get(run, ())) for run in group.run_id])
+        row.update(_paired("teacher_", teachers - scratch.reindex(index).to_numpy()))
+        row["ls_family"] = LS_FAMILY if row["ls_n"] else None
+        out.append(row)
+    frame = pd.DataFrame(out).reindex(columns=columns)
+    frame["ls_verdict"] = frame.ls_verdict.astype(object).fillna(stats.UNCLEAR)
+    frame["ls_p_holm"], frame["ls_holm_m"] = stats.holm_within(
+        frame.assign(_f=frame.ls_family.fillna("")), ["preset", "dataset", "_f"], "ls_p_value")
+    frame["ls_verdict"] = [families.corrected_verdict(v, p) for v, p in
+                           zip(frame.ls_verdict, frame.ls_p_holm, strict=True)]
+    return frame
+
+
+def _by_pair(frame: pd.DataFrame) -> pd.Series:
+    """Values indexed by unit and pair_key; the default variant where a pair has several (one partner each)."""
+    frame = frame.dropna(subset=["pair_key"]).assign(_d=lambda f: f.variant.ne("default"))
+    frame = frame.sort_values("_d").drop_duplicates([*UNIT, "pair_key"], keep="first")
+    return frame.set_index([*UNIT, "pair_key"]).value
+
+
+def _teacher_values(results) -> dict[str, float]:
+    """run_id -> the test accuracy of its teacher role (``teacher``, or the run's only role with one)."""
+    m = results.metrics
+    final = m[(m.epoch == FINAL) & (m.metric == PRIMARY)]
+    found: dict[str, float] = {}
+    for run, g in final.groupby("run_id", sort=False):
+        named = g[g.role == TEACHER]
+        if len(named):
+            found[run] = float(named.value.iloc[0])
+        elif len(g) == 1:
+            found[run] = float(g.value.iloc[0])
+    return found
+
+
+def _first(teacher: dict[str, float], runs) -> float:
+    return next((teacher[r] for r in runs if r in teacher), math.nan)
+
+
+def _paired(prefix: str, diffs: np.ndarray) -> dict:
+    diffs = diffs[np.isfinite(diffs)]
+    if not len(diffs):
+        return {prefix + "n": 0}
+    p = stats.paired(diffs)
+    return {prefix + "n": p["n"], **{prefix + k: p[k] for k in PAIRED_KEYS}}
+
+
+def lookup(results) -> dict[tuple, dict]:
+    """(preset, dataset, method, variant, role) -> that row of ``control_frame`` as a dict."""
+    frame = control_frame(results)
+    return {tuple(r[k] for k in KEY): r for r in frame.to_dict("records")}
+
+
+def teacher_significant(row: dict | None) -> bool | None:
+    """Whether the teacher's advantage is significant (its 95% interval above 0, or at zero variance the sign-flip
+    test below α with a positive Δ); None where no teacher was paired."""
+    if not row or not row.get("teacher_n"):
+        return None
+    return row.get("teacher_verdict") == stats.HIGHER

@@ -1,0 +1,123 @@
+"""The two sections REPORT.md opens with: the answer across datasets (``across``) and Sensitivity, the positive
+controls (methods whose ``family`` is ``sensitivity``: an effect known to exist, e.g. Hinton et al. 2015's omitted
+class), each control's Δ against its scratch student, its interval and Holm p per dataset. When a control fails to
+beat its scratch student after correction on a dataset, the section says first that the harness could not detect a
+known effect there."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from benchmark.contract import ACCURACY, OMITTED_ACCURACY, OMITTED_ACCURACY_CORRECTED
+from benchmark.reporting import families, stats, text
+from benchmark.reporting.across import MIN_BLOCKS, across
+from benchmark.reporting.columns import FINAL_SEL, PRIMARY
+from benchmark.reporting.figures import FigureSet, by_kind, image
+from benchmark.reporting.tables import markdown_table
+from benchmark.store import Store
+
+CONTROLS_COMMAND = "python -m benchmark all"
+# The metric that decides whether a control was detected: the first its runs log (the omitted class after the
+# paper's bias correction, where there is an omitted class)
+DECIDING = (OMITTED_ACCURACY_CORRECTED, OMITTED_ACCURACY, ACCURACY, PRIMARY)
+SHOWN = (PRIMARY, ACCURACY, "accuracy_corrected", OMITTED_ACCURACY, OMITTED_ACCURACY_CORRECTED)
+
+
+def _short(c: dict) -> str:
+    words = text.verdict_words(c, "scratch", PRIMARY)
+    return {"beats scratch": "beats", "worse than scratch": "worse"}.get(words, "unclear")
+
+
+def across_section(summary: pd.DataFrame, figures: FigureSet, store: Store) -> list[str]:
+    lines = ["## Across datasets", ""]
+    found = across(summary)
+    if not found:
+        return lines + ["No default configuration has a distillation comparison with a scratch student yet.", ""]
+    for a in found:
+        lines += [f"### Preset {a.preset}", "",
+                  "Each cell: the default configuration's Δ test accuracy against its scratch student, pp [95% CI], "
+                  "and its verdict after Holm's correction over the dataset's primary family. Average rank: ranked "
+                  "per dataset by mean Δ against scratch (1 = largest; ties share the average rank), over the "
+                  "methods with a Δ on every dataset.", ""]
+        ranks = a.average_ranks
+        rows = []
+        for name, block in a.table.groupby("name", sort=True):
+            cells = []
+            for dataset in a.datasets:
+                here = block[block.dataset == dataset]
+                if here.empty:
+                    cells.append("–")
+                    continue
+                c = text.comparison(here.iloc[0])
+                cells.append(f"{text.fmt_delta(None, PRIMARY, c)} {_short(c)}")
+            rank = f"{ranks[name]:.2f}" if name in ranks else "– (not on every dataset)"
+            rows.append([name, *cells, rank])
+        rows.sort(key=lambda r: (r[-1].startswith("–"), r[-1], r[0]))
+        lines += markdown_table(["method (role)", *a.datasets, "average rank"], rows, len(a.datasets) + 1) + [""]
+        k, n = len(a.ranked), len(a.datasets)
+        if a.friedman is None:
+            lines.append(f"Friedman's test needs at least {MIN_BLOCKS} datasets and {MIN_BLOCKS} methods with a Δ on "
+                         f"every dataset; here there are {n} and {k}: not run.")
+        else:
+            stat, p = a.friedman
+            lines.append(f"Friedman's test over the {k} methods' ranks on {n} datasets: χ²_F = {stat:.2f}, "
+                         f"p = {text.fmt_p(p)}.")
+        if a.cd is not None:
+            lines.append(f"Nemenyi's critical difference (Demšar 2006) at α = {stats.ALPHA}: CD = {a.cd:.2f} "
+                         "average ranks; methods whose average ranks differ by less are not shown to differ.")
+        lines += [f"With {n} dataset{'s' * (n != 1)} these tests have little power: a difference inside the CD "
+                  "is not evidence of equality.", ""]
+        lines += [image(f, store) for f in by_kind(figures, "cd_diagram", preset=a.preset)] + [""]
+    return lines
+
+
+def control_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The positive controls' comparisons with their scratch students (final model, every logged control
+    metric)."""
+    rows = summary[summary.config_kind.eq(families.SENSITIVITY) & (summary.selection == FINAL_SEL)
+                   & summary.metric.isin(SHOWN) & summary.p_value.notna()]
+    return rows.sort_values(["preset", "dataset", "label", "role", "metric"])
+
+
+def deciding(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per control (label and role) on a dataset, its deciding comparison (``DECIDING``'s first metric it logs)."""
+    rank = rows.metric.map({m: i for i, m in enumerate(DECIDING)}).fillna(len(DECIDING))
+    return rows.assign(_r=rank).sort_values("_r").drop_duplicates(["preset", "dataset", "label", "role"]).drop(
+        columns="_r")
+
+
+def sensitivity_section(summary: pd.DataFrame) -> list[str]:
+    lines = ["## Sensitivity: can the harness see a known effect?", ""]
+    rows = control_rows(summary)
+    if rows.empty:
+        return lines + ["The positive controls have not been run: no run of a method whose `family` is "
+                        f"`sensitivity` is in the store. `{CONTROLS_COMMAND}` runs them with every method (on one "
+                        "dataset: `--datasets digits`). Until then a verdict of \"unclear\" below cannot be told "
+                        "apart from a harness that could not see an effect.", ""]
+    decided = deciding(rows)
+    failed = decided[decided.verdict != stats.HIGHER]
+    if len(failed):
+        said = "; ".join(f"{r.label} ({r.role}, {r.metric}) on {r.dataset}: "
+                         f"{text.verdict_words(text.comparison(r), 'scratch', r.metric)}" for r in failed.itertuples())
+        lines += [f"**The harness could not detect a known effect on {', '.join(sorted(set(failed.dataset)))}**: "
+                  f"a positive control did not beat its scratch student after Holm's correction ({said}). "
+                  "Where the effect is known to exist, this means too few repetitions (see the MDE), a teacher "
+                  "with nothing to transfer, or a control whose transfer set is not the one intended; verdicts "
+                  "of \"unclear\" on those datasets say nothing about the methods.", ""]
+    else:
+        lines += ["Every positive control beats its scratch student after Holm's correction on every dataset it "
+                  "ran on: the harness detects a known effect there.", ""]
+    lines += ["Each row: a control's distilled student against its scratch student trained on the same transfer "
+              "set (config `transfer`), paired by repetition; p (Holm) over the controls' comparisons of that "
+              "metric on the dataset (family `sensitivity`). The deciding metric of each control is the first it "
+              f"logs of {', '.join(DECIDING)}.", ""]
+    table = []
+    for r in rows.itertuples():
+        c = text.comparison(r)
+        transfer = str(r.variant or "").replace(",", ", ")
+        table.append([r.dataset, r.label, transfer, r.role, r.metric, str(int(r.n)), text.fmt_mean_ci(r, r.metric),
+                      text.fmt_delta(r, r.metric, c), text.fmt_holm(c), text.fmt_family(c),
+                      text.verdict_words(c, "scratch", r.metric), text.mde_short(c, r.metric)])
+    head = ["dataset", "control", "variant", "role", "metric", "n", "mean ± 95% CI", "Δ vs scratch [95% CI]",
+            "p (Holm)", "family (m)", "verdict", text.MDE_HEAD]
+    return lines + markdown_table(head, table, 7) + [""]

@@ -1,0 +1,117 @@
+"""The answer across datasets (Friedman's test and Nemenyi's critical difference, against Demšar 2006 and scipy),
+and the per-row controls: Δ against label smoothing and the teacher's advantage, on a store whose numbers are known,
+plus the Sensitivity section with and without positive controls."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from benchmark.reporting import across, controls, report_front, stats
+from benchmark.reporting.families import Declarations
+from benchmark.reporting.frames import load_results
+from tests.test_tables import StoreBuilder
+
+
+@pytest.mark.parametrize("k, published", [(4, 2.569), (5, 2.728), (6, 2.850), (7, 2.949), (8, 3.031),
+                                          (9, 3.102), (10, 3.164)])
+def test_nemenyi_q_is_demsars_table_5a(k, published):
+    assert across.nemenyi_q(k) == pytest.approx(published, abs=1e-3)
+    n = 4
+    # the table gives q to 3 decimals (its k = 7 entry, 2.949, rounds scipy's 2.94832 up): the CD agrees to that
+    factor = math.sqrt(k * (k + 1) / (6 * n))
+    assert across.critical_difference(k, n) == pytest.approx(published * factor, abs=1e-3 * factor)
+
+
+def friedman_by_hand(ranks):
+    """Demšar's χ²_F from a datasets × methods rank matrix, divided by the tie correction
+    1 - Σ(t³ - t) / (N k (k² - 1)) over each dataset's groups of tied ranks."""
+    ranks = np.asarray(ranks, dtype=float)
+    n, k = ranks.shape
+    r = ranks.mean(axis=0)
+    chi = 12 * n / (k * (k + 1)) * (np.sum(r**2) - k * (k + 1) ** 2 / 4)
+    ties = sum(t**3 - t for row in ranks for t in np.unique(row, return_counts=True)[1])
+    return chi / (1 - ties / (n * k * (k**2 - 1)))
+
+
+@pytest.mark.parametrize("deltas, ranks", [
+    # 4 datasets × 3 methods, no ties: ranks 1 = the largest Δ
+    ([[3, 2, 1], [3, 1, 2], [2, 3, 1], [3, 2, 1]], [[1, 2, 3], [1, 3, 2], [2, 1, 3], [1, 2, 3]]),
+    # ties share their average rank
+    ([[2, 2, 1, 0], [5, 1, 1, 3], [1, 1, 1, 1], [4, 3, 2, 1]],
+     [[1.5, 1.5, 3, 4], [1, 3.5, 3.5, 2], [2.5, 2.5, 2.5, 2.5], [1, 2, 3, 4]]),
+])
+def test_ranks_and_friedman_statistic_on_known_ranks_with_ties(deltas, ranks):
+    deltas = np.asarray(deltas, dtype=float)
+    assert across.rank_rows(deltas) == pytest.approx(np.asarray(ranks, dtype=float))
+    statistic, p = across.friedman(deltas)
+    assert statistic == pytest.approx(friedman_by_hand(ranks))
+    k = deltas.shape[1]
+    assert p == pytest.approx(sps.chi2.sf(friedman_by_hand(ranks), k - 1))
+
+
+def test_friedman_needs_three_datasets_and_three_methods():
+    assert across.friedman(np.ones((2, 5))) is None and across.friedman(np.ones((5, 2))) is None
+
+
+# ---- a store with label smoothing, a teacher, and positive controls ---------------------------------------
+
+def controlled_store(out, rng, with_controls=True):
+    b = StoreBuilder(out)
+    v = {k: rng.uniform(0.7, 0.8, 5) for k in ("scratch", "teacher")}
+    v["teacher"] = v["scratch"] + rng.normal(0.0, 0.01, 5)  # no real advantage
+    v["kd"] = v["scratch"] + 0.02 + rng.normal(0, 0.004, 5)
+    v["ls"] = v["kd"] - rng.normal(0, 0.004, 5)  # label smoothing as good as the method
+    v["omit_scratch"] = rng.uniform(0.0, 0.02, 5)
+    v["omit_student"] = v["omit_scratch"] + 0.3 + rng.normal(0, 0.05, 5)
+    for r in range(5):
+        teacher = b.add("teacher", r, kind="baseline", roles={"teacher": None},
+                        metrics=[["teacher", -1, "test_acc", v["teacher"][r]]])
+        b.add("scratch_student", r, kind="baseline", roles={"student": "K1"},
+              metrics=[["student", -1, "test_acc", v["scratch"][r]]])
+        b.add("label_smoothing", r, kind="baseline", roles={"student": "K1"}, config={"epsilon": 0.1},
+              metrics=[["student", -1, "test_acc", v["ls"][r]]])
+        b.add("kd", r, roles={"student": "K1"}, requires={"teacher": teacher["run_id"]},
+              metrics=[["student", -1, "test_acc", v["kd"][r]]])
+        if with_controls:
+            b.add("scratch_student", r, kind="baseline", variant="transfer=omit:3", roles={"student": "K2"},
+                  config={"transfer": "omit:3"},
+                  metrics=[["student", -1, "omitted_accuracy", v["omit_scratch"][r]]])
+            b.add("omitted_class", r, roles={"student": "K2"}, config={"transfer": "omit:3"},
+                  requires={"teacher": teacher["run_id"]},
+                  metrics=[["student", -1, "omitted_accuracy", v["omit_student"][r]]])
+    return v
+
+
+def test_label_smoothing_and_teacher_advantage_are_paired_by_repetition(tmp_path):
+    v = controlled_store(tmp_path, np.random.default_rng(3))
+    results = load_results(StoreBuilder(tmp_path).store, Declarations(family={"omitted_class": "sensitivity"}))
+    row = controls.lookup(results)[("smoke", "digits", "kd", "default", "student")]
+    ls, teacher = v["kd"] - v["ls"], v["teacher"] - v["scratch"]
+    assert row["ls_n"] == 5 and row["ls_delta_mean"] == pytest.approx(ls.mean())
+    assert row["ls_p_value"] == pytest.approx(sps.ttest_rel(v["kd"], v["ls"]).pvalue)
+    assert row["teacher_n"] == 5 and row["teacher_delta_mean"] == pytest.approx(teacher.mean())
+    lo, hi = sps.t.interval(0.95, 4, loc=teacher.mean(), scale=sps.sem(teacher))
+    assert (row["teacher_delta_ci_low"], row["teacher_delta_ci_high"]) == pytest.approx((lo, hi))
+    assert controls.teacher_significant(row) is bool(lo > 0)
+
+
+def test_sensitivity_is_a_family_of_its_own_and_reported(tmp_path):
+    v = controlled_store(tmp_path, np.random.default_rng(4))
+    results = load_results(StoreBuilder(tmp_path).store, Declarations(family={"omitted_class": "sensitivity"}))
+    s = results.summary
+    control = s[(s.method == "omitted_class") & (s.metric == "omitted_accuracy")].iloc[0]
+    assert control.family == "sensitivity · omitted_accuracy" and control.holm_m == 1
+    assert control.delta_mean == pytest.approx((v["omit_student"] - v["omit_scratch"]).mean())
+    assert not s[s.method == "omitted_class"].main.any()  # not in the main table: reported first, apart
+    text = "\n".join(report_front.sensitivity_section(s))
+    assert control.verdict == stats.HIGHER and "Every positive control beats its scratch student" in text
+    assert "| digits | omitted_class |" in text
+
+
+def test_without_controls_the_sensitivity_section_says_how_to_run_them(tmp_path):
+    controlled_store(tmp_path, np.random.default_rng(5), with_controls=False)
+    results = load_results(StoreBuilder(tmp_path).store)
+    text = "\n".join(report_front.sensitivity_section(results.summary))
+    assert "have not been run" in text and report_front.CONTROLS_COMMAND in text
