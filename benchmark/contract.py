@@ -81,11 +81,12 @@ SENSITIVITY = "sensitivity"  # ``MethodBase.family`` of a positive control: its 
 # Final metrics of a positive control's roles (the distilled student and its scratch partner alike): overall test
 # accuracy, the omitted class's test accuracy, and both after raising the omitted class's logit bias by the amount
 # chosen on the validation split (Hinton et al. 2015, section 3). The omitted class is in the config's ``transfer``.
-ACCURACY = "accuracy"
-OMITTED_ACCURACY = "omitted_accuracy"
-ACCURACY_CORRECTED = "accuracy_corrected"
-OMITTED_ACCURACY_CORRECTED = "omitted_accuracy_corrected"
-CONTROL_METRICS = (ACCURACY, OMITTED_ACCURACY, ACCURACY_CORRECTED, OMITTED_ACCURACY_CORRECTED)
+ACCURACY = "test_acc"
+OMITTED_ACCURACY = "test_omitted_acc"
+ACCURACY_CORRECTED = "test_corrected_acc"
+OMITTED_ACCURACY_CORRECTED = "test_omitted_corrected_acc"
+OMITTED_BIAS = "omitted_bias"  # the omitted class's logit bias chosen on the validation split (logit units)
+CONTROL_METRICS = (OMITTED_ACCURACY, ACCURACY_CORRECTED, OMITTED_ACCURACY_CORRECTED)
 
 
 # Field metadata: a Config field added after runs were stored, part of a run's identity only when it is not its

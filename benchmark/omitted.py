@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from benchmark.contract import ACCURACY_CORRECTED, OMITTED_ACCURACY, OMITTED_ACCURACY_CORRECTED, OMITTED_BIAS
+
 BIAS_GRID = np.round(np.arange(0, 10 + 1e-9, 0.05), 2)
 
 
@@ -47,7 +49,7 @@ def omitted_metrics(val_logits: torch.Tensor, val_labels: torch.Tensor, test_log
     test_x, test_y = test_logits.double().cpu().numpy(), test_labels.cpu().numpy()
     bias = choose_bias(val_x, val_y, omitted)
     corrected, mask = shifted(test_x, omitted, bias), test_y == omitted
-    return {"test_omitted_acc": _accuracy(test_x[mask], test_y[mask]),
-            "test_corrected_acc": _accuracy(corrected, test_y),
-            "test_omitted_corrected_acc": _accuracy(corrected[mask], test_y[mask]),
-            "omitted_bias": bias}
+    return {OMITTED_ACCURACY: _accuracy(test_x[mask], test_y[mask]),
+            ACCURACY_CORRECTED: _accuracy(corrected, test_y),
+            OMITTED_ACCURACY_CORRECTED: _accuracy(corrected[mask], test_y[mask]),
+            OMITTED_BIAS: bias}

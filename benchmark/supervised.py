@@ -48,6 +48,11 @@ SUPERVISED_PRESETS = {"smoke": {"epochs": 2}, "quick": {"epochs": 150}, "paper":
 # A distillation method's presets (with benchmark.contract.TeacherFields): its student pairs with, and its teacher
 # is, the very run `python -m benchmark all` makes for each baseline at the same preset.
 DISTILLATION_PRESETS = with_teacher(SUPERVISED_PRESETS)
+# A distillation method whose student keeps its own budget (a control's fixed epochs): only its teacher follows the
+# baselines' presets, so it is still the very teacher run `all` makes; smoke shortens both.
+OWN_BUDGET_PRESETS = {preset: {key: value for key, value in values.items()
+                               if preset == "smoke" or key.startswith("teacher_")}
+                      for preset, values in DISTILLATION_PRESETS.items()}
 
 
 def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:

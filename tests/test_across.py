@@ -77,10 +77,10 @@ def controlled_store(out, rng, with_controls=True):
         if with_controls:
             b.add("scratch_student", r, kind="baseline", variant="transfer=omit:3", roles={"student": "K2"},
                   config={"transfer": "omit:3"},
-                  metrics=[["student", -1, "omitted_accuracy", v["omit_scratch"][r]]])
+                  metrics=[["student", -1, "test_omitted_acc", v["omit_scratch"][r]]])
             b.add("omitted_class", r, roles={"student": "K2"}, config={"transfer": "omit:3"},
                   requires={"teacher": teacher["run_id"]},
-                  metrics=[["student", -1, "omitted_accuracy", v["omit_student"][r]]])
+                  metrics=[["student", -1, "test_omitted_acc", v["omit_student"][r]]])
     return v
 
 
@@ -101,8 +101,8 @@ def test_sensitivity_is_a_family_of_its_own_and_reported(tmp_path):
     v = controlled_store(tmp_path, np.random.default_rng(4))
     results = load_results(StoreBuilder(tmp_path).store, Declarations(family={"omitted_class": "sensitivity"}))
     s = results.summary
-    control = s[(s.method == "omitted_class") & (s.metric == "omitted_accuracy")].iloc[0]
-    assert control.family == "sensitivity · omitted_accuracy" and control.holm_m == 1
+    control = s[(s.method == "omitted_class") & (s.metric == "test_omitted_acc")].iloc[0]
+    assert control.family == "sensitivity · test_omitted_acc" and control.holm_m == 1
     assert control.delta_mean == pytest.approx((v["omit_student"] - v["omit_scratch"]).mean())
     assert not s[s.method == "omitted_class"].main.any()  # not in the main table: reported first, apart
     text = "\n".join(report_front.sensitivity_section(s))

@@ -69,4 +69,4 @@ def lower_is_better(metric: str) -> bool:
 
 
 def is_percent(metric: str) -> bool:
-    return metric.endswith(("_acc", "_agreement", "_gain", "accuracy", "accuracy_corrected"))
+    return metric.endswith(("_acc", "_agreement", "_gain"))

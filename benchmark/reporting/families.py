@@ -12,7 +12,7 @@ Holm's correction runs within a family (:func:`family_name`), per dataset and pr
 - the default configurations' other metrics, their validation-selected accuracy and their comparisons with an
   untrained control: one family each (e.g. ``default · test_nll``);
 - positive controls (methods whose ``family`` is ``sensitivity``): every control's comparisons with its
-  scratch student together, per metric (``sensitivity · omitted_accuracy``), reported first;
+  scratch student together, per metric (``sensitivity · test_omitted_acc``), reported first;
 - every other kind, per method (e.g. ``as published · js_entanglement``, ``defects · hinton_kd``), and per metric
   likewise; comparisons with the method's default variant (ablation rows) form families of their own
   (``ablations vs default · ska · probe_acc``).

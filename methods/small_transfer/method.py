@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from benchmark.contract import (
+    SENSITIVITY,
     LearningRate,
     MethodBase,
     PositiveFloat,
@@ -24,7 +25,7 @@ from benchmark.contract import (
     Validation,
     shared_teacher,
 )
-from benchmark.supervised import DISTILLATION_PRESETS, train_distilled
+from benchmark.supervised import OWN_BUDGET_PRESETS, train_distilled
 
 
 @dataclass
@@ -47,7 +48,8 @@ class Config(TeacherFields):  # the shared teacher, trained on the whole trainin
 
 class Method(MethodBase):
     Config = Config
-    presets = DISTILLATION_PRESETS
+    family = SENSITIVITY  # a positive control: an effect known to exist, reported first, corrected apart
+    presets = OWN_BUDGET_PRESETS  # the student's epochs are its own; the teacher is the shared one
 
     def roles(self, cfg, data):
         return {"student": Role(cfg.arch, cfg.view, scratch=Recipe.of(cfg))}
