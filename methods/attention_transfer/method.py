@@ -5,17 +5,23 @@ spatial attention maps match a convolutional teacher's at blocks of the same spa
 The attention map of an activation A (C channels over positions) is Q = Σ_c |A_c|^p, flattened and divided by its
 L2 norm. With j over the compared blocks,
 
-    loss = CE(y, z) + β/2 · Σ_j mean_{examples, positions} (Q_S,j − Q_T,j)²,   β = 1000, p = 2,
+    loss = CE(y, z) + s · β/2 · Σ_j mean_{examples, positions} (Q_S,j − Q_T,j)²,   β = 1000, p = 2,
 
 the official code's ``(at(x) - at(y)).pow(2).mean()`` (the paper writes the norm of the difference; the code's
-mean over positions is what β = 1000 was tuned for). The teacher is the shared ``teacher`` baseline trained with
-the ``at_teacher`` CNN (models.py); its maps are computed once, in eval mode, for every training example.
-Optionally (``kd_alpha`` > 0) Hinton's soft targets join, as the official code's AT+KD.
+mean over positions is what β = 1000 was tuned for, on CIFAR's 32×32 inputs). As Q has unit norm, the mean over a
+block's P positions weighs each map's squared difference by 1/P: on smaller inputs every block has fewer positions
+and the same β weighs the term more (16× on 8×8 digits). ``beta_scale="input_size"`` (the default) keeps the
+official weight of each block relative to the input's resolution, s = (input positions) / 1024, which is 1 on
+32×32 inputs (the official code exactly); ``beta_scale="official"`` is s = 1 on every input. The teacher is the
+shared ``teacher`` baseline trained with the ``at_teacher`` CNN (models.py); its maps are computed once, in eval
+mode, for every training example. Optionally (``kd_alpha`` > 0) Hinton's soft targets join, as the official
+code's AT+KD.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +51,10 @@ class Config(TeacherFields):  # the shared teacher, trained with the convolution
     # The blocks compared, by feature name, in both networks (comma-separated): the paper's "at the end of each
     # group", before the next group's downsampling.
     attention_layers: str = "block1,block2"
-    beta: NonNegativeFloat = 1000.0  # β; the attention term weighs β/2 per compared block (paper and code: 1e3)
+    beta: NonNegativeFloat = 1000.0  # β; the attention term weighs s·β/2 per compared block (paper and code: 1e3)
+    # s, the attention term's scale: "input_size" s = input positions / 1024 (32×32, where β was tuned: the
+    # official code's weight per map at every resolution); "official" s = 1 (the official code's mean as is).
+    beta_scale: Literal["input_size", "official"] = "input_size"
     p: PositiveFloat = 2.0  # the exponent of |A| summed over channels (paper: 2, its best)
     kd_alpha: UnitInterval = 0.0  # weight of Hinton's soft targets, CE then weighs 1 - kd_alpha (0: AT alone)
     temperature: PositiveFloat = 4.0  # T of the soft targets when kd_alpha > 0 (official code: 4), with T²
@@ -55,6 +64,17 @@ class Config(TeacherFields):  # the shared teacher, trained with the convolution
     patience: PositiveInt | None = 10  # epochs without a better validation NLL before stopping; None: every epoch
     # Training/validation split of student, teacher and scratch student (see benchmark.contract)
     validation: Validation = "stratified"
+
+
+# Positions of the inputs β = 1000 was tuned on (CIFAR's 32×32 images, the official code's first group's maps).
+REFERENCE_POSITIONS = 1024
+
+
+def attention_weight(cfg: Config, input_size: tuple[int, ...]) -> float:
+    """The weight of Σ_j (per-block mean of squared map differences) in the loss: s · β/2, s as ``beta_scale``
+    says for an input of this spatial size."""
+    scale = torch.Size(input_size).numel() / REFERENCE_POSITIONS if cfg.beta_scale == "input_size" else 1.0
+    return scale * cfg.beta / 2
 
 
 def layer_names(cfg: Config) -> list[str]:
@@ -109,7 +129,7 @@ class Method(MethodBase):
     presets = DISTILLATION_PRESETS  # the baselines' presets: the teacher and scratch runs of `benchmark all`
     # β = 0 is the scratch student's loss (the control inside the method); p = 1 and 4 are the paper's other maps.
     ablations = {"beta": [0.0, 100.0, 1000.0], "p": [1.0, 2.0, 4.0], "attention_layers": ["block1,block2", "block2"],
-                 "kd_alpha": [0.0, 0.9]}
+                 "kd_alpha": [0.0, 0.9], "beta_scale": ["input_size", "official"]}
 
     def skip(self, cfg, data):
         if not cfg.view.startswith("image"):
@@ -133,6 +153,7 @@ class Method(MethodBase):
         # Each compared pair at the smaller of the two sizes (the larger is pooled).
         sizes = {n: min(ours[n], theirs[n], key=lambda s: torch.Size(s).numel()) for n in names}
         maps = teacher_maps(teacher, x, sizes, cfg.p)
+        weight = attention_weight(cfg, tuple(x.shape[2:]))
         soft = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature,
                               alpha=1 - cfg.kd_alpha) if cfg.kd_alpha else None
 
@@ -143,10 +164,10 @@ class Method(MethodBase):
                      for n in names)
             parts = {"ce": ce, "at": at}
             if soft is None:
-                loss = ce + cfg.beta / 2 * at
+                loss = ce + weight * at
             else:
                 parts["kd"] = soft.kl(logits, b.idx)
-                loss = (1 - cfg.kd_alpha) * ce + cfg.kd_alpha * cfg.temperature**2 * parts["kd"] + cfg.beta / 2 * at
+                loss = (1 - cfg.kd_alpha) * ce + cfg.kd_alpha * cfg.temperature**2 * parts["kd"] + weight * at
             b.update({"student": {"loss": loss, **parts}})
 
         return run.fit({"student": student}, step, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,

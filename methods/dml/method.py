@@ -10,7 +10,8 @@ update, as most reimplementations and kl_entanglement do.
 
 Students default to the Hinton student (784-300-10) for all K; ``partner_arch``/``partner_view`` give students
 2…K another network (``partner_arch=kl_cnn partner_view=image``: a CNN+MLP cohort like kl_entanglement's, with
-DML's direction and update). Students of one architecture and view must start apart (README.md).
+DML's direction and update). Students of one architecture and view start apart: each after the first from an
+initialisation stream of its own, shared by its scratch student (README.md).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.contract import LearningRate, MethodBase, NonNegativeFloat, PositiveInt, Range, Recipe, Role, Validation
-from benchmark.nn import keras_init
 
 
 @dataclass
@@ -59,16 +59,17 @@ def cohort(cfg: Config) -> dict[str, tuple[str, str]]:
     return {f"student{k}": (cfg.arch, cfg.view) if k == 1 else partner for k in range(1, cfg.students + 1)}
 
 
-def own_stream(cfg: Config) -> set[str]:
-    """The students that re-draw their initial weights: every one after the first of its architecture and view
-    (the harness draws a build's weights from (seed, architecture, view), so they would all start equal and learn
-    nothing from each other that they would not learn alone)."""
-    seen, later = set(), set()
-    for role, network in cohort(cfg).items():
-        if network in seen:
-            later.add(role)
+def own_stream(cfg: Config) -> dict[str, str | None]:
+    """Each student's initialisation stream (``Role.init``): None (the stream of its architecture and view every
+    method shares) for the first student of an architecture and view, ``"dml:k"`` for student k after it. The
+    harness draws a build's weights from (seed, architecture, view), so students of one network would otherwise
+    all start equal and learn nothing from each other that they would not learn alone; a stream of its own gives
+    a later student other weights, and its scratch student the same ones."""
+    seen, streams = set(), {}
+    for k, (role, network) in enumerate(cohort(cfg).items(), start=1):
+        streams[role] = f"dml:{k}" if network in seen else None
         seen.add(network)
-    return later
+    return streams
 
 
 def step(b, roles: list[str], cfg: Config) -> None:
@@ -90,17 +91,14 @@ class Method(MethodBase):
     ablations = {"students": [2, 3], "kl_weight": [0.0, 1.0], "update": ["sequential", "simultaneous"]}
 
     def roles(self, cfg, data):
-        # Each student against its architecture trained alone with the same recipe; a re-drawn student shares
-        # its scratch student's data and batch order, not its initial weights.
-        redrawn = own_stream(cfg)
-        return {role: Role(arch, view, scratch=Recipe.of(cfg), pairing="order" if role in redrawn else "init")
+        # Each student against its architecture trained alone with the same recipe, from the same initial weights
+        # (a later student of one network from its own stream, which its scratch student shares).
+        streams = own_stream(cfg)
+        return {role: Role(arch, view, scratch=Recipe.of(cfg), init=streams[role])
                 for role, (arch, view) in cohort(cfg).items()}
 
     def train(self, run, cfg):
-        models = {}
-        for role, (arch, view) in cohort(cfg).items():
-            models[role] = run.build(arch, view)
-            if role in own_stream(cfg):
-                keras_init(models[role], run.generator("init", arch, view, "dml", role))
+        streams = own_stream(cfg)
+        models = {role: run.build(arch, view, init=streams[role]) for role, (arch, view) in cohort(cfg).items()}
         return run.fit(models, lambda b: step(b, list(models), cfg), epochs=cfg.epochs, batch_size=cfg.batch_size,
                        lr=cfg.lr)

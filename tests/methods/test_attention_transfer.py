@@ -1,6 +1,8 @@
 """Tests of methods/attention_transfer: the attention map and the loss against their definitions in numpy (2-D maps,
-1-D maps, p = 1 and 2, identical maps, an all-zero activation), pooling of a larger map, the two networks' blocks
-having one spatial size on every input shape, the teacher's maps computed in chunks, and the skip of a flat view."""
+1-D maps, p = 1 and 2, identical maps, an all-zero activation), the weighted attention term of both β scales
+against the paper's norm form in numpy (8×8, 28×28 and 32×32 inputs, 1-D signals), pooling of a larger map, the
+two networks' blocks having one spatial size on every input shape, the teacher's maps computed in chunks, and the
+skip of a flat view."""
 
 from __future__ import annotations
 
@@ -37,6 +39,41 @@ def test_the_map_and_the_loss_match_their_definitions(shape, p):
     loss = at.attention_loss(torch.tensor(student, dtype=torch.float32),
                              at.attention_map(torch.tensor(teacher, dtype=torch.float32), p), p)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def reference_term(students, teachers, p, beta, input_positions, scale):
+    """s · β/2 · Σ_j mean over examples of ‖Q_S,j − Q_T,j‖² / P_j, written with the norm of the difference per
+    example (the paper's form) and each block's own count of positions P_j."""
+    s = input_positions / 1024 if scale == "input_size" else 1.0
+    total = 0.0
+    for student, teacher in zip(students, teachers):
+        diff = reference_map(student, p) - reference_map(teacher, p)
+        total += (np.linalg.norm(diff, axis=1) ** 2).mean() / diff.shape[1]
+    return s * beta / 2 * total
+
+
+@pytest.mark.parametrize("input_size", [(8, 8), (28, 28), (32, 32), (40,)], ids=["8x8", "28x28", "32x32", "1d"])
+@pytest.mark.parametrize("scale", ["input_size", "official"])
+def test_the_weighted_attention_term_matches_the_norm_form(input_size, scale):
+    rng = np.random.default_rng(len(input_size) + input_size[0])
+    blocks = [input_size, tuple(n // 2 for n in input_size)]  # block1 at the input's size, block2 after a pooling
+    students = [rng.normal(size=(4, 3, *size)) for size in blocks]
+    teachers = [rng.normal(size=(4, 5, *size)) for size in blocks]
+    cfg = at.Config(beta_scale=scale, beta=300.0)
+    weight = at.attention_weight(cfg, input_size)
+    term = weight * sum(at.attention_loss(torch.tensor(s, dtype=torch.float32),
+                                          at.attention_map(torch.tensor(t, dtype=torch.float32), cfg.p), cfg.p)
+                        for s, t in zip(students, teachers))
+    expected = reference_term(students, teachers, cfg.p, cfg.beta, int(np.prod(input_size)), scale)
+    assert term.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_default_scale_is_the_official_code_on_32x32_inputs_and_a_sixteenth_on_8x8():
+    official, ours = at.Config(beta_scale="official"), at.Config()
+    assert ours.beta_scale == "input_size" and ours.beta == official.beta == 1000.0
+    assert at.attention_weight(ours, (32, 32)) == at.attention_weight(official, (32, 32)) == 500.0
+    assert at.attention_weight(ours, (8, 8)) * 16 == at.attention_weight(official, (8, 8)) == 500.0
+    assert at.attention_weight(at.Config(beta=0.0), (8, 8)) == 0.0
 
 
 def test_equal_maps_give_zero_and_a_zero_activation_a_zero_map():

@@ -1,7 +1,8 @@
 """Tests of methods/dml: the mutual loss against its definition in numpy (K = 2 and the mean over K − 1 = 2
 others, identical predictions, the gradient reaching only the student itself), the order of predictions and
 updates in a step (the paper's sequential Algorithm 1 and the simultaneous variant), students of one network
-drawing different initial weights while the first keeps its scratch student's, and a cohort end to end."""
+drawing different initial weights, each its own scratch student's (a stream of its own after the first), and a
+cohort end to end with one scratch run per student."""
 
 from __future__ import annotations
 
@@ -85,25 +86,34 @@ def test_the_students_update_in_turn_against_the_others_as_they_are(update, orde
     assert [" ".join(c) for c in b.calls] == order
 
 
-def test_students_of_one_network_start_apart_and_the_first_from_its_scratch_students_weights(tmp_path):
+def test_students_of_one_network_start_apart_and_each_from_its_scratch_students_weights(tmp_path):
     run, cfg = run_context(tmp_path, "dml", overrides={"students": "3"})
     roles = INFO.cls().roles(cfg, run.data)
-    assert [roles[r].pairing for r in ("student1", "student2", "student3")] == ["init", "order", "order"]
+    assert [roles[r].init for r in ("student1", "student2", "student3")] == [None, "dml:2", "dml:3"]
+    assert all(role.pairing == "init" for role in roles.values())
     captured = {}
     run.fit = lambda models, step, **options: captured.update(models) or models
     INFO.cls().train(run, cfg)
     weights = {role: m.state_dict()["1.weight"] for role, m in captured.items()}
-    assert torch.equal(weights["student1"], run.build("hinton_student", "flat").state_dict()["1.weight"])
     assert not torch.equal(weights["student1"], weights["student2"])
     assert not torch.equal(weights["student2"], weights["student3"])
-    mixed = INFO.cls().roles(dml.Config(partner_arch="kl_cnn", partner_view="image"), run.data)
-    assert mixed["student2"] == dml.Role("kl_cnn", "image", scratch=mixed["student2"].scratch, pairing="init")
+    assert not torch.equal(weights["student1"], weights["student3"])
+    # Each student's scratch partner: the scratch baseline builds the role's architecture from the role's stream.
+    for role, spec in roles.items():
+        partner = run.build(spec.arch, spec.view, init=spec.init).state_dict()
+        for name, value in captured[role].state_dict().items():
+            assert torch.equal(value, partner[name]), (role, name)
+    mixed = INFO.cls().roles(dml.Config(partner_arch="kl_cnn", partner_view="image", students=3), run.data)
+    assert [(mixed[r].arch, mixed[r].init) for r in ("student1", "student2", "student3")] == [
+        ("hinton_student", None), ("kl_cnn", None), ("kl_cnn", "dml:3")]
 
 
 def test_a_cohort_trains_end_to_end_with_each_student_paired(tmp_path):
     specs = plan([INFO], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS,
                  overrides={"dml": {"update": "simultaneous"}})
-    assert sorted(s.method for s in specs) == ["dml", "scratch_student"]  # one scratch run serves both students
+    # Student 2's scratch partner starts from its stream: two scratch runs, one per student.
+    assert [s.method for s in specs].count("dml") == 1
+    assert sorted(str(s.config.get("init")) for s in specs if s.method == "scratch_student") == ["None", "dml:2"]
     assert not run_plan(specs, Settings(store=Store(tmp_path)), backend="inprocess").failed
     record = next(r for r in Store(tmp_path).iter_runs() if r["method"] == "dml")
     rows = {(role, epoch, metric) for role, epoch, metric, _ in record["metrics"]}
