@@ -123,6 +123,12 @@ class RunContext:
     def eval_chunk(self) -> int:
         return devices.EVAL_CHUNK[self.device.type] if self.on_gpu else self.EVAL_CHUNK
 
+    @staticmethod
+    def view_of(model: nn.Module) -> str:
+        """The view ``model`` was built for (:meth:`build`, :meth:`required`): a required teacher's logits and
+        features are computed on its own view, which need not be the student's."""
+        return model.build_args["view"]
+
     @torch.no_grad()
     def logits(self, model: nn.Module, view: str, split: str, chunk: int | None = None) -> torch.Tensor:
         """``model``'s logits on a split, in eval mode, on the run's device."""

@@ -107,7 +107,7 @@ class Method(MethodBase):
 
     def train(self, run, cfg):
         teacher = run.required("teacher")
-        criterion = DecoupledLoss(run.logits(teacher, cfg.view, "train"), alpha=cfg.alpha, beta=cfg.beta,
+        criterion = DecoupledLoss(run.logits(teacher, run.view_of(teacher), "train"), alpha=cfg.alpha, beta=cfg.beta,
                                   temperature=cfg.temperature)
 
         def step(b):

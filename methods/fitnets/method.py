@@ -93,7 +93,7 @@ class Method(MethodBase):
         teacher = run.required("teacher")
         student = run.build(cfg.arch, cfg.view)
         if cfg.hint_epochs:
-            hints = run.features(teacher, cfg.view, "train", cfg.hint_layer).flatten(1)
+            hints = run.features(teacher, run.view_of(teacher), "train", cfg.hint_layer).flatten(1)
             guided = feature_width(student, run.view(cfg.view, "train"), cfg.guided_layer)
 
             def hint_step(b):
@@ -105,7 +105,7 @@ class Method(MethodBase):
             run.fit({"student": student, "regressor": regressor(run, guided, hints.shape[1])}, hint_step,
                     epochs=cfg.hint_epochs, batch_size=cfg.batch_size, lr=cfg.lr, curves=())
 
-        criterion = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature,
+        criterion = SoftTargetLoss(run.logits(teacher, run.view_of(teacher), "train"), temperature=cfg.temperature,
                                    alpha=cfg.alpha)
 
         def step(b):

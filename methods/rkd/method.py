@@ -155,9 +155,9 @@ class Method(MethodBase):
         teacher = run.required("teacher")
         logits_only = cfg.embedding == "logits"
         if logits_only:
-            embeddings = run.logits(teacher, cfg.view, "train")
+            embeddings = run.logits(teacher, run.view_of(teacher), "train")
         else:
-            embeddings = run.features(teacher, cfg.view, "train", cfg.teacher_feature)
+            embeddings = run.features(teacher, run.view_of(teacher), "train", cfg.teacher_feature)
         criterion = RelationalLoss(embeddings, distance_weight=cfg.distance_weight, angle_weight=cfg.angle_weight)
 
         def step(b):
