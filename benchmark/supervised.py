@@ -87,7 +87,8 @@ def train_distilled(run, cfg, role: str = "student"):
     """``role`` (``cfg.arch`` on ``cfg.view``) trained on Hinton et al.'s α·CE + (1 − α)·T²·KL against the required
     ``teacher``'s soft targets, with ``cfg``'s recipe: the controls' student (hinton_kd's loss with its defaults)."""
     teacher = run.required("teacher")
-    criterion = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature, alpha=cfg.alpha)
+    criterion = SoftTargetLoss(run.logits(teacher, run.view_of(teacher), "train"), temperature=cfg.temperature,
+                               alpha=cfg.alpha)
 
     def step(b):
         b.update({role: criterion(b.forward(role), b.y, b.idx)})

@@ -146,7 +146,7 @@ from benchmark.supervised import DISTILLATION_PRESETS
 
 
 @dataclass
-class Config(TeacherFields):  # the shared teacher's recipe: the Hinton notebook's 784-1200-1200-10
+class Config(TeacherFields):  # the shared teacher (cnn_teacher on the image view)
     arch: str = "hinton_student"  # student architecture (benchmark.archs)
     view: str = "flat"  # input view of student and teacher
     temperature: PositiveFloat = 10.0  # T, divides both models' logits in the soft-target term
@@ -170,7 +170,7 @@ class Method(MethodBase):
 
     def train(self, run, cfg):
         teacher = run.required("teacher")
-        criterion = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature,
+        criterion = SoftTargetLoss(run.logits(teacher, run.view_of(teacher), "train"), temperature=cfg.temperature,
                                    alpha=cfg.alpha)
 
         def step(b):
@@ -206,7 +206,8 @@ def test_a_copy_of_hinton_kd_shares_the_teacher_in_under_60_lines_and_trains_the
     teacher = {s.method: s.requires.get("teacher") for s in real + ours if s.requires}
     assert teacher["my_kd"] == teacher["hinton_kd"]  # the same teacher run: trained once, shared
     cached, todo = partition(ours, Store(out), methods)
-    assert len(cached) == 2 and [s.method for s in todo] == ["my_kd"]  # the teacher and scratch student are there
+    # the teacher, the scratch student and its label-smoothing partner are there
+    assert len(cached) == 3 and [s.method for s in todo] == ["my_kd"]
     assert not run_plan(todo, Settings(store=Store(out)), backend="inprocess").failed
     records = {r["method"]: r for r in Store(out).iter_runs()}
     assert records["my_kd"]["metrics"] == records["hinton_kd"]["metrics"]  # the same defaults: the same numbers

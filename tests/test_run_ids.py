@@ -79,10 +79,10 @@ def test_editing_code_reruns_exactly_the_runs_that_execute_it(project, tmp_path)
     restore()
     assert planned_again(project, out, first) == []  # restored: every run is the stored one again
 
-    # A shared architecture (the Hinton teacher and student live in benchmark/archs.py): exactly the runs that build
-    # a Hinton network (or load one).
+    # A shared architecture (the default CNN teacher and the Hinton networks live in benchmark/archs.py): exactly
+    # the runs that build one of them (or load one).
     edited(project / "benchmark" / "archs.py", lambda t: t.replace('"""D-300-C with ReLU', '"""D-300-C, ReLU between'))
     users = sorted(v for v in first.values()
-                   if {"hinton_student", "hinton_teacher"} & set(v[1]) or v[0] == "hinton_kd")
+                   if {"hinton_student", "hinton_teacher", "cnn_teacher"} & set(v[1]) or v[0] == "hinton_kd")
     assert planned_again(project, out, first) == users
     assert {m for m, _, _ in users} == {"scratch_student", "label_smoothing", "teacher", "hinton_kd"}

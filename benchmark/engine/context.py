@@ -127,6 +127,12 @@ class RunContext:
     def eval_chunk(self) -> int:
         return devices.EVAL_CHUNK[self.device.type] if self.on_gpu else self.EVAL_CHUNK
 
+    @staticmethod
+    def view_of(model: nn.Module) -> str:
+        """The view ``model`` was built for (:meth:`build`, :meth:`required`): a required teacher's logits and
+        features are computed on its own view, which need not be the student's."""
+        return model.build_args["view"]
+
     @torch.no_grad()
     def in_chunks(self, fn: Callable, x: torch.Tensor):
         """``fn`` applied to ``x`` in the one evaluation chunking (``eval_chunk`` rows at a time from row 0), its

@@ -74,7 +74,7 @@ class Method(MethodBase):
         teacher = run.required("teacher")  # frozen, eval mode; its test logits are the agreement metric's reference
         # The teacher is frozen and nothing is augmented: its logits on the training split are the same at every
         # step, computed once and looked up by the batch's example indices.
-        targets = run.logits(teacher, cfg.view, "train")
+        targets = run.logits(teacher, run.view_of(teacher), "train")
 
         def step(b):
             b.update({"student": distillation_loss(b.forward("student"), targets[b.idx], b.y,

@@ -47,7 +47,8 @@ from benchmark.supervised import DISTILLATION_PRESETS
 class Config(TeacherFields):  # the shared teacher, trained with the convolutional teacher of models.py
     teacher_arch: str = "at_teacher"  # [conv16 x2]-pool-[conv32 x2]-pool-64-C, features block1, block2 (models.py)
     arch: str = "at_student"  # conv8-pool-conv16-pool-C, features block1, block2 (models.py)
-    view: str = "image"  # input view of student and teacher: attention is spatial (a 1-D signal: over its length)
+    view: str = "image"  # the student's input view: attention is spatial (a 1-D signal: over its length)
+    teacher_view: str = "image"  # the teacher's, spatial too
     # The blocks compared, by feature name, in both networks (comma-separated): the paper's "at the end of each
     # group", before the next group's downsampling.
     attention_layers: str = "block1,block2"
@@ -132,8 +133,9 @@ class Method(MethodBase):
                  "kd_alpha": [0.0, 0.9], "beta_scale": ["input_size", "official"]}
 
     def skip(self, cfg, data):
-        if not cfg.view.startswith("image"):
-            return f"attention maps are spatial: view={cfg.view!r} has no positions (use view=image)"
+        for field, view in (("view", cfg.view), ("teacher_view", cfg.teacher_view)):
+            if not view.startswith("image"):
+                return f"attention maps are spatial: {field}={view!r} has no positions (use image)"
         if not layer_names(cfg):
             return "attention_layers names no layer"
         return None
@@ -148,13 +150,13 @@ class Method(MethodBase):
         teacher = run.required("teacher")
         student = run.build(cfg.arch, cfg.view)
         names = layer_names(cfg)
-        x = run.view(cfg.view, "train")
-        ours, theirs = feature_sizes(student, x, names), feature_sizes(teacher, x, names)
+        x, x_teacher = run.view(cfg.view, "train"), run.view(run.view_of(teacher), "train")
+        ours, theirs = feature_sizes(student, x, names), feature_sizes(teacher, x_teacher, names)
         # Each compared pair at the smaller of the two sizes (the larger is pooled).
         sizes = {n: min(ours[n], theirs[n], key=lambda s: torch.Size(s).numel()) for n in names}
-        maps = teacher_maps(teacher, x, sizes, cfg.p)
+        maps = teacher_maps(teacher, x_teacher, sizes, cfg.p)
         weight = attention_weight(cfg, tuple(x.shape[2:]))
-        soft = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature,
+        soft = SoftTargetLoss(run.logits(teacher, run.view_of(teacher), "train"), temperature=cfg.temperature,
                               alpha=1 - cfg.kd_alpha) if cfg.kd_alpha else None
 
         def step(b):

@@ -34,7 +34,7 @@ ENSEMBLE = "born_again_ensemble"  # methods/born_again/models.py
 
 @dataclass
 class Config(TeacherFields):  # generation 0 is the shared teacher; every generation is its architecture
-    view: str = "flat"  # input view of every generation
+    view: str = "image"  # input view of every generation: the teacher's (teacher_view), as its architecture is
     generation: PositiveInt = 1  # k: this run trains generation k from generation k-1 (1: from the teacher)
     alpha: UnitInterval = 0.5  # weight of the hard-label CE; the soft targets of generation k-1 get 1 - alpha
     temperature: PositiveFloat = 1.0  # T of the soft targets (the paper matches the teacher's output at T = 1)
@@ -43,6 +43,12 @@ class Config(TeacherFields):  # generation 0 is the shared teacher; every genera
     epochs: PositiveInt = 50  # upper bound; early stopping on validation NLL may end sooner
     patience: PositiveInt | None = 10  # epochs without a better validation NLL; None: every epoch
     validation: Validation = "stratified"  # training/validation split of every generation (benchmark.contract)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.view != self.teacher_view:  # every generation is the teacher's network, on the teacher's input
+            raise ValueError(f"born_again trains the teacher's architecture again: view={self.view!r} must be "
+                             f"teacher_view={self.teacher_view!r}")
 
 
 def stream(generation: int) -> str:
@@ -83,7 +89,7 @@ class Method(MethodBase):
         # agreement metric.
         earlier = [run.required(f"{self.name}#{k}", "student") for k in range(1, g)]
         teacher = earlier[-1] if earlier else run.required("teacher")
-        criterion = soft_target_loss(run.logits(teacher, cfg.view, "train"), cfg)
+        criterion = soft_target_loss(run.logits(teacher, run.view_of(teacher), "train"), cfg)
 
         def step(b):
             b.update({"student": criterion(b.forward("student"), b.y, b.idx)})

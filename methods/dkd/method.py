@@ -33,9 +33,9 @@ from benchmark.supervised import DISTILLATION_PRESETS
 
 
 @dataclass
-class Config(TeacherFields):  # the shared teacher: the Hinton notebook's 784-1200-1200-10
+class Config(TeacherFields):  # the shared teacher (default: cnn_teacher on the image view)
     arch: str = "hinton_student"  # student architecture: the Hinton notebook's 784-300-10 (benchmark.archs)
-    view: str = "flat"  # input view of student and teacher
+    view: str = "flat"  # the student's input view (the teacher's: teacher_view)
     alpha: NonNegativeFloat = 1.0  # α, weight of TCKD (paper and official code: 1.0)
     beta: NonNegativeFloat = 8.0  # β, weight of NCKD (official default 8.0; its per-pair configs 0.5 to 8)
     temperature: PositiveFloat = 4.0  # T, divides both models' logits in both KL terms (official: 4.0)
@@ -107,7 +107,7 @@ class Method(MethodBase):
 
     def train(self, run, cfg):
         teacher = run.required("teacher")
-        criterion = DecoupledLoss(run.logits(teacher, cfg.view, "train"), alpha=cfg.alpha, beta=cfg.beta,
+        criterion = DecoupledLoss(run.logits(teacher, run.view_of(teacher), "train"), alpha=cfg.alpha, beta=cfg.beta,
                                   temperature=cfg.temperature)
 
         def step(b):

@@ -38,11 +38,11 @@ from benchmark.supervised import DISTILLATION_PRESETS
 
 
 @dataclass
-class Config(TeacherFields):  # the shared teacher: the Hinton notebook's 784-1200-1200-10
+class Config(TeacherFields):  # the shared teacher (default: cnn_teacher on the image view)
     arch: str = "hinton_student"  # student architecture: the Hinton notebook's 784-300-10 (benchmark.archs)
-    view: str = "flat"  # input view of student and teacher
+    view: str = "flat"  # the student's input view (the teacher's: teacher_view)
     # The teacher's hint layer and the student's guided layer (features the architectures name). The paper takes
-    # the middle layer of each; the teacher's first hidden layer is as deep as the student's only one.
+    # the middle layer of each; here the teacher's first dense layer (cnn_teacher: after its two conv blocks).
     hint_layer: Literal["hidden1", "hidden2"] = "hidden1"
     guided_layer: str = "hidden1"
     hint_epochs: NonNegativeInt = 10  # stage 1's epochs (0: no hints, plain KD); not early-stopped
@@ -93,7 +93,7 @@ class Method(MethodBase):
         teacher = run.required("teacher")
         student = run.build(cfg.arch, cfg.view)
         if cfg.hint_epochs:
-            hints = run.features(teacher, cfg.view, "train", cfg.hint_layer).flatten(1)
+            hints = run.features(teacher, run.view_of(teacher), "train", cfg.hint_layer).flatten(1)
             guided = feature_width(student, run.view(cfg.view, "train"), cfg.guided_layer)
 
             def hint_step(b):
@@ -105,7 +105,7 @@ class Method(MethodBase):
             run.fit({"student": student, "regressor": regressor(run, guided, hints.shape[1])}, hint_step,
                     epochs=cfg.hint_epochs, batch_size=cfg.batch_size, lr=cfg.lr, curves=())
 
-        criterion = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature,
+        criterion = SoftTargetLoss(run.logits(teacher, run.view_of(teacher), "train"), temperature=cfg.temperature,
                                    alpha=cfg.alpha)
 
         def step(b):

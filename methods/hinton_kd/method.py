@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from benchmark.contract import (
+    NOTEBOOK_TEACHER,
     LearningRate,
     MethodBase,
     PositiveFloat,
@@ -30,9 +31,9 @@ from benchmark.supervised import DISTILLATION_PRESETS
 
 
 @dataclass
-class Config(TeacherFields):  # the shared teacher's fields: the notebook's 784-1200-1200-10 recipe
+class Config(TeacherFields):  # the shared teacher (a CNN on the image view; as published: the notebook MLP)
     arch: str = "hinton_student"  # student architecture: the notebook's 784-300-10 (benchmark.archs)
-    view: str = "flat"  # input view of student and teacher (the notebook flattens the images)
+    view: str = "flat"  # the student's input view (the notebook flattens the images); the teacher's: teacher_view
     temperature: PositiveFloat = 10.0  # T > 0, divides both models' logits in the soft-target term (notebook: 10)
     alpha: UnitInterval = 0.1  # weight of the hard-label CE in [0, 1]; the soft targets get 1 - alpha (notebook)
     # Multiply the soft-target term by T², which keeps its gradients' size independent of T (paper, section
@@ -68,8 +69,9 @@ class Method(MethodBase):
     }
     # keras_clip is Keras's numerical guard in its KL, not a defect (inert at T >= 4), but the notebook's loss.
     named_fields = ("early_stop",)  # the notebook keeps epoch 1: 82% on digits as published, 96% by default
-    as_published = {"t_squared": False, "early_stop": "as_published", "keras_clip": True,
-                    "validation": "keras_last"}  # the notebook's validation_split=0.1
+    # The notebook's teacher (784-1200-1200-10 on the flat view) and its validation_split=0.1.
+    as_published = {**NOTEBOOK_TEACHER, "t_squared": False, "early_stop": "as_published", "keras_clip": True,
+                    "validation": "keras_last"}
 
     def roles(self, cfg, data):
         return {"student": Role(cfg.arch, cfg.view, scratch=Recipe.of(cfg))}
@@ -79,7 +81,7 @@ class Method(MethodBase):
 
     def train(self, run, cfg):
         teacher = run.required("teacher")
-        criterion = SoftTargetLoss(run.logits(teacher, cfg.view, "train"), temperature=cfg.temperature,
+        criterion = SoftTargetLoss(run.logits(teacher, run.view_of(teacher), "train"), temperature=cfg.temperature,
                                    alpha=cfg.alpha, t_squared=cfg.t_squared, keras_clip=cfg.keras_clip)
 
         def step(b):

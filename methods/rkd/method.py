@@ -34,14 +34,14 @@ from benchmark.supervised import DISTILLATION_PRESETS
 
 
 @dataclass
-class Config(TeacherFields):  # the shared teacher: the Hinton notebook's 784-1200-1200-10
+class Config(TeacherFields):  # the shared teacher (default: cnn_teacher on the image view)
     arch: str = "hinton_student"  # student architecture: the Hinton notebook's 784-300-10 (benchmark.archs)
-    view: str = "flat"  # input view of student and teacher
+    view: str = "flat"  # the student's input view (the teacher's: teacher_view)
     # The embeddings whose relations are matched: "features", the named hidden features below (the official
     # distillation code's penultimate, pooled features), or "logits", both networks' outputs.
     embedding: Literal["features", "logits"] = "features"
     student_feature: str = "hidden1"  # the student's embedding: its last hidden layer, 300 wide (after the ReLU)
-    teacher_feature: str = "hidden2"  # the teacher's embedding: its last hidden layer, 1200 wide (before dropout)
+    teacher_feature: str = "hidden2"  # the teacher's embedding: its last hidden layer (cnn_teacher: 128 wide)
     distance_weight: NonNegativeFloat = 25.0  # λ_D, weight of the distance term (official distillation: 25)
     angle_weight: NonNegativeFloat = 50.0  # λ_A, weight of the angle term (official distillation: 50)
     lr: LearningRate = 1e-3  # student's Adam learning rate (hinton_kd's recipe)
@@ -155,9 +155,9 @@ class Method(MethodBase):
         teacher = run.required("teacher")
         logits_only = cfg.embedding == "logits"
         if logits_only:
-            embeddings = run.logits(teacher, cfg.view, "train")
+            embeddings = run.logits(teacher, run.view_of(teacher), "train")
         else:
-            embeddings = run.features(teacher, cfg.view, "train", cfg.teacher_feature)
+            embeddings = run.features(teacher, run.view_of(teacher), "train", cfg.teacher_feature)
         criterion = RelationalLoss(embeddings, distance_weight=cfg.distance_weight, angle_weight=cfg.angle_weight)
 
         def step(b):

@@ -72,8 +72,10 @@ def test_stage_one_trains_the_layers_up_to_the_guided_layer_and_the_regressor(tm
         before = {role: copy.deepcopy(m.state_dict()) for role, m in models.items()}
         if "regressor" in models:
             teacher = self.required("teacher")
-            calls.append({"hints_eval": torch.equal(self.features(teacher, "flat", "train", "hidden1"),
-                                                    copy.deepcopy(teacher).eval()[:3](self.view("flat", "train")))})
+            cut = teacher.feature_cuts["hidden1"]  # the CNN teacher's first dense layer, read on its image view
+            assert self.view_of(teacher) == "image"
+            calls.append({"hints_eval": torch.equal(self.features(teacher, "image", "train", "hidden1"),
+                                                    copy.deepcopy(teacher).eval()[:cut](self.view("image", "train")))})
         result = original(self, models, step, **options)
         after = {role: m.state_dict() for role, m in models.items()}
         changed = {role: [k for k in before[role] if not torch.equal(before[role][k], after[role][k])]

@@ -169,7 +169,9 @@ def test_presets_share_the_baselines_runs(preset):
 
 def test_notebook_defaults():
     cfg = Method.Config()
-    assert (cfg.arch, cfg.teacher_arch, cfg.view) == ("hinton_student", "hinton_teacher", "flat")
+    assert (cfg.arch, cfg.view) == ("hinton_student", "flat")
+    assert (cfg.teacher_arch, cfg.teacher_view) == ("cnn_teacher", "image")  # the notebook's: as_published
+    assert (Method.as_published["teacher_arch"], Method.as_published["teacher_view"]) == ("hinton_teacher", "flat")
     assert (cfg.temperature, cfg.alpha, cfg.lr, cfg.batch_size, cfg.epochs, cfg.patience) == \
         (10.0, 0.1, 1e-3, 64, 50, 10)
     assert (cfg.t_squared, cfg.keras_clip, cfg.early_stop) == (True, False, "val_nll")
