@@ -129,6 +129,9 @@ class Runner:
             del self.running[event.task_id]
             left = [s for s in running.task.specs if s.run_id not in running.reported]
             self._charge(queue, left, "its task ended without a record of it")
+        elif event.kind == "stop":  # a full disk: the other tasks are stopped (close) and it is said in one line
+            del self.running[event.task_id]
+            raise event.payload
         elif event.kind == "died":
             del self.running[event.task_id]
             self._abandon(queue, running, event.payload, died=True)
