@@ -167,9 +167,9 @@ def test_a_write_that_fails_after_training_is_one_line_and_keeps_every_run(store
         raise OSError(28, os.strerror(28))
 
     monkeypatch.setattr(os, "fsync", full)
-    assert main(["run", "scratch_student", "--seeds", "2", "--jobs", "1", "--out", str(out), *DIGITS, *SMOKE]) == 2
+    assert main(["run", "scratch_student", "--seeds", "2", "--jobs", "1", "--out", str(out), *DIGITS, *SMOKE]) == 1
     (line,) = _err_lines(capsys)
-    assert "No space left on device" in line and "kept" in line
+    assert "disk full while writing" in line and "No space left on device" in line and "kept" in line
     after = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
     assert len(after) == len(before) + 1 and all(after[name] == data for name, data in before.items())
     assert not list((out / "tables").glob(".tmp-*"))

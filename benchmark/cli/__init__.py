@@ -20,7 +20,7 @@ from benchmark.cli.options import add_device_option
 from benchmark.engine import budget
 from benchmark.engine import device as devices
 from benchmark.engine.discovery import discover
-from benchmark.errors import BadInput, NothingPublished
+from benchmark.errors import BadInput, NothingPublished, disk_full
 from benchmark.profiling import command as profiling
 from benchmark.reporting.publish import publish
 from benchmark.runner.local import install_sigterm
@@ -328,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `python -m benchmark list | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except OSError as exc:  # a write that failed after the checks (a full disk): what is stored stays stored
+    except OSError as exc:  # a write that failed after the checks: what is stored stays stored
+        if disk_full(exc) is not None:  # wherever it was (a worker's record or checkpoint, a table): one line
+            print(f"benchmark: error: {disk_full(exc)} (every run stored so far is kept)", file=sys.stderr)
+            return 1
         where = f": {exc.filename}" if exc.filename else ""
         print(f"benchmark: error: {exc.strerror or exc}{where} (every run stored so far is kept)", file=sys.stderr)
         return 2

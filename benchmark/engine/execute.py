@@ -33,6 +33,7 @@ from benchmark.engine.discovery import MethodInfo, discover
 from benchmark.engine.fit import NotBatchable, Rendezvous
 from benchmark.engine.plan import SCRATCH, SMOOTHING, partner_config, scratch_config, smoothed
 from benchmark.engine.spec import RunSpec, config_from_dict, config_to_dict, pair_key
+from benchmark.errors import disk_full
 from benchmark.omitted import omitted_metrics
 from benchmark.store import Store, UnstorableRecord, atomic_torch_save, provenance
 from benchmark.store.provenance import describe_cpu, same_cpu
@@ -124,6 +125,8 @@ def execute(spec: RunSpec, settings: Settings, methods: dict[str, MethodInfo] | 
         try:
             _run(spec, settings, methods, record)
         except (Exception, SystemExit) as exc:  # sys.exit() inside a method ends that run, not the suite
+            if disk_full(exc) is not None:  # not the run's fault: every later write would fail too; the suite stops
+                raise disk_full(exc) from None
             record["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             if isinstance(exc, SystemExit):
                 record["error"] = f"the method called sys.exit({exc.code!r})"

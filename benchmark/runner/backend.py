@@ -14,14 +14,15 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from benchmark.engine.spec import RunSpec
 
-EventKind = Literal["started", "record", "done", "died"]
+EventKind = Literal["started", "record", "done", "died", "stop"]
 
 
 class Event(NamedTuple):
     """``started``: the task began executing (its time limit counts from here); ``record``: one of its runs
     finished, ``payload`` its stored record; ``done``: it ended normally; ``died``: it ended abnormally (its worker
-    was killed, the cluster gave up on it), ``payload`` why, in one line. ``record`` events of a task come between
-    its ``started`` and its ``done`` or ``died``; after those the backend says no more of it."""
+    was killed, the cluster gave up on it), ``payload`` why, in one line; ``stop``: it hit an error that stops the
+    whole suite (a full disk), ``payload`` the exception, which the runner raises. ``record`` events of a task come
+    between its ``started`` and its ``done``, ``died`` or ``stop``; after those the backend says no more of it."""
 
     kind: EventKind
     task_id: int

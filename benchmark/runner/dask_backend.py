@@ -28,7 +28,7 @@ from benchmark.engine import device as devices
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, execute_task, failed_record
 from benchmark.engine.spec import RunSpec
-from benchmark.errors import BadInput, one_line
+from benchmark.errors import BadInput, disk_full, one_line
 from benchmark.runner.backend import Event
 from benchmark.runner.status import is_done
 
@@ -152,6 +152,8 @@ class DaskBackend:
             try:
                 records = future.result()
             except Exception as exc:  # the scheduler gave up on it (e.g. its workers kept dying)
+                if disk_full(exc) is not None:
+                    raise disk_full(exc) from None
                 events.append(Event("died", task_id, f"worker died: {type(exc).__name__}: {exc}"))
                 continue
             events += [Event("record", task_id, r) for r in records] + [Event("done", task_id)]

@@ -24,6 +24,7 @@ from benchmark.engine import device as devices
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, execute_task
 from benchmark.engine.spec import RunSpec
+from benchmark.errors import disk_full
 from benchmark.runner.backend import Event
 
 
@@ -62,8 +63,14 @@ def _worker(conn, settings: Settings, parent: int) -> None:
         task_id, spec_dicts = message
         conn.send(("started", task_id, None))  # the run's clock starts now, not while this worker was importing
         specs = [RunSpec.from_dict(d) for d in spec_dicts]
-        for record in execute_task(specs, settings, methods):
-            conn.send(("record", task_id, record))
+        try:
+            for record in execute_task(specs, settings, methods):
+                conn.send(("record", task_id, record))
+        except OSError as exc:
+            if disk_full(exc) is None:
+                raise
+            conn.send(("stop", task_id, disk_full(exc)))  # the suite's one line, not this worker's traceback
+            return
         conn.send(("done", task_id, None))
 
 

@@ -14,6 +14,12 @@ What can go wrong in a run stays in that run:
   this process: no limit);
 - a run whose required run failed is recorded failed without being started, and so are the runs waiting on it.
 
+One claim per run (:mod:`benchmark.store.claims`): a run is claimed here before its task is handed to the backend,
+and released when its record is written or it is charged. A run that another live suite holds is not trained here:
+the runner waits for that suite's claim to go (polling every :data:`POLL_S`), then takes the stored record as the
+run's end (``elsewhere``), or trains the run itself if none was stored. Its dependants wait with it. Past the run
+time limit, or the ``stop_at`` deadline, it gives up: the run and its dependants are ``held``, left for a rerun.
+
 :func:`run_plan` is the entry point: it trains exactly the runs it is given (the caller has set the cached ones
 aside with :func:`benchmark.runner.status.partition`).
 """
@@ -34,7 +40,10 @@ from benchmark.runner.dask_backend import DaskBackend
 from benchmark.runner.inprocess import InProcessBackend
 from benchmark.runner.local import LocalBackend
 from benchmark.runner.schedule import Batching, Queue, Task, expected_seconds, history, tasks
+from benchmark.runner.status import is_done
+from benchmark.store.claims import Claims, Owner
 
+POLL_S = 1.0  # how often a run held by another suite is looked at
 RETRIES_AFTER_DEATH = 1  # a run whose worker died is tried once more, alone, before it is charged
 BACKENDS = ("local", "dask", "inprocess")  # "local" with GPUs is the accelerator backend
 
@@ -45,6 +54,8 @@ class Outcome:
 
     records: list[dict] = field(default_factory=list)
     left: list[RunSpec] = field(default_factory=list)  # runs not started because the deadline passed
+    elsewhere: list[dict] = field(default_factory=list)  # records of runs another suite trained meanwhile
+    held: list[tuple[RunSpec, str]] = field(default_factory=list)  # (run, who): still trained by another suite
 
     @property
     def failed(self) -> list[dict]:
@@ -64,16 +75,29 @@ class _Running:
     reported: set[str] = field(default_factory=set)  # its runs whose record came back
 
 
+@dataclass
+class _Elsewhere:
+    task: Task  # one run, held by another suite
+    owner: Owner
+    since: float = field(default_factory=time.time)
+
+
 class Runner:
     """Executes the tasks of a queue on ``backend``; ``on_record(spec, record)`` is called for every run as it
     ends, with its stored record (one the runner wrote, when the run failed outside its method's code)."""
 
     def __init__(self, backend: Backend, settings: Settings, *, timeout_s: float | None = None,
-                 on_record: Callable[[RunSpec, dict], None] | None = None, stop_at: float | None = None):
+                 on_record: Callable[[RunSpec, dict], None] | None = None, stop_at: float | None = None,
+                 done: Callable[[RunSpec], bool] | None = None):
         self.backend, self.settings, self.timeout_s = backend, settings, timeout_s
         self.stop_at = stop_at  # clock() past it: start nothing new, let the running tasks finish
         self.left: list[RunSpec] = []
         self.on_record = on_record or (lambda spec, record: None)
+        self.claims = Claims(settings.store.claims_dir)
+        self.done = done or (lambda spec: False)  # stored and complete (another suite trained it meanwhile)
+        self.elsewhere: dict[str, _Elsewhere] = {}  # run id -> its wait for another suite
+        self.by_others: list[dict] = []  # records of runs another suite trained meanwhile
+        self.held: list[tuple[RunSpec, str]] = []  # given up waiting: (run, who holds it)
         self.running: dict[int, _Running] = {}
         self.deaths: dict[str, int] = {}  # run id -> deaths of the worker while it ran alone
         self.next_id = 0
@@ -82,7 +106,10 @@ class Runner:
         try:
             self._loop(queue)
         finally:
-            self.backend.close()
+            try:
+                self.backend.close()
+            finally:
+                self.claims.release_all()
 
     def _loop(self, queue: Queue) -> None:
         while True:
@@ -90,18 +117,77 @@ class Runner:
                 for task, broken in blocked:
                     self._charge(queue, task.specs, f"required run {', '.join(broken)} failed")
             stopping = self.stop_at is not None and clock() >= self.stop_at
+            self._look_elsewhere(queue, stopping)
             while not stopping and len(self.running) < self.backend.slots and (task := queue.pop_ready()) is not None:
-                self._start(task)
-            if not self.running:
+                self._claim_and_start(queue, task)
+            if not self.running and not self.elsewhere:
                 if stopping:  # left for the next invocation, which finds the finished runs stored
                     self.left = [spec for task in queue.drain() for spec in task.specs]
                     return
-                for task in queue.drain():  # nothing runnable and nothing running: it waits on runs that never end
-                    self._charge(queue, task.specs, "a required run did not finish")
+                self._drain_waiting(queue)
                 return
-            for event in self.backend.wait(self._next_deadline()):
+            if not self.running:
+                time.sleep(POLL_S)
+                continue
+            deadline = self._next_deadline()
+            if self.elsewhere:
+                deadline = POLL_S if deadline is None else min(deadline, POLL_S)
+            for event in self.backend.wait(deadline):
                 self._handle(queue, event)
             self._expire(queue)
+
+    def _claim_and_start(self, queue: Queue, task: Task) -> None:
+        """Start the runs of ``task`` this process could claim; a run that another suite holds waits for it, and
+        a run found finished once claimed (another suite stored it meanwhile) is not trained again."""
+        mine = []
+        for spec in task.specs:
+            owner = self.claims.claim(spec.run_id)
+            if owner is not None:
+                self.elsewhere[spec.run_id] = _Elsewhere(Task([spec], task.expected_s / len(task.specs), task.needs,
+                                                              task.priority), owner)
+            elif self.done(spec):
+                self._by_another(queue, spec)
+            else:
+                mine.append(spec)
+        if len(mine) == len(task.specs):
+            self._start(task)
+        elif mine:
+            self._start(Task(mine, task.expected_s * len(mine) / len(task.specs), task.needs, task.priority))
+
+    def _look_elsewhere(self, queue: Queue, stopping: bool) -> None:
+        """The runs held by other suites: ended there (their record), free again (trained here), or given up."""
+        now = time.time()
+        for run_id, wait in list(self.elsewhere.items()):
+            spec = wait.task.specs[0]
+            owner = self.claims.owner(run_id)
+            if owner is None or owner.gone():
+                del self.elsewhere[run_id]
+                if self.done(spec):
+                    self._by_another(queue, spec)
+                else:  # its suite ended without a stored record: trained here
+                    queue.push(wait.task)
+            elif stopping or (self.timeout_s is not None and now - wait.since > self.timeout_s):
+                del self.elsewhere[run_id]
+                self.held.append((spec, f"being trained by another suite ({owner.describe()})"))
+
+    def _by_another(self, queue: Queue, spec: RunSpec) -> None:
+        self.claims.release(spec.run_id)
+        queue.finish(spec.run_id, True)
+        record = self.settings.store.read_run(spec.run_id)
+        if record is not None:
+            self.by_others.append(record)
+
+    def _drain_waiting(self, queue: Queue) -> None:
+        """Nothing runnable and nothing running: the runs left wait on a run another suite still holds (left for
+        a rerun), or on runs that never end (charged)."""
+        blocked = {spec.run_id for spec, _ in self.held}
+        for task in queue.drain():
+            if task.needs & blocked:
+                waits = ", ".join(sorted(task.needs & blocked))
+                self.held += [(spec, f"waits on {waits}, being trained by another suite") for spec in task.specs]
+                blocked.update(task.ids)
+            else:
+                self._charge(queue, task.specs, "a required run did not finish")
 
     def _start(self, task: Task) -> None:
         self.next_id += 1
@@ -129,6 +215,9 @@ class Runner:
             del self.running[event.task_id]
             left = [s for s in running.task.specs if s.run_id not in running.reported]
             self._charge(queue, left, "its task ended without a record of it")
+        elif event.kind == "stop":  # a full disk: the other tasks are stopped (close) and it is said in one line
+            del self.running[event.task_id]
+            raise event.payload
         elif event.kind == "died":
             del self.running[event.task_id]
             self._abandon(queue, running, event.payload, died=True)
@@ -158,6 +247,7 @@ class Runner:
             self._finish(queue, spec, failed_record(spec, self.settings, error))
 
     def _finish(self, queue: Queue, spec: RunSpec, record: dict) -> None:
+        self.claims.release(spec.run_id)  # its record is written: another suite may look at it now
         queue.finish(spec.run_id, record.get("status") in ("ok", "skipped"))
         self.on_record(spec, record)
 
@@ -210,7 +300,8 @@ def run_plan(todo: list[RunSpec], settings: Settings, *, jobs: int = 1, backend:
         gpus = tuple(range(devices.cuda_count())) if any(s.device == "cuda" for s in todo) else ()
     chosen = make_backend(backend, settings, methods, jobs=jobs, client=client, gpus=gpus) \
         if isinstance(backend, str) else backend
-    runner = Runner(chosen, settings, timeout_s=timeout_s, on_record=on_record, stop_at=stop_at)
+    runner = Runner(chosen, settings, timeout_s=timeout_s, on_record=on_record, stop_at=stop_at,
+                    done=lambda spec: is_done(spec, settings.store, methods))
     runner.run(queue)
-    outcome.left = runner.left
+    outcome.left, outcome.elsewhere, outcome.held = runner.left, runner.by_others, runner.held
     return outcome

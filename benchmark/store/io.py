@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from benchmark.errors import DiskFull, disk_full
+
 TMP_PREFIX = ".tmp-"
 HOST = socket.gethostname()
 
@@ -48,9 +50,12 @@ def _write_temporary(path: Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        full = disk_full(exc)
+        if full is not None:  # named by the file it was for, not the temporary name: one line says where
+            raise DiskFull(full.errno, full.strerror, str(path)) from None
         raise
     return tmp
 

@@ -5,6 +5,7 @@ Layout under the output folder (default ``results/``), each name defined here on
     runs/<run_id>.json      one finished run (status ok / failed / skipped)
     cache/<tag>-<key>.pt    cached models (state dicts; loaded with weights_only=True)
     set-aside/              run files that failed validation, moved out of runs/ (kept, never deleted)
+    claims/<run_id>.claim   a run being trained now, and by which process (benchmark.store.claims)
     tables/ figures/ profiles/ REPORT.md
 
 Every file is written atomically (``benchmark.store.io``). Nothing read is trusted: a run file counts (as done,
@@ -78,7 +79,7 @@ class Store:
     """``warn`` receives the one line that reports an invalid run file (default: stderr). ``read_only``: never
     write or move anything (an invalid run file is reported and left in place)."""
 
-    RUNS, CACHE, SET_ASIDE = "runs", "cache", "set-aside"
+    RUNS, CACHE, SET_ASIDE, CLAIMS = "runs", "cache", "set-aside", "claims"
     TABLES, FIGURES, PROFILES, REPORT = "tables", "figures", "profiles", "REPORT.md"
     PROFILE_FIGURE = "profile.png"  # written by ``python -m benchmark profile``, shown in the report
 
@@ -87,6 +88,7 @@ class Store:
         self.runs_dir = self.root / self.RUNS
         self.cache_dir = self.root / self.CACHE
         self.set_aside_dir = self.root / self.SET_ASIDE
+        self.claims_dir = self.root / self.CLAIMS  # who trains which run now (benchmark.store.claims)
         self.tables_dir = self.root / self.TABLES
         self.figures_dir = self.root / self.FIGURES
         self.profiles_dir = self.root / self.PROFILES
@@ -125,7 +127,7 @@ class Store:
         """Remove the temporary files whose writer, a process of this host, is dead. How many."""
         self._writable("cleaned")
         return remove_dead_temporaries((self.root, self.runs_dir, self.cache_dir, self.tables_dir,
-                                        self.figures_dir, self.profiles_dir, self.set_aside_dir))
+                                        self.figures_dir, self.profiles_dir, self.set_aside_dir, self.claims_dir))
 
     def run_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{_run_id(run_id)}.json"
@@ -139,7 +141,7 @@ class Store:
         """BadInput unless every folder and file the store writes is inside its root: a layout folder that is a
         symbolic link (planted, or left by another tool) would take the writes elsewhere."""
         for path in (self.runs_dir, self.cache_dir, self.set_aside_dir, self.tables_dir, self.figures_dir,
-                     self.profiles_dir, self.report_path):
+                     self.profiles_dir, self.report_path, self.claims_dir):
             if path.is_symlink():
                 raise BadInput(f"{path} is a symbolic link: the store writes only inside {self.root}; remove the "
                                "link (or pass --out another folder)")

@@ -47,6 +47,8 @@ class Tally:
     unpublished: str = ""  # why a part of the outputs could not be written
     left: list[RunSpec] = field(default_factory=list)  # not started: --stop-after's time was up
     stop_at: float | None = None  # the runner's clock time after which no run starts (--stop-after)
+    elsewhere: int = 0  # runs another suite on the same store trained meanwhile (not trained here)
+    held: list[tuple[RunSpec, str]] = field(default_factory=list)  # still being trained by another suite
 
     @property
     def failed(self) -> list[dict]:
@@ -144,6 +146,8 @@ def _train(request, todo: list[RunSpec], settings: Settings, client, tally: Tall
             bar.close()
     tally.records += outcome.records
     tally.left += outcome.left
+    tally.elsewhere += len(outcome.elsewhere)
+    tally.held += outcome.held
 
 
 def _until_ci(grid: Grid, store: Store, settings: Settings, client, tally: Tally) -> None:
@@ -182,13 +186,19 @@ def _summary(tally: Tally, grid: Grid, store: Store, broken) -> int:
     if tally.cached == tally.planned:
         print(f"all {tally.planned} runs were cached; nothing trained")
     else:
+        others = f", {tally.elsewhere} trained by another suite meanwhile" if tally.elsewhere else ""
         print(f"{tally.planned} runs: {trained} trained, {tally.cached} cached, {skipped} skipped, "
-              f"{len(tally.failed)} failed")
+              f"{len(tally.failed)} failed{others}")
     print(f"report: {store.report_path}")
     if tally.left:
         per = ", ".join(f"{n} {k}" for k, n in sorted(Counter(s.method for s in tally.left).items()))
         print(f"stopped by --stop-after: {len(tally.left)} planned runs not started ({per}); the tables and report "
               "are written from the runs stored so far; run the same command again to resume from them")
+    if tally.held:
+        print(f"{len(tally.held)} planned runs are being trained by another suite on {store.root} and were not "
+              "waited for to the end; run the same command again once it is done to go on from them")
+        for spec, who in tally.held:
+            warn(f"{spec.method} {spec.dataset} rep={spec.rep} ({spec.run_id}): {who}")
     for r in tally.records:
         if r.get("replaced"):
             warn(f"{r['method']} {r['dataset']} rep={r['rep']} ({r['run_id']}): {r['replaced']}")
