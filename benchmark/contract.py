@@ -78,6 +78,9 @@ MEAN_OUTPUT = "mean_output_"  # "mean_output_<unit>": an output unit's batch mea
 TEACHER = "teacher"  # the shared teacher baseline (baselines/teacher), loaded by the distillation methods
 LABEL_SMOOTHING = "label_smoothing"  # the baseline each distilled role is also compared with (paired as scratch)
 SENSITIVITY = "sensitivity"  # ``MethodBase.family`` of a positive control: its comparisons are a family of their own
+# ``MethodBase.family`` of a control for what distillation is not (a teacher that knows nothing): a family of its own,
+# shown beside the positive controls and never in the main table or the ranking of methods
+CONTROL = "control"
 # Final metrics of a positive control's roles (the distilled student and its scratch partner alike): overall test
 # accuracy, the omitted class's test accuracy, and both after raising the omitted class's logit bias by the amount
 # chosen on the validation split (Hinton et al. 2015, section 3). The omitted class is in the config's ``transfer``.
@@ -318,7 +321,8 @@ class MethodBase:
     # table names them in the default's row (e.g. "js_entanglement · views=halves"), beside the as-published row.
     named_fields: ClassVar[tuple[str, ...]] = ()
     # The report family a method's comparisons belong to: None, a method whose effect the benchmark asks about;
-    # ``SENSITIVITY``, a positive control (an effect known to exist), reported first and corrected apart.
+    # ``SENSITIVITY``, a positive control (an effect known to exist), reported first and corrected apart;
+    # ``CONTROL``, a control for what distillation is not (its Δ against scratch is regularisation, not transfer).
     family: ClassVar[str | None] = None
 
     def adapt(self, cfg, data):

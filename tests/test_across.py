@@ -115,3 +115,26 @@ def test_without_controls_the_sensitivity_section_says_how_to_run_them(tmp_path)
     results = load_results(StoreBuilder(tmp_path).store)
     text = "\n".join(report_front.sensitivity_section(results.summary))
     assert "have not been run" in text and report_front.CONTROLS_COMMAND in text
+
+
+def test_a_knowledge_free_teacher_is_a_control_family_shown_apart_never_a_method_row(tmp_path):
+    rng = np.random.default_rng(6)
+    v = controlled_store(tmp_path, rng, with_controls=False)
+    b = StoreBuilder(tmp_path)
+    free = v["scratch"] + 0.015 + rng.normal(0, 0.002, 5)  # regularisation alone beats scratch
+    for r in range(5):
+        teacher = b.add("teacher", r, kind="baseline", variant="knowledge=untrained", roles={"teacher": None},
+                        config={"knowledge": "untrained"}, metrics=[["teacher", -1, "test_acc", 0.1]])
+        b.add("knowledge_free_teacher", r, roles={"student": "K1"}, requires={"teacher": teacher["run_id"]},
+              metrics=[["student", -1, "test_acc", free[r]]])
+    results = load_results(b.store, Declarations(family={"knowledge_free_teacher": "control"}))
+    s = results.summary
+    row = s[(s.method == "knowledge_free_teacher") & (s.metric == "test_acc") & (s.selection == "final")].iloc[0]
+    assert row.config_kind == "control" and row.family == "control" and row.holm_m == 1
+    assert row.delta_mean == pytest.approx((free - v["scratch"]).mean())
+    assert not s[s.method == "knowledge_free_teacher"].main.any()
+    primary = s[(s.family == "primary")]
+    assert set(primary.method) == {"kd"}  # the control does not enlarge the methods' Holm family
+    text = "\n".join(report_front.sensitivity_section(s))
+    assert "### What distillation is not" in text and "| digits | knowledge_free_teacher |" in text
+    assert row.verdict == stats.HIGHER and "A knowledge-free teacher beats scratch on digits" in text

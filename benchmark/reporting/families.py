@@ -13,6 +13,8 @@ Holm's correction runs within a family (:func:`family_name`), per dataset and pr
   untrained control: one family each (e.g. ``default · test_nll``);
 - positive controls (methods whose ``family`` is ``sensitivity``): every control's comparisons with its
   scratch student together, per metric (``sensitivity · test_omitted_acc``), reported first;
+- controls for what distillation is not (``family`` ``control``: a teacher that knows nothing): likewise, as
+  ``control``, shown beside the positive controls;
 - every other kind, per method (e.g. ``as published · js_entanglement``, ``defects · hinton_kd``), and per metric
   likewise; comparisons with the method's default variant (ablation rows) form families of their own
   (``ablations vs default · ska · probe_acc``).
@@ -33,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.contract import CONTROL as CONTROL_FAMILY
 from benchmark.contract import SENSITIVITY as SENSITIVITY_FAMILY
 from benchmark.reporting import stats
 from benchmark.reporting.columns import FINAL, FINAL_SEL, PRIMARY, SCRATCH, UNIT, VAL_SEL
@@ -41,7 +44,9 @@ from benchmark.reporting.text import config_label, param_text, same_level
 DEFAULT, AS_PUBLISHED, REQUIRED, DEFECT, ABLATION, BASELINE = (
     "default", "as published", "required", "defect", "ablation", "baseline")
 SENSITIVITY = SENSITIVITY_FAMILY  # every configuration of a positive control (``MethodBase.family``)
-KIND_ORDER = (DEFAULT, AS_PUBLISHED, REQUIRED, DEFECT, ABLATION, BASELINE, SENSITIVITY)  # which identical copy is kept
+CONTROL = CONTROL_FAMILY  # every configuration of a control for what distillation is not (``MethodBase.family``)
+# which identical copy is kept
+KIND_ORDER = (DEFAULT, AS_PUBLISHED, REQUIRED, DEFECT, ABLATION, BASELINE, SENSITIVITY, CONTROL)
 FAMILY_WORDS = {AS_PUBLISHED: "as published", REQUIRED: "required", DEFECT: "defects", ABLATION: "ablations",
                 BASELINE: "baselines"}
 PRIMARY_FAMILY = "primary"
@@ -117,8 +122,8 @@ def config_kinds(current: pd.DataFrame, declared: Declarations) -> dict[tuple, s
         if runs.kind.eq("baseline").all():
             kinds.update({(*key, v): BASELINE for v in runs.variant.unique()})
             continue
-        if declared.family.get(method) == SENSITIVITY:
-            kinds.update({(*key, v): SENSITIVITY for v in runs.variant.unique()})
+        if declared.family.get(method) in (SENSITIVITY, CONTROL):
+            kinds.update({(*key, v): declared.family[method] for v in runs.variant.unique()})
             continue
         settings = runs.drop_duplicates("variant").set_index("variant").config.to_dict()
         required = {variant_of_run.get(rid) for needs in runs.requires for rid in needs}
@@ -163,7 +168,8 @@ def main_configs(current: pd.DataFrame, roles: pd.DataFrame, kinds: Mapping[tupl
     key_of_run = {r.run_id: (r.preset, r.dataset, r.method, r.variant) for r in current.itertuples()}
     with_default = {k[:3] for k, kind in kinds.items() if kind == DEFAULT}
     main = {k for k, kind in kinds.items()
-            if kind in (DEFAULT, AS_PUBLISHED) or (kind not in (BASELINE, SENSITIVITY) and k[:3] not in with_default)}
+            if kind in (DEFAULT, AS_PUBLISHED) or (kind not in (BASELINE, SENSITIVITY, CONTROL)
+                                                     and k[:3] not in with_default)}
     needed = dict(zip(current.run_id, current.requires, strict=True))
     for _ in range(2):  # a teacher of a teacher
         main |= {key_of_run[rid] for run, key in key_of_run.items() if key in main
@@ -225,8 +231,8 @@ def family_name(kind: str, method: str, metric: str, selection: str, against: st
     if against == "default":
         return f"{FAMILY_WORDS.get(kind, kind)} vs default · {method}{part}"
     control = " vs untrained" if against == "untrained" else ""
-    if kind == SENSITIVITY:  # every positive control together, per dataset and metric
-        return f"{SENSITIVITY}{part}{control}"
+    if kind in (SENSITIVITY, CONTROL):  # every control of the kind together, per dataset and metric
+        return f"{kind}{part}{control}"
     if kind == DEFAULT:
         return PRIMARY_FAMILY if not part and not control else f"default{part}{control}"
     return f"{FAMILY_WORDS.get(kind, kind)} · {method}{part}{control}"

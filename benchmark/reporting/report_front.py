@@ -71,10 +71,10 @@ def across_section(summary: pd.DataFrame, figures: FigureSet, store: Store) -> l
     return lines
 
 
-def control_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """The positive controls' comparisons with their scratch students (final model, every logged control
-    metric)."""
-    rows = summary[summary.config_kind.eq(families.SENSITIVITY) & (summary.selection == FINAL_SEL)
+def control_rows(summary: pd.DataFrame, kind: str = families.SENSITIVITY) -> pd.DataFrame:
+    """The comparisons of the controls of ``kind`` (positive controls, or controls for what distillation is not)
+    with their scratch students (final model, every logged control metric)."""
+    rows = summary[summary.config_kind.eq(kind) & (summary.selection == FINAL_SEL)
                    & summary.metric.isin(SHOWN) & summary.p_value.notna()]
     return rows.sort_values(["preset", "dataset", "label", "role", "metric"])
 
@@ -93,7 +93,7 @@ def sensitivity_section(summary: pd.DataFrame) -> list[str]:
         return lines + ["The positive controls have not been run: no run of a method whose `family` is "
                         f"`sensitivity` is in the store. `{CONTROLS_COMMAND}` runs them with every method (on one "
                         "dataset: `--datasets digits`). Until then a verdict of \"unclear\" below cannot be told "
-                        "apart from a harness that could not see an effect.", ""]
+                        "apart from a harness that could not see an effect.", ""] + negative_controls(summary)
     decided = deciding(rows)
     failed = decided[decided.verdict != stats.HIGHER]
     if len(failed):
@@ -111,6 +111,10 @@ def sensitivity_section(summary: pd.DataFrame) -> list[str]:
               "set (config `transfer`), paired by repetition; p (Holm) over the controls' comparisons of that "
               "metric on the dataset (family `sensitivity`). The deciding metric of each control is the first it "
               f"logs of {', '.join(DECIDING)}.", ""]
+    return lines + _control_table(rows) + [""] + negative_controls(summary)
+
+
+def _control_table(rows: pd.DataFrame) -> list[str]:
     table = []
     for r in rows.itertuples():
         c = text.comparison(r)
@@ -120,4 +124,23 @@ def sensitivity_section(summary: pd.DataFrame) -> list[str]:
                       text.verdict_words(c, "scratch", r.metric), text.mde_short(c, r.metric)])
     head = ["dataset", "control", "variant", "role", "metric", "n", "mean ± 95% CI", "Δ vs scratch [95% CI]",
             "p (Holm)", "family (m)", "verdict", text.MDE_HEAD]
-    return lines + markdown_table(head, table, 7) + [""]
+    return markdown_table(head, table, 7)
+
+
+def negative_controls(summary: pd.DataFrame) -> list[str]:
+    """The controls for what distillation is not (a teacher that knows nothing): where one beats its scratch
+    student, a method's gain over scratch with the same recipe is no evidence of transfer."""
+    rows = control_rows(summary, families.CONTROL)
+    rows = rows[rows.metric == PRIMARY]
+    if rows.empty:
+        return []
+    lines = ["### What distillation is not", "",
+             "A distillation recipe with a teacher that knows nothing (untrained, or trained on shuffled labels), "
+             "everything else equal, against its scratch student; p (Holm) over these controls per dataset (family "
+             "`control`). Where such a student beats its scratch student, the recipe's gain is regularisation: a "
+             "method's \"beats scratch\" with that recipe is no evidence that knowledge was transferred, and the "
+             "main table's Δ against label smoothing is the comparison to read.", ""]
+    beaten = rows[rows.verdict == stats.HIGHER]
+    if len(beaten):
+        lines += [f"**A knowledge-free teacher beats scratch on {', '.join(sorted(set(beaten.dataset)))}.**", ""]
+    return lines + _control_table(rows) + [""]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from benchmark.contract import (
+    CONTROL,
     LearningRate,
     MethodBase,
     PositiveFloat,
@@ -43,6 +44,7 @@ class Config(TeacherFields):  # the shared teacher's recipe, with what it knows 
 
 class Method(MethodBase):
     Config = Config
+    family = CONTROL  # a control for what distillation is not: its own family, never a method's row
     presets = DISTILLATION_PRESETS
     ablations = {"teacher_knowledge": ["untrained", "shuffled_labels"]}
 
