@@ -67,7 +67,7 @@ def test_invalid_records_are_set_aside_and_redone_never_done_nor_tabled(stored, 
 
     assert main(["run", "hinton_kd", "--seeds", "1", "--jobs", "1", "--out", str(out), *DIGITS, *SMOKE]) == 0
     captured = capsys.readouterr()
-    assert "2 trained, 2 cached" in captured.out  # the teacher and scratch student again; hinton_kd, label_smoothing kept
+    assert "2 trained, 2 cached" in captured.out  # teacher, scratch again; hinton_kd, label_smoothing kept
     lines = [line for line in captured.err.splitlines() if "set aside" in line]
     assert len(lines) == 3, captured.err
     assert any(bare.name in line and "no 'method'" in line for line in lines)
