@@ -204,20 +204,20 @@ def test_overrides_are_parsed_by_type_never_evaluated():
 
 def test_a_teacher_checkpoint_that_does_not_load_is_retrained(tmp_path):
     out = tmp_path / "out"
-    assert run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE).returncode == 0
+    assert run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE, "--jobs", "1").returncode == 0
     (checkpoint,) = (out / "cache").glob("teacher-*.pt")
     record = out / "runs" / f"{checkpoint.stem.removeprefix('teacher-')}.json"
     stored = record.read_bytes()
     good = checkpoint.read_bytes()
     checkpoint.write_bytes(b"not a checkpoint" + good[:100])
     # Every run that loads it is cached: its record answers, nothing is trained (a clone holds no checkpoints).
-    cached = run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE)
+    cached = run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE, "--jobs", "1")
     assert cached.returncode == 0 and "all 4 runs were cached" in cached.stdout, cached.stdout + cached.stderr
     assert checkpoint.name not in cached.stderr and record.read_bytes() == stored
     # A student to be trained loads it: the teacher is trained again first, and says why.
     (student,) = [p for p in (out / "runs").glob("*.json") if json.loads(p.read_text())["method"] == "hinton_kd"]
     student.unlink()
-    again = run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE)
+    again = run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE, "--jobs", "1")
     assert again.returncode == 0, again.stderr
     lines = [line for line in again.stderr.splitlines() if checkpoint.name in line]
     assert len(lines) == 1 and "does not load" in lines[0] and "training it again" in lines[0]
