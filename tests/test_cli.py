@@ -142,5 +142,5 @@ def test_broken_method_is_named_and_others_still_run(tmp_path):
     assert res.returncode == 1
     assert "broken" in res.stdout and "ModuleNotFoundError" in res.stdout
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
-    assert {r["method"] for r in records} == {"scratch_student", "teacher"}
+    assert {r["method"] for r in records} == {"label_smoothing", "scratch_student", "teacher"}
     assert all(r["status"] == "ok" for r in records)

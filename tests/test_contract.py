@@ -234,7 +234,7 @@ def test_speed_toml_declares_targets_variants_and_budget_fields(tmp_path):
     cls = methods["a"].cls
     assert (cls.speed_targets, cls.profile_variants) == ({"min_peak_fraction": 0.4}, ("temperature=4",))
     data = load_dataset("digits")
-    assert cls().budget(configuration.resolve(cls, "quick"), data) == (50, 64)
+    assert cls().budget(configuration.resolve(cls, "quick"), data) == (150, 64)  # DISTILLATION_PRESETS' epochs
     assert cls().budget(configuration.resolve(cls, "quick", {"alpha": 0.5}), data) == (0, 64)  # int(lr=1e-3)
     assert "bad targets ['max_speed']" in methods["b"].error
     assert "speed.toml names ['steps'], which are not Config fields" in methods["c"].error
@@ -243,8 +243,8 @@ def test_speed_toml_declares_targets_variants_and_budget_fields(tmp_path):
     ska, subclass = METHODS["ska"].cls, METHODS["subclass_kd"].cls
     assert ska().budget(configuration.resolve(ska, "quick"), data) == (50, None)
     teacher_stage = configuration.resolve(subclass, "quick", {"stage": "teacher"})
-    assert subclass().budget(teacher_stage, data) == (100, 256)
-    assert subclass().budget(configuration.resolve(subclass, "quick"), data) == (60, 256)
+    assert subclass().budget(teacher_stage, data) == (400, 256)  # its quick preset's teacher_epochs
+    assert subclass().budget(configuration.resolve(subclass, "quick"), data) == (200, 256)  # the notebook's epochs
 
 
 def test_which_runs_keep_their_models_is_derived():

@@ -119,14 +119,14 @@ def test_a_record_of_an_unknown_device_is_refused():
     assert "device 'tpu' is not one of cpu, cuda" in record_problem(record, record["run_id"])
 
 
-def test_quick_trains_and_tests_on_more_of_the_large_datasets_on_a_gpu():
+def test_quick_trains_on_more_of_the_large_datasets_on_a_gpu_and_tests_on_the_whole_test_set_on_both():
     presets = configuration.DATA_PRESETS
-    assert presets["cpu"]["quick"] == {"max_train": 4_000, "max_test": 2_000}
-    assert presets["cuda"]["quick"]["max_train"] > presets["cpu"]["quick"]["max_train"]
-    assert presets["cuda"]["quick"]["max_test"] is None
+    assert presets["cpu"]["quick"] == {"max_train": 4_000, "max_test": None}
+    assert presets["cuda"]["quick"] == {"max_train": 6_000, "max_test": None}
     assert presets["cuda"]["smoke"] == presets["cpu"]["smoke"] and presets["cuda"]["paper"] == presets["cpu"]["paper"]
-    assert _specs("cuda", preset="quick")[0].data["max_test"] is None
-    assert _specs("cpu", preset="quick")[0].data["max_test"] == 2_000
+    cuda, cpu = _specs("cuda", preset="quick")[0].data, _specs("cpu", preset="quick")[0].data
+    assert (cuda["max_train"], cuda["max_test"]) == (6_000, None)
+    assert (cpu["max_train"], cpu["max_test"]) == (4_000, None)
 
 
 def test_reproduce_refuses_another_kind_of_device(gpus):

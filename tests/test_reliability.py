@@ -26,7 +26,8 @@ DIGITS = ("--datasets", "digits")
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
-    """A store holding a smoke hinton_kd run, its teacher and its scratch student, written under umask 0o002."""
+    """A store holding a smoke hinton_kd run, its teacher, its scratch student and its label-smoothing partner,
+    written under umask 0o002."""
     out = tmp_path_factory.mktemp("stored") / "out"
     previous = os.umask(0o002)
     try:
@@ -66,7 +67,7 @@ def test_invalid_records_are_set_aside_and_redone_never_done_nor_tabled(stored, 
 
     assert main(["run", "hinton_kd", "--seeds", "1", "--jobs", "1", "--out", str(out), *DIGITS, *SMOKE]) == 0
     captured = capsys.readouterr()
-    assert "2 trained, 1 cached" in captured.out
+    assert "2 trained, 2 cached" in captured.out  # teacher, scratch again; hinton_kd, label_smoothing kept
     lines = [line for line in captured.err.splitlines() if "set aside" in line]
     assert len(lines) == 3, captured.err
     assert any(bare.name in line and "no 'method'" in line for line in lines)
@@ -80,7 +81,7 @@ def test_invalid_records_are_set_aside_and_redone_never_done_nor_tabled(stored, 
     assert main(["tables", "--out", str(out)]) == 0
     assert main(["report", "--out", str(out)]) == 0
     assert late.name in capsys.readouterr().err
-    assert len(pd.read_csv(out / "tables" / "runs.csv")) == 3
+    assert len(pd.read_csv(out / "tables" / "runs.csv")) == 4
 
 
 @pytest.mark.parametrize("command", ["tables", "figures", "report"])

@@ -82,13 +82,13 @@ def test_each_method_reads_the_teacher_on_its_view_and_the_student_on_its_own(tm
     calls = []
     logits, features = RunContext.logits, RunContext.features
 
-    def spy_logits(self, model, view, split, chunk=None):
+    def spy_logits(self, model, view, split):
         calls.append((model.build_args["arch"], model.build_args["view"], view))
-        return logits(self, model, view, split, chunk)
+        return logits(self, model, view, split)
 
-    def spy_features(self, model, view, split, name, chunk=None):
+    def spy_features(self, model, view, split, name):
         calls.append((model.build_args["arch"], model.build_args["view"], view))
-        return features(self, model, view, split, name, chunk)
+        return features(self, model, view, split, name)
 
     monkeypatch.setattr(RunContext, "logits", spy_logits)
     monkeypatch.setattr(RunContext, "features", spy_features)

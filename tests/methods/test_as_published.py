@@ -97,4 +97,4 @@ def test_hinton_kd_trains_without_a_validation_split_once_nothing_early_stops(tm
     outcome = run_plan(specs, Settings(store=Store(tmp_path), threads=1), backend="inprocess")
     assert [r["error"] for r in outcome.records if r["status"] != "ok"] == []
     assert {s.method: s.data["validation"] for s in specs} == dict.fromkeys(("teacher", "scratch_student",
-                                                                           "hinton_kd"), "none")
+                                                                           "label_smoothing", "hinton_kd"), "none")

@@ -167,7 +167,7 @@ def test_defaults_are_the_official_ones_and_the_presets_share_the_baselines_runs
 
 def test_a_run_distils_the_teacher_with_the_warmup_of_its_epochs(tmp_path):
     specs = plan([INFO], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=METHODS)
-    assert sorted(s.method for s in specs) == ["dkd", "scratch_student", "teacher"]
+    assert sorted(s.method for s in specs) == ["dkd", "label_smoothing", "scratch_student", "teacher"]
     outcome = run_plan(specs, Settings(store=Store(tmp_path), threads=1), backend="inprocess")
     assert not outcome.failed, [r["error"] for r in outcome.failed]
     record = Store(tmp_path).read_run(next(s for s in specs if s.method == "dkd").run_id)
