@@ -446,7 +446,7 @@ def assert_links_are_pngs(out, text, minimum=1):
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(links) >= minimum
     for link in links:
-        path = out / link
+        path = out / Store.PUBLISHED / link  # relative to the report's folder
         assert path.is_file() and path.stat().st_size > 1000, link
         assert path.read_bytes()[:8] == PNG, link
 
