@@ -30,11 +30,11 @@ def test_list_shows_baselines_and_datasets():
 def test_run_writes_store_and_second_run_is_cached(smoke_store):
     out, first = smoke_store
     assert len(list((out / "runs").glob("*.json"))) == 2
-    frame = pd.read_parquet(out / "tables" / "metrics.parquet")
+    frame = pd.read_parquet(out / "published" / "tables" / "metrics.parquet")
     assert list(frame.columns) == ["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric",
                                    "value"]
     assert frame["value"].notna().all() and frame["value"].map(float).map(abs).lt(float("inf")).all()
-    assert (out / "tables" / "summary.md").read_text().count("scratch_student") >= 1
+    assert (out / "published" / "tables" / "summary.md").read_text().count("scratch_student") >= 1
     again = run_cli("run", "scratch_student", "--datasets", "digits", "--seeds", "2", "--preset", "smoke",
                     "--out", str(out), "--no-progress")
     assert again.returncode == 0
@@ -122,7 +122,7 @@ def test_copied_template_is_listed_run_and_stored(tmp_path):
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert {r["method"] for r in records} == {"my_method", "scratch_student", "label_smoothing"}
     assert all(r["status"] == "ok" for r in records)
-    assert "my_method" in (out / "tables" / "summary.md").read_text()
+    assert "my_method" in (out / "published" / "tables" / "summary.md").read_text()
 
 
 def test_broken_method_is_named_and_others_still_run(tmp_path):

@@ -74,7 +74,7 @@ def test_two_runs_of_one_seed_are_bit_identical_whatever_the_workers_and_reprodu
     assert main(["reproduce", record["run_id"], "--out", str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out
     assert "identical, bit for bit" in out and "packed with" in out
-    assert (tmp_path / "a" / "tables" / "summary.csv").is_file()
+    assert (tmp_path / "a" / "published" / "tables" / "summary.csv").is_file()
 
 
 class NoSyncTimer(StepTimer):

@@ -213,21 +213,21 @@ def test_after_a_reverted_edit_the_tables_show_the_current_codes_runs_and_list_t
         os.environ.pop("BENCHMARK_PROJECT_ROOT") if saved is None else os.environ.update(BENCHMARK_PROJECT_ROOT=saved)
     assert set(results.current.run_id) == first
     assert not set(results.metrics.run_id) & edited and not results.superseded
-    summary = (out / "tables" / "summary.md").read_text()
+    summary = (out / "published" / "tables" / "summary.md").read_text()
     stale = summary[summary.index("## Stale: from other code"):]
     assert "2 stored runs were made by other code" in stale and all(run_id in stale for run_id in edited)
     assert not any(run_id in stale for run_id in first)
-    runs = pd.read_csv(out / "tables" / "runs.csv")
+    runs = pd.read_csv(out / "published" / "tables" / "runs.csv")
     assert dict(zip(runs.run_id, runs.code, strict=True)) == {**dict.fromkeys(first, "current"),
                                                              **dict.fromkeys(edited, "stale")}
-    tiny = pd.read_csv(out / "tables" / "summary.csv").query("method == 'tiny'")
+    tiny = pd.read_csv(out / "published" / "tables" / "summary.csv").query("method == 'tiny'")
     assert set(tiny.n) == {2}  # one row per role and selection, from the two current repetitions only
     assert all((out / "runs" / f"{run_id}.json").is_file() for run_id in edited)  # kept on disk
 
     # Where the method folder is not on the machine reading the store, its runs cannot be judged: kept, and said.
     (project / "methods" / "tiny").rename(tmp_path / "tiny-elsewhere")
     assert run_main("tables", "--out", str(out), env=env).returncode == 0
-    summary = (out / "tables" / "summary.md").read_text()
+    summary = (out / "published" / "tables" / "summary.md").read_text()
     assert "4 stored runs could not be judged here" in summary and "method tiny is not on this machine" in summary
 
 

@@ -92,7 +92,7 @@ def test_list_and_all_survive_a_module_calling_sys_exit(tmp_path):
     res = run_main("all", "--datasets", "digits", "--seeds", "1", "--preset", "smoke", "--out", str(tmp_path / "o"),
                    "--no-progress", "--jobs", "1", env=env)
     assert res.returncode == 1 and "exits" in res.stdout, res.stderr
-    assert (tmp_path / "o" / "tables" / "summary.md").is_file()
+    assert (tmp_path / "o" / "published" / "tables" / "summary.md").is_file()
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_a_cifar_file_that_is_a_malicious_pickle_is_refused_unexecuted(tmp_path)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("folder", ["tables", "figures", "runs"])
+@pytest.mark.parametrize("folder", ["published", "runs"])
 def test_a_store_folder_that_is_a_link_out_of_the_store_is_refused(folder, tmp_path, capsys):
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     out.mkdir()

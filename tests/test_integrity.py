@@ -308,10 +308,10 @@ def test_a_store_of_cpu_and_cuda_runs_publishes(command, distilled, tmp_path, ca
     assert any("set aside" in line and "'tpu'" in line for line in _err_lines(capsys))
     import pandas as pd
 
-    runs = pd.read_csv(out / "tables" / "runs.csv")
+    runs = pd.read_csv(out / "published" / "tables" / "runs.csv")
     assert sorted(runs.device.unique()) == ["cpu", "cuda"] and len(runs) == 2 * len(cpu)
     if command == "report":
-        report = (out / "REPORT.md").read_text()
+        report = (out / "published" / "REPORT.md").read_text()
         assert "(cuda)" in report and "(cpu)" in report
 
 

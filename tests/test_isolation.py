@@ -36,7 +36,7 @@ def test_sys_exit_in_a_method_fails_that_run_only(tmp_path):
     assert len(failed) == 2 and all("sys.exit(0)" in r["error"] for r in failed)
     completed = sorted(r["method"] for r in _records(out) if r["status"] == "ok")  # every baseline, both repetitions
     assert completed == sorted(["label_smoothing", "scratch_student", "teacher"] * 2)
-    assert (out / "tables" / "summary.md").is_file()
+    assert (out / "published" / "tables" / "summary.md").is_file()
 
 
 @pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])
@@ -51,7 +51,7 @@ def test_a_run_that_kills_its_worker_is_the_only_one_charged(jobs, tmp_path):
     assert [(r["method"], r["rep"]) for r in failed] == [("faulty", 1)]
     assert "worker died (killed by signal 9)" in failed[0]["error"] and "retry" in failed[0]["error"]
     assert sum(r["status"] == "ok" for r in records) == 3  # the three other repetitions
-    assert (out / "tables" / "summary.md").is_file()
+    assert (out / "published" / "tables" / "summary.md").is_file()
 
 
 def test_a_hung_run_times_out_and_the_suite_goes_on(tmp_path):

@@ -1,5 +1,6 @@
 """The committed reference results are never lost: their run records are committed under results/runs, and the
-tables (here), figures and report (the slow set) they rebuild are the committed files, byte for byte."""
+tables (here), figures and report (the slow set) they rebuild, under results/published, are the committed files,
+byte for byte."""
 
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ def rebuilt(tmp_path_factory):
 
 
 def _committed(folder: str) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in (RESULTS / folder).iterdir() if p.is_file()}
+    return {p.name: p.read_bytes() for p in (RESULTS / Store.PUBLISHED / folder).iterdir() if p.is_file()}
 
 
 def test_the_committed_tables_are_what_the_committed_records_rebuild(rebuilt):
     publish(Store(rebuilt), parts=("tables",), **declarations())
     committed = _committed(Store.TABLES)
-    new = {p.name: p.read_bytes() for p in (rebuilt / Store.TABLES).iterdir() if p.name in committed}
+    new = {p.name: p.read_bytes() for p in Store(rebuilt).tables_dir.iterdir() if p.name in committed}
     assert set(new) == set(committed)
     assert [name for name in committed if new[name] != committed[name]] == []
 
@@ -39,8 +40,8 @@ def test_the_committed_tables_are_what_the_committed_records_rebuild(rebuilt):
 @pytest.mark.slow
 def test_the_committed_figures_and_report_are_what_the_committed_records_rebuild(rebuilt):
     publish(Store(rebuilt), parts=("report",), **declarations())
-    assert (rebuilt / Store.REPORT).read_bytes() == (RESULTS / Store.REPORT).read_bytes()
+    assert Store(rebuilt).report_path.read_bytes() == Store(RESULTS).report_path.read_bytes()
     committed = _committed(Store.FIGURES)
-    drawn = {p.name: p.read_bytes() for p in (rebuilt / Store.FIGURES).iterdir()}
+    drawn = {p.name: p.read_bytes() for p in Store(rebuilt).figures_dir.iterdir()}
     assert set(drawn) == set(committed)
     assert [name for name in committed if drawn[name] != committed[name]] == []

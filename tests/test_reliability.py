@@ -81,7 +81,7 @@ def test_invalid_records_are_set_aside_and_redone_never_done_nor_tabled(stored, 
     assert main(["tables", "--out", str(out)]) == 0
     assert main(["report", "--out", str(out)]) == 0
     assert late.name in capsys.readouterr().err
-    assert len(pd.read_csv(out / "tables" / "runs.csv")) == 4
+    assert len(pd.read_csv(out / "published" / "tables" / "runs.csv")) == 4
 
 
 @pytest.mark.parametrize("command", ["tables", "figures", "report"])
@@ -93,7 +93,7 @@ def test_tables_on_a_store_of_invalid_records_is_one_line_and_exit_2(tmp_path, c
     assert main([command, "--out", str(tmp_path / "out")]) == 2
     (line,) = _err_lines(capsys)
     assert "no valid run record" in line and "2 found were invalid" in line
-    assert not (tmp_path / "out" / "tables").exists()
+    assert not (tmp_path / "out" / "published").exists() and not list((tmp_path / "out").glob(".publish-*"))
     assert sorted(p.name for p in (tmp_path / "out" / "set-aside").iterdir()) == ["aaaa.json", "bbbb.json"]
 
 
@@ -163,6 +163,8 @@ def test_unwritable_out_is_refused_before_anything_trains(case, tmp_path, capsys
 def test_a_write_that_fails_after_training_is_one_line_and_keeps_every_run(stored, tmp_path, capsys, monkeypatch):
     out = _copy(stored, tmp_path)
     before = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
+    published = {p: p.read_bytes() for p in (out / "published").rglob("*") if p.is_file()}
+    assert published
 
     def full(fd):  # the disk fills once the runs are trained (in their workers): the tables cannot be written
         raise OSError(28, os.strerror(28))
@@ -173,7 +175,8 @@ def test_a_write_that_fails_after_training_is_one_line_and_keeps_every_run(store
     assert "disk full while writing" in line and "No space left on device" in line and "kept" in line
     after = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
     assert len(after) == len(before) + 1 and all(after[name] == data for name, data in before.items())
-    assert not list((out / "tables").glob(".tmp-*"))
+    assert not list(out.glob(".publish-*"))  # the old outputs as they were, no staging folder left
+    assert {p: p.read_bytes() for p in (out / "published").rglob("*") if p.is_file()} == published
 
 
 # ---- 6: bad values refused when planning -----------------------------------------------------------------------
@@ -299,10 +302,11 @@ def test_a_forged_record_is_set_aside_by_the_tables_and_counted(tmp_path, capsys
     assert main(["tables", "--out", str(out)]) == 0
     (line,) = [x for x in capsys.readouterr().err.splitlines() if "set aside" in x]
     assert "0123456789abcdef.json" in line and "hash to another id" in line
-    assert sorted(pd.read_csv(out / "tables" / "runs.csv").run_id) == sorted([real["run_id"], other["run_id"]])
-    assert "1 run file was not a valid run record and is left out" in (out / "tables" / "summary.md").read_text()
+    tables = out / "published" / "tables"
+    assert sorted(pd.read_csv(tables / "runs.csv").run_id) == sorted([real["run_id"], other["run_id"]])
+    assert "1 run file was not a valid run record and is left out" in (tables / "summary.md").read_text()
     assert main(["tables", "--out", str(out)]) == 0  # read again: nothing left to skip, nothing said
-    assert "not a valid run record" not in (out / "tables" / "summary.md").read_text()
+    assert "not a valid run record" not in (out / "published" / "tables" / "summary.md").read_text()
 
 
 def _json_with(record: dict, path: tuple, raw: str) -> str:
@@ -351,7 +355,7 @@ def test_a_hostile_record_is_set_aside_and_the_tables_go_on(case, tmp_path, caps
     (line,) = [x for x in capsys.readouterr().err.splitlines() if "set aside" in x]
     assert said in line and bad["run_id"] in line
     assert [p.name for p in (out / "set-aside").iterdir()] == [f"{bad['run_id']}.json"]
-    assert list(pd.read_csv(out / "tables" / "runs.csv").run_id) == [good["run_id"]]
+    assert list(pd.read_csv(out / "published" / "tables" / "runs.csv").run_id) == [good["run_id"]]
 
 
 @pytest.mark.timeout(60)  # a reader that opened the FIFO would wait for a writer forever

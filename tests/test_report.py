@@ -142,9 +142,9 @@ def known(tmp_path_factory):
     b.add("broken_method", 0, roles={}, metrics=[], status="failed", error="ValueError: on purpose\n  line two")
     b.add("skipping_method", 0, roles={}, metrics=[], status="skipped", error="does not apply to digits")
     report, figures = write_report(out, DEFECTS)
-    summary = pd.read_csv(out / "tables" / "summary.csv")
+    summary = pd.read_csv(out / "published" / "tables" / "summary.csv")
     return {"out": out, "v": v, "report": whole_report(report), "figures": figures, "summary": summary,
-            "md": (out / "tables" / "summary.md").read_text()}
+            "md": (out / "published" / "tables" / "summary.md").read_text()}
 
 
 def row(summary, method, metric="test_acc", selection="final", variant="default", role="student"):
@@ -357,7 +357,7 @@ def assert_verdicts_follow_holm(markdown):
 
 def test_ablation_table_against_the_default_variant(known):
     v = known["v"]
-    a = pd.read_csv(known["out"] / "tables" / "ablations.csv")
+    a = pd.read_csv(known["out"] / "published" / "tables" / "ablations.csv")
     good = a[a.method == "good_method"]
     assert {"param.temperature", "param.loss"} <= set(a.columns)
     t8 = good[good.variant == "temperature=8.0"].iloc[0]
@@ -446,7 +446,7 @@ def assert_links_are_pngs(out, text, minimum=1):
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(links) >= minimum
     for link in links:
-        path = out / link
+        path = out / Store.PUBLISHED / link  # relative to the report's folder
         assert path.is_file() and path.stat().st_size > 1000, link
         assert path.read_bytes()[:8] == PNG, link
 
@@ -457,16 +457,16 @@ def test_figures_skip_cleanly_without_their_data_and_never_delete_a_file(tmp_pat
         b.add("scratch_student", r, kind="baseline", roles={"student": "K1"},
               metrics=[["student", -1, "test_acc", 0.8 + r / 100]])
     assert cli.main(["figures", "--out", str(tmp_path)]) == 0
-    drawn = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    drawn = sorted(p.name for p in (tmp_path / "published" / "figures").glob("*.png"))
     assert drawn == ["accuracy_digits_smoke.png", "cost_digits_smoke.png", "step_time_digits_smoke.png"]
     assert "warning" not in capsys.readouterr().err
-    committed = tmp_path / "figures" / "heatmap_gone_digits_smoke.png"  # e.g. a committed reference figure
+    committed = tmp_path / "published" / "figures" / "heatmap_gone_digits_smoke.png"  # e.g. a committed figure
     committed.write_bytes(PNG)
     assert cli.main(["report", "--out", str(tmp_path)]) == 0
     assert committed.read_bytes() == PNG  # not drawn from this store: left as it was, never deleted
     (line,) = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
     assert "1 figure file(s)" in line and committed.name in line and "left as they were" in line
-    text = (tmp_path / "REPORT.md").read_text()
+    text = (tmp_path / "published" / "REPORT.md").read_text()
     assert "heatmap_gone" not in text
     assert "no default configuration has a distillation comparison with a paired scratch student" in text
 
@@ -492,18 +492,19 @@ def test_each_command_publishes_only_its_part(tmp_path):
     tables = publish(Store(tmp_path), ("tables",))
     assert [p.name for p in tables.written] == ["metrics.parquet", "metrics.csv", "runs.csv", "summary.csv",
                                                 "summary.md", "ablations.csv"]
-    assert tables.figures is None and tables.report is None and not (tmp_path / "figures").exists()
+    assert tables.figures is None and tables.report is None and not (tmp_path / "published" / "figures").exists()
     figures = publish(Store(tmp_path), ("figures",))
-    assert {p.parent.name for p in figures.written} == {"figures"} and not (tmp_path / "REPORT.md").exists()
+    assert {p.parent.name for p in figures.written} == {"figures"}
+    assert not (tmp_path / "published" / "REPORT.md").exists()
     report = publish(Store(tmp_path), ("report",))  # the report brings the tables and figures it links
-    assert report.report == tmp_path / "REPORT.md" and report.written[-1] == report.report
+    assert report.report == tmp_path / "published" / "REPORT.md" and report.written[-1] == report.report
     assert len(report.written) == 6 + len(report.figures.files) + len(REFERENCE_FILES) + 1
 
 
 def test_a_full_disk_leaves_every_table_as_it_was(tmp_path, capsys, monkeypatch):
     b = small_store(tmp_path)
     assert cli.main(["tables", "--out", str(tmp_path)]) == 0
-    before = {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()}
+    before = {p.name: p.read_bytes() for p in (tmp_path / "published" / "tables").iterdir()}
     b.add("kd", 2, roles={"student": "K1"}, metrics=[["student", -1, "test_acc", 0.9]])  # a new run: new tables
     calls = []
     real_fsync = os.fsync
@@ -517,10 +518,11 @@ def test_a_full_disk_leaves_every_table_as_it_was(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(os, "fsync", fills_up)
     assert cli.main(["tables", "--out", str(tmp_path)]) == 1
     assert "disk full while writing" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()} == before  # no temporary file either
+    assert {p.name: p.read_bytes() for p in (tmp_path / "published" / "tables").iterdir()} == before
+    assert not list(tmp_path.glob(".publish-*"))  # no staging folder either
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert cli.main(["tables", "--out", str(tmp_path)]) == 0
-    assert all((tmp_path / "tables" / name).read_bytes() != data for name, data in before.items()
+    assert all((tmp_path / "published" / "tables" / name).read_bytes() != data for name, data in before.items()
                if name != "ablations.csv")  # every table now holds the new run (there is no ablation)
 
 
@@ -535,10 +537,10 @@ def test_every_figure_failing_is_a_failure_of_the_command(tmp_path, capsys, monk
     assert cli.main(["figures", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith("benchmark: error: no figure could be drawn") and "cannot draw" in err[-1]
-    assert not (tmp_path / "figures").exists()
+    assert not (tmp_path / "published" / "figures").exists()
     assert cli.main(["report", "--out", str(tmp_path)]) == 1  # what could be written was
-    assert "## Figures that could not be drawn" in (tmp_path / "REPORT.md").read_text()
-    assert (tmp_path / "tables" / "summary.md").is_file()
+    assert "## Figures that could not be drawn" in (tmp_path / "published" / "REPORT.md").read_text()
+    assert (tmp_path / "published" / "tables" / "summary.md").is_file()
 
 
 @pytest.mark.parametrize("command", ["tables", "figures", "report"])
@@ -567,16 +569,16 @@ def test_all_then_report_end_to_end_with_a_new_method_folder(tmp_path, monkeypat
     common = ["--datasets", "digits", "--seeds", "3", "--preset", "smoke", "--out", str(out), "--no-progress",
               "--jobs", "1"]
     assert cli.main(["all", *common]) == 0
-    assert (out / "figures" / "accuracy_digits_smoke.png").is_file()  # `all` draws figures too
-    assert answer_row((out / "REPORT.md").read_text(), "fresh_method")  # and writes the report of the same runs
+    assert (out / "published" / "figures" / "accuracy_digits_smoke.png").is_file()  # `all` draws figures too
+    assert answer_row((out / "published" / "REPORT.md").read_text(), "fresh_method")  # and the report of those runs
     assert cli.main(["ablate", "fresh_method", "--param", "label_smoothing=0.0,0.1", *common]) == 0
     assert cli.main(["report", "--out", str(out)]) == 0
-    text = whole_report(out / "REPORT.md")
+    text = whole_report(out / "published" / "REPORT.md")
     assert answer_row(text, "fresh_method") and "fresh_method with label_smoothing=0.0 (student)" in text
-    assert "scratch · fresh_method student" in (out / "tables" / "summary.md").read_text()
-    assert "fresh_method" in (out / "tables" / "summary.md").read_text()
-    assert (out / "figures" / "curves_fresh_method_digits_smoke.png").is_file()
-    assert (out / "figures" / "ablation_fresh_method_digits_smoke.png").is_file()
+    assert "scratch · fresh_method student" in (out / "published" / "tables" / "summary.md").read_text()
+    assert "fresh_method" in (out / "published" / "tables" / "summary.md").read_text()
+    assert (out / "published" / "figures" / "curves_fresh_method_digits_smoke.png").is_file()
+    assert (out / "published" / "figures" / "ablation_fresh_method_digits_smoke.png").is_file()
     assert_links_are_pngs(out, text, minimum=6)
     assert "warning" not in capsys.readouterr().err
 
@@ -588,7 +590,7 @@ def test_all_methods_smoke_then_report(tmp_path):
     status = cli.main(["all", "--datasets", "digits", "--seeds", "3", "--preset", "smoke", "--out", str(out),
                        "--no-progress", "--jobs", "1"])
     assert cli.main(["report", "--out", str(out)]) == 0
-    text = (out / "REPORT.md").read_text()
+    text = (out / "published" / "REPORT.md").read_text()
     assert_links_are_pngs(out, text, minimum=4)
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     for method in {r["method"] for r in records if r["status"] == "ok"}:
@@ -605,7 +607,8 @@ def declared(tmp_path_factory):
     results = family_store(out)
     published = publish(Store(out), notebook_defects=FAMILY_DEFECTS, declarations=FAMILY_DECLARATIONS)
     return {"results": results, "report": whole_report(published.report),
-            "md": (out / "tables" / "summary.md").read_text(), "summary": pd.read_csv(out / "tables" / "summary.csv")}
+            "md": (out / "published" / "tables" / "summary.md").read_text(),
+            "summary": pd.read_csv(out / "published" / "tables" / "summary.csv")}
 
 
 def test_the_answer_says_when_nothing_clearly_beats_its_scratch_student(declared):

@@ -48,7 +48,7 @@ def test_stop_after_finishes_the_running_run_writes_the_report_and_resumes(tmp_p
     said = capsys.readouterr().out
     assert f"stopped by --stop-after: {len(planned) - 1} planned runs not started" in said
     assert "run the same command again to resume" in said
-    assert (out / "REPORT.md").is_file() and (out / "tables" / "summary.csv").is_file()
+    assert (out / "published" / "REPORT.md").is_file() and (out / "published" / "tables" / "summary.csv").is_file()
     # The same command without the limit trains only what is left.
     request = SuiteRequest(preset="smoke", seeds=1, datasets="digits", backend="inprocess", progress=False)
     grid = grids.build_grid(request, [methods["hinton_kd"]], methods, None, print)
@@ -59,6 +59,6 @@ def test_stop_after_finishes_the_running_run_writes_the_report_and_resumes(tmp_p
     said = capsys.readouterr().out
     assert f"{len(planned)} runs: {len(planned) - 1} trained, 1 cached" in said and "stopped" not in said
     # Every report has the budget audit: without 3x runs, each role's own curves, and the command that adds them.
-    report = (out / "REPORT.md").read_text()
+    report = (out / "published" / "REPORT.md").read_text()
     assert "## Budget audit" in report and "| hinton_kd | default | student |" in report
     assert "`python -m benchmark audit --datasets digits --preset smoke` adds them" in report

@@ -172,10 +172,11 @@ def build_parser() -> Parser:
                             "data budget, as the suite publishes them; the report's budget audit compares them")
     p.add_argument("--factor", type=_factor, default=3.0, help="how many times the budget (default 3)")
     p.set_defaults(func=cmd_audit)
-    for name, parts, text in (("tables", ("tables",), "rebuild <out>/tables from the stored runs (no training)"),
-                              ("figures", ("figures",), "redraw <out>/figures from the stored runs"),
+    for name, parts, text in (("tables", ("tables",),
+                               "rebuild <out>/published/tables from the stored runs (no training)"),
+                              ("figures", ("figures",), "redraw <out>/published/figures from the stored runs"),
                               ("report", ("report",),
-                               "write <out>/REPORT.md with its tables and figures, from the stored runs")):
+                               "write <out>/published/REPORT.md with its tables and figures, from the stored runs")):
         p = sub.add_parser(name, parents=[common], help=text)
         p.set_defaults(func=cmd_publish, parts=parts)
     p = sub.add_parser("profile", parents=[common], help="timing profiles of every method's training step")

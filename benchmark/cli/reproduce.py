@@ -68,7 +68,7 @@ def resolve_id(store: Store, text: str) -> str:
     Anything else is not an id (BadInput): no path is ever built from it."""
     if not ID_PREFIX.fullmatch(text):
         raise BadInput(f"{text[:40]!r} is not a run id: 16 hexadecimal digits, or a unique prefix of one "
-                       "(tables/runs.csv lists the stored runs)")
+                       "(published/tables/runs.csv lists the stored runs)")
     if len(text) == 16:
         return text
     names = sorted(p.stem for p in store.runs_dir.glob("*.json")) if store.runs_dir.is_dir() else []
@@ -194,7 +194,7 @@ def stored_run(store: Store, run_id: str) -> tuple[RunSpec, dict]:
     record = store.read_run(run_id)
     if record is None:
         raise BadInput(f"no valid record of run {run_id!r} under {store.runs_dir}: `python -m benchmark tables` "
-                       "lists the stored runs in tables/runs.csv")
+                       "lists the stored runs in published/tables/runs.csv")
     try:
         spec = RunSpec.from_dict(record)
     except TypeError as exc:

@@ -1,12 +1,15 @@
 """The one publish step of ``all``, ``tables``, ``figures`` and ``report``: the store is read once, every output
 asked for is made in memory from those same runs, and the files are replaced as a set.
 
-- Every file is first written and flushed under a temporary name beside its target, and only when all of them are
-  ready are they renamed into place (``benchmark.store.StagedFiles``): a full disk, or an error while making one
-  output, leaves every earlier file as it was, never two tables new and four old.
+- Every output lives in one folder, ``<out>/published/`` (``REPORT.md``, ``reference/``, ``tables/``,
+  ``figures/``). The new set is written and flushed in a staging folder beside it, which then takes its place in
+  one atomic rename (``benchmark.store.StagedFolder``): a kill, a full disk, or an error while making one output,
+  leaves the old set as it was, never two tables new and four old. A staging folder left by a killed publish is
+  removed by the next one.
 - The report is written with the tables and figures it links (asking for it asks for them), so that every number
   and picture in it comes from the same runs.
-- A file is only ever replaced by its new version, never deleted. A figure file that this store's runs no longer
+- A file is only ever replaced by its new version, never deleted: what this publish does not make (a part not
+  asked for) is carried into the new set as it was. A figure file that this store's runs no longer
   draw (a method removed, figures committed from other runs) is left as it was, said in a warning, and not linked
   from the report: deleting it could destroy committed reference figures that a user's new runs cannot rebuild.
 - A figure that cannot be drawn is a warning; a part asked for that produced none of its files because of errors
@@ -24,7 +27,8 @@ from benchmark.reporting import report, tables
 from benchmark.reporting.families import Declarations, MethodDeclarations, NotebookDefects
 from benchmark.reporting.figures import FigureSet, draw_figures
 from benchmark.reporting.frames import load_results
-from benchmark.store import StagedFiles, Store
+from benchmark.store import StagedFolder, Store
+from benchmark.store.io import remove_dead_staging
 
 PARTS = ("tables", "figures", "report")
 MAX_NAMED = 3  # figure files named in the warning about files left as they were
@@ -62,11 +66,12 @@ def publish(store: Store, parts: Iterable[str] = PARTS, notebook_defects: Notebo
         asked = set(PARTS)
     store.check_inside()  # nothing is written through a planted link
     results = load_results(store, Declarations.of(declarations, notebook_defects))
-    out = Published()
+    out = Published(warnings=_earlier_layout(store))
     if "figures" in asked:
         out.figures = draw_figures(results, store)
         out.warnings += [f"figure not drawn: {line}" for line in out.figures.errors]
-    with StagedFiles() as staged:
+    remove_dead_staging(store.root)
+    with StagedFolder(store.published_dir) as staged:
         if "tables" in asked:
             for name, data in tables.table_files(results).items():
                 staged.add(store.tables_dir / name, data)
@@ -85,6 +90,17 @@ def publish(store: Store, parts: Iterable[str] = PARTS, notebook_defects: Notebo
             raise NothingPublished(f"no figure could be drawn ({len(out.figures.errors)} figure kinds failed, "
                                    f"first: {out.figures.errors[0]})")
     return out
+
+
+def _earlier_layout(store: Store) -> list[str]:
+    """A warning when the store holds outputs where an earlier version wrote them, beside ``runs/``: they are no
+    longer written nor read, and are left for the user to delete."""
+    old = [name for name in (Store.TABLES, Store.FIGURES, Store.REPORT, report.REFERENCE)
+           if (store.root / name).exists()]
+    if not old:
+        return []
+    return [f"{', '.join(old)} in {store.root} are outputs of an earlier version, left as they were: the outputs "
+            f"are now in {store.published_dir}; delete the old ones"]
 
 
 def _left_as_they_were(store: Store, figures: FigureSet) -> list[str]:

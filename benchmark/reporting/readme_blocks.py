@@ -26,7 +26,7 @@ from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH
 from benchmark.reporting.tables import markdown_table
 
 BLOCK = re.compile(r"(<!-- results:begin (?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- results:end -->)", re.S)
-REPORT_LINK = "results/REPORT.md"  # from the repository's root
+REPORT_LINK = "results/published/REPORT.md"  # from the repository's root
 
 
 def readme_paths(root: Path) -> list[Path]:

@@ -189,7 +189,8 @@ def reference_files(results: frames.Results, figures: FigureSet, store: Store,
     if profile.is_file() and profile.stat().st_size:
         parts["ablations.md"] += ["## Timing profile", "",
                                   f"From `python -m benchmark profile` (`{Store.PROFILES}/profile.csv`); not "
-                                  "regenerated here.", "", f"![Timing profile]({store.relative(profile)})", ""]
+                                  "regenerated here.", "",
+                                  f"![Timing profile]({store.relative(profile, reference_dir(store))})", ""]
     back = f"[Back to the report](../{Store.REPORT})"
     return {reference_dir(store) / name: "\n".join([f"# {REFERENCE_FILES[name]}", "", back, ""]
                                                    + _relinked(lines)).rstrip() + "\n"

@@ -6,7 +6,9 @@ Layout under the output folder (default ``results/``), each name defined here on
     cache/<tag>-<key>.pt    cached models (state dicts; loaded with weights_only=True)
     set-aside/              run files that failed validation, moved out of runs/ (kept, never deleted)
     claims/<run_id>.claim   a run being trained now, and by which process (benchmark.store.claims)
-    tables/ figures/ profiles/ REPORT.md
+    profiles/               timing profiles (``python -m benchmark profile``)
+    published/              what the publish step makes, replaced as one set (benchmark.store.io.StagedFolder):
+        REPORT.md  reference/*.md  tables/  figures/
 
 Every file is written atomically (``benchmark.store.io``). Nothing read is trusted: a run file counts (as done,
 or in a table) only if it is a regular file of a sane size holding a valid record of the run its name says
@@ -30,6 +32,7 @@ from benchmark.store.io import (
     create,
     json_bytes,
     read_regular_file,
+    remove_dead_staging,
     remove_dead_temporaries,
     temp_path,
 )
@@ -81,6 +84,7 @@ class Store:
 
     RUNS, CACHE, SET_ASIDE, CLAIMS = "runs", "cache", "set-aside", "claims"
     TABLES, FIGURES, PROFILES, REPORT = "tables", "figures", "profiles", "REPORT.md"
+    PUBLISHED = "published"  # the folder of the outputs above but profiles, swapped whole by each publish
     PROFILE_FIGURE = "profile.png"  # written by ``python -m benchmark profile``, shown in the report
 
     def __init__(self, root: Path | str, warn: Callable[[str], None] | None = None, read_only: bool = False):
@@ -89,10 +93,11 @@ class Store:
         self.cache_dir = self.root / self.CACHE
         self.set_aside_dir = self.root / self.SET_ASIDE
         self.claims_dir = self.root / self.CLAIMS  # who trains which run now (benchmark.store.claims)
-        self.tables_dir = self.root / self.TABLES
-        self.figures_dir = self.root / self.FIGURES
+        self.published_dir = self.root / self.PUBLISHED
+        self.tables_dir = self.published_dir / self.TABLES
+        self.figures_dir = self.published_dir / self.FIGURES
         self.profiles_dir = self.root / self.PROFILES
-        self.report_path = self.root / self.REPORT
+        self.report_path = self.published_dir / self.REPORT
         self.profile_figure = self.profiles_dir / self.PROFILE_FIGURE
         self.warn = warn or _stderr
         self.read_only = read_only
@@ -100,9 +105,9 @@ class Store:
         # file is read once, not at every look, and reported once.
         self._invalid: dict[Path, tuple[tuple, str]] = {}
 
-    def relative(self, path: Path) -> str:
-        """``path`` as a link from a file at the store's root (the report's)."""
-        return path.relative_to(self.root).as_posix()
+    def relative(self, path: Path, start: Path | None = None) -> str:
+        """``path`` as a link from a file in the folder ``start`` (default: the report's, ``published/``)."""
+        return Path(os.path.relpath(path, self.published_dir if start is None else start)).as_posix()
 
     def open(self) -> Store:
         """Ready for a suite: every folder a suite writes exists and takes a new file (else BadInput, one line,
@@ -111,7 +116,7 @@ class Store:
         if self.root.exists() and not self.root.is_dir():
             raise BadInput(f"the results folder {self.root} is a file: pass --out a folder")
         self.check_inside()
-        for folder in (self.root, self.runs_dir, self.cache_dir, self.tables_dir, self.figures_dir):
+        for folder in (self.root, self.runs_dir, self.cache_dir):  # the publish step writes in the root
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 probe = temp_path(folder)
@@ -124,10 +129,11 @@ class Store:
         return self
 
     def clean_temporary(self) -> int:
-        """Remove the temporary files whose writer, a process of this host, is dead. How many."""
+        """Remove the temporary files, and the publish step's staging folders, whose writer, a process of this
+        host, is dead. How many."""
         self._writable("cleaned")
-        return remove_dead_temporaries((self.root, self.runs_dir, self.cache_dir, self.tables_dir,
-                                        self.figures_dir, self.profiles_dir, self.set_aside_dir, self.claims_dir))
+        return remove_dead_temporaries((self.root, self.runs_dir, self.cache_dir, self.profiles_dir,
+                                        self.set_aside_dir, self.claims_dir)) + remove_dead_staging(self.root)
 
     def run_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{_run_id(run_id)}.json"
@@ -140,8 +146,8 @@ class Store:
     def check_inside(self) -> None:
         """BadInput unless every folder and file the store writes is inside its root: a layout folder that is a
         symbolic link (planted, or left by another tool) would take the writes elsewhere."""
-        for path in (self.runs_dir, self.cache_dir, self.set_aside_dir, self.tables_dir, self.figures_dir,
-                     self.profiles_dir, self.report_path, self.claims_dir):
+        for path in (self.runs_dir, self.cache_dir, self.set_aside_dir, self.published_dir, self.profiles_dir,
+                     self.claims_dir):
             if path.is_symlink():
                 raise BadInput(f"{path} is a symbolic link: the store writes only inside {self.root}; remove the "
                                "link (or pass --out another folder)")
