@@ -20,7 +20,7 @@ from benchmark.reporting.columns import INIT, ORDER, ORDER_ONLY, SCRATCH, is_per
 # ---- labels ----------------------------------------------------------------------------------------------
 
 ARCH_WORDS = {"cnn": "CNN", "mlp": "MLP", "rnn": "RNN", "lstm": "LSTM", "gru": "GRU", "vit": "ViT"}
-MAX_PARTNERS = 3  # a scratch label names at most this many of the roles it is the control for
+MAX_PARTNERS = 12  # a scratch label names the roles it is the control for (this many at most, then "+ N more")
 
 
 def config_label(method: str, variant: str) -> str:
