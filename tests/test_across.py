@@ -138,3 +138,22 @@ def test_a_knowledge_free_teacher_is_a_control_family_shown_apart_never_a_method
     text = "\n".join(report_front.sensitivity_section(s))
     assert "### What distillation is not" in text and "| digits | knowledge_free_teacher |" in text
     assert row.verdict == stats.HIGHER and "A knowledge-free teacher beats scratch on digits" in text
+
+
+def test_the_across_table_lists_methods_by_average_rank_as_numbers(tmp_path):
+    """Ten or more methods: rank 10 comes after rank 2 (ranks are sorted as numbers, not as text)."""
+    from benchmark.reporting.figures import FigureSet
+
+    b = StoreBuilder(tmp_path)
+    rng = np.random.default_rng(7)
+    scratch = rng.uniform(0.7, 0.8, 3)
+    for r in range(3):
+        b.add("scratch_student", r, kind="baseline", roles={"student": "K1"},
+              metrics=[["student", -1, "test_acc", scratch[r]]])
+        for m in range(11):  # method m is m pp better than scratch: rank 11 - m
+            b.add(f"method{m:02d}", r, roles={"student": "K1"},
+                  metrics=[["student", -1, "test_acc", scratch[r] + m / 100 + rng.normal(0, 1e-4)]])
+    results = load_results(b.store)
+    lines = report_front.across_section(results.summary, FigureSet(), b.store)
+    listed = [line.split(" ")[1] for line in lines if line.startswith("| method") and line[8:10].isdigit()]
+    assert listed == [f"method{m:02d}" for m in range(10, -1, -1)]

@@ -52,7 +52,7 @@ def across_section(summary: pd.DataFrame, figures: FigureSet, store: Store) -> l
                 cells.append(f"{text.fmt_delta(None, PRIMARY, c)} {_short(c)}")
             rank = f"{ranks[name]:.2f}" if name in ranks else "– (not on every dataset)"
             rows.append([name, *cells, rank])
-        rows.sort(key=lambda r: (r[-1].startswith("–"), r[-1], r[0]))
+        rows.sort(key=lambda r: (r[0] not in ranks, ranks.get(r[0], 0.0), r[0]))  # best average rank first
         lines += markdown_table(["method (role)", *a.datasets, "average rank"], rows, len(a.datasets) + 1) + [""]
         k, n = len(a.ranked), len(a.datasets)
         if a.friedman is None:
