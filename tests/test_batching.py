@@ -101,6 +101,7 @@ def _records(out):
     return {json.loads(p.read_text())["run_id"]: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
 
 
+@pytest.mark.slow  # whole runs, about 25 s; the arithmetic it rests on is checked per architecture above
 def test_batched_and_unbatched_runs_store_identical_metrics(tmp_path):
     args = ("run", "kl_entanglement", "hinton_kd", "--datasets", "digits", "--preset", "smoke", "--seeds", "2",
             "--no-progress", "--jobs", "1")
