@@ -166,10 +166,11 @@ class Role:
 class TeacherFields:
     """The shared ``teacher`` baseline a distillation method loads, as fields of its Config: ``class
     Config(TeacherFields)``, ``requires`` returns :func:`shared_teacher` (cfg) and the presets are
-    :data:`benchmark.supervised.DISTILLATION_PRESETS`. The teacher reads ``teacher_view`` (the Config's ``view`` is
-    the student's) and trains on the Config's ``validation`` split; equal values share one cached teacher run with
-    ``python -m benchmark run teacher``. A method computes the teacher's logits and features on the teacher's own
-    view (``run.logits(teacher, run.view_of(teacher), split)``).
+    :data:`benchmark.budgets.DISTILLED_PRESETS` (the baselines' presets, the student capped at 300 epochs). The
+    teacher reads ``teacher_view`` (the Config's ``view`` is the student's) and trains on the Config's
+    ``validation`` split; equal values share one cached teacher run with ``python -m benchmark run teacher``. A
+    method computes the teacher's logits and features on the teacher's own view (``run.logits(teacher,
+    run.view_of(teacher), split)``).
 
     Defaults: ``cnn_teacher`` on the ``image`` view (every dataset has one: its examples with their channel axis),
     Adam 1e-3, batch 64, up to 50 epochs, patience 10. The Hinton notebook's MLP teacher (``hinton_teacher`` on

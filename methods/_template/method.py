@@ -7,7 +7,7 @@ several models reads the same way: one ``step`` that updates them in the method'
 of its own go in a ``models.py`` beside this file (``@benchmark.nn.architecture("name")``).
 
 To distil the shared teacher: ``class Config(TeacherFields)``, ``requires`` returns ``shared_teacher(cfg)``,
-``presets = DISTILLATION_PRESETS``, and ``run.required("teacher")`` in train (see methods/hinton_kd).
+``presets = DISTILLED_PRESETS`` (benchmark.budgets), and ``run.required("teacher")`` in train (see methods/hinton_kd).
 """
 
 from __future__ import annotations

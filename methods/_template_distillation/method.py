@@ -3,7 +3,7 @@ the method's.
 
 As shipped it is Hinton et al.'s soft-target distillation (arXiv:1503.02531) of the shared teacher into the Hinton
 notebook's student, written out in full so that it reads as the place for another loss: the teacher in one line
-(``Config(TeacherFields)``, ``requires`` returns ``shared_teacher(cfg)``, ``presets = DISTILLATION_PRESETS``), the
+(``Config(TeacherFields)``, ``requires`` returns ``shared_teacher(cfg)``, ``presets = DISTILLED_PRESETS``), the
 teacher's logits computed once, a loss function of plain tensors (what the golden test calls), and one ``step``.
 The golden test's scaffold is ``golden_test.py`` beside this file: copy it to ``tests/methods/test_<your_name>.py``.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from benchmark.budgets import DISTILLED_PRESETS
 from benchmark.contract import (
     LearningRate,
     MethodBase,
@@ -27,7 +28,6 @@ from benchmark.contract import (
     Validation,
     shared_teacher,
 )
-from benchmark.supervised import DISTILLATION_PRESETS
 
 
 @dataclass
@@ -56,9 +56,9 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 class Method(MethodBase):
     Config = Config
-    # The baselines' presets for the student and the teacher: the teacher is the very run `benchmark all` trains
-    # for the `teacher` baseline, and the student pairs with the very `scratch_student` run.
-    presets = DISTILLATION_PRESETS
+    # The baselines' presets with the student's cap raised to 300 epochs (benchmark.budgets): the teacher is the
+    # very run `benchmark all` trains for the `teacher` baseline; the scratch student gets the student's recipe.
+    presets = DISTILLED_PRESETS
     ablations = {"temperature": [1, 4, 10], "alpha": [0.1, 0.5, 0.9]}
     # This template copies no notebook (see methods/_template for notebook_defects and as_published).
     notebook_defects = {}

@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from benchmark.budgets import DISTILLED_PRESETS
 from benchmark.contract import (
     LearningRate,
     MethodBase,
@@ -40,7 +41,6 @@ from benchmark.contract import (
     shared_teacher,
 )
 from benchmark.losses import SoftTargetLoss
-from benchmark.supervised import DISTILLATION_PRESETS
 
 
 @dataclass
@@ -127,7 +127,7 @@ def teacher_maps(teacher, x: torch.Tensor, sizes: dict[str, tuple[int, ...]], p:
 
 class Method(MethodBase):
     Config = Config
-    presets = DISTILLATION_PRESETS  # the baselines' presets: the teacher and scratch runs of `benchmark all`
+    presets = DISTILLED_PRESETS  # the teacher run of `benchmark all`; the student capped at 300 (benchmark.budgets)
     # β = 0 is the scratch student's loss (the control inside the method); p = 1 and 4 are the paper's other maps.
     ablations = {"beta": [0.0, 100.0, 1000.0], "p": [1.0, 2.0, 4.0], "attention_layers": ["block1,block2", "block2"],
                  "kd_alpha": [0.0, 0.9], "beta_scale": ["input_size", "official"]}

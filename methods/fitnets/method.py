@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from benchmark.budgets import DISTILLED_PRESETS
 from benchmark.contract import (
     LearningRate,
     MethodBase,
@@ -34,7 +35,6 @@ from benchmark.contract import (
 )
 from benchmark.losses import SoftTargetLoss
 from benchmark.nn import keras_init
-from benchmark.supervised import DISTILLATION_PRESETS
 
 
 @dataclass
@@ -80,7 +80,7 @@ def feature_width(model: nn.Module, x: torch.Tensor, name: str) -> int:
 class Method(MethodBase):
     Config = Config
     presets = {preset: {**values, **({"hint_epochs": 1} if preset == "smoke" else {})}
-               for preset, values in DISTILLATION_PRESETS.items()}
+               for preset, values in DISTILLED_PRESETS.items()}
     ablations = {"hint_epochs": [0, 10], "hint_layer": ["hidden1", "hidden2"]}
 
     def roles(self, cfg, data):

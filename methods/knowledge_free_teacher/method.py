@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from benchmark.budgets import DISTILLED_PRESETS
 from benchmark.contract import (
     CONTROL,
     LearningRate,
@@ -25,7 +26,7 @@ from benchmark.contract import (
     Validation,
     shared_teacher,
 )
-from benchmark.supervised import DISTILLATION_PRESETS, train_distilled
+from benchmark.supervised import train_distilled
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Config(TeacherFields):  # the shared teacher's recipe, with what it knows 
 class Method(MethodBase):
     Config = Config
     family = CONTROL  # a control for what distillation is not: its own family, never a method's row
-    presets = DISTILLATION_PRESETS
+    presets = DISTILLED_PRESETS
     ablations = {"teacher_knowledge": ["untrained", "shuffled_labels"]}
 
     def roles(self, cfg, data):

@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from benchmark.budgets import DISTILLED_PRESETS
 from benchmark.contract import (
     LearningRate,
     MethodBase,
@@ -30,7 +31,6 @@ from benchmark.contract import (
     Validation,
     shared_teacher,
 )
-from benchmark.supervised import DISTILLATION_PRESETS
 
 
 @dataclass
@@ -141,7 +141,7 @@ class RelationalLoss:
 
 class Method(MethodBase):
     Config = Config
-    presets = DISTILLATION_PRESETS  # the baselines' presets: the teacher and scratch runs of `benchmark all`
+    presets = DISTILLED_PRESETS  # the teacher run of `benchmark all`; the student capped at 300 (benchmark.budgets)
     # Each term alone (the paper's RKD-D and RKD-A), and the embeddings: penultimate features or logits.
     ablations = {"distance_weight": [0.0, 25.0], "angle_weight": [0.0, 50.0], "embedding": ["features", "logits"]}
 

@@ -4,6 +4,7 @@ trainer counts epochs, and a run end to end that distils the shared teacher."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from scipy.special import log_softmax, rel_entr, softmax
 
+from benchmark.budgets import DISTILLED_STUDENT_EPOCHS
 from benchmark.contract import LAMBDA, shared_teacher
 from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
@@ -159,8 +161,10 @@ def test_defaults_are_the_official_ones_and_the_presets_share_the_baselines_runs
         assert configuration.resolve(teacher_cls, preset, shared_teacher(cfg)["teacher"]) == \
             configuration.resolve(teacher_cls, preset)
         student = Method().roles(cfg, load_dataset("digits"))["student"]
+        baseline = configuration.resolve(scratch_cls, preset)  # but the distilled students' cap (benchmark.budgets)
+        assert cfg.epochs == (baseline.epochs if preset == "smoke" else DISTILLED_STUDENT_EPOCHS)
         assert configuration.resolve(scratch_cls, preset, student.scratch.overrides(student.arch, student.view)) == \
-            configuration.resolve(scratch_cls, preset)
+            dataclasses.replace(baseline, epochs=cfg.epochs)
 
 
 # ---- end to end ----------------------------------------------------------------------------------------------------

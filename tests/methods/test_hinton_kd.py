@@ -3,6 +3,7 @@ teacher, and the presets that make the method share the baselines' runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from scipy.special import log_softmax, rel_entr, softmax
 
+from benchmark.budgets import DISTILLED_STUDENT_EPOCHS
 from benchmark.contract import shared_teacher
 from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
@@ -156,15 +158,18 @@ def test_bad_values_are_one_line_errors(key, value):
 
 @pytest.mark.parametrize("preset", configuration.PRESETS)
 def test_presets_share_the_baselines_runs(preset):
-    """The teacher this method asks for, and the scratch student its role pairs with, are the very configurations
-    the baselines resolve to at the same preset: one cached teacher and one scratch run serve every method."""
+    """The teacher this method asks for is the very configuration the teacher baseline resolves to at the same
+    preset (one cached teacher serves every method); the scratch student its role pairs with is the scratch
+    baseline's with the distilled students' cap (benchmark.budgets), the cap it trains under itself."""
     cfg = configuration.resolve(Method, preset)
     teacher_cls, scratch_cls = METHODS["teacher"].cls, METHODS["scratch_student"].cls
     assert configuration.resolve(teacher_cls, preset, shared_teacher(cfg)["teacher"]) == \
         configuration.resolve(teacher_cls, preset)
     student = Method().roles(cfg, load_dataset("digits"))["student"]
     scratch = student.scratch.overrides(student.arch, student.view)
-    assert configuration.resolve(scratch_cls, preset, scratch) == configuration.resolve(scratch_cls, preset)
+    baseline = configuration.resolve(scratch_cls, preset)
+    assert cfg.epochs == (baseline.epochs if preset == "smoke" else DISTILLED_STUDENT_EPOCHS)
+    assert configuration.resolve(scratch_cls, preset, scratch) == dataclasses.replace(baseline, epochs=cfg.epochs)
 
 
 def test_notebook_defaults():
