@@ -563,3 +563,30 @@ def test_an_as_published_run_that_changes_one_defect_is_also_that_defects_run(ab
     assert results.labels[("smoke", "digits", "m", "w=as_published")] == "m · as published"
     frame = defect_frame(results.ablations, DECLARED)
     assert frame[(frame.dataset == "digits") & (frame.field == "w")].variant.tolist() == ["w=as_published"]
+
+
+def test_a_chains_earlier_generation_is_an_ablation_point_and_a_teacher_stage_is_required():
+    """generation=2, which generation=3 distils from, changes the fields generation=3 changes: a point of the
+    ablation grid. A teacher stage required by the default changes other fields: ``required``."""
+    rows = []
+
+    def add(method, variant, config, requires=()):
+        run_id = f"{method}:{variant}"
+        rows.append({"run_id": run_id, "preset": "quick", "dataset": "digits", "method": method, "kind": "method",
+                     "variant": variant, "config": config, "requires": [f"{m}:{v}" for m, v in requires]})
+
+    add("chain", "default", {"generation": 1, "alpha": 0.5})
+    add("chain", "generation=2", {"generation": 2, "alpha": 0.5}, [("chain", "default")])
+    add("chain", "generation=3", {"generation": 3, "alpha": 0.5}, [("chain", "generation=2")])
+    add("chain", "alpha=0", {"generation": 1, "alpha": 0.0})
+    add("staged", "default", {"stage": "student", "s": 2})
+    add("staged", "stage=teacher", {"stage": "teacher", "s": 2}, [])
+    rows[-2]["requires"] = ["staged:stage=teacher"]
+    add("staged", "s=4", {"stage": "student", "s": 4}, [("staged", "s=4,stage=teacher")])
+    add("staged", "s=4,stage=teacher", {"stage": "teacher", "s": 4})
+    kinds = families.config_kinds(pd.DataFrame(rows), Declarations())
+    assert {k[2:]: v for k, v in kinds.items()} == {
+        ("chain", "default"): families.DEFAULT, ("chain", "generation=2"): families.ABLATION,
+        ("chain", "generation=3"): families.ABLATION, ("chain", "alpha=0"): families.ABLATION,
+        ("staged", "default"): families.DEFAULT, ("staged", "stage=teacher"): families.REQUIRED,
+        ("staged", "s=4"): families.ABLATION, ("staged", "s=4,stage=teacher"): families.REQUIRED}

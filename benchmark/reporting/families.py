@@ -4,7 +4,8 @@ A method's configurations on one dataset and preset are of one kind each (:func:
 the one run ``as published`` (its config holds every value of the method's ``as_published`` overrides); a
 notebook ``defect`` run alone (the variant that changes exactly that declared defect to the notebook's value, as
 ``ablations.defect_frame`` matches it); a configuration other runs ``required`` (e.g. a method's own teacher
-stage); or an ``ablation``. Baselines are ``baseline``.
+stage; a chain's earlier generation, which changes the same fields as the one that requires it, is an ablation
+point, :func:`chain_points`); or an ``ablation``. Baselines are ``baseline``.
 
 Holm's correction runs within a family (:func:`family_name`), per dataset and preset:
 - ``primary``: the default configurations' test-accuracy comparisons with their scratch students, one per role
@@ -113,6 +114,21 @@ def defect_variant(settings: Mapping[str, dict], name: str, value, declared: Map
     return min(candidates)[1] if candidates else None
 
 
+def chain_points(runs: pd.DataFrame, settings: Mapping[str, dict], variant_of_run: Mapping[str, str]) -> set[str]:
+    """The variants of one method that another of its variants requires and that change the very fields it
+    changes: points of one grid, such as a chain's generation 2 that generation 3 distils from
+    (``generation=2`` required by ``generation=3``). They are results of their own (ablations), not a stage
+    another run needs (a teacher stage changes other fields than the student that requires it)."""
+    points = set()
+    for variant, needs in zip(runs.variant, runs.requires, strict=True):
+        for rid in needs:
+            other = variant_of_run.get(rid)
+            if other in settings and other not in (variant, "default") and \
+                    changed_fields(settings, other) == changed_fields(settings, variant):
+                points.add(other)
+    return points
+
+
 def config_kinds(current: pd.DataFrame, declared: Declarations) -> dict[tuple, str]:
     """(preset, dataset, method, variant) -> its kind (see the module docstring)."""
     kinds: dict[tuple, str] = {}
@@ -126,7 +142,8 @@ def config_kinds(current: pd.DataFrame, declared: Declarations) -> dict[tuple, s
             kinds.update({(*key, v): declared.family[method] for v in runs.variant.unique()})
             continue
         settings = runs.drop_duplicates("variant").set_index("variant").config.to_dict()
-        required = {variant_of_run.get(rid) for needs in runs.requires for rid in needs}
+        required = {variant_of_run.get(rid) for needs in runs.requires for rid in needs} - chain_points(runs, settings,
+                                                                                                    variant_of_run)
         open_ = [v for v in sorted(settings) if v != "default" and v not in required]
         found = {v: REQUIRED for v in settings if v in required and v != "default"}
         published = declared.as_published.get(method) or {}
