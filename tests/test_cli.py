@@ -25,6 +25,8 @@ def test_list_shows_baselines_and_datasets():
     for word in ("scratch_student", "teacher", "digits", "mnist1d", "fashion_mnist", "mnist", "kmnist", "cifar10"):
         assert word in res.stdout
     assert "available" in res.stdout
+    methods = res.stdout.split("datasets:")[0].splitlines()[1:]
+    assert len(methods) > 3 and len({line.index(" ok ") for line in methods if " ok " in line}) == 1  # one column
 
 
 def test_run_writes_store_and_second_run_is_cached(smoke_store):

@@ -193,12 +193,14 @@ def build_parser() -> Parser:
 
 def cmd_list(args) -> int:
     print("methods and baselines:")
-    for info in discover().values():
+    found = discover()
+    width = max((len(name) for name in found), default=0)  # one column, however long a folder's name
+    for info in found.values():
         if info.ok:
             factors = ", ".join(f"{k}={v}" for k, v in info.cls.ablations.items()) or "-"
-            print(f"  {info.kind:8s} {info.name:18s} ok      ablations: {factors}")
+            print(f"  {info.kind:8s} {info.name:{width}s} ok      ablations: {factors}")
         else:
-            print(f"  {info.kind:8s} {info.name:18s} BROKEN  {info.error}")
+            print(f"  {info.kind:8s} {info.name:{width}s} BROKEN  {info.error}")
     print("datasets:")
     for name in data.dataset_names():
         try:
