@@ -213,7 +213,7 @@ def test_roles_pair_the_student_with_the_plain_mlp():
     roles = Method().roles(cfg, data)
     assert set(roles) == {"student"}
     assert roles["student"].scratch.overrides(*subclass.STUDENT) == {
-        "arch": "subclass_mlp", "view": "flat", "lr": 1e-3, "batch_size": 256, "epochs": 400, "patience": 10}
+        "arch": "subclass_mlp", "view": "flat", "lr": 1e-3, "batch_size": 256, "epochs": cfg.epochs, "patience": None}
     assert not Method().saves_models(cfg)  # nothing loads the student; the teacher stage's checkpoint is kept
     # The teacher is a run of its own, required by the student with the fields that shape it.
     (name, teacher_overrides), = Method().requires(cfg).items()
