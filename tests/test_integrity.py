@@ -227,12 +227,16 @@ def test_a_newer_or_unknown_record_is_set_aside_with_a_line(change, said, tmp_pa
 
 
 def test_records_without_a_version_still_read():
+    """Records written before ``schema_version`` existed (the committed ones of earlier commits) read as they are:
+    each committed record, and the same record with its version removed."""
     runs = sorted((ROOT / "results" / "runs").glob("*.json"))
     assert runs
     for path in runs[:40]:
         record = parse_record(path.read_bytes())
         assert "schema_version" not in record or record["schema_version"] <= SCHEMA_VERSION
         assert record_problem(record, path.stem) is None
+        unversioned = {k: v for k, v in record.items() if k != "schema_version"}
+        assert record_problem(parse_record(json.dumps(unversioned).encode()), path.stem) is None
 
 
 # ---- names: a method never replaces a baseline, and two methods never write one file ------------------------
