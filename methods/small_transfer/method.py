@@ -5,7 +5,7 @@ overfit).
 The teacher (the shared ``teacher`` baseline) trains on the whole training split; the student trains with its soft
 targets on a seeded stratified 5 % of the training split (``transfer="fraction:0.05"``: 7 examples per class on
 digits, 18 on the 4,000-example datasets), and its paired scratch student on the same examples with the labels
-alone. Both stop early on the whole validation split.
+alone. Both train every one of their epochs (no early stopping), as the paper's soft-target model did.
 """
 
 from __future__ import annotations
@@ -39,10 +39,14 @@ class Config(TeacherFields):  # the shared teacher, trained on the whole trainin
     alpha: UnitInterval = 0.1  # weight of the hard-label CE; the soft targets get (1 - alpha)·T²
     lr: LearningRate = 1e-3  # Adam learning rate of student and scratch student
     batch_size: PositiveInt = 64
-    # Upper bound; early stopping on validation NLL may end sooner. A 5 % transfer set is 2-4 batches per epoch:
-    # 50 epochs (hinton_kd's) is 100-200 steps, too few for the soft targets to be fitted (measured on digits).
+    # A 5 % transfer set is 2-4 batches per epoch: 50 epochs (hinton_kd's) is 100-200 steps, too few for the soft
+    # targets to be fitted (measured on digits).
     epochs: PositiveInt = 300
-    patience: PositiveInt | None = 30  # epochs without a better validation NLL before stopping
+    # None: every epoch is trained, the student's and its scratch student's alike (the paper trained the
+    # soft-target model without early stopping). With patience 30 on validation NLL the distilled student's NLL
+    # reached its minimum at epoch 5-6 on mnist1d while its accuracy still rose, and it stopped at 20.0 % against
+    # its scratch student's 25.6 % (README.md, "Stopping").
+    patience: PositiveInt | None = None
     validation: Validation = "stratified"  # validation split of teacher, student and scratch student
 
 
