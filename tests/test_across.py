@@ -5,6 +5,7 @@ plus the Sensitivity section with and without positive controls."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as sps
 
@@ -157,3 +158,20 @@ def test_the_across_table_lists_methods_by_average_rank_as_numbers(tmp_path):
     lines = report_front.across_section(results.summary, FigureSet(), b.store)
     listed = [line.split(" ")[1] for line in lines if line.startswith("| method") and line[8:10].isdigit()]
     assert listed == [f"method{m:02d}" for m in range(10, -1, -1)]
+
+
+def test_a_dataset_without_any_scratch_pair_is_left_out_of_the_ranking_not_counted():
+    """A dataset whose rows all lack a Δ (its scratch students have not run yet) is not a block of the ranking: the
+    methods are ranked on the other datasets, and Friedman's and Nemenyi's n count those alone."""
+    from benchmark.reporting import families
+    from benchmark.reporting.columns import FINAL_SEL, PRIMARY
+
+    deltas = {"a": [0.01, 0.02, 0.03], "b": [0.03, 0.01, 0.02], "c": [np.nan, np.nan, np.nan]}
+    rows = [{"preset": "quick", "dataset": d, "method": f"m{i}", "label": f"m{i}", "role": "student",
+             "selection": FINAL_SEL, "metric": PRIMARY, "family": families.PRIMARY_FAMILY, "delta_mean": x}
+            for d, xs in deltas.items() for i, x in enumerate(xs) if not (d == "c" and i > 0)]
+    (result,) = across.across(pd.DataFrame(rows))
+    assert result.datasets == ["a", "b", "c"] and result.ranked_datasets == ["a", "b"]
+    assert result.ranked == ["m0 (student)", "m1 (student)", "m2 (student)"]
+    assert result.cd == pytest.approx(across.critical_difference(3, 2))
+    assert result.friedman is None  # two datasets: too few blocks

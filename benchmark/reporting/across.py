@@ -36,6 +36,9 @@ class Across:
     datasets: list[str]
     table: pd.DataFrame  # one row per (method, role) and dataset: label, delta_*, verdict, verdict_nominal
     ranked: list[str] = field(default_factory=list)  # the methods ranked (present on every dataset), by name
+    # the datasets they are ranked on: those with a Δ for any method (a dataset whose rows all lack a scratch pair,
+    # e.g. one whose suite is still running, is left out rather than emptying the ranking)
+    ranked_datasets: list[str] = field(default_factory=list)
     ranks: pd.DataFrame | None = None  # datasets × ranked methods: each dataset's ranks (1 = largest Δ)
     friedman: tuple[float, float] | None = None  # (statistic, p), None when there are too few datasets or methods
     cd: float | None = None  # Nemenyi's critical difference of average ranks at α = stats.ALPHA
@@ -85,10 +88,11 @@ def across(summary: pd.DataFrame) -> list[Across]:
         block = block.assign(name=[first[(m, r)] for m, r in zip(block.method, block.role, strict=True)])
         datasets = sorted(block.dataset.unique())
         result = Across(preset, datasets, block)
-        wide = block.pivot_table(index="dataset", columns="name", values="delta_mean", aggfunc="first")
-        wide = wide.dropna(axis=1, how="any")
+        wide = block.pivot_table(index="dataset", columns="name", values="delta_mean", aggfunc="first",
+                                 dropna=False)
+        wide = wide.dropna(axis=0, how="all").dropna(axis=1, how="any")
         if wide.shape[1]:
-            result.ranked = sorted(wide.columns)
+            result.ranked, result.ranked_datasets = sorted(wide.columns), list(wide.index)
             matrix = wide[result.ranked].to_numpy(dtype=float)
             result.ranks = pd.DataFrame(rank_rows(matrix), index=wide.index, columns=result.ranked)
             result.friedman = friedman(matrix)

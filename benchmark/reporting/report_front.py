@@ -23,6 +23,9 @@ DECIDING = (OMITTED_ACCURACY_CORRECTED, OMITTED_ACCURACY, PRIMARY)
 SHOWN = (PRIMARY, ACCURACY_CORRECTED, OMITTED_ACCURACY, OMITTED_ACCURACY_CORRECTED)
 
 
+NO_PAIR_CELL = "no scratch pair yet"  # a row whose scratch student has not run: no Δ, so no verdict
+
+
 def _short(c: dict) -> str:
     words = text.verdict_words(c, "scratch", PRIMARY)
     return {"beats scratch": "beats", "worse than scratch": "worse"}.get(words, "unclear")
@@ -38,7 +41,8 @@ def across_section(summary: pd.DataFrame, figures: FigureSet, store: Store) -> l
                   "Each cell: the default configuration's Δ test accuracy against its scratch student, pp [95% CI], "
                   "and its verdict after Holm's correction over the dataset's primary family. Average rank: ranked "
                   "per dataset by mean Δ against scratch (1 = largest; ties share the average rank), over the "
-                  "methods with a Δ on every dataset.", ""]
+                  "methods with a Δ on every dataset ranked (a dataset where no method has one yet is left out).",
+                  ""]
         ranks = a.average_ranks
         rows = []
         for name, block in a.table.groupby("name", sort=True):
@@ -49,12 +53,17 @@ def across_section(summary: pd.DataFrame, figures: FigureSet, store: Store) -> l
                     cells.append("–")
                     continue
                 c = text.comparison(here.iloc[0])
-                cells.append(f"{text.fmt_delta(None, PRIMARY, c)} {_short(c)}")
+                delta = text.fmt_delta(None, PRIMARY, c)
+                cells.append(NO_PAIR_CELL if delta == text.NO_PAIR else f"{delta} {_short(c)}")
             rank = f"{ranks[name]:.2f}" if name in ranks else "– (not on every dataset)"
             rows.append([name, *cells, rank])
         rows.sort(key=lambda r: (r[0] not in ranks, ranks.get(r[0], 0.0), r[0]))  # best average rank first
         lines += markdown_table(["method (role)", *a.datasets, "average rank"], rows, len(a.datasets) + 1) + [""]
-        k, n = len(a.ranked), len(a.datasets)
+        k, n = len(a.ranked), len(a.ranked_datasets)
+        left_out = [d for d in a.datasets if d not in a.ranked_datasets]
+        if k and left_out:
+            lines.append(f"Ranked on {', '.join(a.ranked_datasets)}; {', '.join(left_out)}: no method has a Δ "
+                         "against its scratch student there yet.")
         if a.friedman is None:
             lines.append(f"Friedman's test needs at least {MIN_BLOCKS} datasets and {MIN_BLOCKS} methods with a Δ on "
                          f"every dataset; here there are {n} and {k}: not run.")

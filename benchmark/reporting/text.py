@@ -172,13 +172,16 @@ def pairing_mark(c: dict) -> str:
     return "" if c.get("pairing") == INIT else "pairing not recorded"
 
 
+NO_PAIR = "no pair"  # the Δ cell of a row with no paired scratch run
+
+
 def fmt_delta(r, metric: str, c: dict | None = None) -> str:
     """The Δ cell: mean and 95% interval, or why there is no interval; the pairing mark if any."""
     c = c or comparison(r)
     if c["delta_vs"] == "" and c["n"] == 0:
         return "–"
     if c["n"] == 0 or _missing(c["delta_mean"]):
-        return "no pair"
+        return NO_PAIR
     text = fmt_value(c["delta_mean"], metric, signed=True)
     if has_interval(c):
         text += f" [{fmt_value(c['delta_ci_low'], metric, True)}, {fmt_value(c['delta_ci_high'], metric, True)}]"
