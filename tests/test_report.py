@@ -669,3 +669,21 @@ def test_the_ablation_table_says_which_variants_repeat_the_default(declared):
     rows = [line for line in section.splitlines() if line.startswith("| ") and "| A |" in line]
     assert len(rows) == 2  # the default, and the as-published run (another training split): never views=pub
     assert "anchor: no distillation signal (the same runs under views=pub)" in rows[0]
+
+
+def test_the_answer_on_a_dataset_with_no_scratch_pair_yet_says_nothing_was_tested():
+    """A suite still running: the default rows are there, their scratch students not yet. The answer says nothing
+    was tested, not that "no comparison is significant after Holm's correction over the 0 comparisons"."""
+    from benchmark.reporting import answer, families
+    from benchmark.reporting.columns import FINAL_SEL, PRIMARY
+
+    columns = pd.read_csv(ROOT / "results" / "published" / "tables" / "summary.csv", nrows=1).columns
+    row = dict.fromkeys(columns, np.nan)
+    block = pd.DataFrame([{**row, "preset": "quick", "dataset": "mnist_5k", "method": "js", "variant": "default",
+                           "label": "js", "role": role, "selection": FINAL_SEL, "metric": PRIMARY,
+                           "family": families.PRIMARY_FAMILY, "kind": "method", "config_kind": "default",
+                           "anchor": False, "verdict": "", "verdict_nominal": "", "mean": 0.9, "n": 5,
+                           "note": "no paired scratch_student run in the store"} for role in ("B", "C")])
+    (first, *_) = answer.answer_sentences(block, "mnist_5k")
+    assert first.startswith("**On mnist_5k, nothing is decided yet:** none of its 2 default distillation row(s)")
+    assert "0 distillation comparisons" not in " ".join(answer.answer_sentences(block, "mnist_5k"))

@@ -125,7 +125,10 @@ def answer_sentences(block: pd.DataFrame, dataset: str, found: dict[tuple, dict]
     worse = _is(tested, stats.LOWER)
     family = (f"Holm's correction over the {m} distillation comparison{'s' * (m != 1)} of the default "
               "configurations (the primary family)")
-    if len(better):
+    if not m:  # rows without a scratch pair yet (a suite still running): nothing was tested
+        lines = [f"**On {dataset}, nothing is decided yet:** none of its {len(primary)} default distillation "
+                 "row(s) has a paired scratch student in the store, so no comparison was tested."]
+    elif len(better):
         lines = [f"**On {dataset}, {_listing(_decided(better))} beat{'s' * (len(better) == 1)} "
                  f"{'its' if len(better) == 1 else 'their'} scratch student{'s' * (len(better) > 1)} after {family}.**"]
     else:
