@@ -10,7 +10,7 @@ import pandas as pd
 
 from benchmark.reporting import controls, families, stats, text
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH
-from benchmark.reporting.frames import Results, order_rows, scratch_partners
+from benchmark.reporting.frames import Results, order_rows
 from benchmark.reporting.notes import Footnotes
 from benchmark.reporting.sentences import amount, who
 from benchmark.reporting.tables import markdown_table
@@ -188,7 +188,7 @@ def answer_table(block: pd.DataFrame, results: Results, notes: Footnotes) -> lis
                  | (final.anchor.eq(True) & final.config_kind.eq(families.DEFAULT))]
     if rows.empty:
         return []
-    partners = scratch_partners(results.values)
+    partners = results.scratch_partners
     # A store may hold CPU and CUDA runs of one configuration: a row is shown beside the scratch student of its own
     # device kind (they are never paired across kinds), so the lookup is keyed by both.
     scratch = final[final.method == SCRATCH].set_index(["device", "variant"])["mean"].to_dict()

@@ -98,9 +98,10 @@ def _paired(prefix: str, diffs: np.ndarray) -> dict:
 
 
 def lookup(results) -> dict[tuple, dict]:
-    """(preset, dataset, method, variant, role) -> that row of ``control_frame`` as a dict."""
-    frame = control_frame(results)
-    return {tuple(r[k] for k in KEY): r for r in frame.to_dict("records")}
+    """(preset, dataset, method, variant, role) -> that row of ``control_frame`` as a dict (built once per
+    store)."""
+    return results._cached("controls_lookup", lambda r: {tuple(row[k] for k in KEY): row
+                                                         for row in control_frame(r).to_dict("records")})
 
 
 def teacher_significant(row: dict | None) -> bool | None:

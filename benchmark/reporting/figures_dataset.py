@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH, UNTRAINED, VAL_SEL
-from benchmark.reporting.frames import Results, main_rows, order_rows, scratch_partners
+from benchmark.reporting.frames import Results, main_rows, order_rows
 from benchmark.reporting.plot import (
     TICK_FONT,
     FigureFile,
@@ -65,7 +65,7 @@ def accuracy_figures(res: Results, folder: Path) -> list[FigureFile]:
 
 def scratch_levels(res: Results, rows: pd.DataFrame) -> pd.DataFrame:
     """For each row (a method's role), the mean of the scratch student it is paired with (same pair_key)."""
-    partners = scratch_partners(res.values)
+    partners = res.scratch_partners
     s = res.summary
     s = s[(s.method == SCRATCH) & (s.metric == PRIMARY) & (s.selection == FINAL_SEL)].set_index(
         ["preset", "dataset", "variant"])["mean"]

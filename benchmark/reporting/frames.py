@@ -156,6 +156,11 @@ class Results:
         return self._cached("summary", summary_frame)
 
     @property
+    def scratch_partners(self) -> dict[tuple, str]:
+        """(preset, dataset, method, variant, role) -> its scratch student's variant (:func:`scratch_partners`)."""
+        return self._cached("scratch_partners", lambda r: scratch_partners(r.values))
+
+    @property
     def ablations(self) -> pd.DataFrame:
         return self._cached("ablations", lambda r: ablation_frame(r.current, r.values, r.summary, r.kinds,
                                                                   r.declared))

@@ -23,7 +23,7 @@ from benchmark.data import registry
 from benchmark.reporting import families
 from benchmark.reporting.ablations import main_metric
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH, is_main
-from benchmark.reporting.frames import Results, scratch_partners
+from benchmark.reporting.frames import Results
 
 NEAR_CHANCE = 0.10  # a role whose accuracy is at most this far above chance (10 pp) is footnoted
 NO_BETTER = 0.005  # a teacher at most this far above its student's scratch mean (0.5 pp) is "no better"
@@ -75,7 +75,7 @@ def teacher_notes(results: Results) -> dict[Key, str]:
     acc = s[(s.selection == FINAL_SEL) & (s.metric == PRIMARY)].set_index(
         ["preset", "dataset", "method", "variant", "role"])
     acc = acc[~acc.index.duplicated()]
-    partners = scratch_partners(results.values)
+    partners = results.scratch_partners
     config_of = {r.run_id: (r.preset, r.dataset, r.method, r.variant) for r in results.current.itertuples()}
     needs: dict[tuple, set] = defaultdict(set)
     for r in results.current.itertuples():

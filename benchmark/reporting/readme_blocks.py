@@ -64,11 +64,10 @@ def method_block(method: str, results: frames.Results, link: str = REPORT_LINK) 
              & ((s.metric == PRIMARY) | untrained)]
     if rows.empty:
         return f"No runs of {method} in the committed results; see [the report]({link}).\n"
-    # read once per store, whichever README asks first (every method block reads them)
-    partners = results._cached("scratch_partners", lambda r: frames.scratch_partners(r.values))
+    partners = results.scratch_partners
     scratch = s[(s.method == SCRATCH) & (s.metric == PRIMARY) & (s.selection == FINAL_SEL)]
     scratch = scratch.set_index(["preset", "dataset", "variant"])["mean"]
-    found = results._cached("controls", controls.lookup)
+    found = controls.lookup(results)
     table = []
     for r in rows.sort_values(["dataset", "config_kind", "label", "role", "metric"]).itertuples():
         key = (r.preset, r.dataset, r.method, r.variant, r.role)
