@@ -142,8 +142,8 @@ def config_kinds(current: pd.DataFrame, declared: Declarations) -> dict[tuple, s
             kinds.update({(*key, v): declared.family[method] for v in runs.variant.unique()})
             continue
         settings = runs.drop_duplicates("variant").set_index("variant").config.to_dict()
-        required = {variant_of_run.get(rid) for needs in runs.requires for rid in needs} - chain_points(runs, settings,
-                                                                                                    variant_of_run)
+        points = chain_points(runs, settings, variant_of_run)
+        required = {variant_of_run.get(rid) for needs in runs.requires for rid in needs} - points
         open_ = [v for v in sorted(settings) if v != "default" and v not in required]
         found = {v: REQUIRED for v in settings if v in required and v != "default"}
         published = declared.as_published.get(method) or {}
