@@ -1,5 +1,5 @@
 """The distilled students' presets: the baselines' recipe (:data:`benchmark.supervised.DISTILLATION_PRESETS`) with
-the student's cap on epochs raised to :data:`DISTILLED_STUDENT_EPOCHS`.
+the student trained every one of :data:`DISTILLED_STUDENT_EPOCHS` epochs, its final weights kept.
 
 Why: at the baselines' cap of 150 epochs the budget audit found hinton_kd's students on digits ending at the cap
 with their best validation NLL in its last 10% (mean 135 epochs trained), and attention_transfer's on mnist1d still
@@ -10,6 +10,29 @@ same cap and the same patience on the same measure) both stop by their patience;
 before 150 epochs is the same run as before, only its cap differs. The teacher keeps the baselines' cap, so it is
 still the very teacher run `python -m benchmark all` trains.
 
+**Every epoch, the final weights (no early stopping).** At 300 epochs with patience 10 on validation NLL, the
+distilled students still stopped far from where their accuracy peaked: a soft-target student's validation NLL
+reaches its minimum early (its logits are confidently wrong on the examples it gets wrong) while its accuracy keeps
+rising for hundreds of epochs. Trained every epoch of 300 (5 repetitions each, paired with the scratch student
+trained the same way), on mnist1d the test accuracy of the weights each rule keeps, Δ against scratch in pp:
+
+| student | patience 10 on val NLL | patience 10 on val accuracy | every epoch, final weights |
+|---|---:|---:|---:|
+| scratch | 57.78 | 57.74 | 57.80 |
+| hinton_kd | −1.38 | +1.88 | +5.80 |
+| dkd | −3.68 | −1.70 | +4.26 |
+| fitnets | +0.12 | +2.34 | +6.60 |
+
+The rule, not the method, decided those rows; stopping on validation accuracy is no cure (on digits the scratch
+student's validation accuracy saturates by epoch 16, and the weights it keeps score 94.76 % on test against 97.10 %
+after every epoch). So the distilled students, and their scratch and label-smoothing partners (whose recipe is the
+student's), train every epoch of the cap and keep their final weights, as Hinton et al. (2015) and the field's
+benchmarks train students: a fixed budget, the same for both sides of every comparison, no measure that treats a
+soft-target student differently from a hard-label one. The teacher keeps early stopping on its validation NLL (a
+teacher is chosen, not compared), so it is still the very teacher run `python -m benchmark all` trains. The budget
+audit still reads each role's curves ("rising", and "capped" when the best validation NLL falls in the last 10 % of
+the epochs) and its 3x runs ("short").
+
 This module is not on the training path (:mod:`benchmark.engine.code`): a preset's values are part of the
 resolved configuration, which every run's id hashes.
 """
@@ -18,7 +41,8 @@ from __future__ import annotations
 
 from benchmark.supervised import DISTILLATION_PRESETS
 
-DISTILLED_STUDENT_EPOCHS = 300  # the distilled student's (and so its scratch partner's) cap at quick and paper
+DISTILLED_STUDENT_EPOCHS = 300  # the distilled student's (and so its scratch partner's) budget at quick and paper
 
-DISTILLED_PRESETS = {preset: values if preset == "smoke" else {**values, "epochs": DISTILLED_STUDENT_EPOCHS}
+DISTILLED_PRESETS = {preset: values if preset == "smoke" else
+                     {**values, "epochs": DISTILLED_STUDENT_EPOCHS, "patience": None}
                      for preset, values in DISTILLATION_PRESETS.items()}

@@ -162,9 +162,10 @@ def test_defaults_are_the_official_ones_and_the_presets_share_the_baselines_runs
             configuration.resolve(teacher_cls, preset)
         student = Method().roles(cfg, load_dataset("digits"))["student"]
         baseline = configuration.resolve(scratch_cls, preset)  # but the distilled students' cap (benchmark.budgets)
-        assert cfg.epochs == (baseline.epochs if preset == "smoke" else DISTILLED_STUDENT_EPOCHS)
+        assert (cfg.epochs, cfg.patience) == ((baseline.epochs, baseline.patience) if preset == "smoke"
+                                              else (DISTILLED_STUDENT_EPOCHS, None))
         assert configuration.resolve(scratch_cls, preset, student.scratch.overrides(student.arch, student.view)) == \
-            dataclasses.replace(baseline, epochs=cfg.epochs)
+            dataclasses.replace(baseline, epochs=cfg.epochs, patience=cfg.patience)
 
 
 # ---- end to end ----------------------------------------------------------------------------------------------------

@@ -168,8 +168,10 @@ def test_presets_share_the_baselines_runs(preset):
     student = Method().roles(cfg, load_dataset("digits"))["student"]
     scratch = student.scratch.overrides(student.arch, student.view)
     baseline = configuration.resolve(scratch_cls, preset)
-    assert cfg.epochs == (baseline.epochs if preset == "smoke" else DISTILLED_STUDENT_EPOCHS)
-    assert configuration.resolve(scratch_cls, preset, scratch) == dataclasses.replace(baseline, epochs=cfg.epochs)
+    assert (cfg.epochs, cfg.patience) == ((baseline.epochs, baseline.patience) if preset == "smoke"
+                                          else (DISTILLED_STUDENT_EPOCHS, None))  # every epoch, final weights
+    assert configuration.resolve(scratch_cls, preset, scratch) == \
+        dataclasses.replace(baseline, epochs=cfg.epochs, patience=cfg.patience)
 
 
 def test_notebook_defaults():
