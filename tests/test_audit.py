@@ -190,36 +190,38 @@ def nll_curve(best: int, epochs: int, rng) -> np.ndarray:
 
 
 @pytest.mark.parametrize("epochs, best, patience, expected", [
-    (50, 49, None, True),  # still falling at the last epoch, no early stopping: the cap ended it
-    (50, 45, None, True),  # best at epoch 46 of 50 (1-based): inside the last 10%
-    (50, 44, None, False),  # epoch 45 of 50: just outside
-    (50, 45, 10, True),  # patience 10 had 4 epochs left when the cap came
+    (50, 49, 10, True),  # still falling at the last epoch: the cap ended it
+    (50, 45, 10, True),  # best at epoch 46 of 50 (1-based): inside the last 10%, patience had 4 epochs left
+    (50, 44, 30, False),  # epoch 45 of 50: just outside
     (30, 19, 10, False),  # stopped by its patience (epochs 20..29 without a better NLL) well before a cap of 50
     (150, 139, 10, False),  # stopped by its patience although the best epoch is in the last 10% of what it trained
-    (1, 0, None, True),  # one epoch: the cap is all there was
+    (1, 0, 1, True),  # one epoch: the cap is all there was
+    (50, 49, None, False),  # no early stopping: a fixed budget, the final weights kept; no rule for a cap to overrule
+    (1, 0, None, False),
 ])
 def test_ends_capped_follows_its_definition(epochs, best, patience, expected):
     curve = nll_curve(best, epochs, np.random.default_rng(epochs + best))
     assert int(np.argmin(curve)) == best
-    at_cap = patience is None or epochs - 1 - best < patience
+    at_cap = patience is not None and epochs - 1 - best < patience
     assert audit.ends_capped(curve, patience) is (at_cap and (best + 1) > 0.9 * epochs) is expected
 
 
 def test_ends_capped_takes_the_first_minimum_and_ignores_an_empty_curve():
-    assert not audit.ends_capped([], None)
-    assert not audit.ends_capped([0.5] * 20, None)  # flat: the first minimum is epoch 0, as early stopping keeps it
+    assert not audit.ends_capped([], 10)
+    assert not audit.ends_capped([0.5] * 20, 30)  # flat: the first minimum is epoch 0, as early stopping keeps it
     assert audit.ends_capped([1.0] * 19 + [0.5], 10)
+    assert not audit.ends_capped([1.0] * 19 + [0.5], None)
 
 
 def test_capped_needs_half_the_repetitions_and_reads_each_runs_patience():
-    """Role "capped" ends at its cap in 3 of 4 repetitions (no patience); role "half" in 2 of 4; role "one" in 1 of
-    4; the early-stopped scratch student's runs stop by their patience (10) though their best epochs are in the last
-    10% of the epochs they trained."""
+    """Role "capped" ends at its cap in 3 of 4 repetitions (patience 30, cap 50); role "half" in 2 of 4; role "one"
+    in 1 of 4; the early-stopped scratch student's runs stop by their patience (10) though their best epochs are in
+    the last 10% of the epochs they trained."""
     rng = np.random.default_rng(7)
     runs, rows = [], []
     bests = {"capped": [49, 48, 47, 10], "half": [49, 46, 20, 10], "one": [49, 20, 30, 10]}
     for rep in REPS:
-        runs.append(run_row(f"b{rep}", rep, {"epochs": 50}))
+        runs.append(run_row(f"b{rep}", rep, {"epochs": 50, "patience": 30}))
         for role, best in bests.items():
             rows += [(f"b{rep}", "m", "default", "d", rep, role, e, "val_nll", float(v))
                      for e, v in enumerate(nll_curve(best[rep], 50, rng))]

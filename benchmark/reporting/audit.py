@@ -24,7 +24,10 @@ A role is flagged
   measure early stopping watches) falls in the last ``CAP_FRACTION`` (10%) of the epochs: the cap, not the
   stopping rule, decided where training ended, so the role and its scratch partner may not have stopped by the
   same rule. A run stopped by its patience (its config's ``patience`` epochs without a better NLL before the cap)
-  is never capped; a run without patience always trains to its cap.
+  is never capped, nor is a run without patience: it trains every epoch of a fixed budget and keeps its final
+  weights, as its scratch partner does, so no stopping rule is there for a cap to overrule (its convergence is
+  what ``rising`` and ``short`` judge; its validation NLL may fall to the end by amounts that change no
+  prediction).
 
 ``rising`` and ``capped`` read the role's own curves, so they are judged without a longer run; ``short`` needs one.
 
@@ -133,14 +136,15 @@ def curve_slopes(curve: pd.DataFrame, window: float = WINDOW) -> tuple[float, in
 
 
 def ends_capped(nll: Sequence[float], patience: int | None, fraction: float = CAP_FRACTION) -> bool:
-    """Whether one run's validation NLL curve (epochs 0..E-1, in order) ended at its cap with its best epoch in the
-    last ``fraction`` of the E epochs. The best epoch is the first minimum (as early stopping keeps it); a run with
-    ``patience`` whose best epoch is ``patience`` or more epochs before its end was stopped by its patience."""
+    """Whether one early-stopped run's validation NLL curve (epochs 0..E-1, in order) ended at its cap with its best
+    epoch in the last ``fraction`` of the E epochs. The best epoch is the first minimum (as early stopping keeps
+    it); a run whose best epoch is ``patience`` or more epochs before its end was stopped by its patience. A run
+    without ``patience`` (a fixed budget, every epoch trained, the final weights kept) is never capped."""
     values = np.asarray(nll, dtype=float)
-    if not len(values) or not np.isfinite(values).any():
+    if patience is None or not len(values) or not np.isfinite(values).any():
         return False
     best, epochs = int(np.nanargmin(values)), len(values)
-    at_cap = patience is None or epochs - 1 - best < patience
+    at_cap = epochs - 1 - best < patience
     return bool(at_cap and best + 1 > (1 - fraction) * epochs)
 
 
