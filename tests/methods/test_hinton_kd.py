@@ -3,7 +3,6 @@ teacher, and the presets that make the method share the baselines' runs."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 
@@ -12,9 +11,7 @@ import pytest
 import torch
 from scipy.special import log_softmax, rel_entr, softmax
 
-from benchmark.budgets import DISTILLED_STUDENT_EPOCHS
 from benchmark.contract import shared_teacher
-from benchmark.data import load_dataset
 from benchmark.engine import config as configuration
 from benchmark.engine.context import RunContext
 from benchmark.engine.discovery import discover
@@ -154,24 +151,6 @@ def test_no_gradient_reaches_the_teacher_logits():
 def test_bad_values_are_one_line_errors(key, value):
     with pytest.raises(configuration.BadInput, match=key):
         configuration.resolve(Method, "quick", {key: value})
-
-
-@pytest.mark.parametrize("preset", configuration.PRESETS)
-def test_presets_share_the_baselines_runs(preset):
-    """The teacher this method asks for is the very configuration the teacher baseline resolves to at the same
-    preset (one cached teacher serves every method); the scratch student its role pairs with is the scratch
-    baseline's with the distilled students' cap (benchmark.budgets), the cap it trains under itself."""
-    cfg = configuration.resolve(Method, preset)
-    teacher_cls, scratch_cls = METHODS["teacher"].cls, METHODS["scratch_student"].cls
-    assert configuration.resolve(teacher_cls, preset, shared_teacher(cfg)["teacher"]) == \
-        configuration.resolve(teacher_cls, preset)
-    student = Method().roles(cfg, load_dataset("digits"))["student"]
-    scratch = student.scratch.overrides(student.arch, student.view)
-    baseline = configuration.resolve(scratch_cls, preset)
-    assert (cfg.epochs, cfg.patience) == ((baseline.epochs, baseline.patience) if preset == "smoke"
-                                          else (DISTILLED_STUDENT_EPOCHS, None))  # every epoch, final weights
-    assert configuration.resolve(scratch_cls, preset, scratch) == \
-        dataclasses.replace(baseline, epochs=cfg.epochs, patience=cfg.patience)
 
 
 def test_notebook_defaults():

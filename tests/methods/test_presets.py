@@ -1,0 +1,54 @@
+"""The distilled students' presets (benchmark.budgets.DISTILLED_PRESETS), for every method that uses them: at each
+preset the teacher a method asks for trains by the teacher baseline's recipe (for the methods of the default shared
+teacher it is the very configuration the baseline resolves to: one cached teacher serves them all), and each
+distilled role's scratch student is the scratch baseline with the student's architecture, view and budget: at
+``quick`` and ``paper`` every one of DISTILLED_STUDENT_EPOCHS epochs with no early stopping (the final weights
+kept), at ``smoke`` the baseline's own."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import pytest
+
+from benchmark import budgets
+from benchmark.budgets import DISTILLED_STUDENT_EPOCHS
+from benchmark.contract import shared_teacher
+from benchmark.data import load_dataset
+from benchmark.engine import config as configuration
+from benchmark.engine.discovery import discover
+
+METHODS = discover()
+USERS = sorted(name for name, info in METHODS.items()
+               if info.ok and getattr(sys.modules[info.cls.__module__], "DISTILLED_PRESETS", None)
+               is budgets.DISTILLED_PRESETS)
+
+
+def test_the_distilled_students_presets_are_used_by_the_distillation_methods():
+    assert {"hinton_kd", "dkd", "fitnets", "rkd", "attention_transfer", "knowledge_free_teacher"} <= set(USERS)
+
+
+@pytest.mark.parametrize("preset", configuration.PRESETS)
+@pytest.mark.parametrize("name", USERS)
+def test_presets_share_the_baselines_runs(name, preset):
+    method = METHODS[name].cls
+    cfg = configuration.resolve(method, preset)
+    teacher_cls, scratch_cls = METHODS["teacher"].cls, METHODS["scratch_student"].cls
+    teacher = configuration.resolve(teacher_cls, preset, shared_teacher(cfg)["teacher"])
+    recipe = ("lr", "batch_size", "epochs", "patience", "validation")  # arch, view, knowledge: the method's choice
+    assert [getattr(teacher, f) for f in recipe] == [getattr(configuration.resolve(teacher_cls, preset), f)
+                                                     for f in recipe]
+    if name in ("hinton_kd", "dkd", "fitnets", "rkd"):  # the default shared teacher itself
+        assert teacher == configuration.resolve(teacher_cls, preset)
+    baseline = configuration.resolve(scratch_cls, preset)
+    expected = (baseline.epochs, baseline.patience) if preset == "smoke" else (DISTILLED_STUDENT_EPOCHS, None)
+    assert (cfg.epochs, cfg.patience) == expected
+    roles = {r: role for r, role in method().roles(cfg, load_dataset("digits")).items()
+             if role.distilled and role.scratch is not None}
+    assert roles, name
+    for role in roles.values():
+        scratch = configuration.resolve(scratch_cls, preset, role.scratch.overrides(role.arch, role.view))
+        assert scratch == dataclasses.replace(baseline, arch=scratch.arch, view=scratch.view, epochs=cfg.epochs,
+                                              patience=cfg.patience)
+        assert (scratch.arch, scratch.view) == (role.arch, role.view)
