@@ -20,7 +20,18 @@ from collections import Counter
 
 import pandas as pd
 
-from benchmark.reporting import answer, audit, columns, controls, families, frames, report_front, stats, tables
+from benchmark.reporting import (
+    answer,
+    audit,
+    columns,
+    controls,
+    families,
+    frames,
+    machines,
+    report_front,
+    stats,
+    tables,
+)
 from benchmark.reporting.failures import current_failures
 from benchmark.reporting.figures import FigureSet, by_kind, image
 from benchmark.reporting.notes import Footnotes, row_notes
@@ -48,7 +59,9 @@ def header(results: frames.Results) -> list[str]:
              f"beside this file ({status}); nothing was trained to write it.",
              f"Datasets: {names('dataset')}. Presets: {names('preset')}. Methods and baselines: "
              f"{names('method')}.",
-             f"Code: git commit {commits}{dirty}; {torch}.", ""]
+             f"Code: git commit {commits}{dirty}; {torch}. {machines.machines_sentence(results.records)}".rstrip(),
+             ""]
+    lines += machines.earlier_models_lines(results.records)
     if results.superseded:
         lines += [f"{results.superseded} older run(s), superseded by newer runs of the same configuration "
                   "(e.g. after a method's code changed), are left out of every table and figure.", ""]
