@@ -41,6 +41,9 @@ def test_a_run_older_than_its_retrained_teacher_learned_from_the_earlier_model()
     assert line.startswith("**1 run(s) learned from a model that was trained again after them**")
     assert "kd d rep=1 (s1, from m t)" in line and blank == ""
     assert machines.earlier_models_lines([before, after, plain_teacher]) == []  # its teacher is not in the store
+    # a stale run (not among the current ones) is in no table: its dependency is not reported
+    assert machines.learned_from_earlier_models(records, judged={"s2", "s3", "t"}) == []
+    assert machines.learned_from_earlier_models(records, judged={"s1"}) == [(before, teacher)]
 
 
 def test_times_in_other_offsets_are_compared_as_instants():

@@ -15,7 +15,7 @@ Input records are plain dicts as the store holds them (``run_id``, ``requires``,
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 
@@ -45,14 +45,18 @@ def _when(record: dict) -> datetime | None:
         return None
 
 
-def learned_from_earlier_models(records: Iterable[dict]) -> list[tuple[dict, dict]]:
+def learned_from_earlier_models(records: Iterable[dict], judged: Collection[str] | None = None
+                                ) -> list[tuple[dict, dict]]:
     """(dependent, required) for every run that finished before a run it requires was trained again (the required
     record carries ``replaced``): the dependent loaded the earlier model, not the one its required record now
-    describes. Runs whose times cannot be read are not judged."""
+    describes. Only the runs in ``judged`` (run ids; None: all) are judged as dependents; runs whose times cannot
+    be read are not judged."""
     records = list(records)
     by_id = {r.get("run_id"): r for r in records}
     found = []
     for record in records:
+        if judged is not None and record.get("run_id") not in judged:
+            continue
         done = _when(record)
         for required_id in (record.get("requires") or {}).values():
             required = by_id.get(required_id)
@@ -64,9 +68,9 @@ def learned_from_earlier_models(records: Iterable[dict]) -> list[tuple[dict, dic
     return found
 
 
-def earlier_models_lines(records: Sequence[dict]) -> list[str]:
+def earlier_models_lines(records: Sequence[dict], judged: Collection[str] | None = None) -> list[str]:
     """The report's paragraph on :func:`learned_from_earlier_models` (nothing when there are none)."""
-    found = learned_from_earlier_models(records)
+    found = learned_from_earlier_models(records, judged)
     if not found:
         return []
     named = sorted({f"{d.get('method')} {d.get('dataset')} rep={d.get('rep')} ({d.get('run_id')}, from "

@@ -61,7 +61,8 @@ def header(results: frames.Results) -> list[str]:
              f"{names('method')}.",
              f"Code: git commit {commits}{dirty}; {torch}. {machines.machines_sentence(results.records)}".rstrip(),
              ""]
-    lines += machines.earlier_models_lines(results.records)
+    current = set(c.run_id)  # a stale run's dependencies no longer matter: it is in no table
+    lines += machines.earlier_models_lines(results.records, judged=current)
     if results.superseded:
         lines += [f"{results.superseded} older run(s), superseded by newer runs of the same configuration "
                   "(e.g. after a method's code changed), are left out of every table and figure.", ""]
