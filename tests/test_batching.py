@@ -148,6 +148,7 @@ class Method(MethodBase):
 '''
 
 
+@pytest.mark.slow  # half a minute or more of the default run on a 2-core machine: tox -e slow
 def test_a_step_that_needs_its_own_order_trains_one_repetition_at_a_time(tmp_path):
     project = make_project(tmp_path, {"twice": UNORDERED})
     env = {"BENCHMARK_PROJECT_ROOT": str(project)}

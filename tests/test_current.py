@@ -178,6 +178,7 @@ def _runs(out):
     return {p.stem: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
 
 
+@pytest.mark.slow  # half a minute or more of the default run on a 2-core machine: tox -e slow
 def test_after_a_reverted_edit_the_tables_show_the_current_codes_runs_and_list_the_others_as_stale(tmp_path):
     """The issue's repro: change a method's default, run, revert, run again (nothing trains): every table shows
     the current code's runs, the other code's are listed as stale and kept on disk."""

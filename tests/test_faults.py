@@ -29,6 +29,7 @@ def _records(out):
     return {p.stem: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
 
 
+@pytest.mark.slow  # half a minute or more of the default run on a 2-core machine: tox -e slow
 def test_sigkill_mid_suite_then_rerun_keeps_finished_runs(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ}
@@ -107,6 +108,7 @@ def test_two_suites_on_one_store_lose_nothing(tmp_path):
     assert run_cli("tables", "--out", str(out)).returncode == 0
 
 
+@pytest.mark.slow  # half a minute or more of the default run on a 2-core machine: tox -e slow
 def test_dask_backend_equals_local_backend(tmp_path):
     local, dask = tmp_path / "local", tmp_path / "dask"
     common = ("run", "scratch_student", "--seeds", "2", "--jobs", "2", *SMOKE)
@@ -202,6 +204,7 @@ def test_overrides_are_parsed_by_type_never_evaluated():
         configuration.resolve(info.cls, "smoke", {"epochs": "__import__('os').system('true')"})
 
 
+@pytest.mark.slow  # half a minute or more of the default run on a 2-core machine: tox -e slow
 def test_a_teacher_checkpoint_that_does_not_load_is_retrained(tmp_path):
     out = tmp_path / "out"
     assert run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE, "--jobs", "1").returncode == 0
@@ -226,6 +229,7 @@ def test_a_teacher_checkpoint_that_does_not_load_is_retrained(tmp_path):
     assert record.read_bytes() == stored  # the same numbers: its stored record (a committed one, say) is untouched
 
 
+@pytest.mark.slow  # half a minute or more of the default run on a 2-core machine: tox -e slow
 def test_a_teacher_retrained_for_its_checkpoint_with_other_numbers_replaces_its_record_and_says_so(tmp_path):
     out = tmp_path / "out"
     assert run_main("run", "hinton_kd", "--seeds", "1", "--out", str(out), *SMOKE).returncode == 0

@@ -142,6 +142,7 @@ def test_plan_pairs_each_method_with_its_roles_scratch_students():
     assert TEXTBOOK in signals and TEXTBOOK_TORCHVISION not in signals
 
 
+@pytest.mark.slow  # half a minute or more of the default run on a 2-core machine: tox -e slow
 def test_profile_command_writes_finite_ratios(tmp_path, capsys, _one_thread):
     out = tmp_path / "results"
     code = main(["profile", "--datasets", "digits", "--preset", "smoke", "--out", str(out),

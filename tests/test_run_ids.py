@@ -59,6 +59,7 @@ def edited(path, change):
     return lambda: path.write_text(text)
 
 
+@pytest.mark.slow  # half a minute or more of the default run on a 2-core machine: tox -e slow
 def test_editing_code_reruns_exactly_the_runs_that_execute_it(project, tmp_path):
     out = tmp_path / "out"
     suite(project, out, "run", "hinton_kd", "kl_entanglement", "--datasets", "digits,mnist1d")

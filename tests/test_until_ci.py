@@ -74,6 +74,7 @@ def _runs(out):
     return [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
 
 
+@pytest.mark.slow  # half a minute or more of the default run on a 2-core machine: tox -e slow
 def test_until_ci_adds_paired_repetitions_up_to_max(tmp_path):
     out = tmp_path / "store"
     args = ["run", "hinton_kd", "--datasets", "digits", "--preset", "smoke", "--out", str(out), "--no-progress",
