@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime
+
+from benchmark.reporting.current import EPOCH, instant
 
 
 def machine(record: dict) -> str:
@@ -38,13 +39,6 @@ def machines_sentence(records: Sequence[dict]) -> str:
     return "Trained on: " + ", ".join(parts) + "."
 
 
-def _when(record: dict) -> datetime | None:
-    try:
-        return datetime.strptime(record.get("finished_at") or "", "%Y-%m-%dT%H:%M:%S%z")
-    except ValueError:
-        return None
-
-
 def learned_from_earlier_models(records: Iterable[dict], judged: Collection[str] | None = None
                                 ) -> list[tuple[dict, dict]]:
     """(dependent, required) for every run that finished before a run it requires was trained again (the required
@@ -57,13 +51,13 @@ def learned_from_earlier_models(records: Iterable[dict], judged: Collection[str]
     for record in records:
         if judged is not None and record.get("run_id") not in judged:
             continue
-        done = _when(record)
+        done = instant(record.get("finished_at"))
         for required_id in (record.get("requires") or {}).values():
             required = by_id.get(required_id)
             if required is None or not required.get("replaced"):
                 continue
-            retrained = _when(required)
-            if done is not None and retrained is not None and done < retrained:
+            retrained = instant(required.get("finished_at"))
+            if EPOCH not in (done, retrained) and done < retrained:  # the epoch: a time that cannot be read
                 found.append((record, required))
     return found
 

@@ -53,8 +53,7 @@ def across_section(summary: pd.DataFrame, figures: FigureSet, store: Store) -> l
                     cells.append("–")
                     continue
                 c = text.comparison(here.iloc[0])
-                delta = text.fmt_delta(None, PRIMARY, c)
-                cells.append(NO_PAIR_CELL if delta == text.NO_PAIR else f"{delta} {_short(c)}")
+                cells.append(f"{text.fmt_delta(None, PRIMARY, c)} {_short(c)}" if text.has_pair(c) else NO_PAIR_CELL)
             rank = f"{ranks[name]:.2f}" if name in ranks else "– (not on every dataset)"
             rows.append([name, *cells, rank])
         rows.sort(key=lambda r: (r[0] not in ranks, ranks.get(r[0], 0.0), r[0]))  # best average rank first

@@ -172,7 +172,9 @@ def pairing_mark(c: dict) -> str:
     return "" if c.get("pairing") == INIT else "pairing not recorded"
 
 
-NO_PAIR = "no pair"  # the Δ cell of a row with no paired scratch run
+def has_pair(c: dict) -> bool:
+    """Whether a comparison (:func:`comparison`) has paired differences: a Δ to show."""
+    return c["n"] != 0 and not _missing(c["delta_mean"])
 
 
 def fmt_delta(r, metric: str, c: dict | None = None) -> str:
@@ -180,8 +182,8 @@ def fmt_delta(r, metric: str, c: dict | None = None) -> str:
     c = c or comparison(r)
     if c["delta_vs"] == "" and c["n"] == 0:
         return "–"
-    if c["n"] == 0 or _missing(c["delta_mean"]):
-        return NO_PAIR
+    if not has_pair(c):
+        return "no pair"
     text = fmt_value(c["delta_mean"], metric, signed=True)
     if has_interval(c):
         text += f" [{fmt_value(c['delta_ci_low'], metric, True)}, {fmt_value(c['delta_ci_high'], metric, True)}]"
