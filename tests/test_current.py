@@ -266,3 +266,46 @@ def test_a_retrained_runs_message_says_whether_accuracies_agree_and_whether_the_
     assert "another CPU (stored: an unrecorded CPU" in why_different(rec(0.5, {}), rec(0.5, here), n)
     assert "CPU" not in why_different(rec(0.5, {}, "cuda"), rec(0.5, here, "cuda"), n)
     assert "\n" not in close + far
+
+
+# ---- a variant is named against the current presets -------------------------------------------------------------
+
+def _committed(method, variant, dataset="digits"):
+    from tests.conftest import ROOT
+
+    for path in sorted((ROOT / "results" / "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        if (record["method"], record["variant"], record["dataset"]) == (method, variant, dataset):
+            return record
+    pytest.skip(f"no committed {method} {variant} run on {dataset}")
+
+
+def test_a_runs_variant_is_named_against_the_presets_of_today_not_of_its_planning(tmp_path):
+    """A run planned with --set before a preset made that value the default is the default configuration now (the
+    same id): the tables group it by the name the current presets give it. A method that adapts its configuration
+    to the data keeps its stored name (naming it would need the dataset); a stale run keeps its own."""
+    from benchmark.engine.config import variant_name
+    from benchmark.engine.discovery import discover
+    from benchmark.engine.spec import config_from_dict
+    from benchmark.reporting.current import CURRENT, STALE, judge
+
+    methods = discover()
+    scratch = _committed("scratch_student", "epochs=300,patience=None")
+    info = methods["scratch_student"]
+    named = variant_name(info.cls, scratch["preset"], config_from_dict(info, scratch["config"]))
+    assert named == "epochs=300,patience=None"  # what the planner names it today
+    planned_earlier = {**scratch, "variant": "patience=None"}  # named against older presets
+    adapted = {**_committed("js_entanglement", "default"), "variant": "named=earlier"}
+    other_code = {**scratch, "run_id": "0" * 16, "variant": "named=earlier"}
+    judged = judge([planned_earlier, adapted, other_code], methods)
+    assert judged.of(scratch["run_id"]) == CURRENT and judged.variant(planned_earlier) == named
+    assert judged.of(adapted["run_id"]) == CURRENT and judged.variant(adapted) == "named=earlier"
+    assert judged.of(other_code["run_id"]) == STALE and judged.variant(other_code) == "named=earlier"
+
+    from benchmark.reporting.frames import load_results
+    from benchmark.store import Store
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / f"{scratch['run_id']}.json").write_text(json.dumps(planned_earlier))
+    results = load_results(Store(tmp_path, read_only=True))
+    assert list(results.current.variant) == [named] and set(results.metrics.variant) == {named}

@@ -8,6 +8,12 @@ current ids of the runs it requires, themselves recomputed the same way. It is `
 id, ``stale`` (from other code) when it does not, and ``unknown`` when it cannot be judged here: its method folder
 or dataset module is not on this machine (or does not load), or a run it requires is not in the store. Unknown
 records are kept in the tables as they are, and counted; stale ones are counted, listed and kept on disk.
+
+A record's ``variant`` (``default``, or the fields that differ from its preset) was named against the presets of the
+day it was planned; the presets are not part of a run's identity (the configuration is), so after a preset changes,
+the same run is another variant. The tables group a current run by its variant named against the current presets
+(:meth:`Judgement.variant`), where that needs no dataset: a method that adapts its configuration to the data
+(``adapt``) keeps its stored name.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from benchmark.contract import MethodBase
 from benchmark.engine.code import architecture_files, code_hash, dataset_hash, harness_hash
 from benchmark.engine.discovery import MethodInfo, discover, file_hash
+from benchmark.engine.config import variant_name
 from benchmark.engine.spec import config_from_dict, config_to_dict
 from benchmark.store.records import run_id_of
 
@@ -41,9 +49,15 @@ class Judgement:
 
     status: dict[str, str] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)  # run id -> reason, for unknown records
+    variants: dict[str, str] = field(default_factory=dict)  # run id -> variant named against the current presets
 
     def of(self, run_id: str) -> str:
         return self.status.get(run_id, UNKNOWN)
+
+    def variant(self, record: dict) -> str:
+        """The record's variant as the current presets name it (a current run of a method that does not adapt its
+        configuration to the data), else the name stored when it was planned."""
+        return self.variants.get(record["run_id"], record["variant"])
 
 
 class _Unknown(Exception):
@@ -107,13 +121,31 @@ def judge(records: list[dict], methods: dict[str, MethodInfo] | None = None) -> 
             requires[role] = current_id(required, seen)
         return run_id_of({**record, "source_hash": code_hash(parts), "requires": requires})
 
-    status = {}
+    status, variants = {}, {}
     for record in records:
         try:
             status[record["run_id"]] = CURRENT if current_id(record) == record["run_id"] else STALE
         except _Unknown:
             status[record["run_id"]] = UNKNOWN
-    return Judgement(status, {k: v for k, v in why.items() if status.get(k) == UNKNOWN})
+        if status[record["run_id"]] == CURRENT:
+            named = _variant_now(methods[record["method"]], record)
+            if named is not None:
+                variants[record["run_id"]] = named
+    return Judgement(status, {k: v for k, v in why.items() if status.get(k) == UNKNOWN}, variants)
+
+
+def _variant_now(info: MethodInfo, record: dict) -> str | None:
+    """The variant of a current run named against the current presets; None where that needs the dataset (the
+    method adapts its configuration to the data) or the record has no preset."""
+    if info.cls.adapt is not MethodBase.adapt:
+        return None
+    preset = record.get("preset")
+    if not preset:
+        return None
+    try:
+        return variant_name(info.cls, preset, config_from_dict(info, record.get("config") or {}))
+    except Exception:  # noqa: BLE001 - a preset no longer defined: the stored name stands
+        return None
 
 
 def _config_fits(info: MethodInfo, config: dict) -> bool:

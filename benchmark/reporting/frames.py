@@ -176,8 +176,9 @@ def load_results(store: Store, declared: Declarations | None = None) -> Results:
     """The store's runs read once (BadInput, one line, when it holds no valid record: ``Store.require_runs``);
     ``declared``: what the methods declare (their as-published overrides, named fields, notebook defects)."""
     found = store.require_runs()
-    records = found.records
-    judgement = standing.judge(records)  # runs of other code never reach a table (kept on disk, listed as stale)
+    judgement = standing.judge(found.records)  # runs of other code never reach a table (kept on disk, as stale)
+    # each run under the variant the current presets name (a preset changed since it was planned: the same run)
+    records = [{**r, "variant": judgement.variant(r)} for r in found.records]
     ok = [r for r in records if r.get("status") == "ok" and judgement.of(r["run_id"]) != standing.STALE]
     latest: dict[tuple, dict] = {}
     for rec in sorted(ok, key=lambda r: (judgement.of(r["run_id"]) == standing.CURRENT,
