@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 
 from benchmark.contract import MethodBase
 from benchmark.engine.code import architecture_files, code_hash, dataset_hash, harness_hash
-from benchmark.engine.discovery import MethodInfo, discover, file_hash
 from benchmark.engine.config import variant_name
+from benchmark.engine.discovery import MethodInfo, discover, file_hash
 from benchmark.engine.spec import config_from_dict, config_to_dict
 from benchmark.store.records import run_id_of
 
