@@ -103,6 +103,38 @@ def test_a_wrong_checkpoint_counts_as_missing_when_planning(planted, distilled, 
     assert target.name in line and "training it again" in line
 
 
+def test_a_teacher_retrained_on_another_cpu_is_said_with_the_stored_runs_that_learned_from_it(distilled, tmp_path):
+    """On another CPU a retrained teacher can come out different and its record is then replaced, while the runs
+    that learned from the stored one keep their numbers: the planning line says so, with how many they are."""
+    from benchmark.engine.discovery import discover
+    from benchmark.engine.spec import RunSpec
+    from benchmark.runner.status import partition, stored_learners
+
+    out = tmp_path / "out"
+    shutil.copytree(distilled, out)
+    store = Store(out)
+    teacher, kd = _only(out, "teacher"), _only(out, "hinton_kd")
+    learners = stored_learners(store)
+    assert learners[teacher["run_id"]] == 1  # rep 0's student (rep 1's has its own teacher)
+    assert sum(learners.values()) == sum(r["status"] == "ok" and bool(r.get("requires")) for r in _records(out))
+    store.cache_path("teacher", teacher["run_id"]).unlink()
+    another = RunSpec.from_dict({**kd, "config": {**kd["config"], "temperature": 3.0}})  # loads the same teacher
+    specs = [RunSpec.from_dict(teacher), another]
+    assert another.requires == kd["requires"] and store.read_run(another.run_id) is None
+
+    said = []
+    partition(specs, store, discover(), said.append)
+    assert len(said) == 1 and "training it again" in said[0] and "made on" not in said[0]  # the same CPU
+
+    elsewhere = {**teacher, "provenance": {**teacher["provenance"], "cpu": "Another CPU", "cpu_capability": "AVX2"}}
+    store.run_path(teacher["run_id"]).write_text(json.dumps(elsewhere))
+    said = []
+    partition(specs, store, discover(), said.append)
+    (line,) = said
+    assert "its record was made on Another CPU (AVX2), this machine is" in line
+    assert "1 stored run that learned from it keeps the earlier model's numbers" in line
+
+
 def test_a_copied_teacher_checkpoint_is_trained_again_not_distilled_from(distilled, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(distilled, out)

@@ -11,6 +11,7 @@ from benchmark.engine.discovery import MethodInfo
 from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.errors import one_line
 from benchmark.store import Store, load_state
+from benchmark.store.provenance import describe_cpu, provenance, same_cpu
 
 
 def checkpoint_loads(path: Path, record: dict | None = None) -> str | None:
@@ -81,9 +82,36 @@ def partition(specs: list[RunSpec], store: Store, methods: dict[str, MethodInfo]
             if required in state and required not in train and state[required][1] is not None:
                 train.add(required)
                 waiting.append(required)
+    learners: dict[str, int] | None = None
     for spec in specs:
         done, problem = state[spec.run_id]
         if done and spec.run_id in train and warn is not None:
+            if learners is None:
+                learners = stored_learners(store)
             warn(f"checkpoint {store.cache_path(spec.method, spec.run_id).name} of {spec.method} (rep {spec.rep}) "
-                 f"{problem}, and a run to be trained loads it: training it again")
+                 f"{problem}, and a run to be trained loads it: training it again"
+                 f"{another_cpu(store.read_run(spec.run_id), spec, learners.get(spec.run_id, 0))}")
     return [s for s in specs if s.run_id not in train], [s for s in specs if s.run_id in train]
+
+
+def stored_learners(store: Store) -> dict[str, int]:
+    """Run id -> how many finished runs in the store loaded its model (list it in their ``requires``)."""
+    counts: dict[str, int] = {}
+    for record in store.read_runs().records:
+        if record.get("status") == "ok":
+            for required in set((record.get("requires") or {}).values()):
+                counts[required] = counts.get(required, 0) + 1
+    return counts
+
+
+def another_cpu(record: dict | None, spec: RunSpec, learners: int) -> str:
+    """What a CPU run trained again on another CPU than its record's risks, for the warning (empty on the same
+    CPU, on a GPU, or without a record): its numbers can differ, and the stored runs that learned from the earlier
+    model then keep numbers made with it."""
+    if record is None or spec.device != "cpu" or same_cpu(record.get("provenance"), provenance()):
+        return ""
+    runs = f"{learners} stored run{'s' * (learners != 1)} that learned from it keep{'s' * (learners == 1)}"
+    return (f"; its record was made on {describe_cpu(record.get('provenance'))}, this machine is "
+            f"{describe_cpu(provenance())}: where the new model comes out different, its record is replaced and "
+            f"{runs} the earlier model's numbers (the report lists them; train a required run and the runs that "
+            "load it on one machine)")
