@@ -246,3 +246,52 @@ def test_capped_needs_half_the_repetitions_and_reads_each_runs_patience():
     # no run at 3x anywhere: every role is listed with its own curves' flags, counted, and the command named
     assert "2 of 4 roles are flagged" in section and "4 roles (4 on d)" in section
     assert "`python -m benchmark audit --datasets d`" in section
+
+
+def test_past_peak_compares_the_best_validation_epoch_with_the_final_weights_on_the_test_split():
+    """Role "overfit": validation and test accuracy peak early and fall (final weights ~2-3 pp worse than at the
+    best validation epoch, in every repetition); role "noisy": a plateau whose noise makes the maximum of the
+    validation curve higher than its end without the test accuracy there being better. The drop is the test
+    accuracy at the first epoch of best validation accuracy minus the final, paired per repetition."""
+    rng = np.random.default_rng(7)
+    runs, rows, drops = [], [], {"overfit": [], "noisy": []}
+    e = np.arange(40)
+    for rep in range(5):
+        run_id = f"r{rep}"
+        runs.append(run_row(run_id, rep, {"epochs": 40, "patience": None}))
+        for role in ("overfit", "noisy"):
+            if role == "overfit":
+                shape = 0.9 - 0.0008 * np.abs(e - 8) - 0.0002 * rep * (e > 8)
+                val, test = shape + rng.normal(0, 1e-4, 40), shape + rng.normal(0, 1e-4, 40)
+            else:
+                val, test = 0.9 + rng.normal(0, 0.01, 40), 0.9 + rng.normal(0, 0.01, 40)
+            final = test[-1]
+            rows += curve_rows(run_id, rep, role, val)
+            rows += [(run_id, "m", "default", "d", rep, role, int(k), "test_acc", float(v)) for k, v in enumerate(test)]
+            rows.append(final_row(run_id, rep, role, final))
+            drops[role].append((test[int(np.argmax(val))] - final) * 100)
+    metrics = pd.DataFrame(rows, columns=["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric",
+                                          "value"])
+    frame = audit.budget_audit(metrics, pd.DataFrame(runs), budget_fields=FIELDS).set_index("role")
+    for role, expected in drops.items():
+        expected = np.array(expected)
+        lo, hi = sps.t.interval(0.95, len(expected) - 1, loc=expected.mean(), scale=sps.sem(expected))
+        row = frame.loc[role]
+        assert (row.peak_drop, row.peak_low, row.peak_high) == pytest.approx((expected.mean(), lo, hi), rel=1e-9)
+    assert frame.loc["overfit", "peak_drop"] > 2 and frame.loc["overfit", ["peaked", "flagged"]].tolist() == [True,
+                                                                                                            True]
+    assert "past peak" in frame.loc["overfit", "reason"]
+    assert not frame.loc["noisy", "peaked"] and not frame.loc["noisy", "flagged"]
+    text = audit.audit_markdown(frame.reset_index())
+    assert "**past peak**" in next(line for line in text.splitlines() if "| overfit |" in line)
+
+
+def test_a_window_of_one_repeated_epoch_has_no_slope_and_two_runs_of_one_repetition_keep_their_own():
+    assert math.isnan(audit.curve_slopes(pd.DataFrame({"epoch": [3, 3], "value": [0.5, 0.6]}))[0])
+    runs = [run_row("a", 0, {"epochs": 10}), {**run_row("b", 0, {"epochs": 10}), "dataset": "d"}]
+    rows = (curve_rows("a", 0, "r", 0.5 + 0.01 * np.arange(10)) + curve_rows("b", 0, "r", 0.5 + 0.03 * np.arange(10))
+            + [final_row("a", 0, "r", 0.6), final_row("b", 0, "r", 0.8)])
+    metrics = pd.DataFrame(rows, columns=["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric",
+                                          "value"])
+    row = audit.budget_audit(metrics, pd.DataFrame(runs), budget_fields=FIELDS).iloc[0]
+    assert row.slope == pytest.approx(2.0)  # the mean of each run's own slope (1 and 3 pp/epoch)

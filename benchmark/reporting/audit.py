@@ -20,6 +20,13 @@ A role is flagged
   the repetitions do not agree on: the longer budget then says whether it was real);
 - ``short`` when the longer budget's paired mean is more than ``SHORT_PP`` (1 pp) above the audited one: the
   size of the differences the benchmark reports on (its minimum detectable effects at n = 5 are 0.5-5 pp);
+- ``past peak`` when its final weights test worse than the weights at its best validation epoch: the paired
+  difference (test accuracy at the first epoch of best validation accuracy, the appendix's validation-selected
+  number, minus the final test accuracy) has its 95% interval above 0 and a mean above ``SHORT_PP``. The epoch is
+  chosen on the validation split and measured on the test split, so the maximum over a noisy curve does not
+  inflate it. Such a role trained past the point where it generalised best: its budget is too long for it, or
+  the method overfits, and its number under a fixed budget is lower than under early stopping (reported as it is,
+  with the validation-selected number in the appendix);
 - ``capped`` when, in at least half of its repetitions, the cap ended training and the best validation NLL (the
   measure early stopping watches) falls in the last ``CAP_FRACTION`` (10%) of the epochs: the cap, not the
   stopping rule, decided where training ended, so the role and its scratch partner may not have stopped by the
@@ -29,7 +36,7 @@ A role is flagged
   what ``rising`` and ``short`` judge; its validation NLL may fall to the end by amounts that change no
   prediction).
 
-``rising`` and ``capped`` read the role's own curves, so they are judged without a longer run; ``short`` needs one.
+``rising``, ``past peak`` and ``capped`` read the role's own curves, so they are judged without a longer run; ``short`` needs one.
 
 A role with no validation curve (a label-free one, or a run without a validation split) has no slope and is
 judged by the longer budget alone. Input frames are plain pandas (nothing here reads a store):
@@ -60,8 +67,8 @@ CAP_FRACTION = 0.1  # a best epoch in the last 10% of the cap is "capped"
 CURVE, STOP_CURVE, FINAL, LABEL_FREE_FINAL = "val_acc", "val_nll", "test_acc", "probe_acc"
 
 COLUMNS = ["dataset", "method", "variant", "role", "metric", "n", "epochs", "acc", "acc_sd", "n_long", "acc_long",
-           "delta_long", "delta_low", "delta_high", "slope", "slope_low", "slope_high", "projected", "rising",
-           "short", "capped_reps", "capped", "flagged", "reason"]
+           "delta_long", "delta_low", "delta_high", "slope", "slope_low", "slope_high", "projected", "peak_drop",
+           "peak_low", "peak_high", "rising", "peaked", "short", "capped_reps", "capped", "flagged", "reason"]
 
 
 def _config(value) -> dict:
@@ -132,7 +139,10 @@ def curve_slopes(curve: pd.DataFrame, window: float = WINDOW) -> tuple[float, in
     tail = curve.iloc[-max(2, math.ceil(window * epochs)):]
     x, y = tail["epoch"].to_numpy(float), tail["value"].to_numpy(float)
     x = x - x.mean()
-    return float((x * (y - y.mean())).sum() / (x * x).sum()), epochs
+    spread = (x * x).sum()
+    if spread == 0:  # the window repeats one epoch (two runs' rows together): no slope
+        return math.nan, epochs
+    return float((x * (y - y.mean())).sum() / spread), epochs
 
 
 def ends_capped(nll: Sequence[float], patience: int | None, fraction: float = CAP_FRACTION) -> bool:
@@ -146,6 +156,33 @@ def ends_capped(nll: Sequence[float], patience: int | None, fraction: float = CA
     best, epochs = int(np.nanargmin(values)), len(values)
     at_cap = epochs - 1 - best < patience
     return bool(at_cap and best + 1 > (1 - fraction) * epochs)
+
+
+def val_selected(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, role): test_acc at the first epoch of best val_acc; columns run_id, role, epoch, value."""
+    curves = metrics[(metrics.epoch >= 0) & metrics.metric.isin(["val_acc", "test_acc"])]
+    if curves.empty:
+        return pd.DataFrame(columns=["run_id", "role", "epoch", "value"])
+    wide = curves.pivot_table(index=["run_id", "role", "epoch"], columns="metric", values="value",
+                              aggfunc="first")
+    if not {"val_acc", "test_acc"} <= set(wide.columns):
+        return pd.DataFrame(columns=["run_id", "role", "epoch", "value"])
+    wide = wide.dropna(subset=["val_acc", "test_acc"]).reset_index().sort_values(["run_id", "role", "epoch"])
+    best = wide.loc[wide.groupby(["run_id", "role"], sort=False)["val_acc"].idxmax()]
+    return best[["run_id", "role", "epoch", "test_acc"]].rename(columns={"test_acc": "value"})
+
+
+def peak_drops(metrics: pd.DataFrame) -> pd.Series:
+    """Per repetition of one role: test accuracy at its best validation epoch minus its final test accuracy, in
+    pp (repetitions without both are left out)."""
+    final = metrics[(metrics["metric"] == FINAL) & (metrics["epoch"] == -1)].groupby("rep")["value"].mean()
+    best = val_selected(metrics)
+    if best.empty or final.empty:
+        return pd.Series(dtype=float)
+    rep = metrics.drop_duplicates("run_id").set_index("run_id")["rep"]
+    at_best = best.assign(rep=best["run_id"].map(rep)).groupby("rep")["value"].mean()
+    both = at_best.index.intersection(final.index)
+    return (at_best[both] - final[both]) * 100
 
 
 def _final(metrics: pd.DataFrame) -> tuple[str, pd.Series]:
@@ -174,7 +211,7 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     row.update(delta_long=d_mean, delta_low=d_low, delta_high=d_high)
     curves = base[(base["metric"] == CURVE) & (base["epoch"] >= 0)]
     slopes, gains, lengths = [], [], []
-    for _, curve in curves.groupby("rep"):
+    for _, curve in curves.groupby("run_id"):  # one curve per run (two runs may share a repetition's number)
         slope, epochs = curve_slopes(curve, window)
         if math.isfinite(slope):
             slopes.append(slope * 100)
@@ -184,6 +221,10 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     projected = float(np.mean(gains)) if gains else math.nan
     row.update(epochs=float(np.mean(lengths)) if lengths else math.nan, slope=s_mean, slope_low=s_low,
                slope_high=s_high, projected=projected)
+    drops = stats.paired(peak_drops(base).to_numpy())
+    p_mean, p_low, p_high = (drops[k] for k in ("delta_mean", "delta_ci_low", "delta_ci_high"))
+    row.update(peak_drop=p_mean, peak_low=p_low, peak_high=p_high)
+    peaked = bool(math.isfinite(p_low) and p_low > 0 and p_mean > SHORT_PP)
     nll = base[(base["metric"] == STOP_CURVE) & (base["epoch"] >= 0)]
     ends = [ends_capped(curve.sort_values("epoch")["value"], patience.get(run_id))
             for run_id, curve in nll.groupby("run_id")]
@@ -193,6 +234,8 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     reasons = []
     if rising:
         reasons.append(f"rising: +{s_mean:.3g} pp/epoch [{s_low:.3g}, {s_high:.3g}], +{projected:.2g} pp projected")
+    if peaked:
+        reasons.append(f"past peak: {p_mean:+.2f} pp [{p_low:+.2f}, {p_high:+.2f}] at its best validation epoch")
     if capped:
         reasons.append(f"capped: best validation NLL in the last {CAP_FRACTION:.0%} of the cap in {sum(ends)} of "
                        f"{len(ends)} repetitions")
@@ -204,8 +247,8 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
         reasons.append("one repetition: no slope interval")
     if not len(pairs):
         reasons.append("no longer-budget runs")
-    row.update(rising=rising, short=short, capped_reps=sum(ends), capped=capped, flagged=rising or short or capped,
-               reason="; ".join(reasons))
+    row.update(rising=rising, peaked=peaked, short=short, capped_reps=sum(ends), capped=capped,
+               flagged=rising or peaked or short or capped, reason="; ".join(reasons))
     return row
 
 
@@ -258,10 +301,12 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
         f"of Δ); {FACTOR:g}x: the mean at the longer budget; Δ: its paired mean difference [95% CI] (pp); "
         f"slope: least-squares slope of the validation accuracy over the last {WINDOW:.0%} of the epochs trained, "
         f"mean [95% CI] across repetitions (pp/epoch); proj.: what that slope adds over another {WINDOW:.0%} of "
-        f"training (pp). Flagged: rising (slope interval above 0 and proj. > {RISE_PP:g} pp), capped (in at least "
+        f"training (pp); peak: test accuracy at the best validation epoch minus the final, mean [95% CI] across "
+        f"repetitions (pp). Flagged: rising (slope interval above 0 and proj. > {RISE_PP:g} pp), past peak (peak "
+        f"interval above 0 and mean > {SHORT_PP:g} pp), capped (in at least "
         f"half the repetitions the cap ended training with the best validation NLL in its last "
         f"{CAP_FRACTION:.0%} of epochs) or short (Δ > {SHORT_PP:g} pp); \"not audited\": no run at the longer "
-        f"budget, so only the role's own curves speak (rising, capped).")
+        f"budget, so only the role's own curves speak (rising, past peak, capped).")
     lines = [legend, ""]
     if frame.empty:
         return "\n".join(lines + ["No audited runs."]) + "\n"
@@ -270,16 +315,18 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
         group = group.sort_values(["flagged", "method", "variant", "role"], ascending=[False, True, True, True])
         lines += [f"**{dataset}**", "",
                   "| method | variant | role | n | epochs | acc ± SD | " + f"{FACTOR:g}x | Δ [95% CI] | slope [95% CI] "
-                  "| proj. | flag |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "| proj. | peak [95% CI] | flag |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in group.itertuples():
-            flag = (", ".join(w for w, on in (("rising", r.rising), ("capped", r.capped), ("short", r.short)) if on)
+            flag = (", ".join(w for w, on in (("rising", r.rising), ("past peak", r.peaked), ("capped", r.capped),
+                                              ("short", r.short)) if on)
                     or ("ok" if r.n_long else "not audited"))
             delta = f"{_num(r.delta_long, sign=True)} [{_num(r.delta_low, sign=True)}, {_num(r.delta_high, sign=True)}]"
             slope = f"{_num(r.slope, 3, True)} [{_num(r.slope_low, 3, True)}, {_num(r.slope_high, 3, True)}]"
+            peak = f"{_num(r.peak_drop, sign=True)} [{_num(r.peak_low, sign=True)}, {_num(r.peak_high, sign=True)}]"
             lines.append(f"| {r.method} | {r.variant} | {r.role} | {r.n} ({r.n_long}) | {_num(r.epochs, 0)} | "
                          f"{_num(r.acc)} ± {_num(r.acc_sd)} | {_num(r.acc_long)} | {delta} | {slope} | "
-                         f"{_num(r.projected, sign=True)} | {'**' + flag + '**' if r.flagged else flag} |")
+                         f"{_num(r.projected, sign=True)} | {peak} | {'**' + flag + '**' if r.flagged else flag} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -287,7 +334,7 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
 def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[str],
                    budget_fields: Mapping[str, Sequence[str]]) -> list[str]:
     """REPORT.md's "Budget audit" section for the runs ``base_ids`` (the main table's configurations): every role,
-    flagged by its own curves (rising, capped) and, where its configuration also ran at ``FACTOR`` x its budget, by
+    flagged by its own curves (rising, past peak, capped) and, where its configuration also ran at ``FACTOR`` x its budget, by
     the longer budget (short); the roles without such a run are counted per dataset, with the command that adds
     them. None only when no role has a curve or a final metric."""
     frame = budget_audit(metrics, runs, base_ids, budget_fields=budget_fields)
@@ -296,11 +343,12 @@ def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable
     has_long = frame["n_long"].fillna(0) > 0
     flagged = frame[frame["flagged"]]
     verdict = (f"{len(flagged)} of {len(frame)} roles are flagged (listed first)." if len(flagged)
-               else f"No role is flagged: none of the {len(frame)} roles is still rising or ended at its cap"
+               else f"No role is flagged: none of the {len(frame)} roles is still rising, past its peak or ended at "
+                    "its cap"
                     + (f", and none of the {int(has_long.sum())} audited at {FACTOR:g}x gains more there."
                        if has_long.any() else "."))
-    lines = ["## Budget audit", "", "Is every role converged? Each role of the default configurations and "
-             f"baselines, judged by its own validation curves and, where the same configuration also ran at "
+    lines = ["## Budget audit", "", "Is every role converged? Each role of the default configurations, the "
+             f"controls and the baselines, judged by its own validation curves and, where the same configuration also ran at "
              f"{FACTOR:g}x its training budget (`python -m benchmark audit`), by that longer budget. " + verdict]
     audited = sorted(frame.loc[has_long, "dataset"].unique())
     if audited:

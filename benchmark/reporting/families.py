@@ -178,15 +178,18 @@ def config_names(current: pd.DataFrame, kinds: Mapping[tuple, str], declared: De
     return names
 
 
-def main_configs(current: pd.DataFrame, roles: pd.DataFrame, kinds: Mapping[tuple, str]) -> set[tuple]:
+def main_configs(current: pd.DataFrame, roles: pd.DataFrame, kinds: Mapping[tuple, str], *,
+                 controls: bool = False) -> set[tuple]:
     """The configurations of the main table: each method's default and as-published configurations (every
     configuration of a method stored without a default), what their runs require (a teacher), the scratch students
-    paired with them or with nothing, and the other baselines unless only other configurations require them."""
+    paired with them or with nothing, and the other baselines unless only other configurations require them.
+    ``controls``: the positive controls and the controls for what distillation is not too (with their teachers and
+    scratch students), as the budget audit reads them."""
     key_of_run = {r.run_id: (r.preset, r.dataset, r.method, r.variant) for r in current.itertuples()}
     with_default = {k[:3] for k, kind in kinds.items() if kind == DEFAULT}
+    shown_kinds = (DEFAULT, AS_PUBLISHED, SENSITIVITY, CONTROL) if controls else (DEFAULT, AS_PUBLISHED)
     main = {k for k, kind in kinds.items()
-            if kind in (DEFAULT, AS_PUBLISHED) or (kind not in (BASELINE, SENSITIVITY, CONTROL)
-                                                     and k[:3] not in with_default)}
+            if kind in shown_kinds or (kind not in (BASELINE, SENSITIVITY, CONTROL) and k[:3] not in with_default)}
     needed = dict(zip(current.run_id, current.requires, strict=True))
     for _ in range(2):  # a teacher of a teacher
         main |= {key_of_run[rid] for run, key in key_of_run.items() if key in main

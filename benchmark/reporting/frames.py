@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.reporting import audit, families, stats
+from benchmark.reporting.audit import val_selected
 from benchmark.reporting import current as standing
 from benchmark.reporting.ablations import ablation_frame
 from benchmark.reporting.columns import (
@@ -233,20 +234,6 @@ def _unit(rec: dict) -> tuple:
 
 
 # ---- per-run values and the summary --------------------------------------------------------------
-
-def val_selected(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per (run, role): test_acc at the first epoch of best val_acc; columns run_id, role, epoch, value."""
-    curves = metrics[(metrics.epoch >= 0) & metrics.metric.isin(["val_acc", "test_acc"])]
-    if curves.empty:
-        return pd.DataFrame(columns=["run_id", "role", "epoch", "value"])
-    wide = curves.pivot_table(index=["run_id", "role", "epoch"], columns="metric", values="value",
-                              aggfunc="first")
-    if not {"val_acc", "test_acc"} <= set(wide.columns):
-        return pd.DataFrame(columns=["run_id", "role", "epoch", "value"])
-    wide = wide.dropna(subset=["val_acc", "test_acc"]).reset_index().sort_values(["run_id", "role", "epoch"])
-    best = wide.loc[wide.groupby(["run_id", "role"], sort=False)["val_acc"].idxmax()]
-    return best[["run_id", "role", "epoch", "test_acc"]].rename(columns={"test_acc": "value"})
-
 
 def summary_values(results: Results) -> pd.DataFrame:
     m = results.metrics

@@ -101,10 +101,11 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
 
 
 def budget_audit(results: frames.Results) -> list[str]:
-    """The audit of the main table's configurations (not the as-published ones) on every dataset: their own curves
-    everywhere, and the longer runs where the store holds them."""
+    """The audit of the main table's configurations and of the controls (not the as-published ones) on every
+    dataset: their own curves everywhere, and the longer runs where the store holds them."""
     both = pd.concat([results.current, results.longer_current], ignore_index=True)
-    main, kinds = results.main, results.kinds
+    kinds = results.kinds
+    main = families.main_configs(results.current, results.roles, kinds, controls=True)
     base = [r.run_id for r in results.current.itertuples()
             if (key := (r.preset, r.dataset, r.method, r.variant)) in main and kinds.get(key) != families.AS_PUBLISHED]
     metrics = frames.metrics_frame([r for r in results.records if r["run_id"] in set(both.run_id)])
