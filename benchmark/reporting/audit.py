@@ -36,7 +36,8 @@ A role is flagged
   what ``rising`` and ``short`` judge; its validation NLL may fall to the end by amounts that change no
   prediction).
 
-``rising``, ``past peak`` and ``capped`` read the role's own curves, so they are judged without a longer run; ``short`` needs one.
+``rising``, ``past peak`` and ``capped`` read the role's own curves, so they are judged without a longer run;
+``short`` needs one.
 
 A role with no validation curve (a label-free one, or a run without a validation split) has no slope and is
 judged by the longer budget alone. Input frames are plain pandas (nothing here reads a store):
@@ -334,9 +335,9 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
 def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[str],
                    budget_fields: Mapping[str, Sequence[str]]) -> list[str]:
     """REPORT.md's "Budget audit" section for the runs ``base_ids`` (the main table's configurations): every role,
-    flagged by its own curves (rising, past peak, capped) and, where its configuration also ran at ``FACTOR`` x its budget, by
-    the longer budget (short); the roles without such a run are counted per dataset, with the command that adds
-    them. None only when no role has a curve or a final metric."""
+    flagged by its own curves (rising, past peak, capped) and, where its configuration also ran at ``FACTOR`` x its
+    budget, by the longer budget (short); the roles without such a run are counted per dataset, with the command
+    that adds them. None only when no role has a curve or a final metric."""
     frame = budget_audit(metrics, runs, base_ids, budget_fields=budget_fields)
     if frame.empty:
         return []
@@ -348,8 +349,8 @@ def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable
                     + (f", and none of the {int(has_long.sum())} audited at {FACTOR:g}x gains more there."
                        if has_long.any() else "."))
     lines = ["## Budget audit", "", "Is every role converged? Each role of the default configurations, the "
-             f"controls and the baselines, judged by its own validation curves and, where the same configuration also ran at "
-             f"{FACTOR:g}x its training budget (`python -m benchmark audit`), by that longer budget. " + verdict]
+             "controls and the baselines, judged by its own validation curves and, where the same configuration also "
+             f"ran at {FACTOR:g}x its training budget (`python -m benchmark audit`), by that longer budget. " + verdict]
     audited = sorted(frame.loc[has_long, "dataset"].unique())
     if audited:
         lines[-1] += f" Audited at {FACTOR:g}x: {int(has_long.sum())} roles on {', '.join(audited)}."

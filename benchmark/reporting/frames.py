@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.reporting import audit, families, stats
-from benchmark.reporting.audit import val_selected
 from benchmark.reporting import current as standing
 from benchmark.reporting.ablations import ablation_frame
+from benchmark.reporting.audit import val_selected
 from benchmark.reporting.columns import (
     FINAL,
     FINAL_SEL,
