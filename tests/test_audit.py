@@ -295,3 +295,34 @@ def test_a_window_of_one_repeated_epoch_has_no_slope_and_two_runs_of_one_repetit
                                           "value"])
     row = audit.budget_audit(metrics, pd.DataFrame(runs), budget_fields=FIELDS).iloc[0]
     assert row.slope == pytest.approx(2.0)  # the mean of each run's own slope (1 and 3 pp/epoch)
+
+
+def test_the_answer_names_the_comparisons_whose_role_or_scratch_student_the_audit_flags():
+    from benchmark.reporting.answer import budget_flags, budget_sentence
+
+    def audit_row(method, variant, role, **flags):
+        base = {"dataset": "d", "method": method, "variant": variant, "role": role, "rising": False, "peaked": False,
+                "capped": False, "short": False, "projected": 0.8, "peak_drop": 1.5, "peak_low": 1.1,
+                "peak_high": 1.9, "delta_long": 2.0}
+        return {**base, **flags, "flagged": any(flags.values())}
+
+    frame = pd.DataFrame([audit_row("kd", "default", "student", peaked=True),
+                          audit_row("scratch_student", "epochs=300", "student", rising=True),
+                          audit_row("other", "default", "student")])
+    partners = {("quick", "d", "kd", "default", "student"): "epochs=300",
+                ("quick", "d", "other", "default", "student"): "epochs=300",
+                ("quick", "d", "fine", "default", "student"): "patience=None"}
+    flags = budget_flags(frame, partners)
+    assert flags[("d", "kd", "default", "student")] == [
+        "past its peak (+1.50 pp [+1.10, +1.90] at its best validation epoch)",
+        "its scratch student still rising (+0.80 pp projected over another 20% of its budget)"]
+    assert flags[("d", "other", "default", "student")] == [
+        "its scratch student still rising (+0.80 pp projected over another 20% of its budget)"]
+    assert ("d", "fine", "default", "student") not in flags and ("d", "scratch_student", "epochs=300",
+                                                                 "student") in flags
+    primary = pd.DataFrame([{"dataset": "d", "method": m, "variant": "default", "role": "student", "kind": "method"}
+                            for m in ("other", "fine", "kd")])
+    sentence = budget_sentence(primary, flags)
+    assert sentence.startswith("The budget audit flags these comparisons")
+    assert sentence.index("kd (student): past its peak") < sentence.index("other (student): its scratch student")
+    assert "fine" not in sentence and budget_sentence(primary[primary.method == "fine"], flags) == ""

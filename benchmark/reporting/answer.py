@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark.reporting import controls, families, stats, text
+from benchmark.reporting import audit, controls, families, stats, text
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH
 from benchmark.reporting.frames import Results, order_rows
 from benchmark.reporting.notes import Footnotes
@@ -111,9 +111,33 @@ def reps_sentence(block: pd.DataFrame, dataset: str) -> str:
             f"differences {sd * 100:.2f} pp, {text.mde_level({'holm_m': m})}, {stats.POWER:.0%} power).")
 
 
-def answer_sentences(block: pd.DataFrame, dataset: str, found: dict[tuple, dict] | None = None) -> list[str]:
+def budget_flags(frame: pd.DataFrame, partners: dict[tuple, str]) -> dict[tuple, list[str]]:
+    """(dataset, method, variant, role) -> what the budget audit flags in the comparison of that role: the role's
+    own flags and its scratch student's (``partners``: ``Results.scratch_partners``, keyed with the preset)."""
+    own = {(r.dataset, r.method, r.variant, r.role): audit.flag_words(r) for r in frame.itertuples() if r.flagged}
+    flags: dict[tuple, list[str]] = {key: list(words) for key, words in own.items()}
+    for (_, dataset, method, variant, role), scratch in partners.items():
+        words = own.get((dataset, SCRATCH, scratch, "student"))
+        if words and method != SCRATCH:
+            flags.setdefault((dataset, method, variant, role), []).extend(f"its scratch student {w}" for w in words)
+    return flags
+
+
+def budget_sentence(primary: pd.DataFrame, flags: dict[tuple, list[str]]) -> str:
+    """The sentence naming the primary comparisons whose role or scratch student the budget audit flags ("" where
+    none is)."""
+    named = [f"{who(r)}: {'; '.join(flags[key])}" for r in order_rows(primary).itertuples()
+             if (key := (r.dataset, r.method, r.variant, r.role)) in flags]
+    if not named:
+        return ""
+    return (f"The budget audit flags {'this comparison' if len(named) == 1 else 'these comparisons'} (see Budget "
+            f"audit; a verdict on a flagged role is provisional): {_listing(named)}.")
+
+
+def answer_sentences(block: pd.DataFrame, dataset: str, found: dict[tuple, dict] | None = None,
+                     flags: dict[tuple, list[str]] | None = None) -> list[str]:
     """The answer on one dataset and preset, in a few sentences (``block``: its summary rows; ``found``:
-    ``controls.lookup``, for the teacher's advantage)."""
+    ``controls.lookup``, for the teacher's advantage; ``flags``: :func:`budget_flags`)."""
     final = block[(block.selection == FINAL_SEL) & (block.metric == PRIMARY)]
     primary = final[final.family.eq(families.PRIMARY_FAMILY)]
     tested = order_rows(primary[primary.p_value.notna()])
@@ -152,7 +176,8 @@ def answer_sentences(block: pd.DataFrame, dataset: str, found: dict[tuple, dict]
     for r in order_rows(anchors).itertuples():
         lines.append(f"{who(r)} receives no distillation signal: it is shown as the method's anchor "
                      f"({r.mean * 100:.1f}%), not compared.")
-    lines += [s for s in (no_teacher_advantage(block, found or {}), reps_sentence(block, dataset)) if s]
+    lines += [s for s in (budget_sentence(primary, flags or {}), no_teacher_advantage(block, found or {}),
+                          reps_sentence(block, dataset)) if s]
     lines += _other_families(block, dataset)
     return lines
 

@@ -287,6 +287,21 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
     return frame[frame["metric"] != ""].reset_index(drop=True)
 
 
+def flag_words(row) -> list[str]:
+    """What a flagged audit row says, in words with its numbers (nothing for an unflagged row)."""
+    words = []
+    if row.rising:
+        words.append(f"still rising ({row.projected:+.2f} pp projected over another {WINDOW:.0%} of its budget)")
+    if row.peaked:
+        words.append(f"past its peak ({row.peak_drop:+.2f} pp [{row.peak_low:+.2f}, {row.peak_high:+.2f}] at its "
+                     "best validation epoch)")
+    if row.capped:
+        words.append("capped (the cap ended its training at its best validation NLL)")
+    if row.short:
+        words.append(f"short ({row.delta_long:+.2f} pp at {FACTOR:g}x its budget)")
+    return words
+
+
 def _num(value: float, digits: int = 2, sign: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return "–"
@@ -333,12 +348,14 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
 
 
 def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[str],
-                   budget_fields: Mapping[str, Sequence[str]]) -> list[str]:
+                   budget_fields: Mapping[str, Sequence[str]], frame: pd.DataFrame | None = None) -> list[str]:
     """REPORT.md's "Budget audit" section for the runs ``base_ids`` (the main table's configurations): every role,
     flagged by its own curves (rising, past peak, capped) and, where its configuration also ran at ``FACTOR`` x its
     budget, by the longer budget (short); the roles without such a run are counted per dataset, with the command
-    that adds them. None only when no role has a curve or a final metric."""
-    frame = budget_audit(metrics, runs, base_ids, budget_fields=budget_fields)
+    that adds them. None only when no role has a curve or a final metric. ``frame``: the audit already computed from
+    the same inputs."""
+    if frame is None:
+        frame = budget_audit(metrics, runs, base_ids, budget_fields=budget_fields)
     if frame.empty:
         return []
     has_long = frame["n_long"].fillna(0) > 0

@@ -87,7 +87,8 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
         return lines + ["No successful runs: nothing to compare.", ""]
     for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
         lines += [f"### {dataset} (preset {preset})", ""]
-        lines += [" ".join(answer.answer_sentences(block, dataset, controls.lookup(results))), ""]
+        flags = answer.budget_flags(audit_frame(results), results.scratch_partners)
+        lines += [" ".join(answer.answer_sentences(block, dataset, controls.lookup(results), flags)), ""]
         lines += answer.answer_table(block, results, Footnotes(notes))
         a = results.ablations
         if not a.empty and ((a.dataset == dataset) & (a.preset == preset)).any():
@@ -100,16 +101,30 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
     return lines
 
 
-def budget_audit(results: frames.Results) -> list[str]:
-    """The audit of the main table's configurations and of the controls (not the as-published ones) on every
-    dataset: their own curves everywhere, and the longer runs where the store holds them."""
+def _audited(results: frames.Results) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(metrics, runs, audited run ids) of the budget audit: the main table's configurations and the controls (not
+    the as-published ones) on every dataset, with the longer runs where the store holds them."""
     both = pd.concat([results.current, results.longer_current], ignore_index=True)
     kinds = results.kinds
     main = families.main_configs(results.current, results.roles, kinds, controls=True)
     base = [r.run_id for r in results.current.itertuples()
             if (key := (r.preset, r.dataset, r.method, r.variant)) in main and kinds.get(key) != families.AS_PUBLISHED]
     metrics = frames.metrics_frame([r for r in results.records if r["run_id"] in set(both.run_id)])
-    return audit.audit_sections(metrics, both, base, results.declared.budget_fields)
+    return metrics, both, base
+
+
+def audit_frame(results: frames.Results) -> pd.DataFrame:
+    """The budget audit's rows (``audit.budget_audit``), computed once per report."""
+    def build(r):
+        metrics, runs, base = _audited(r)
+        return audit.budget_audit(metrics, runs, base, budget_fields=r.declared.budget_fields)
+    return results._cached("audit", build)
+
+
+def budget_audit(results: frames.Results) -> list[str]:
+    """The "Budget audit" section (``audit.audit_sections``) of :func:`audit_frame`."""
+    metrics, runs, base = _audited(results)
+    return audit.audit_sections(metrics, runs, base, results.declared.budget_fields, frame=audit_frame(results))
 
 
 def problems(results: frames.Results) -> list[str]:
