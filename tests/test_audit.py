@@ -308,14 +308,17 @@ def test_the_answer_names_the_comparisons_whose_role_or_scratch_student_the_audi
 
     frame = pd.DataFrame([audit_row("kd", "default", "student", peaked=True),
                           audit_row("scratch_student", "epochs=300", "student", rising=True),
-                          audit_row("other", "default", "student")])
+                          audit_row("other", "default", "student"),
+                          audit_row("label_smoothing", "epochs=300", "student", peaked=True)])
     partners = {("quick", "d", "kd", "default", "student"): "epochs=300",
                 ("quick", "d", "other", "default", "student"): "epochs=300",
                 ("quick", "d", "fine", "default", "student"): "patience=None"}
-    flags = budget_flags(frame, partners)
+    smoothing = {("quick", "d", "kd", "default", "student"): "epochs=300"}
+    flags = budget_flags(frame, partners, smoothing)
     assert flags[("d", "kd", "default", "student")] == [
         "past its peak (+1.50 pp [+1.10, +1.90] at its best validation epoch)",
-        "its scratch student still rising (+0.80 pp projected over another 20% of its budget)"]
+        "its scratch student still rising (+0.80 pp projected over another 20% of its budget)",
+        "its label-smoothing control past its peak (+1.50 pp [+1.10, +1.90] at its best validation epoch)"]
     assert flags[("d", "other", "default", "student")] == [
         "its scratch student still rising (+0.80 pp projected over another 20% of its budget)"]
     assert ("d", "fine", "default", "student") not in flags and ("d", "scratch_student", "epochs=300",

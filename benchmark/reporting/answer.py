@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from benchmark.contract import LABEL_SMOOTHING
 from benchmark.reporting import audit, controls, families, stats, text
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH
 from benchmark.reporting.frames import Results, order_rows
@@ -111,15 +112,19 @@ def reps_sentence(block: pd.DataFrame, dataset: str) -> str:
             f"differences {sd * 100:.2f} pp, {text.mde_level({'holm_m': m})}, {stats.POWER:.0%} power).")
 
 
-def budget_flags(frame: pd.DataFrame, partners: dict[tuple, str]) -> dict[tuple, list[str]]:
-    """(dataset, method, variant, role) -> what the budget audit flags in the comparison of that role: the role's
-    own flags and its scratch student's (``partners``: ``Results.scratch_partners``, keyed with the preset)."""
+def budget_flags(frame: pd.DataFrame, partners: dict[tuple, str],
+                 smoothing: dict[tuple, str] | None = None) -> dict[tuple, list[str]]:
+    """(dataset, method, variant, role) -> what the budget audit flags in the comparisons of that role: the role's
+    own flags, its scratch student's and its label-smoothing control's (``partners``, ``smoothing``:
+    ``Results.scratch_partners`` and ``Results.smoothing_partners``, keyed with the preset)."""
     own = {(r.dataset, r.method, r.variant, r.role): audit.flag_words(r) for r in frame.itertuples() if r.flagged}
     flags: dict[tuple, list[str]] = {key: list(words) for key, words in own.items()}
-    for (_, dataset, method, variant, role), scratch in partners.items():
-        words = own.get((dataset, SCRATCH, scratch, "student"))
-        if words and method != SCRATCH:
-            flags.setdefault((dataset, method, variant, role), []).extend(f"its scratch student {w}" for w in words)
+    for name, who_, mapping in ((SCRATCH, "its scratch student", partners),
+                                (LABEL_SMOOTHING, "its label-smoothing control", smoothing or {})):
+        for (_, dataset, method, variant, role), other in mapping.items():
+            words = own.get((dataset, name, other, "student"))
+            if words and method not in (SCRATCH, LABEL_SMOOTHING):
+                flags.setdefault((dataset, method, variant, role), []).extend(f"{who_} {w}" for w in words)
     return flags
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from benchmark.contract import LABEL_SMOOTHING
 from benchmark.reporting import audit, families, stats
 from benchmark.reporting import current as standing
 from benchmark.reporting.ablations import ablation_frame
@@ -160,6 +161,11 @@ class Results:
     def scratch_partners(self) -> dict[tuple, str]:
         """(preset, dataset, method, variant, role) -> its scratch student's variant (:func:`scratch_partners`)."""
         return self._cached("scratch_partners", lambda r: scratch_partners(r.values))
+
+    @property
+    def smoothing_partners(self) -> dict[tuple, str]:
+        """(preset, dataset, method, variant, role) -> its label-smoothing control's variant."""
+        return self._cached("smoothing_partners", lambda r: scratch_partners(r.values, LABEL_SMOOTHING))
 
     @property
     def ablations(self) -> pd.DataFrame:
@@ -301,13 +307,13 @@ def _scratch_reference(results: Results, values: pd.DataFrame) -> pd.DataFrame:
     return s[~s.index.duplicated(keep="last")]  # one partner per pair, even in an unusual store
 
 
-def scratch_partners(values: pd.DataFrame) -> dict[tuple, str]:
+def scratch_partners(values: pd.DataFrame, partner: str = SCRATCH) -> dict[tuple, str]:
     """(preset, dataset, method, variant, role) -> the variant of the scratch student it is paired with (the same
-    pair_key), for every role that has one."""
+    pair_key), for every role that has one; ``partner``: another baseline paired the same way (label smoothing)."""
     v = values[values.selection == FINAL_SEL].dropna(subset=["pair_key"])
-    scratch = v[v.method == SCRATCH].drop_duplicates(["preset", "dataset", "pair_key"]).set_index(
+    scratch = v[v.method == partner].drop_duplicates(["preset", "dataset", "pair_key"]).set_index(
         ["preset", "dataset", "pair_key"]).variant.to_dict()
-    roles = v[v.method != SCRATCH].drop_duplicates(["preset", "dataset", "method", "variant", "role"])
+    roles = v[~v.method.isin([SCRATCH, partner])].drop_duplicates(["preset", "dataset", "method", "variant", "role"])
     return {(r.preset, r.dataset, r.method, r.variant, r.role): scratch[(r.preset, r.dataset, r.pair_key)]
             for r in roles.itertuples() if (r.preset, r.dataset, r.pair_key) in scratch}
 

@@ -87,7 +87,7 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
         return lines + ["No successful runs: nothing to compare.", ""]
     for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
         lines += [f"### {dataset} (preset {preset})", ""]
-        flags = answer.budget_flags(audit_frame(results), results.scratch_partners)
+        flags = answer.budget_flags(audit_frame(results), results.scratch_partners, results.smoothing_partners)
         lines += [" ".join(answer.answer_sentences(block, dataset, controls.lookup(results), flags)), ""]
         lines += answer.answer_table(block, results, Footnotes(notes))
         a = results.ablations
