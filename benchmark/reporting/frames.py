@@ -163,6 +163,18 @@ class Results:
         return self._cached("scratch_partners", lambda r: scratch_partners(r.values))
 
     @property
+    def audit_inputs(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        """(metrics, runs, audited run ids) of the budget audit: the main table's configurations and the controls
+        (not the as-published ones) on every dataset, with the longer runs where the store holds them."""
+        return self._cached("audit_inputs", _audit_inputs)
+
+    @property
+    def audit(self) -> pd.DataFrame:
+        """The budget audit's rows (``audit.budget_audit`` of :attr:`audit_inputs`)."""
+        return self._cached("audit", lambda r: audit.budget_audit(*r.audit_inputs,
+                                                                  budget_fields=r.declared.budget_fields))
+
+    @property
     def smoothing_partners(self) -> dict[tuple, str]:
         """(preset, dataset, method, variant, role) -> its label-smoothing control's variant."""
         return self._cached("smoothing_partners", lambda r: scratch_partners(r.values, LABEL_SMOOTHING))
@@ -177,6 +189,16 @@ class Results:
         """(preset, dataset, method, variant) -> the readable name of that configuration (``model_labels``)."""
         return self._cached("labels", lambda r: model_labels(
             r.current, r.roles, families.config_names(r.current, r.kinds, r.declared)))
+
+
+def _audit_inputs(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    both = pd.concat([results.current, results.longer_current], ignore_index=True)
+    kinds = results.kinds
+    main = families.main_configs(results.current, results.roles, kinds, controls=True)
+    base = [r.run_id for r in results.current.itertuples()
+            if (key := (r.preset, r.dataset, r.method, r.variant)) in main and kinds.get(key) != families.AS_PUBLISHED]
+    metrics = metrics_frame([r for r in results.records if r["run_id"] in set(both.run_id)])
+    return metrics, both, base
 
 
 def load_results(store: Store, declared: Declarations | None = None) -> Results:

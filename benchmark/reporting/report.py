@@ -18,14 +18,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pandas as pd
-
 from benchmark.reporting import (
     answer,
     audit,
     columns,
     controls,
-    families,
     frames,
     machines,
     report_front,
@@ -87,7 +84,7 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
         return lines + ["No successful runs: nothing to compare.", ""]
     for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
         lines += [f"### {dataset} (preset {preset})", ""]
-        flags = answer.budget_flags(audit_frame(results), results.scratch_partners, results.smoothing_partners)
+        flags = answer.budget_flags(results.audit, results.scratch_partners, results.smoothing_partners)
         lines += [" ".join(answer.answer_sentences(block, dataset, controls.lookup(results), flags)), ""]
         lines += answer.answer_table(block, results, Footnotes(notes))
         a = results.ablations
@@ -101,30 +98,10 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
     return lines
 
 
-def _audited(results: frames.Results) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(metrics, runs, audited run ids) of the budget audit: the main table's configurations and the controls (not
-    the as-published ones) on every dataset, with the longer runs where the store holds them."""
-    both = pd.concat([results.current, results.longer_current], ignore_index=True)
-    kinds = results.kinds
-    main = families.main_configs(results.current, results.roles, kinds, controls=True)
-    base = [r.run_id for r in results.current.itertuples()
-            if (key := (r.preset, r.dataset, r.method, r.variant)) in main and kinds.get(key) != families.AS_PUBLISHED]
-    metrics = frames.metrics_frame([r for r in results.records if r["run_id"] in set(both.run_id)])
-    return metrics, both, base
-
-
-def audit_frame(results: frames.Results) -> pd.DataFrame:
-    """The budget audit's rows (``audit.budget_audit``), computed once per report."""
-    def build(r):
-        metrics, runs, base = _audited(r)
-        return audit.budget_audit(metrics, runs, base, budget_fields=r.declared.budget_fields)
-    return results._cached("audit", build)
-
-
 def budget_audit(results: frames.Results) -> list[str]:
-    """The "Budget audit" section (``audit.audit_sections``) of :func:`audit_frame`."""
-    metrics, runs, base = _audited(results)
-    return audit.audit_sections(metrics, runs, base, results.declared.budget_fields, frame=audit_frame(results))
+    """The "Budget audit" section (``audit.audit_sections``) of ``Results.audit``."""
+    metrics, runs, base = results.audit_inputs
+    return audit.audit_sections(metrics, runs, base, results.declared.budget_fields, frame=results.audit)
 
 
 def problems(results: frames.Results) -> list[str]:

@@ -40,9 +40,10 @@ from benchmark.store import Store
 SUMMARY_MD = "summary.md"
 TABLE_FILES = ("metrics.parquet", "metrics.csv", "runs.csv", "summary.csv", SUMMARY_MD, "ablations.csv")
 
-def markdown_table(head: list[str], rows: list[list[str]], right: int) -> list[str]:
-    """A markdown table; its last ``right`` columns aligned right (numbers)."""
-    align = ["---"] * (len(head) - right) + ["---:"] * right
+def markdown_table(head: list[str], rows: list[list[str]], right: int, text_after: int = 0) -> list[str]:
+    """A markdown table; its last ``right`` columns aligned right (numbers), but for the very last ``text_after``
+    (words) after them."""
+    align = ["---"] * (len(head) - right - text_after) + ["---:"] * right + ["---"] * text_after
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
