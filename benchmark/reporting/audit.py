@@ -26,7 +26,9 @@ A role is flagged
   chosen on the validation split and measured on the test split, so the maximum over a noisy curve does not
   inflate it. Such a role trained past the point where it generalised best: its budget is too long for it, or
   the method overfits, and its number under a fixed budget is lower than under early stopping (reported as it is,
-  with the validation-selected number in the appendix);
+  with the validation-selected number in the appendix). For an early-stopped role the final weights are those its
+  stopping rule kept (best validation NLL), and the flag says that rule kept worse weights than validation
+  accuracy would have;
 - ``capped`` when, in at least half of its repetitions, the cap ended training and the best validation NLL (the
   measure early stopping watches) falls in the last ``CAP_FRACTION`` (10%) of the epochs: the cap, not the
   stopping rule, decided where training ended, so the role and its scratch partner may not have stopped by the
