@@ -175,11 +175,12 @@ def val_selected(metrics: pd.DataFrame) -> pd.DataFrame:
     return best[["run_id", "role", "epoch", "test_acc"]].rename(columns={"test_acc": "value"})
 
 
-def peak_drops(metrics: pd.DataFrame) -> pd.Series:
+def peak_drops(metrics: pd.DataFrame, best: pd.DataFrame | None = None) -> pd.Series:
     """Per repetition of one role: test accuracy at its best validation epoch minus its final test accuracy, in
-    pp (repetitions without both are left out)."""
+    pp (repetitions without both are left out). ``best``: :func:`val_selected` of ``metrics``, when already
+    computed (on a frame that holds them)."""
     final = metrics[(metrics["metric"] == FINAL) & (metrics["epoch"] == -1)].groupby("rep")["value"].mean()
-    best = val_selected(metrics)
+    best = val_selected(metrics) if best is None else best
     if best.empty or final.empty:
         return pd.Series(dtype=float)
     rep = metrics.drop_duplicates("run_id").set_index("run_id")["rep"]
@@ -198,7 +199,7 @@ def _final(metrics: pd.DataFrame) -> tuple[str, pd.Series]:
 
 
 def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: float,
-                patience: Mapping[str, int | None]) -> dict:
+                patience: Mapping[str, int | None], best: pd.DataFrame) -> dict:
     dataset, method, variant, role = key
     metric, final = _final(base)
     _, final_long = _final(longer)
@@ -224,7 +225,7 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     projected = float(np.mean(gains)) if gains else math.nan
     row.update(epochs=float(np.mean(lengths)) if lengths else math.nan, slope=s_mean, slope_low=s_low,
                slope_high=s_high, projected=projected)
-    drops = stats.paired(peak_drops(base).to_numpy())
+    drops = stats.paired(peak_drops(base, best).to_numpy())
     p_mean, p_low, p_high = (drops[k] for k in ("delta_mean", "delta_ci_low", "delta_ci_high"))
     row.update(peak_drop=p_mean, peak_low=p_low, peak_high=p_high)
     peaked = bool(math.isfinite(p_low) and p_low > 0 and p_mean > SHORT_PP)
@@ -277,6 +278,7 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
     patience = {r: _config(c).get("patience") for r, c in zip(runs["run_id"], runs["config"])}
     longer = longer_runs(runs, base_ids, budget_fields, factor)
     base = metrics[metrics["run_id"].isin(set(base_ids))]
+    best = val_selected(base)  # each run's test accuracy at its best validation epoch, read once for every role
     long_metrics = metrics[metrics["run_id"].isin(set(longer.values()))]
     # The longer runs' rows under the audited run's identity, so that each role finds its own.
     audited_of = {v: k for k, v in longer.items()}
@@ -284,7 +286,8 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
     for key, group in base.groupby(["dataset", "method", "variant", "role"], sort=True):
         ids = set(group["run_id"])
         mine = long_metrics[long_metrics["run_id"].map(audited_of).isin(ids) & (long_metrics["role"] == key[3])]
-        rows.append(_audit_role(key, group, mine, window, patience))
+        chosen = best[best["run_id"].isin(ids) & (best["role"] == key[3])]
+        rows.append(_audit_role(key, group, mine, window, patience, chosen))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame[frame["metric"] != ""].reset_index(drop=True)
 

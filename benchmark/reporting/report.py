@@ -82,9 +82,9 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
     summary = results.summary
     if summary.empty:
         return lines + ["No successful runs: nothing to compare.", ""]
+    flags = answer.budget_flags(results.audit, results.scratch_partners, results.smoothing_partners)
     for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
         lines += [f"### {dataset} (preset {preset})", ""]
-        flags = answer.budget_flags(results.audit, results.scratch_partners, results.smoothing_partners)
         lines += [" ".join(answer.answer_sentences(block, dataset, controls.lookup(results), flags)), ""]
         lines += answer.answer_table(block, results, Footnotes(notes))
         a = results.ablations

@@ -3,6 +3,7 @@ starts, so that the command's count of cached runs and what the runner trains ar
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def partition(specs: list[RunSpec], store: Store, methods: dict[str, MethodInfo]
             if required in state and required not in train and state[required][1] is not None:
                 train.add(required)
                 waiting.append(required)
-    learners: dict[str, int] | None = None
+    learners: Counter[str] | None = None
     for spec in specs:
         done, problem = state[spec.run_id]
         if done and spec.run_id in train and warn is not None:
@@ -94,14 +95,10 @@ def partition(specs: list[RunSpec], store: Store, methods: dict[str, MethodInfo]
     return [s for s in specs if s.run_id not in train], [s for s in specs if s.run_id in train]
 
 
-def stored_learners(store: Store) -> dict[str, int]:
+def stored_learners(store: Store) -> Counter[str]:
     """Run id -> how many finished runs in the store loaded its model (list it in their ``requires``)."""
-    counts: dict[str, int] = {}
-    for record in store.read_runs().records:
-        if record.get("status") == "ok":
-            for required in set((record.get("requires") or {}).values()):
-                counts[required] = counts.get(required, 0) + 1
-    return counts
+    return Counter(required for record in store.read_runs().records if record.get("status") == "ok"
+                   for required in set((record.get("requires") or {}).values()))
 
 
 def another_cpu(record: dict | None, spec: RunSpec, learners: int) -> str:
