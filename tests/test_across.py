@@ -175,3 +175,41 @@ def test_a_dataset_without_any_scratch_pair_is_left_out_of_the_ranking_not_count
     assert result.ranked == ["m0 (student)", "m1 (student)", "m2 (student)"]
     assert result.cd == pytest.approx(across.critical_difference(3, 2))
     assert result.friedman is None  # two datasets: too few blocks
+
+
+def test_a_dataset_with_few_methods_so_far_is_left_out_rather_than_shrinking_the_ranking():
+    """Three datasets with four methods each and a fourth with one method so far (its suite mid-round): ranking on
+    all four would keep one method (4 cells); the three complete datasets keep 4 × 3 = 12, and the report names the
+    fourth and how many methods it has."""
+    from benchmark.reporting import families, report_front
+    from benchmark.reporting.columns import FINAL_SEL, PRIMARY
+    from benchmark.reporting.figures import FigureSet
+
+    rng = np.random.default_rng(3)
+    rows = [{"preset": "quick", "dataset": d, "method": f"m{i}", "label": f"m{i}", "role": "student",
+             "selection": FINAL_SEL, "metric": PRIMARY, "family": families.PRIMARY_FAMILY,
+             "delta_mean": rng.normal() if (d != "d" or i == 0) else np.nan}
+            for d in "abcd" for i in range(4)]
+    (result,) = across.across(pd.DataFrame(rows))
+    assert result.ranked_datasets == ["a", "b", "c"]
+    assert result.ranked == [f"m{i} (student)" for i in range(4)]
+    assert result.with_delta == {"a": 4, "b": 4, "c": 4, "d": 1}
+    assert result.friedman is not None and result.cd == pytest.approx(across.critical_difference(4, 3))
+    lines = report_front.across_section(pd.DataFrame(rows).assign(verdict="unclear"), FigureSet(), None)
+    assert any("left out: d (only 1 of the 4 methods has a Δ there so far" in line for line in lines)
+
+
+@pytest.mark.parametrize(("cells", "datasets", "methods"), [
+    # a complete matrix: every dataset, every method
+    ({"a": "xyz", "b": "xyz", "c": "xyz"}, "abc", "xyz"),
+    # 2 datasets × 3 methods (6) beat 3 datasets × 1 method (3)
+    ({"a": "xyz", "b": "xyz", "c": "x"}, "ab", "xyz"),
+    # 3 × 2 (6) against 2 × 3 (6): the tie goes to more datasets
+    ({"a": "xyz", "b": "xyz", "c": "xy"}, "abc", "xy"),
+    # no cell at all: nothing ranked
+    ({"a": "", "b": ""}, "", ""),
+])
+def test_the_complete_block_keeps_the_most_cells(cells, datasets, methods):
+    wide = pd.DataFrame({m: [1.0 if m in have else np.nan for have in cells.values()] for m in "xyz"},
+                        index=list(cells))
+    assert across.complete_block(wide) == (list(datasets), list(methods))

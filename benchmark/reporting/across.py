@@ -4,7 +4,9 @@ and the Nemenyi critical difference (Demšar, JMLR 2006), drawn as a critical-di
 
 A "method" here is one distilled role of a default configuration (``hinton_kd``'s student, ``kl_entanglement``'s
 A). Ranks are per dataset by mean Δ against the scratch student (rank 1: the largest Δ; ties share the average
-rank), over the methods that have a Δ on every dataset of the preset (Friedman's test needs complete blocks).
+rank), over the methods that have a Δ on every dataset ranked (Friedman's test needs complete blocks). The datasets
+ranked are the set that keeps the most (method, dataset) cells in a complete block (ties: more datasets): a dataset
+whose suite has run a few methods so far is left out rather than shrinking the ranking to those few.
 
     Friedman: scipy.stats.friedmanchisquare over the methods' Δ (blocks: datasets), tie-corrected;
     Nemenyi:  CD = q_α √(k(k+1) / (6N)),  q_α = studentized range quantile (1-α; k, ∞) / √2,
@@ -36,9 +38,10 @@ class Across:
     datasets: list[str]
     table: pd.DataFrame  # one row per (method, role) and dataset: label, delta_*, verdict, verdict_nominal
     ranked: list[str] = field(default_factory=list)  # the methods ranked (present on every dataset), by name
-    # the datasets they are ranked on: those with a Δ for any method (a dataset whose rows all lack a scratch pair,
-    # e.g. one whose suite is still running, is left out rather than emptying the ranking)
+    # the datasets they are ranked on (:func:`complete_block`): a dataset with few methods' Δ so far, e.g. one
+    # whose suite is still running, is left out rather than emptying the ranking
     ranked_datasets: list[str] = field(default_factory=list)
+    with_delta: dict[str, int] = field(default_factory=dict)  # per dataset, how many methods have a Δ there
     ranks: pd.DataFrame | None = None  # datasets × ranked methods: each dataset's ranks (1 = largest Δ)
     friedman: tuple[float, float] | None = None  # (statistic, p), None when there are too few datasets or methods
     cd: float | None = None  # Nemenyi's critical difference of average ranks at α = stats.ALPHA
@@ -76,6 +79,35 @@ def friedman(matrix: np.ndarray) -> tuple[float, float] | None:
     return float(result.statistic), float(result.pvalue)
 
 
+MAX_SUBSETS_DATASETS = 12  # above this many datasets, drop the emptiest one at a time instead of trying every set
+
+
+def complete_block(wide: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The datasets (rows of ``wide``: datasets × methods, NaN where a method has no Δ) and methods to rank: of the
+    sets of datasets, the one whose complete block (the methods with a Δ on all of them) has the most cells,
+    k methods × N datasets; ties go to more datasets, then to the earlier names. Empty when no cell has a Δ."""
+    have = wide.notna()
+    have = have[have.any(axis=1)]
+    names = list(have.index)
+
+    def score(rows: list[str]) -> tuple[int, int]:
+        k = int(have.loc[rows].all(axis=0).sum())
+        return k * len(rows), len(rows)
+
+    if len(names) <= MAX_SUBSETS_DATASETS:
+        subsets = ([n for i, n in enumerate(names) if mask >> i & 1] for mask in range(1, 2 ** len(names)))
+        best = max(subsets, key=score, default=[])
+    else:
+        best, rows = list(names), list(names)
+        while len(rows) > 1:
+            rows = sorted(rows, key=lambda d: (int(have.loc[d].sum()), d))[1:]
+            best = max([best, rows], key=score)
+    if not best or not score(best)[0]:
+        return [], []
+    methods = sorted(have.columns[have.loc[best].all(axis=0)])
+    return sorted(best), methods
+
+
 def across(summary: pd.DataFrame) -> list[Across]:
     """Per preset, the primary family's rows across datasets (presets with at least one such row)."""
     final = summary[(summary.selection == FINAL_SEL) & (summary.metric == PRIMARY)
@@ -90,11 +122,11 @@ def across(summary: pd.DataFrame) -> list[Across]:
         result = Across(preset, datasets, block)
         wide = block.pivot_table(index="dataset", columns="name", values="delta_mean", aggfunc="first",
                                  dropna=False)
-        wide = wide.dropna(axis=0, how="all").dropna(axis=1, how="any")
-        if wide.shape[1]:
-            result.ranked, result.ranked_datasets = sorted(wide.columns), list(wide.index)
-            matrix = wide[result.ranked].to_numpy(dtype=float)
-            result.ranks = pd.DataFrame(rank_rows(matrix), index=wide.index, columns=result.ranked)
+        result.with_delta = {d: int(n) for d, n in wide.notna().sum(axis=1).items()}
+        result.ranked_datasets, result.ranked = complete_block(wide)
+        if result.ranked:
+            matrix = wide.loc[result.ranked_datasets, result.ranked].to_numpy(dtype=float)
+            result.ranks = pd.DataFrame(rank_rows(matrix), index=result.ranked_datasets, columns=result.ranked)
             result.friedman = friedman(matrix)
             if matrix.shape[0] >= 2 and matrix.shape[1] >= 2:
                 result.cd = critical_difference(matrix.shape[1], matrix.shape[0])

@@ -10,7 +10,7 @@ import pandas as pd
 
 from benchmark.contract import ACCURACY_CORRECTED, OMITTED_ACCURACY, OMITTED_ACCURACY_CORRECTED
 from benchmark.reporting import families, stats, text
-from benchmark.reporting.across import MIN_BLOCKS, across
+from benchmark.reporting.across import MIN_BLOCKS, Across, across
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY
 from benchmark.reporting.figures import FigureSet, by_kind, image
 from benchmark.reporting.tables import markdown_table
@@ -41,7 +41,7 @@ def across_section(summary: pd.DataFrame, figures: FigureSet, store: Store) -> l
                   "Each cell: the default configuration's Δ test accuracy against its scratch student, pp [95% CI], "
                   "and its verdict after Holm's correction over the dataset's primary family. Average rank: ranked "
                   "per dataset by mean Δ against scratch (1 = largest; ties share the average rank), over the "
-                  "methods with a Δ on every dataset ranked (a dataset where no method has one yet is left out).",
+                  "methods with a Δ on every dataset ranked (a dataset where few methods have one yet is left out).",
                   ""]
         ranks = a.average_ranks
         rows = []
@@ -61,8 +61,8 @@ def across_section(summary: pd.DataFrame, figures: FigureSet, store: Store) -> l
         k, n = len(a.ranked), len(a.ranked_datasets)
         left_out = [d for d in a.datasets if d not in a.ranked_datasets]
         if k and left_out:
-            lines.append(f"Ranked on {', '.join(a.ranked_datasets)}; {', '.join(left_out)}: no method has a Δ "
-                         "against its scratch student there yet.")
+            lines.append(f"Ranked on {', '.join(a.ranked_datasets)}; left out: "
+                         + "; ".join(_left_out(a, d) for d in left_out) + ".")
         if a.friedman is None:
             lines.append(f"Friedman's test needs at least {MIN_BLOCKS} datasets and {MIN_BLOCKS} methods with a Δ on "
                          f"every dataset; here there are {n} and {k}: not run.")
@@ -77,6 +77,16 @@ def across_section(summary: pd.DataFrame, figures: FigureSet, store: Store) -> l
                   "is not evidence of equality.", ""]
         lines += [image(f, store) for f in by_kind(figures, "cd_diagram", preset=a.preset)] + [""]
     return lines
+
+
+def _left_out(a: Across, dataset: str) -> str:
+    """Why a dataset is not a block of the ranking: how few of the methods have a Δ there so far."""
+    n = a.with_delta.get(dataset, 0)
+    if not n:
+        return f"{dataset} (no method has a Δ against its scratch student there yet)"
+    total = a.table.name.nunique()
+    return (f"{dataset} (only {n} of the {total} methods ha{'s' if n == 1 else 've'} a Δ there so far; "
+            "ranking on it would drop the others)")
 
 
 def control_rows(summary: pd.DataFrame, kind: str = families.SENSITIVITY) -> pd.DataFrame:
