@@ -180,6 +180,12 @@ def test_a_configuration_without_a_longer_run_is_not_audited_nor_listed_as_ok(st
     assert f"Not audited (no run at 3x, so only their own curves speak): {len(truth['other'])} roles" in section
     assert f"{int(both['flagged'].sum())} of {len(both)} roles are flagged" in section
     assert "`python -m benchmark audit --datasets d` adds them" in section
+    # REPORT.md's section: the same sentence, the flagged roles only, and a link to every role's row.
+    short = audit.audit_sections(pd.DataFrame(), pd.DataFrame(), [], {}, every_role=False, link="[all](x.md)")
+    assert short[2] == section.splitlines()[2] and "Every role, with its curves' numbers: [all](x.md)." in short
+    table = [line for line in "\n".join(short).splitlines() if line.startswith("| m ") or line.startswith("| scr")]
+    assert len(table) == int(both["flagged"].sum()) and all(line.endswith("** |") for line in table)
+    assert "| epochs=60,lr=0.2 |" not in "\n".join(short)
 
 
 def nll_curve(best: int, epochs: int, rng) -> np.ndarray:

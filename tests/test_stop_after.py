@@ -60,5 +60,7 @@ def test_stop_after_finishes_the_running_run_writes_the_report_and_resumes(tmp_p
     assert f"{len(planned)} runs: {len(planned) - 1} trained, 1 cached" in said and "stopped" not in said
     # Every report has the budget audit: without 3x runs, each role's own curves, and the command that adds them.
     report = (out / "published" / "REPORT.md").read_text()
-    assert "## Budget audit" in report and "| hinton_kd | default | student |" in report
+    assert "## Budget audit" in report and "[the whole audit](reference/audit.md)" in report
+    every_role = (out / "published" / "reference" / "audit.md").read_text()
+    assert "| hinton_kd | default | student |" in every_role
     assert "`python -m benchmark audit --datasets digits --preset smoke` adds them" in report

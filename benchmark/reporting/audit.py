@@ -333,6 +333,8 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
         return "\n".join(lines + ["No audited runs."]) + "\n"
     for dataset, group in frame.groupby("dataset", sort=True):
         group = group[group["flagged"]] if flagged_only else group
+        if group.empty:
+            continue
         group = group.sort_values(["flagged", "method", "variant", "role"], ascending=[False, True, True, True])
         lines += [f"**{dataset}**", "",
                   "| method | variant | role | n | epochs | acc ± SD | " + f"{FACTOR:g}x | Δ [95% CI] | slope [95% CI] "
@@ -353,12 +355,14 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
 
 
 def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[str],
-                   budget_fields: Mapping[str, Sequence[str]], frame: pd.DataFrame | None = None) -> list[str]:
-    """REPORT.md's "Budget audit" section for the runs ``base_ids`` (the main table's configurations): every role,
-    flagged by its own curves (rising, past peak, capped) and, where its configuration also ran at ``FACTOR`` x its
-    budget, by the longer budget (short); the roles without such a run are counted per dataset, with the command
-    that adds them. None only when no role has a curve or a final metric. ``frame``: the audit already computed from
-    the same inputs."""
+                   budget_fields: Mapping[str, Sequence[str]], frame: pd.DataFrame | None = None, *,
+                   every_role: bool = True, link: str = "") -> list[str]:
+    """The "Budget audit" section for the runs ``base_ids`` (the main table's configurations): every role, flagged
+    by its own curves (rising, past peak, capped) and, where its configuration also ran at ``FACTOR`` x its budget,
+    by the longer budget (short); the roles without such a run are counted per dataset, with the command that adds
+    them. ``every_role`` False: the table lists the flagged roles only, and ``link`` (a markdown link) points to
+    the whole table. None only when no role has a curve or a final metric. ``frame``: the audit already computed
+    from the same inputs."""
     if frame is None:
         frame = budget_audit(metrics, runs, base_ids, budget_fields=budget_fields)
     if frame.empty:
@@ -382,7 +386,10 @@ def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable
         counts = ", ".join(f"{n} on {d}" for d, n in per.items())
         lines[-1] += (f" Not audited (no run at {FACTOR:g}x, so only their own curves speak): {len(missing)} roles "
                       f"({counts}); `{audit_command(runs, base_ids, list(per.index))}` adds them.")
-    return lines + ["", audit_markdown(frame)]
+    if every_role:
+        return lines + ["", audit_markdown(frame)]
+    lines += ["", f"Every role, with its curves' numbers: {link}." if link else ""]
+    return lines + (["", audit_markdown(frame, flagged_only=True)] if len(flagged) else [""])
 
 
 def audit_command(runs: pd.DataFrame, base_ids: Iterable[str], datasets: Sequence[str]) -> str:

@@ -98,10 +98,12 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
     return lines
 
 
-def budget_audit(results: frames.Results) -> list[str]:
-    """The "Budget audit" section (``audit.audit_sections``) of ``Results.audit``."""
+def budget_audit(results: frames.Results, *, every_role: bool = False) -> list[str]:
+    """The "Budget audit" section (``audit.audit_sections``) of ``Results.audit``: in REPORT.md the flagged roles
+    and a link to every role's row (``every_role``, the reference file ``audit.md``)."""
     metrics, runs, base = results.audit_inputs
-    return audit.audit_sections(metrics, runs, base, results.declared.budget_fields, frame=results.audit)
+    return audit.audit_sections(metrics, runs, base, results.declared.budget_fields, frame=results.audit,
+                                every_role=every_role, link=f"[the whole audit]({REFERENCE}/{AUDIT_FILE})")
 
 
 def problems(results: frames.Results) -> list[str]:
@@ -166,7 +168,9 @@ REFERENCE_FILES = {"ablations.md": "Ablations and per-method diagnostics",
                    "defects.md": "What each notebook defect did",
                    "summary.md": "Summary tables (every configuration, every metric)",
                    "how_to_read.md": "How to read the tables",
-                   "appendix.md": "Appendix: validation-selected test accuracy"}
+                   "appendix.md": "Appendix: validation-selected test accuracy",
+                   "audit.md": "Budget audit: every role"}
+AUDIT_FILE = "audit.md"
 
 
 def reference_dir(store: Store):
@@ -191,6 +195,8 @@ def reference_files(results: frames.Results, figures: FigureSet, store: Store,
         + ["#" + line if line.startswith("#") else line for line in tables.summary_sections(results.summary, notes)],
         "how_to_read.md": how_to_read(),
         "appendix.md": tables.appendix_sections(results.summary) or ["No validation-selected accuracy.", ""],
+        AUDIT_FILE: ["#" + line if line.startswith("#") else line
+                     for line in budget_audit(results, every_role=True)] or ["No role has a curve to audit.", ""],
     }
     profile = store.profile_figure
     if profile.is_file() and profile.stat().st_size:
