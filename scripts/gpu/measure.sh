@@ -2,8 +2,8 @@
 # The suite's GPU measurements, prepared for a machine with a GPU (README, "On a GPU"). No GPU measurement of
 # this project has been made yet: this script is what makes the first one.
 #
-# On a bare machine with PyTorch + CUDA and no network, from the repository's root, in under 8 minutes (each step
-# has a time limit; worst case about 7.8 minutes), it
+# On a bare machine with PyTorch + CUDA and no network, from the repository's root, in under 10 minutes (each step
+# has a time limit; worst case about 9.4 minutes: give the call the device's 600 s), it
 #   1. installs the project's missing dependencies from .whl/ (no network needed), and records the GPU, driver,
 #      CUDA, torch and Python versions (env.txt);
 #   2. runs the CUDA tests, `pytest -m cuda` (cuda_tests.txt): determinism, same weights and batches as the CPU,
@@ -16,8 +16,10 @@
 #      (steps.json);
 #   5. profiles two steps with `python -m benchmark profile --device cuda` (share of the fp32 matmul peak, TF32 peak,
 #      top CUDA kernels, stacked-R column) (profile.json, profile.csv);
-#   6. writes summary.md: every target, measured, met or not.
-# Its numbers go under $OUT (default ./gpu-measurements): 8 files.
+#   6. trains one digits teacher and scratch student on the machine's CPU, default and with the CPU kernels
+#      pinned to AVX2 (scripts/cpu_numerics.sh; cpu_numerics.txt): a second CPU's digests to compare;
+#   7. writes summary.md: every target, measured, met or not.
+# Its numbers go under $OUT (default ./gpu-measurements): 9 files.
 #
 # What must be beside the checkout (never committed; both folders are git-ignored through .git/info/exclude):
 #   .whl/   wheels of the two dependencies a PyTorch image lacks, mnist1d 0.0.2.post1 and mlxtend 0.25.0, both pure
@@ -95,6 +97,10 @@ timeout 50 python3 -m benchmark profile --methods scratch_student \
 cp "$WORK/profile/profiles/profile.json" "$WORK/profile/profiles/profile.csv" "$OUT/" 2>/dev/null \
     || { echo "the profile wrote nothing:"; tail -20 "$WORK/profile.txt"; } >> "$OUT/all.txt"
 
-# 6. every target, measured
+# 6. this machine's CPU (not its GPU): does pinning the CPU kernels to AVX2 give the bits another CPU gives?
+timeout 100 env PYTHON=python3 bash scripts/cpu_numerics.sh "$WORK/cpu" > "$OUT/cpu_numerics.txt" 2>&1
+echo "exit status $?" >> "$OUT/cpu_numerics.txt"
+
+# 7. every target, measured
 python3 scripts/gpu/summarise.py "$OUT" > "$OUT/summary.md" 2>&1
 cat "$OUT/summary.md"

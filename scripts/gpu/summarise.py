@@ -78,6 +78,10 @@ def main(folder: Path) -> int:
                   for t in profile["targets"]]
     else:
         lines.append("not measured (profile.json missing)")
+    numerics = folder / "cpu_numerics.txt"
+    lines += ["", "## This machine's CPU: default and AVX2-pinned digests (scripts/cpu_numerics.sh)", ""]
+    lines += [f"    {line}" for line in numerics.read_text().strip().splitlines()[-6:]] if numerics.is_file() \
+        else ["not measured (cpu_numerics.txt missing)"]
     print("\n".join(lines))
     return 0
 
