@@ -10,9 +10,10 @@
 # its kernels. Run it on two CPUs (an AMD EPYC and an Intel Xeon, say) at the same commit: where the pinned digests
 # agree and the default ones differ, pinning makes a CPU run reproducible across them. About 2 minutes on 2 cores.
 #
-# Reference, torch 2.14.1 on an AMD EPYC (AVX512), commit 85d7447: default scratch_student 694f999febba9063 and
-# teacher e6335b176dbb47aa; pinned scratch_student 709bb8c87a987aa9 and teacher f5285f5d2b16e835. A run's id, and
-# so its digest, changes with the code it executes: compare digests made at one commit.
+# Reference, torch 2.14.1 on an AMD EPYC (AVX512), runs 694f999febba9063 (scratch_student) and e6335b176dbb47aa
+# (teacher): default digests 00fd9457afcf169f and cbd7e465f361c6d1, pinned 709bb8c87a987aa9 and f5285f5d2b16e835
+# (the same in three sessions). A digest is of the metrics, so it moves only when the training code changes a
+# number: compare digests of the same run ids.
 #
 # Usage: scripts/cpu_numerics.sh [OUT]   (default OUT: a temporary folder; nothing is written to results/)
 set -euo pipefail
