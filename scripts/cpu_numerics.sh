@@ -12,7 +12,7 @@
 #
 # Reference, torch 2.14.1 on an AMD EPYC (AVX512), runs 694f999febba9063 (scratch_student) and e6335b176dbb47aa
 # (teacher): default digests 00fd9457afcf169f and cbd7e465f361c6d1, pinned 709bb8c87a987aa9 and f5285f5d2b16e835
-# (the same in three sessions). A digest is of the metrics, so it moves only when the training code changes a
+# (the same in two sessions). A digest is of the metrics, so it moves only when the training code changes a
 # number: compare digests of the same run ids.
 #
 # Usage: scripts/cpu_numerics.sh [OUT]   (default OUT: a temporary folder; nothing is written to results/)
