@@ -213,3 +213,19 @@ def test_the_complete_block_keeps_the_most_cells(cells, datasets, methods):
     wide = pd.DataFrame({m: [1.0 if m in have else np.nan for have in cells.values()] for m in "xyz"},
                         index=list(cells))
     assert across.complete_block(wide) == (list(datasets), list(methods))
+
+
+def test_a_method_with_several_distilled_roles_is_named_as_entering_once_per_role():
+    from benchmark.reporting import families, report_front
+    from benchmark.reporting.columns import FINAL_SEL, PRIMARY
+    from benchmark.reporting.figures import FigureSet
+
+    entries = [("solo", "student"), ("pair", "student1"), ("pair", "student2")]
+    rows = [{"preset": "quick", "dataset": d, "method": m, "label": m, "role": r, "selection": FINAL_SEL,
+             "metric": PRIMARY, "family": families.PRIMARY_FAMILY, "delta_mean": 0.01 * i + j, "verdict": "unclear"}
+            for i, d in enumerate("abc") for j, (m, r) in enumerate(entries)]
+    text = "\n".join(report_front.across_section(pd.DataFrame(rows), FigureSet(), None))
+    assert "pair enters once per distilled role" in text and "solo enters" not in text
+    single = [row for row in rows if row["role"] != "student2"]
+    assert "once per distilled role" not in "\n".join(report_front.across_section(pd.DataFrame(single), FigureSet(),
+                                                                                  None))

@@ -74,9 +74,20 @@ def across_section(summary: pd.DataFrame, figures: FigureSet, store: Store) -> l
             lines.append(f"Nemenyi's critical difference (Demšar 2006) at α = {stats.ALPHA}: CD = {a.cd:.2f} "
                          "average ranks; methods whose average ranks differ by less are not shown to differ.")
         lines += [f"With {n} dataset{'s' * (n != 1)} these tests have little power: a difference inside the CD "
-                  "is not evidence of equality.", ""]
+                  "is not evidence of equality." + _several_roles(a), ""]
         lines += [image(f, store) for f in by_kind(figures, "cd_diagram", preset=a.preset)] + [""]
     return lines
+
+
+def _several_roles(a: Across) -> str:
+    """Which ranked methods enter once per distilled role (their roles' Δ share a run, so they are not independent
+    entries)."""
+    methods = a.table[a.table.name.isin(a.ranked)].groupby("method").role.nunique()
+    several = sorted(methods[methods > 1].index)
+    if not several:
+        return ""
+    return (f" {', '.join(several)} enter{'s' * (len(several) == 1)} once per distilled role: the roles of one run "
+            "are ranked as separate entries, and their Δ are not independent.")
 
 
 def _left_out(a: Across, dataset: str) -> str:
