@@ -31,7 +31,7 @@ PREFIXES = ("ls_", "teacher_")
 def control_frame(results) -> pd.DataFrame:
     """One row per distilled (preset, dataset, method, variant, role) with test accuracy: ``ls_<paired key>`` and
     ``teacher_<paired key>`` (``stats.paired``'s keys, n in ``<prefix>n``), ``ls_p_holm`` and ``ls_holm_m``."""
-    return results._cached("controls", _build)
+    return results.memo("controls", _build)
 
 
 def _build(results) -> pd.DataFrame:
@@ -100,7 +100,7 @@ def _paired(prefix: str, diffs: np.ndarray) -> dict:
 def lookup(results) -> dict[tuple, dict]:
     """(preset, dataset, method, variant, role) -> that row of ``control_frame`` as a dict (built once per
     store)."""
-    return results._cached("controls_lookup", lambda r: {tuple(row[k] for k in KEY): row
+    return results.memo("controls_lookup", lambda r: {tuple(row[k] for k in KEY): row
                                                          for row in control_frame(r).to_dict("records")})
 
 

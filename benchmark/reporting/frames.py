@@ -117,7 +117,8 @@ class Results:
     judgement: standing.Judgement = field(default_factory=standing.Judgement)
     _cache: dict = field(default_factory=dict, repr=False)
 
-    def _cached(self, name, build):
+    def memo(self, name, build):
+        """``build(self)``, computed once per Results (the frames derived from the same records) under ``name``."""
         if name not in self._cache:
             self._cache[name] = build(self)
         return self._cache[name]
@@ -136,58 +137,58 @@ class Results:
     def values(self) -> pd.DataFrame:
         """Summarised values per run and role: final metrics and validation-selected test accuracy; a role whose
         runs repeat another configuration's exactly (``identical``) is left out."""
-        return self._cached("values", summary_values)
+        return self.memo("values", summary_values)
 
     @property
     def kinds(self) -> dict[tuple, str]:
         """(preset, dataset, method, variant) -> what the configuration is (``families.config_kinds``)."""
-        return self._cached("kinds", lambda r: families.config_kinds(r.current, r.declared))
+        return self.memo("kinds", lambda r: families.config_kinds(r.current, r.declared))
 
     @property
     def identical(self) -> dict[tuple, str]:
         """(preset, dataset, method, variant, role) -> the variant it repeats exactly (``families.identical_roles``)."""
-        return self._cached("identical", lambda r: families.identical_roles(r.metrics, r.current, r.kinds))
+        return self.memo("identical", lambda r: families.identical_roles(r.metrics, r.current, r.kinds))
 
     @property
     def main(self) -> set[tuple]:
         """The configurations of the main table (``families.main_configs``)."""
-        return self._cached("main", lambda r: families.main_configs(r.current, r.roles, r.kinds))
+        return self.memo("main", lambda r: families.main_configs(r.current, r.roles, r.kinds))
 
     @property
     def summary(self) -> pd.DataFrame:
-        return self._cached("summary", summary_frame)
+        return self.memo("summary", summary_frame)
 
     @property
     def scratch_partners(self) -> dict[tuple, str]:
         """(preset, dataset, method, variant, role) -> its scratch student's variant (:func:`scratch_partners`)."""
-        return self._cached("scratch_partners", lambda r: scratch_partners(r.values))
+        return self.memo("scratch_partners", lambda r: scratch_partners(r.values))
 
     @property
     def audit_inputs(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
         """(metrics, runs, audited run ids) of the budget audit: the main table's configurations and the controls
         (not the as-published ones) on every dataset, with the longer runs where the store holds them."""
-        return self._cached("audit_inputs", _audit_inputs)
+        return self.memo("audit_inputs", _audit_inputs)
 
     @property
     def audit(self) -> pd.DataFrame:
         """The budget audit's rows (``audit.budget_audit`` of :attr:`audit_inputs`)."""
-        return self._cached("audit", lambda r: audit.budget_audit(*r.audit_inputs,
+        return self.memo("audit", lambda r: audit.budget_audit(*r.audit_inputs,
                                                                   budget_fields=r.declared.budget_fields))
 
     @property
     def smoothing_partners(self) -> dict[tuple, str]:
         """(preset, dataset, method, variant, role) -> its label-smoothing control's variant."""
-        return self._cached("smoothing_partners", lambda r: scratch_partners(r.values, LABEL_SMOOTHING))
+        return self.memo("smoothing_partners", lambda r: scratch_partners(r.values, LABEL_SMOOTHING))
 
     @property
     def ablations(self) -> pd.DataFrame:
-        return self._cached("ablations", lambda r: ablation_frame(r.current, r.values, r.summary, r.kinds,
+        return self.memo("ablations", lambda r: ablation_frame(r.current, r.values, r.summary, r.kinds,
                                                                   r.declared))
 
     @property
     def labels(self) -> dict[tuple, str]:
         """(preset, dataset, method, variant) -> the readable name of that configuration (``model_labels``)."""
-        return self._cached("labels", lambda r: model_labels(
+        return self.memo("labels", lambda r: model_labels(
             r.current, r.roles, families.config_names(r.current, r.kinds, r.declared)))
 
 
