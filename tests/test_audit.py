@@ -152,7 +152,7 @@ def test_a_longer_budget_is_the_same_configuration_scaled():
 def test_markdown_lists_every_role_and_its_flags(store):
     frame, _ = store
     text = audit.audit_markdown(frame.reset_index())
-    assert "Budget audit" in text and "**d**" in text
+    assert text.startswith("Each row: a role of the audited configurations") and "**d**" in text
     table = [line for line in text.splitlines() if line.startswith("| m ") or line.startswith("| scratch")]
     assert len(table) == len(frame)
     rising = next(line for line in table if "| rising |" in line)

@@ -7,6 +7,7 @@ import math
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import integrate, optimize
 from scipy import stats as sps
@@ -394,3 +395,24 @@ def test_reps_for_mde_without_spread_is_none_and_a_bad_target_is_an_error():
     assert stats.reps_for_mde(0.0, 0.01) is None and stats.reps_for_mde(math.nan, 0.01) is None
     with pytest.raises(ValueError):
         stats.reps_for_mde(0.01, 0.0)
+
+
+def test_a_curve_band_is_each_epochs_mean_ci_computed_at_once():
+    """plot.band gives, per x, what stats.mean_ci gives on that x's values: n = 1 (mean, no spread), n = 2,
+    zero variance (a zero-width interval), a NaN (NaN throughout), and t-intervals from scipy's t."""
+    from benchmark.reporting import plot
+
+    rng = np.random.default_rng(0)
+    groups = {0: [0.5], 1: [0.2, 0.4], 2: [0.3, 0.3, 0.3], 3: [0.1, np.nan, 0.2], 4: list(rng.normal(size=7))}
+    frame = pd.DataFrame([{"epoch": k, "value": v} for k, vs in groups.items() for v in vs]).sample(frac=1,
+                                                                                                 random_state=1)
+    got = plot.band(frame, "epoch").set_index("epoch")
+    assert list(got.index) == sorted(groups)
+    for k, vs in groups.items():
+        expected = stats.mean_ci(vs)
+        np.testing.assert_allclose(got.loc[k, ["mean", "std", "lo", "hi"]].to_numpy(dtype=float), expected,
+                                   rtol=1e-12, atol=1e-15, equal_nan=True)
+    values = np.array(groups[4])
+    half = sps.t.ppf(0.975, 6) * values.std(ddof=1) / np.sqrt(7)
+    assert got.loc[4, "hi"] - got.loc[4, "mean"] == pytest.approx(half, rel=1e-12)
+    assert got.loc[2, "lo"] == got.loc[2, "hi"] == pytest.approx(0.3)

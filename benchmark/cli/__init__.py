@@ -261,7 +261,7 @@ def cmd_publish(args) -> int:
         print(f"benchmark: warning: {line}", file=sys.stderr)
     if published.report is not None:
         print(f"report written to {published.report} ({len(published.figures.files)} figures)")
-        _fill_readmes(store)
+        _fill_readmes(store, published.results)
     elif published.figures is not None:
         figures = published.figures
         print(f"{len(figures.files)} figures written to {store.figures_dir} ({figures.seconds:.1f} s)")
@@ -270,17 +270,14 @@ def cmd_publish(args) -> int:
     return 0
 
 
-def _fill_readmes(store: Store) -> None:
-    """The READMEs' generated result blocks, rewritten when the store reported on is the repository's results/."""
+def _fill_readmes(store: Store, results) -> None:
+    """The READMEs' generated result blocks, rewritten from ``results`` (what the report was written from) when the
+    store reported on is the repository's results/."""
     root = Path(__file__).resolve().parents[2]
     if store.root.resolve() != (root / "results").resolve():
         return
     from benchmark.reporting import readme_blocks
-    from benchmark.reporting.families import Declarations
-    from benchmark.reporting.frames import load_results
 
-    d = declarations()
-    results = load_results(store, Declarations.of(d["declarations"], d["notebook_defects"]))
     for path in readme_blocks.fill_readmes(root, results):
         print(f"results block(s) regenerated in {path.relative_to(root)}")
 

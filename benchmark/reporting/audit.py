@@ -316,8 +316,8 @@ def _num(value: float, digits: int = 2, sign: bool = False) -> str:
 def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
     """The audit as a markdown section: a legend, then one table per dataset (roles flagged first)."""
     legend = (
-        f"Budget audit: every role of the audited configurations against the same configuration at {FACTOR:g}x "
-        f"its training budget, paired by repetition. acc: mean final test accuracy (%; label-free roles: linear-"
+        f"Each row: a role of the audited configurations, against the same configuration at {FACTOR:g}x its "
+        f"training budget, paired by repetition. acc: mean final test accuracy (%; label-free roles: linear-"
         f"probe accuracy); n: repetitions at the budget (in brackets: those also run at the longer budget, the pairs "
         f"of Δ); {FACTOR:g}x: the mean at the longer budget; Δ: its paired mean difference [95% CI] (pp); "
         f"slope: least-squares slope of the validation accuracy over the last {WINDOW:.0%} of the epochs trained, "

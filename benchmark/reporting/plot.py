@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from benchmark.naming import slug  # noqa: F401 (the figure modules name their files with it)
 from benchmark.reporting import stats
@@ -78,9 +80,19 @@ def scale(metric: str) -> float:
 
 
 def band(values_by_x: pd.DataFrame, x: str) -> pd.DataFrame:
-    """Mean and t-interval of ``value`` per ``x`` (over repetitions)."""
-    rows = [(k, *stats.mean_ci(g.value.to_numpy())) for k, g in values_by_x.groupby(x, sort=True)]
-    return pd.DataFrame(rows, columns=[x, "mean", "std", "lo", "hi"])
+    """Mean and t-interval of ``value`` per ``x`` (over repetitions): :func:`stats.mean_ci` of each group, computed
+    for all groups at once (a curve has an x per epoch); a group holding a NaN gives NaN, as ``mean_ci`` does."""
+    value = values_by_x["value"].astype(float)
+    groups = value.groupby(values_by_x[x], sort=True)
+    n = groups.size()
+    has_nan = value.isna().groupby(values_by_x[x], sort=True).any()
+    mean = groups.mean().where(~has_nan)
+    std = groups.std(ddof=1).where(~has_nan & (n >= 2))
+    df = (n - 1).where(n >= 2).to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        half = sps.t.ppf(0.5 + stats.LEVEL / 2, df) * std.to_numpy() / np.sqrt(n.to_numpy(dtype=float))
+    return pd.DataFrame({x: n.index.to_numpy(), "mean": mean.to_numpy(), "std": std.to_numpy(),
+                         "lo": mean.to_numpy() - half, "hi": mean.to_numpy() + half})
 
 
 def row_label(name: str, method: str, role: str | None = None, pairing: str | None = None) -> str:

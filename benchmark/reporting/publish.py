@@ -26,7 +26,7 @@ from benchmark.errors import NothingPublished
 from benchmark.reporting import report, tables
 from benchmark.reporting.families import Declarations, MethodDeclarations, NotebookDefects
 from benchmark.reporting.figures import FigureSet, draw_figures
-from benchmark.reporting.frames import load_results
+from benchmark.reporting.frames import Results, load_results
 from benchmark.store import StagedFolder, Store
 from benchmark.store.io import remove_dead_staging
 
@@ -45,6 +45,7 @@ class Published:
     figures: FigureSet | None = None
     report: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    results: Results | None = None  # what was published from (the READMEs' result blocks are filled from it too)
 
 
 def publish(store: Store, parts: Iterable[str] = PARTS, notebook_defects: NotebookDefects | None = None,
@@ -66,7 +67,7 @@ def publish(store: Store, parts: Iterable[str] = PARTS, notebook_defects: Notebo
         asked = set(PARTS)
     store.check_inside()  # nothing is written through a planted link
     results = load_results(store, Declarations.of(declarations, notebook_defects))
-    out = Published(warnings=_earlier_layout(store))
+    out = Published(warnings=_earlier_layout(store), results=results)
     if "figures" in asked:
         out.figures = draw_figures(results, store)
         out.warnings += [f"figure not drawn: {line}" for line in out.figures.errors]
