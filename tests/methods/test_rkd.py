@@ -120,7 +120,7 @@ def test_the_angle_term_is_the_official_one_at_a_fraction_of_its_cost(one_thread
     student = torch.randn(64, 300, generator=gen).relu().requires_grad_()
     teacher = torch.randn(64, 1200, generator=gen).relu()
     ours, theirs = rkd.angle_loss(student, teacher), official_angle(student, teacher)
-    assert float(ours) == pytest.approx(float(theirs), rel=1e-4)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-4)
     grad_ours, = torch.autograd.grad(ours, student)
     grad_theirs, = torch.autograd.grad(theirs, student)
     torch.testing.assert_close(grad_ours, grad_theirs, rtol=1e-3, atol=1e-9)
