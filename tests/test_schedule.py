@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import pytest
+
 from benchmark.engine.discovery import discover
 from benchmark.engine.plan import plan
 from benchmark.engine.spec import RunSpec
@@ -81,3 +83,29 @@ def test_expected_seconds_from_history_else_flops():
     assert by_method["teacher"] > by_method.get("scratch_student", 0)  # 784-1200-1200 against 784-300
     broken = dataclasses.replace(specs[0], method="no_such_method")
     assert schedule.expected_seconds([broken], {}, methods)[broken.run_id] == schedule.UNKNOWN_S
+
+
+def test_an_early_stopped_run_is_expected_at_the_fraction_of_its_cap_its_method_trained():
+    """A teacher (patience 10) never timed here: at its whole cap when the store has no early-stopped teacher, at
+    the median fraction of the cap its earlier runs trained otherwise (epochs with a curve / config epochs: 30, 45
+    and 60 of 150: 0.3); a run without patience (every epoch) is not scaled."""
+    def record(method, epochs, cap, patience, status="ok"):
+        return {"status": status, "method": method, "config": {"epochs": cap, "patience": patience},
+                "metrics": [["teacher", e, "val_nll", 1.0] for e in range(epochs)] + [["teacher", -1, "test_acc", .9]]}
+
+    store = [record("teacher", 30, 150, 10), record("teacher", 45, 150, 10), record("teacher", 60, 150, 10),
+             record("teacher", 150, 150, 10, status="failed"), record("scratch_student", 150, 150, None)]
+    assert schedule.stopping_fractions(store) == {"teacher": pytest.approx(0.3)}  # not the failed one's 1.0
+    more = [*store, record("teacher", 240, 300, 10), record("teacher", 135, 150, 10)]  # 0.8 and 0.9
+    assert schedule.stopping_fractions(more) == {"teacher": pytest.approx(0.4)}
+    methods = discover()
+    specs = plan([methods["teacher"], methods["scratch_student"]], data=["digits"], reps=1, preset="quick",
+                 base_seed=0, methods=methods)
+    teacher = next(s for s in specs if s.method == "teacher")
+    assert teacher.config["patience"] is not None
+    at_cap = schedule.expected_seconds([teacher], {}, methods)
+    assert at_cap.at_cap == {schedule.kind(teacher)}
+    scaled = schedule.expected_seconds([teacher], {}, methods, fractions=schedule.stopping_fractions(store))
+    assert not scaled.at_cap and scaled[teacher.run_id] == pytest.approx(0.3 * at_cap[teacher.run_id])
+    every_epoch = dataclasses.replace(teacher, config={**teacher.config, "patience": None})
+    assert not schedule.expected_seconds([every_epoch], {}, methods).at_cap

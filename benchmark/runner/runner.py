@@ -39,7 +39,7 @@ from benchmark.runner.backend import Backend, Event
 from benchmark.runner.dask_backend import DaskBackend
 from benchmark.runner.inprocess import InProcessBackend
 from benchmark.runner.local import LocalBackend
-from benchmark.runner.schedule import Batching, Queue, Task, expected_seconds, history, tasks
+from benchmark.runner.schedule import Batching, Queue, Task, expected_seconds, history, stopping_fractions, tasks
 from benchmark.runner.status import is_done
 from benchmark.store.claims import Claims, Owner
 
@@ -255,7 +255,9 @@ class Runner:
 def plan_queue(specs: list[RunSpec], settings: Settings, methods: dict[str, MethodInfo]) -> Queue:
     """The specs as a queue of tasks: expected times from the store's history, else FLOP estimates; repetitions
     batched per ``settings.batch_reps``."""
-    expected = expected_seconds(specs, history(settings.store.iter_runs()), methods, settings.data_root)
+    stored = list(settings.store.iter_runs())
+    expected = expected_seconds(specs, history(stored), methods, settings.data_root,
+                                fractions=stopping_fractions(stored))
     return Queue(tasks(specs, expected, Batching(settings.batch_reps, methods, settings.data_root)))
 
 

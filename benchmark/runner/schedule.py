@@ -71,6 +71,23 @@ def history(records: Iterable[dict]) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def stopping_fractions(records: Iterable[dict]) -> dict[str, float]:
+    """Per method, the median fraction of its epoch cap that its early-stopped runs in the store trained (epochs
+    with a learning curve over the config's ``epochs``), over the ok runs whose config has a ``patience``: what an
+    early-stopped run of that method, never timed here, is expected to train of its cap."""
+    fractions: dict[str, list[float]] = {}
+    for r in records:
+        config = r.get("config") or {}
+        cap, patience = config.get("epochs"), config.get("patience")
+        if r.get("status") != "ok" or patience is None or not isinstance(cap, int) or cap <= 0:
+            continue
+        epochs = [m[1] for m in r.get("metrics") or () if isinstance(m, list) and len(m) == 4
+                  and isinstance(m[1], int) and m[1] >= 0]
+        if epochs:
+            fractions.setdefault(r.get("method"), []).append(min((max(epochs) + 1) / cap, 1.0))
+    return {method: statistics.median(v) for method, v in fractions.items()}
+
+
 def tasks(specs: list[RunSpec], expected: dict[str, float], group=lambda spec: 1) -> list[Task]:
     """The specs as tasks with their dependencies and priorities. ``group(spec) > 1`` puts up to that many
     repetitions of the spec's configuration in one task, by repetition number (repetitions 0-4, 5-9, ... for 5),
@@ -155,11 +172,14 @@ class Queue:
 
 
 def expected_seconds(specs: list[RunSpec], seen: dict[str, float], methods, data_root=None,
-                     prober=None) -> dict[str, float]:
+                     prober=None, fractions: dict[str, float] | None = None) -> dict[str, float]:
     """Run id -> expected seconds: the store's median for the spec's kind (``history``), else (once per kind) its
     steps times a step time measured by ``prober`` (:class:`benchmark.runner.probe.Prober`: the method's real step,
     its loss included), else the FLOP estimate, else UNKNOWN_S when even that cannot be made (a method that does not
-    load, say). ``measured`` (an attribute of the result) holds the kinds whose step was measured."""
+    load, say). A run that stops early (its config has a ``patience``) is estimated at its method's ``fractions``
+    of its cap (``stopping_fractions``), or at its whole cap when its method has none. ``measured`` and ``at_cap``
+    (attributes of the result) hold the kinds whose step was measured and the early-stopped kinds estimated at
+    their cap."""
     by_kind: dict[str, float] = dict(seen)
     out = Expected()
     for spec in specs:
@@ -169,6 +189,12 @@ def expected_seconds(specs: list[RunSpec], seen: dict[str, float], methods, data
                 method, cfg, data = _resolve(spec, methods[spec.method], data_root)
                 step_s = prober.step_seconds(spec) if prober is not None else None
                 by_kind[k] = flop_estimate(spec, method, cfg, data, method.roles(cfg, data), step_s=step_s)
+                if getattr(cfg, "patience", None) is not None:
+                    fraction = (fractions or {}).get(spec.method)
+                    if fraction is None:
+                        out.at_cap.add(k)
+                    else:
+                        by_kind[k] *= fraction
                 if step_s is not None:
                     out.measured.add(k)
             except Exception:  # noqa: BLE001 - an estimate only orders runs; the run itself reports the error
@@ -183,6 +209,7 @@ class Expected(dict):
     def __init__(self):
         super().__init__()
         self.measured: set[str] = set()
+        self.at_cap: set[str] = set()
 
 
 def _resolve(spec: RunSpec, info, data_root):

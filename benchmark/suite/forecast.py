@@ -27,6 +27,7 @@ class Forecast:
     seconds: dict[str, float] = field(default_factory=dict)  # run id -> expected seconds (to-train runs)
     from_history: int = 0  # how many of them are timed from earlier runs of their kind
     measured: int = 0  # how many of the others from a few steps measured before the plan
+    at_cap: int = 0  # how many of the others stop early and are estimated at their epoch cap (an upper bound)
     wall_s: float = 0.0
     jobs: int = 1
     device: str = "cpu"
@@ -46,6 +47,11 @@ class Forecast:
             how += f", {flops} from a FLOP estimate" if flops else ""
             if flops and self.device == "cuda":
                 how += " (a CPU's: an upper bound for a GPU)"
+            if self.at_cap:
+                one = self.at_cap == 1
+                how += (f"; {self.at_cap} stop{'s' * one} early and, with no early-stopped run of "
+                        f"{'its' if one else 'their'} method in the store, {'is' if one else 'are'} counted at "
+                        f"{'its' if one else 'their'} epoch cap: an upper bound")
             out.append(f"expected training time: about {_duration(self.wall_s)} on {self.jobs} worker(s) "
                        f"({_duration(sum(self.seconds.values()))} of run time; {how})")
         return out
@@ -80,13 +86,16 @@ def forecast(cached: list[RunSpec], todo: list[RunSpec], store_records, methods,
     result = Forecast(cached, todo, jobs=jobs, device=device)
     if not todo:
         return result
+    store_records = list(store_records)  # read twice: wall times and early stopping
     seen = schedule.history(store_records)
     # Smoke runs take seconds: measuring their steps would cost about as much as training them.
     prober = None if probe is False or all(s.preset == "smoke" for s in todo) and probe is None else \
         Prober(methods, {s.run_id: s for s in [*cached, *todo]}, data_root)
-    result.seconds = schedule.expected_seconds(todo, seen, methods, data_root, prober=prober)
+    result.seconds = schedule.expected_seconds(todo, seen, methods, data_root, prober=prober,
+                                               fractions=schedule.stopping_fractions(store_records))
     result.from_history = sum(schedule.kind(s) in seen for s in todo)
     result.measured = sum(schedule.kind(s) in result.seconds.measured for s in todo)
+    result.at_cap = sum(schedule.kind(s) in result.seconds.at_cap for s in todo)
     batching = schedule.Batching(batch_reps, methods, data_root)
     result.wall_s = play_out(schedule.tasks(todo, result.seconds, batching), jobs)
     return result
