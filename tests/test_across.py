@@ -58,7 +58,8 @@ def test_friedman_needs_three_datasets_and_three_methods():
 
 # ---- a store with label smoothing, a teacher, and positive controls ---------------------------------------
 
-def controlled_store(out, rng, with_controls=True):
+def controlled_store(out, rng, with_controls=True, teacher_arch="big"):
+    """kd's teacher is another architecture than its student ("a"), unless ``teacher_arch`` is "a"."""
     b = StoreBuilder(out)
     v = {k: rng.uniform(0.7, 0.8, 5) for k in ("scratch", "teacher")}
     v["teacher"] = v["scratch"] + rng.normal(0.0, 0.01, 5)  # no real advantage
@@ -67,7 +68,7 @@ def controlled_store(out, rng, with_controls=True):
     v["omit_scratch"] = rng.uniform(0.0, 0.02, 5)
     v["omit_student"] = v["omit_scratch"] + 0.3 + rng.normal(0, 0.05, 5)
     for r in range(5):
-        teacher = b.add("teacher", r, kind="baseline", roles={"teacher": None},
+        teacher = b.add("teacher", r, kind="baseline", roles={"teacher": None}, arch=teacher_arch,
                         metrics=[["teacher", -1, "test_acc", v["teacher"][r]]])
         b.add("scratch_student", r, kind="baseline", roles={"student": "K1"},
               metrics=[["student", -1, "test_acc", v["scratch"][r]]])
@@ -96,6 +97,32 @@ def test_label_smoothing_and_teacher_advantage_are_paired_by_repetition(tmp_path
     lo, hi = sps.t.interval(0.95, 4, loc=teacher.mean(), scale=sps.sem(teacher))
     assert (row["teacher_delta_ci_low"], row["teacher_delta_ci_high"]) == pytest.approx((lo, hi))
     assert controls.teacher_significant(row) is bool(lo > 0)
+
+
+def test_a_self_distilled_row_is_not_told_it_cannot_show_transfer(tmp_path):
+    """kd's teacher has no real advantage. With another architecture, the answer says the row cannot show transfer
+    and the footnote says there is little to transfer; with the student's own architecture (self-distillation,
+    as born_again's generations) both say that this is the premise instead."""
+    from benchmark.reporting import answer, notes
+
+    for arch, own in (("big", False), ("a", True)):
+        out = tmp_path / arch
+        controlled_store(out, np.random.default_rng(3), with_controls=False, teacher_arch=arch)
+        results = load_results(StoreBuilder(out).store, Declarations())
+        found = controls.lookup(results)
+        key = ("smoke", "digits", "kd", "default", "student")
+        assert bool(found[key]["self_distilled"]) is own
+        assert controls.teacher_significant(found[key]) is False
+        block = results.summary[results.summary.dataset.eq("digits")]
+        said = answer.no_teacher_advantage(block, found)
+        note = " ".join(notes.row_notes(results).get(key, []))
+        if own:
+            assert said.startswith("kd (student) (teacher ") and "distils from its own architecture" in said
+            assert "cannot show transfer" not in said and "little for distillation to transfer" not in note
+            assert "self-distillation: the teacher (" in note
+        else:
+            assert said.startswith("The teacher has no significant advantage") and "cannot show transfer" in said
+            assert "little for distillation to transfer" in note and "self-distillation" not in note
 
 
 def test_sensitivity_is_a_family_of_its_own_and_reported(tmp_path):

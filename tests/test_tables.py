@@ -440,7 +440,7 @@ def family_store(out):
                 b.add("scratch_student", r, kind="baseline", variant=f"k={key}", dataset=dataset,
                       roles={"student": key}, config={"k": key},
                       metrics=[["student", -1, "test_acc", value[r] / TEST_SIZE]])
-            teacher = b.add("teacher", r, kind="baseline", dataset=dataset, roles={"teacher": None},
+            teacher = b.add("teacher", r, kind="baseline", dataset=dataset, roles={"teacher": None}, arch="big",
                             metrics=[["teacher", -1, "test_acc", scratch["K"].mean() / TEST_SIZE]])
             needs = {"requires": {"teacher": teacher["run_id"]}}
             base = {"t": True, "lr": 1}

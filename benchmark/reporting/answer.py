@@ -83,16 +83,22 @@ def no_teacher_advantage(block: pd.DataFrame, found: dict[tuple, dict]) -> str:
     student ("" where every paired teacher has one)."""
     rows = order_rows(block[block.family.eq(families.PRIMARY_FAMILY) & block.metric.eq(PRIMARY)
                             & block.selection.eq(FINAL_SEL)])
-    weak = []
+    weak, own = [], []
     for r in rows.itertuples():
         row = found.get((r.preset, r.dataset, r.method, r.variant, r.role))
         if controls.teacher_significant(row) is False:
-            weak.append(f"{who(r)} (teacher {control_cell(row, 'teacher_')} pp)")
-    if not weak:
-        return ""
-    return (f"The teacher has no significant advantage over the scratch student (95% interval includes 0) for "
-            f"{_listing(weak)}: {'this row' if len(weak) == 1 else 'these rows'} cannot show transfer, whatever "
-            "the verdict.")
+            named = f"{who(r)} (teacher {control_cell(row, 'teacher_')} pp)"
+            (own if row.get("self_distilled") else weak).append(named)
+    words = []
+    if weak:
+        words.append(f"The teacher has no significant advantage over the scratch student (95% interval includes 0) "
+                     f"for {_listing(weak)}: {'this row' if len(weak) == 1 else 'these rows'} cannot show transfer, "
+                     "whatever the verdict.")
+    if own:
+        words.append(f"{_listing(own)} distil{'s' * (len(own) == 1)} from {'its' if len(own) == 1 else 'their'} own "
+                     "architecture (self-distillation): a teacher no better than the student trained alone is the "
+                     "premise there, and a gain is what training on its soft targets adds.")
+    return " ".join(words)
 
 
 def reps_sentence(block: pd.DataFrame, dataset: str) -> str:

@@ -9,7 +9,9 @@ the final model), made once from the store and read by the answer and the across
 - ``teacher_*``: the teacher's advantage over the role's scratch student, teacher test accuracy minus the scratch
   student's, paired by repetition (the teacher is the run the distilled run ``requires``; its ``teacher`` role,
   or its only role). Where it is not significant (uncorrected, its 95% interval includes 0) there was nothing to
-  transfer, and the row cannot show transfer whatever its verdict.
+  transfer, and the row cannot show transfer whatever its verdict; except in self-distillation
+  (``self_distilled``: the role is its teacher's architecture on its teacher's input, as born_again's generations
+  are), where a teacher no better than the student trained alone is the premise, not a defect of the row.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def control_frame(results) -> pd.DataFrame:
 def _build(results) -> pd.DataFrame:
     values = results.values
     values = values[(values.selection == FINAL_SEL) & (values.metric == PRIMARY)]
-    columns = KEY + [p + k for p in PREFIXES for k in ("n", *PAIRED_KEYS)] + ["ls_family", "ls_p_holm", "ls_holm_m"]
+    columns = KEY + [p + k for p in PREFIXES for k in ("n", *PAIRED_KEYS)] + ["ls_family", "ls_p_holm", "ls_holm_m",
+                                                                                "self_distilled"]
     rows = values[(values.kind != "baseline") & values.distilled & values.pair_key.notna()]
     if rows.empty:
         return pd.DataFrame(columns=columns)
@@ -45,6 +48,7 @@ def _build(results) -> pd.DataFrame:
     scratch = _by_pair(values[values.method == SCRATCH])
     teacher = _teacher_values(results)
     required = dict(zip(results.current.run_id, results.current.requires, strict=True))
+    network = _networks(results.roles)
     out = []
     for key, group in rows.groupby(KEY, sort=True):
         index = pd.MultiIndex.from_frame(group[UNIT + ["pair_key"]])
@@ -54,6 +58,8 @@ def _build(results) -> pd.DataFrame:
         teachers = np.array([_first(teacher, required.get(run, ())) for run in group.run_id])
         row.update(_paired("teacher_", teachers - scratch.reindex(index).to_numpy()))
         row["ls_family"] = LS_FAMILY if row["ls_n"] else None
+        row["self_distilled"] = any(network.get(run, {}).get(key[-1]) is not None and network[run][key[-1]]
+                                    == _teacher_network(network, required.get(run, ())) for run in group.run_id)
         out.append(row)
     frame = pd.DataFrame(out).reindex(columns=columns)
     frame["ls_verdict"] = frame.ls_verdict.astype(object).fillna(stats.UNCLEAR)
@@ -83,6 +89,26 @@ def _teacher_values(results) -> dict[str, float]:
         elif len(g) == 1:
             found[run] = float(g.value.iloc[0])
     return found
+
+
+def _networks(roles: pd.DataFrame) -> dict[str, dict[str, tuple]]:
+    """run_id -> {role: (architecture, view)} of the store's current runs."""
+    out: dict[str, dict[str, tuple]] = {}
+    for r in roles.itertuples():
+        out.setdefault(r.run_id, {})[r.role] = (r.arch, r.view)
+    return out
+
+
+def _teacher_network(network: dict[str, dict[str, tuple]], runs) -> tuple | None:
+    """(architecture, view) of the teacher role of the first required run that has one (``teacher``, or its only
+    role)."""
+    for run in runs:
+        mine = network.get(run, {})
+        if TEACHER in mine:
+            return mine[TEACHER]
+        if len(mine) == 1:
+            return next(iter(mine.values()))
+    return None
 
 
 def _first(teacher: dict[str, float], runs) -> float:

@@ -5,7 +5,8 @@ the runs alone.
   little or nothing here, and its method's README says whether that is the method's published behaviour (SKA's
   label-free deep layers are).
 - A teacher no better than a student it teaches trained alone (the teacher's mean at most :data:`NO_BETTER`
-  above its student's scratch mean): there is little for distillation to transfer.
+  above its student's scratch mean): there is little for distillation to transfer; in self-distillation (the
+  student is its teacher's architecture, ``controls``' ``self_distilled``) that is the premise, and said so.
 - A role with no distillation signal: the method's anchor, shown and not compared.
 - A role whose runs are identical under other configurations: shown once.
 - A default configuration whose rows name a field (``named_fields``): what the notebook ran instead, and where.
@@ -20,7 +21,7 @@ from collections import defaultdict
 import pandas as pd
 
 from benchmark.data import registry
-from benchmark.reporting import families
+from benchmark.reporting import controls, families
 from benchmark.reporting.ablations import main_metric
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY, SCRATCH, is_main
 from benchmark.reporting.frames import Results
@@ -81,14 +82,20 @@ def teacher_notes(results: Results) -> dict[Key, str]:
     for r in results.current.itertuples():
         needs[config_of[r.run_id]] |= {config_of[rid] for rid in r.requires if rid in config_of}
     alone_of = {k[:4]: row for k, row in acc.iterrows() if k[2] == SCRATCH}
+    own_architecture = controls.lookup(results)  # which students are self-distilled
     out = {}
     for config, teachers in sorted(needs.items()):
         for student in acc.loc[[k for k in acc.index if k[:4] == config]].itertuples():
             alone = alone_of.get((*config[:2], SCRATCH, partners.get(student.Index)))
             if alone is None:
                 continue
+            own = bool(own_architecture.get(student.Index, {}).get("self_distilled"))
             for teacher in acc.loc[[k for k in acc.index if k[:4] in teachers]].itertuples():
-                if teacher.mean <= alone["mean"] + NO_BETTER:
+                if teacher.mean <= alone["mean"] + NO_BETTER and own:
+                    out.setdefault(student.Index, f"self-distillation: the teacher ({_pct(teacher.mean)}) is the "
+                                   f"student's own architecture trained alone ({_pct(alone['mean'])} here), so no "
+                                   "teacher advantage is expected; the row asks what its soft targets add.")
+                elif teacher.mean <= alone["mean"] + NO_BETTER:
                     text = (f"the teacher ({_pct(teacher.mean)}) is no better than its student trained alone "
                             f"({_pct(alone['mean'])}): there is little for distillation to transfer.")
                     out.setdefault(student.Index, text)
