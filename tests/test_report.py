@@ -687,3 +687,30 @@ def test_the_answer_on_a_dataset_with_no_scratch_pair_yet_says_nothing_was_teste
     (first, *_) = answer.answer_sentences(block, "mnist_5k")
     assert first.startswith("**On mnist_5k, nothing is decided yet:** none of its 2 default distillation row(s)")
     assert "0 distillation comparisons" not in " ".join(answer.answer_sentences(block, "mnist_5k"))
+
+
+def test_a_dataset_with_part_of_the_primary_family_says_its_verdicts_are_provisional():
+    """Fashion-MNIST mid-suite: 2 of the 4 primary comparisons the other dataset made. Holm over 2 is less strict
+    than over 4, so the answer says so with the complete family's first-step level; a complete dataset says
+    nothing of it."""
+    from benchmark.reporting import answer, families
+    from benchmark.reporting.columns import FINAL_SEL, PRIMARY
+
+    columns = pd.read_csv(ROOT / "results" / "published" / "tables" / "summary.csv", nrows=1).columns
+    row = dict.fromkeys(columns, np.nan)
+
+    def rows(dataset, methods):
+        return [{**row, "preset": "quick", "dataset": dataset, "method": m, "variant": "default", "label": m,
+                 "role": "student", "selection": FINAL_SEL, "metric": PRIMARY, "family": families.PRIMARY_FAMILY,
+                 "kind": "method", "config_kind": "default", "anchor": False, "verdict": "unclear at this n",
+                 "verdict_nominal": "unclear at this n", "mean": 0.9, "n": 5, "delta_mean": 0.001,
+                 "p_value": 0.5, "p_holm": 1.0, "holm_m": len(methods)} for m in methods]
+
+    summary = pd.DataFrame(rows("full", ["a", "b", "c", "d"]) + rows("part", ["a", "b"]))
+    everywhere = answer.primary_comparisons(summary)
+    assert everywhere == {"quick": {(m, "student") for m in "abcd"}}
+    said = " ".join(answer.answer_sentences(summary[summary.dataset == "part"], "part", everywhere=everywhere["quick"]))
+    assert ("Only 2 of the 4 primary comparisons made on the other datasets have run here so far" in said
+            and "over 4, its first step is α = 0.05/4 = 0.0125" in said)
+    full = " ".join(answer.answer_sentences(summary[summary.dataset == "full"], "full", everywhere=everywhere["quick"]))
+    assert "provisional" not in full

@@ -145,10 +145,32 @@ def budget_sentence(primary: pd.DataFrame, flags: dict[tuple, list[str]]) -> str
             f"audit; a verdict on a flagged role is provisional): {_listing(named)}.")
 
 
+def primary_comparisons(summary: pd.DataFrame) -> dict[str, set]:
+    """Per preset, the (method, role) of every tested primary comparison on any dataset: the family a dataset's
+    suite makes once it has run every default configuration."""
+    rows = summary[summary.family.eq(families.PRIMARY_FAMILY) & summary.metric.eq(PRIMARY)
+                   & summary.selection.eq(FINAL_SEL) & summary.p_value.notna()]
+    return {preset: set(zip(g.method, g.role, strict=True)) for preset, g in rows.groupby("preset")}
+
+
+def partial_family(tested: pd.DataFrame, everywhere: set | None) -> str:
+    """A sentence when the dataset has tested fewer of the primary comparisons than the preset's other datasets:
+    Holm's correction over fewer comparisons is less strict, so its verdicts are provisional."""
+    here = set(zip(tested.method, tested.role, strict=True))
+    total = len(here | (everywhere or set()))
+    if not len(tested) or len(here) >= total:
+        return ""
+    return (f"Only {len(here)} of the {total} primary comparisons made on the other datasets have run here so far: "
+            f"Holm's correction is over these {len(here)}, a smaller family than the complete suite's, so these "
+            f"verdicts are provisional (over {total}, its first step is α = {stats.ALPHA:g}/{total} = "
+            f"{stats.ALPHA / total:.3g}).")
+
+
 def answer_sentences(block: pd.DataFrame, dataset: str, found: dict[tuple, dict] | None = None,
-                     flags: dict[tuple, list[str]] | None = None) -> list[str]:
+                     flags: dict[tuple, list[str]] | None = None, everywhere: set | None = None) -> list[str]:
     """The answer on one dataset and preset, in a few sentences (``block``: its summary rows; ``found``:
-    ``controls.lookup``, for the teacher's advantage; ``flags``: :func:`budget_flags`)."""
+    ``controls.lookup``, for the teacher's advantage; ``flags``: :func:`budget_flags`; ``everywhere``: the
+    preset's :func:`primary_comparisons`, to say when this dataset's family is still partial)."""
     final = block[(block.selection == FINAL_SEL) & (block.metric == PRIMARY)]
     primary = final[final.family.eq(families.PRIMARY_FAMILY)]
     tested = order_rows(primary[primary.p_value.notna()])
@@ -171,6 +193,8 @@ def answer_sentences(block: pd.DataFrame, dataset: str, found: dict[tuple, dict]
                  f"{family}."]
     if len(worse):
         lines.append(f"Worse than their scratch students after correction: {_listing(_decided(worse))}.")
+    if partial := partial_family(tested, everywhere):
+        lines.append(partial)
     undecided = tested[~tested.verdict.isin([stats.HIGHER, stats.LOWER])]
     nominal = undecided[undecided.verdict_nominal.isin([stats.HIGHER, stats.LOWER])]
     for r in nominal.itertuples():

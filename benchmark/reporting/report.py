@@ -83,9 +83,11 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
     if summary.empty:
         return lines + ["No successful runs: nothing to compare.", ""]
     flags = answer.budget_flags(results.audit, results.scratch_partners, results.smoothing_partners)
+    everywhere = answer.primary_comparisons(summary)
     for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
         lines += [f"### {dataset} (preset {preset})", ""]
-        lines += [" ".join(answer.answer_sentences(block, dataset, controls.lookup(results), flags)), ""]
+        lines += [" ".join(answer.answer_sentences(block, dataset, controls.lookup(results), flags,
+                                                   everywhere.get(preset))), ""]
         lines += answer.answer_table(block, results, Footnotes(notes))
         a = results.ablations
         if not a.empty and ((a.dataset == dataset) & (a.preset == preset)).any():
