@@ -256,3 +256,13 @@ def test_a_method_with_several_distilled_roles_is_named_as_entering_once_per_rol
     single = [row for row in rows if row["role"] != "student2"]
     assert "once per distilled role" not in "\n".join(report_front.across_section(pd.DataFrame(single), FigureSet(),
                                                                                   None))
+
+
+def test_the_complete_block_of_many_datasets_drops_the_emptiest_first():
+    """Beyond MAX_SUBSETS_DATASETS datasets every set is not tried: the emptiest dataset goes first."""
+    names = [f"d{i:02d}" for i in range(across.MAX_SUBSETS_DATASETS + 1)]
+    wide = pd.DataFrame(1.0, index=names, columns=list("xyz"))
+    wide.loc["d05", ["y", "z"]] = np.nan  # one dataset with one method so far
+    assert across.complete_block(wide) == ([n for n in names if n != "d05"], ["x", "y", "z"])
+    wide.loc[:, "z"] = np.nan  # z nowhere: not ranked, the others still on every dataset but d05
+    assert across.complete_block(wide) == ([n for n in names if n != "d05"], ["x", "y"])
