@@ -49,9 +49,9 @@ class Forecast:
                 how += " (a CPU's: an upper bound for a GPU)"
             if self.at_cap:
                 one = self.at_cap == 1
-                how += (f"; {self.at_cap} stop{'s' * one} early and, with no early-stopped run of "
-                        f"{'its' if one else 'their'} method in the store, {'is' if one else 'are'} counted at "
-                        f"{'its' if one else 'their'} epoch cap: an upper bound")
+                how += (f"; {self.at_cap} stop{'s' * one} early and {'is' if one else 'are'} counted at "
+                        f"{'its' if one else 'their'} epoch cap, an upper bound ({'its' if one else 'their'} method "
+                        "has no run in the store that ended early)")
             out.append(f"expected training time: about {_duration(self.wall_s)} on {self.jobs} worker(s) "
                        f"({_duration(sum(self.seconds.values()))} of run time; {how})")
         return out
