@@ -134,6 +134,12 @@ def budget_flags(frame: pd.DataFrame, partners: dict[tuple, str],
     return flags
 
 
+def stored_flags(results) -> dict[tuple, list[str]]:
+    """:func:`budget_flags` of ``results`` (its audit, scratch and label-smoothing partners), computed once per
+    Results for the report and every README block."""
+    return results.memo("budget_flags", lambda r: budget_flags(r.audit, r.scratch_partners, r.smoothing_partners))
+
+
 def budget_sentence(primary: pd.DataFrame, flags: dict[tuple, list[str]]) -> str:
     """The sentence naming the primary comparisons whose role or scratch student the budget audit flags ("" where
     none is)."""

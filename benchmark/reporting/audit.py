@@ -388,8 +388,9 @@ def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable
                       f"({counts}); `{audit_command(runs, base_ids, list(per.index))}` adds them.")
     if every_role:
         return lines + ["", audit_markdown(frame)]
-    lines += ["", f"Every role, with its curves' numbers: {link}." if link else ""]
-    return lines + (["", audit_markdown(frame, flagged_only=True)] if len(flagged) else [""])
+    if link:
+        lines += ["", f"Every role, with its curves' numbers: {link}."]
+    return lines + ["", audit_markdown(frame, flagged_only=True) if len(flagged) else ""]
 
 
 def audit_command(runs: pd.DataFrame, base_ids: Iterable[str], datasets: Sequence[str]) -> str:

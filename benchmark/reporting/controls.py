@@ -58,8 +58,8 @@ def _build(results) -> pd.DataFrame:
         teachers = np.array([_first(teacher, required.get(run, ())) for run in group.run_id])
         row.update(_paired("teacher_", teachers - scratch.reindex(index).to_numpy()))
         row["ls_family"] = LS_FAMILY if row["ls_n"] else None
-        row["self_distilled"] = any(network.get(run, {}).get(key[-1]) is not None and network[run][key[-1]]
-                                    == _teacher_network(network, required.get(run, ())) for run in group.run_id)
+        row["self_distilled"] = any(_self_distilled(network, run, key[-1], required.get(run, ()))
+                                    for run in group.run_id)
         out.append(row)
     frame = pd.DataFrame(out).reindex(columns=columns)
     frame["ls_verdict"] = frame.ls_verdict.astype(object).fillna(stats.UNCLEAR)
@@ -109,6 +109,12 @@ def _teacher_network(network: dict[str, dict[str, tuple]], runs) -> tuple | None
         if len(mine) == 1:
             return next(iter(mine.values()))
     return None
+
+
+def _self_distilled(network: dict[str, dict[str, tuple]], run: str, role: str, requires) -> bool:
+    """Whether ``role`` of ``run`` is its teacher's network: the same architecture on the same input."""
+    mine = network.get(run, {}).get(role)
+    return mine is not None and mine == _teacher_network(network, requires)
 
 
 def _first(teacher: dict[str, float], runs) -> float:

@@ -91,15 +91,17 @@ def teacher_notes(results: Results) -> dict[Key, str]:
                 continue
             own = bool(own_architecture.get(student.Index, {}).get("self_distilled"))
             for teacher in acc.loc[[k for k in acc.index if k[:4] in teachers]].itertuples():
-                if teacher.mean <= alone["mean"] + NO_BETTER and own:
+                if teacher.mean > alone["mean"] + NO_BETTER:
+                    continue
+                if own:
                     out.setdefault(student.Index, f"self-distillation: the teacher ({_pct(teacher.mean)}) is the "
                                    f"student's own architecture trained alone ({_pct(alone['mean'])} here), so no "
                                    "teacher advantage is expected; the row asks what its soft targets add.")
-                elif teacher.mean <= alone["mean"] + NO_BETTER:
-                    text = (f"the teacher ({_pct(teacher.mean)}) is no better than its student trained alone "
-                            f"({_pct(alone['mean'])}): there is little for distillation to transfer.")
-                    out.setdefault(student.Index, text)
-                    out.setdefault(teacher.Index, text)
+                    continue
+                text = (f"the teacher ({_pct(teacher.mean)}) is no better than its student trained alone "
+                        f"({_pct(alone['mean'])}): there is little for distillation to transfer.")
+                out.setdefault(student.Index, text)
+                out.setdefault(teacher.Index, text)
     return out
 
 

@@ -68,7 +68,7 @@ def method_block(method: str, results: frames.Results, link: str = REPORT_LINK) 
     scratch = s[(s.method == SCRATCH) & (s.metric == PRIMARY) & (s.selection == FINAL_SEL)]
     scratch = scratch.set_index(["preset", "dataset", "variant"])["mean"]
     found = controls.lookup(results)
-    flags = answer.budget_flags(results.audit, partners, results.smoothing_partners)
+    flags = answer.stored_flags(results)
     table = []
     for r in rows.sort_values(["dataset", "config_kind", "label", "role", "metric"]).itertuples():
         key = (r.preset, r.dataset, r.method, r.variant, r.role)

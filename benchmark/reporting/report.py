@@ -82,7 +82,7 @@ def answer_sections(results: frames.Results, figures: FigureSet, store: Store, n
     summary = results.summary
     if summary.empty:
         return lines + ["No successful runs: nothing to compare.", ""]
-    flags = answer.budget_flags(results.audit, results.scratch_partners, results.smoothing_partners)
+    flags = answer.stored_flags(results)
     everywhere = answer.primary_comparisons(summary)
     for (dataset, preset), block in summary.groupby(["dataset", "preset"], sort=True):
         lines += [f"### {dataset} (preset {preset})", ""]
