@@ -254,6 +254,44 @@ def test_capped_needs_half_the_repetitions_and_reads_each_runs_patience():
     assert "`python -m benchmark audit --datasets d`" in section
 
 
+@pytest.mark.parametrize("epochs, best, patience, expected", [
+    (30, 19, 10, True),  # 10 epochs after its best without a better NLL: its patience ended it
+    (30, 20, 10, False),  # 9: the cap (30 epochs) ended it
+    (30, 19, None, False),  # a fixed budget: no patience to end it
+    (1, 0, 1, False),
+])
+def test_stopped_by_patience_follows_its_definition(epochs, best, patience, expected):
+    curve = nll_curve(best, epochs, np.random.default_rng(epochs + best))
+    assert audit.stopped_by_patience(curve, patience) is expected
+    assert not audit.stopped_by_patience([], patience)
+
+
+def test_a_role_its_patience_stopped_is_not_rising_whatever_its_slope():
+    """Roles with the same validation accuracy, rising 0.5 pp per epoch to the end of their curves (30 epochs):
+    "patient" was stopped by its patience (best NLL at epoch 19, patience 10) in 3 of 4 repetitions, "fixed" trained
+    a fixed budget (no patience), "half" was stopped by its patience in 1 of 4 (the cap ended the others)."""
+    rng = np.random.default_rng(11)
+    runs, rows = [], []
+    setups = {"patient": ([19, 19, 19, 22], 10), "fixed": ([19] * 4, None), "half": ([19, 25, 25, 25], 10)}
+    for role, (bests, patience) in setups.items():
+        for rep in REPS:
+            run_id = f"{role}{rep}"
+            runs.append(run_row(run_id, rep, {"epochs": 30, "patience": patience}, variant=role))
+            rows += [(run_id, "m", role, "d", rep, "student", e, "val_nll", float(v))
+                     for e, v in enumerate(nll_curve(bests[rep], 30, rng))]
+            rows += curve_rows(run_id, rep, "student", 0.5 + 0.005 * np.arange(30) + rng.normal(0, 0.001, 30),
+                               variant=role)
+            rows.append(final_row(run_id, rep, "student", 0.6, variant=role))
+    metrics = pd.DataFrame(rows, columns=["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric",
+                                          "value"])
+    frame = audit.budget_audit(metrics, pd.DataFrame(runs), budget_fields=FIELDS).set_index("variant")
+    assert (frame["slope_low"] > 0).all() and (frame["projected"] > audit.RISE_PP).all()
+    assert frame["patience_reps"].to_dict() == {"patient": 3, "fixed": 0, "half": 1}
+    assert frame["rising"].to_dict() == {"patient": False, "fixed": True, "half": True}
+    assert "stopped by its patience in 3 of 4 repetitions: not rising" in frame.loc["patient", "reason"]
+    assert "stopped by its patience" not in frame.loc["fixed", "reason"]
+
+
 def test_past_peak_compares_the_best_validation_epoch_with_the_final_weights_on_the_test_split():
     """Role "overfit": validation and test accuracy peak early and fall (final weights ~2-3 pp worse than at the
     best validation epoch, in every repetition); role "noisy": a plateau whose noise makes the maximum of the

@@ -17,7 +17,10 @@ A role is flagged
 - ``rising`` when its slope's 95% interval lies above 0 *and* ``projected`` exceeds ``RISE_PP`` (0.5 pp): the
   curve still goes up in every sense the repetitions can show, and by an amount that matters (half the ``SHORT_PP``
   a longer budget may not gain; a consistent +0.01 pp per epoch is not flagged, nor a steep slope that
-  the repetitions do not agree on: the longer budget then says whether it was real);
+  the repetitions do not agree on: the longer budget then says whether it was real). A role that its patience
+  stopped in at least half its repetitions (``patience_reps``) is not rising whatever its slope: it kept the
+  weights of its best validation NLL, ``patience`` epochs before the end of its curve, and a longer budget would
+  stop it in the same place; what its accuracy did after those weights is what ``past peak`` weighs;
 - ``short`` when the longer budget's paired mean is more than ``SHORT_PP`` (1 pp) above the audited one: the
   size of the differences the benchmark reports on (its minimum detectable effects at n = 5 are 0.5-5 pp);
 - ``past peak`` when its final weights test worse than the weights at its best validation epoch: the paired
@@ -71,7 +74,8 @@ CURVE, STOP_CURVE, FINAL, LABEL_FREE_FINAL = "val_acc", "val_nll", "test_acc", "
 
 COLUMNS = ["dataset", "method", "variant", "role", "metric", "n", "epochs", "acc", "acc_sd", "n_long", "acc_long",
            "delta_long", "delta_low", "delta_high", "slope", "slope_low", "slope_high", "projected", "peak_drop",
-           "peak_low", "peak_high", "rising", "peaked", "short", "capped_reps", "capped", "flagged", "reason"]
+           "peak_low", "peak_high", "rising", "peaked", "short", "patience_reps", "capped_reps", "capped", "flagged",
+           "reason"]
 
 
 def _config(value) -> dict:
@@ -148,17 +152,31 @@ def curve_slopes(curve: pd.DataFrame, window: float = WINDOW) -> tuple[float, in
     return float((x * (y - y.mean())).sum() / spread), epochs
 
 
-def ends_capped(nll: Sequence[float], patience: int | None, fraction: float = CAP_FRACTION) -> bool:
-    """Whether one early-stopped run's validation NLL curve (epochs 0..E-1, in order) ended at its cap with its best
-    epoch in the last ``fraction`` of the E epochs. The best epoch is the first minimum (as early stopping keeps
-    it); a run whose best epoch is ``patience`` or more epochs before its end was stopped by its patience. A run
-    without ``patience`` (a fixed budget, every epoch trained, the final weights kept) is never capped."""
+def _best_epoch(nll: Sequence[float], patience: int | None) -> tuple[int, int] | None:
+    """(best epoch, epochs trained) of one early-stopped run's validation NLL curve; None without ``patience`` or
+    a finite value. The best epoch is the first minimum, as early stopping keeps it."""
     values = np.asarray(nll, dtype=float)
     if patience is None or not len(values) or not np.isfinite(values).any():
+        return None
+    return int(np.nanargmin(values)), len(values)
+
+
+def stopped_by_patience(nll: Sequence[float], patience: int | None) -> bool:
+    """Whether one run's validation NLL curve (epochs 0..E-1, in order) ended because ``patience`` epochs passed
+    without a better NLL: its best epoch is ``patience`` or more epochs before its end. A run without ``patience``
+    (a fixed budget) never is."""
+    best = _best_epoch(nll, patience)
+    return best is not None and best[1] - 1 - best[0] >= patience
+
+
+def ends_capped(nll: Sequence[float], patience: int | None, fraction: float = CAP_FRACTION) -> bool:
+    """Whether one early-stopped run's validation NLL curve (epochs 0..E-1, in order) ended at its cap with its best
+    epoch in the last ``fraction`` of the E epochs; a run stopped by its patience (:func:`stopped_by_patience`) or
+    without ``patience`` (a fixed budget, every epoch trained, the final weights kept) is never capped."""
+    best = _best_epoch(nll, patience)
+    if best is None or stopped_by_patience(nll, patience):
         return False
-    best, epochs = int(np.nanargmin(values)), len(values)
-    at_cap = epochs - 1 - best < patience
-    return bool(at_cap and best + 1 > (1 - fraction) * epochs)
+    return bool(best[0] + 1 > (1 - fraction) * best[1])
 
 
 def val_selected(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -230,10 +248,16 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     row.update(peak_drop=p_mean, peak_low=p_low, peak_high=p_high)
     peaked = bool(math.isfinite(p_low) and p_low > 0 and p_mean > SHORT_PP)
     nll = base[(base["metric"] == STOP_CURVE) & (base["epoch"] >= 0)]
-    ends = [ends_capped(curve.sort_values("epoch")["value"], patience.get(run_id))
-            for run_id, curve in nll.groupby("run_id")]
+    ends, patient = [], []
+    for run_id, curve in nll.groupby("run_id"):
+        values = curve.sort_values("epoch")["value"]
+        ends.append(ends_capped(values, patience.get(run_id)))
+        patient.append(stopped_by_patience(values, patience.get(run_id)))
     capped = bool(ends) and 2 * sum(ends) >= len(ends)
-    rising = bool(math.isfinite(s_low) and s_low > 0 and projected > RISE_PP)
+    # A run its patience ended kept its best-NLL weights, epochs before the end of its curve: a longer budget would
+    # end it in the same place, and the accuracy it left behind after them is what "past peak" weighs.
+    stopped = bool(patient) and 2 * sum(patient) >= len(patient)
+    rising = bool(math.isfinite(s_low) and s_low > 0 and projected > RISE_PP and not stopped)
     short = bool(len(pairs) and math.isfinite(d_mean) and d_mean > SHORT_PP)
     reasons = []
     if rising:
@@ -245,14 +269,17 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
                        f"{len(ends)} repetitions")
     if short:
         reasons.append(f"short: {d_mean:+.2f} pp at {FACTOR:g}x")
+    if stopped and math.isfinite(s_low) and s_low > 0 and projected > RISE_PP:
+        reasons.append(f"stopped by its patience in {sum(patient)} of {len(patient)} repetitions: not rising "
+                       f"(+{s_mean:.3g} pp/epoch after its kept epoch)")
     if not slopes:
         reasons.append("no validation curve")
     elif len(slopes) < 2:
         reasons.append("one repetition: no slope interval")
     if not len(pairs):
         reasons.append("no longer-budget runs")
-    row.update(rising=rising, peaked=peaked, short=short, capped_reps=sum(ends), capped=capped,
-               flagged=rising or peaked or short or capped, reason="; ".join(reasons))
+    row.update(rising=rising, peaked=peaked, short=short, patience_reps=sum(patient), capped_reps=sum(ends),
+               capped=capped, flagged=rising or peaked or short or capped, reason="; ".join(reasons))
     return row
 
 
@@ -323,7 +350,8 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
         f"slope: least-squares slope of the validation accuracy over the last {WINDOW:.0%} of the epochs trained, "
         f"mean [95% CI] across repetitions (pp/epoch); proj.: what that slope adds over another {WINDOW:.0%} of "
         f"training (pp); peak: test accuracy at the best validation epoch minus the final, mean [95% CI] across "
-        f"repetitions (pp). Flagged: rising (slope interval above 0 and proj. > {RISE_PP:g} pp), past peak (peak "
+        f"repetitions (pp). Flagged: rising (slope interval above 0 and proj. > {RISE_PP:g} pp, in a role not "
+        f"stopped by its patience in most repetitions), past peak (peak "
         f"interval above 0 and mean > {SHORT_PP:g} pp), capped (in at least "
         f"half the repetitions the cap ended training with the best validation NLL in its last "
         f"{CAP_FRACTION:.0%} of epochs) or short (Δ > {SHORT_PP:g} pp); \"not audited\": no run at the longer "
