@@ -179,3 +179,39 @@ def test_a_task_that_ends_without_a_run_s_record_charges_that_run(tmp_path):
     seen = []
     Runner(backend, Settings(store=Store(tmp_path)), on_record=lambda s, r: seen.append(r)).run(queue)
     assert [r["status"] for r in seen] == ["failed"] and "without a record" in seen[0]["error"]
+
+
+def test_a_deadline_starts_no_task_expected_to_end_after_it_and_a_shorter_one_still_starts(tmp_path, monkeypatch):
+    """A clock that the scripted backend advances by each finished task's expected seconds; deadline at 30 s, one
+    slot. The queue's order is long (50 s), teacher (10 s, its student 15 s after it), mid (20 s), short (5 s): long
+    would end after the deadline and is passed over, teacher starts (0-10 s), then mid (10-30 s ends on it);
+    student (30-45 s) and short (30-35 s) would end after it. The loop ends there, without waiting, and the runs not
+    started are left for the next invocation."""
+    from benchmark.runner import runner as queue_loop
+
+    teacher = _spec("teacher", method="t")
+    named = {"long": _spec("long"), "teacher": teacher, "mid": _spec("mid"), "short": _spec("short"),
+             "student": _spec("student", method="s", requires={"t": teacher.run_id})}
+    seconds = {"long": 50.0, "teacher": 10.0, "mid": 20.0, "short": 5.0, "student": 15.0}
+    names = {spec.run_id: name for name, spec in named.items()}
+    now = [0.0]
+
+    class Timed(ScriptedBackend):
+        def wait(self, timeout):
+            events = super().wait(timeout)
+            now[0] += sum(seconds[self.names[e.payload["run_id"]]] for e in events if e.kind == "record")
+            return events
+
+    monkeypatch.setattr(queue_loop, "clock", lambda: now[0])
+    backend = Timed(names)
+    queue = schedule.Queue(schedule.tasks(list(named.values()), {s.run_id: seconds[n] for n, s in named.items()}))
+    runner = Runner(backend, Settings(store=Store(tmp_path)), stop_at=30.0)
+    runner.run(queue)
+    assert backend.started == [["teacher"], ["mid"]] and now[0] == 30.0
+    assert sorted(names[s.run_id] for s in runner.left) == ["long", "short", "student"]
+    assert backend.closed and not queue
+    # Once the deadline has passed nothing starts, however short.
+    now[0], backend = 31.0, Timed(names)
+    runner = Runner(backend, Settings(store=Store(tmp_path / "late")), stop_at=30.0)
+    runner.run(schedule.Queue(schedule.tasks([named["short"]], {named["short"].run_id: 0.0})))
+    assert backend.started == [] and [names[s.run_id] for s in runner.left] == ["short"]

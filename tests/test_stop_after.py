@@ -64,3 +64,33 @@ def test_stop_after_finishes_the_running_run_writes_the_report_and_resumes(tmp_p
     every_role = (out / "published" / "reference" / "audit.md").read_text()
     assert "| hinton_kd | default | student |" in every_role
     assert "`python -m benchmark audit --datasets digits --preset smoke` adds them" in report
+
+
+def test_a_run_expected_to_end_after_the_deadline_is_not_started_and_one_longer_than_the_window_is_named(
+        tmp_path, monkeypatch, capsys):
+    """The forecast expects hinton_kd's teacher to take a day and every other run a second: with --stop-after 1h
+    the teacher does not start, nor its student (which waits on it); the runs that need no teacher (the scratch
+    student, the label-smoothing control) are trained, and the run longer than the window itself is named."""
+    from benchmark.suite import session
+
+    real = session.forecast
+
+    def slow_teacher(cached, todo, *args, **kwargs):
+        result = real(cached, todo, *args, **kwargs)
+        for spec in todo:
+            result.seconds[spec.run_id] = 86400.0 if spec.method == "teacher" else 1.0
+        return result
+
+    monkeypatch.setattr(session, "forecast", slow_teacher)
+    out = tmp_path / "store"
+    methods = discover()
+    request = SuiteRequest(preset="smoke", seeds=1, datasets="digits", backend="inprocess", progress=False,
+                           stop_after=3600.0)
+    grid = grids.build_grid(request, [methods["hinton_kd"]], methods, None, print)
+    planned = grid.specs(1)
+    assert run_suite(grid, Store(out)) == 0
+    stored = _stored(out)
+    assert sorted(r["method"] for r in stored) == ["label_smoothing", "scratch_student"] and len(planned) == 4
+    said = capsys.readouterr().out
+    assert "stopped by --stop-after: 2 planned runs not started (1 hinton_kd, 1 teacher)" in said
+    assert "1 of them (1 teacher) are expected to take longer than --stop-after itself (60 min)" in said

@@ -123,7 +123,8 @@ def _grid_options(grid: Parser) -> None:
                       help="time limit of one run; a run past it is recorded failed and the suite goes on "
                            f"(default by preset: {', '.join(f'{k} {v:g} s' for k, v in RUN_TIMEOUT_S.items())})")
     grid.add_argument("--stop-after", type=_duration, metavar="DURATION",
-                      help="start no new run after DURATION (90s, 150m, 2h, 1h30m): the running ones finish, the "
+                      help="start no run expected to end after DURATION (90s, 150m, 2h, 1h30m; the forecast's "
+                           "estimate of each run): the running ones finish, the "
                            "tables and report are written from what is stored, and the same command resumes; exit "
                            "status 0 unless a run failed")
     grid.add_argument("--no-batch-reps", action="store_true",

@@ -20,6 +20,10 @@ the runner waits for that suite's claim to go (polling every :data:`POLL_S`), th
 run's end (``elsewhere``), or trains the run itself if none was stored. Its dependants wait with it. Past the run
 time limit, or the ``stop_at`` deadline, it gives up: the run and its dependants are ``held``, left for a rerun.
 
+A ``stop_at`` deadline (``--stop-after``): no task starts that is expected to end after it (its expected seconds,
+the forecast's where the caller passes them), and none at all once it has passed; a shorter task further down the
+queue may still start. The running tasks finish; the runs not started are ``left``, for the next invocation.
+
 :func:`run_plan` is the entry point: it trains exactly the runs it is given (the caller has set the cached ones
 aside with :func:`benchmark.runner.status.partition`).
 """
@@ -53,7 +57,7 @@ class Outcome:
     """What :func:`run_plan` trained: every run's record, in the order the runs ended."""
 
     records: list[dict] = field(default_factory=list)
-    left: list[RunSpec] = field(default_factory=list)  # runs not started because the deadline passed
+    left: list[RunSpec] = field(default_factory=list)  # not started: the deadline passed, or they would end after it
     elsewhere: list[dict] = field(default_factory=list)  # records of runs another suite trained meanwhile
     held: list[tuple[RunSpec, str]] = field(default_factory=list)  # (run, who): still trained by another suite
 
@@ -90,7 +94,7 @@ class Runner:
                  on_record: Callable[[RunSpec, dict], None] | None = None, stop_at: float | None = None,
                  done: Callable[[RunSpec], bool] | None = None):
         self.backend, self.settings, self.timeout_s = backend, settings, timeout_s
-        self.stop_at = stop_at  # clock() past it: start nothing new, let the running tasks finish
+        self.stop_at = stop_at  # start no task expected to end after it; the running tasks finish
         self.left: list[RunSpec] = []
         self.on_record = on_record or (lambda spec, record: None)
         self.claims = Claims(settings.store.claims_dir)
@@ -118,10 +122,12 @@ class Runner:
                     self._charge(queue, task.specs, f"required run {', '.join(broken)} failed")
             stopping = self.stop_at is not None and clock() >= self.stop_at
             self._look_elsewhere(queue, stopping)
-            while not stopping and len(self.running) < self.backend.slots and (task := queue.pop_ready()) is not None:
+            while not stopping and len(self.running) < self.backend.slots and \
+                    (task := queue.pop_ready(self._fits)) is not None:
                 self._claim_and_start(queue, task)
             if not self.running and not self.elsewhere:
-                if stopping:  # left for the next invocation, which finds the finished runs stored
+                # the deadline passed, or every ready task would end after it: none will fit later
+                if stopping or queue.has_ready():  # left for the next invocation, which finds the finished runs stored
                     self.left = [spec for task in queue.drain() for spec in task.specs]
                     return
                 self._drain_waiting(queue)
@@ -135,6 +141,10 @@ class Runner:
             for event in self.backend.wait(deadline):
                 self._handle(queue, event)
             self._expire(queue)
+
+    def _fits(self, task: Task) -> bool:
+        """Whether ``task`` is expected to end before the ``stop_at`` deadline (always, without one)."""
+        return self.stop_at is None or clock() + task.expected_s <= self.stop_at
 
     def _claim_and_start(self, queue: Queue, task: Task) -> None:
         """Start the runs of ``task`` this process could claim; a run that another suite holds waits for it, and
@@ -252,13 +262,18 @@ class Runner:
         self.on_record(spec, record)
 
 
-def plan_queue(specs: list[RunSpec], settings: Settings, methods: dict[str, MethodInfo]) -> Queue:
-    """The specs as a queue of tasks: expected times from the store's history, else FLOP estimates; repetitions
-    batched per ``settings.batch_reps``."""
-    stored = list(settings.store.iter_runs())
-    expected = expected_seconds(specs, history(stored), methods, settings.data_root,
-                                fractions=stopping_fractions(stored))
-    return Queue(tasks(specs, expected, Batching(settings.batch_reps, methods, settings.data_root)))
+def plan_queue(specs: list[RunSpec], settings: Settings, methods: dict[str, MethodInfo],
+               expected: dict[str, float] | None = None) -> Queue:
+    """The specs as a queue of tasks: expected times from ``expected`` (run id -> seconds: the forecast's), else
+    from the store's history, else FLOP estimates; repetitions batched per ``settings.batch_reps``."""
+    given = expected or {}
+    rest = [s for s in specs if s.run_id not in given]
+    seconds = dict(given)
+    if rest:
+        stored = list(settings.store.iter_runs())
+        seconds.update(expected_seconds(rest, history(stored), methods, settings.data_root,
+                                        fractions=stopping_fractions(stored)))
+    return Queue(tasks(specs, seconds, Batching(settings.batch_reps, methods, settings.data_root)))
 
 
 def make_backend(name: str, settings: Settings, methods: dict[str, MethodInfo], *, jobs: int = 1,
@@ -274,7 +289,7 @@ def make_backend(name: str, settings: Settings, methods: dict[str, MethodInfo], 
 
 def run_plan(todo: list[RunSpec], settings: Settings, *, jobs: int = 1, backend: str | Backend = "local",
              client=None, timeout_s: float | None = None, progress=None, gpus: tuple[int, ...] | None = None,
-             stop_at: float | None = None) -> Outcome:
+             stop_at: float | None = None, expected: dict[str, float] | None = None) -> Outcome:
     """Train every spec of ``todo``, each after the runs it requires, longest expected first.
 
     ``backend``: ``local`` (``jobs`` worker processes; for CUDA runs, the accelerator backend's workers spread over
@@ -283,14 +298,15 @@ def run_plan(todo: list[RunSpec], settings: Settings, *, jobs: int = 1, backend:
     tests, ``reproduce``), or a :class:`~benchmark.runner.backend.Backend` of the caller's. Torch threads
     per run: ``settings.threads`` on every backend, so a run gives the same numbers wherever it executes.
     ``timeout_s``: the time limit of one run. ``progress``: a tqdm-like bar, advanced as each run ends.
-    ``stop_at``: a :func:`clock` time after which no task starts; the running ones finish, and the runs not
-    started are the outcome's ``left``.
+    ``stop_at``: a :func:`clock` time; no task starts that is expected to end after it, the running ones finish,
+    and the runs not started are the outcome's ``left``. ``expected``: run id -> expected seconds (the forecast's;
+    runs without one are estimated here).
     """
     outcome = Outcome()
     if not todo:
         return outcome
     methods = discover()
-    queue = plan_queue(todo, settings, methods)
+    queue = plan_queue(todo, settings, methods, expected)
 
     def on_record(spec: RunSpec, record: dict) -> None:
         outcome.records.append(record)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -154,12 +154,17 @@ class Queue:
                 out.append((t, broken))
         return out
 
-    def pop_ready(self) -> Task | None:
+    def pop_ready(self, accept: Callable[[Task], bool] | None = None) -> Task | None:
+        """The first ready task (every run it needs finished) that ``accept`` takes (default: any), removed."""
         for t in self.pending:
-            if t.needs <= self.finished:
+            if t.needs <= self.finished and (accept is None or accept(t)):
                 self.pending.remove(t)
                 return t
         return None
+
+    def has_ready(self) -> bool:
+        """Whether a task is ready (every run it needs finished)."""
+        return any(t.needs <= self.finished for t in self.pending)
 
     def push(self, task: Task) -> None:
         self.pending.append(task)

@@ -45,8 +45,9 @@ class Tally:
     cached: int = 0
     records: list[dict] = field(default_factory=list)
     unpublished: str = ""  # why a part of the outputs could not be written
-    left: list[RunSpec] = field(default_factory=list)  # not started: --stop-after's time was up
-    stop_at: float | None = None  # the runner's clock time after which no run starts (--stop-after)
+    left: list[RunSpec] = field(default_factory=list)  # not started: --stop-after's time was up, or would be
+    stop_at: float | None = None  # the runner's clock time after which no run may end (--stop-after)
+    expected: dict[str, float] = field(default_factory=dict)  # run id -> the forecast's expected seconds
     elsewhere: int = 0  # runs another suite on the same store trained meanwhile (not trained here)
     held: list[tuple[RunSpec, str]] = field(default_factory=list)  # still being trained by another suite
 
@@ -75,7 +76,8 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), published
         _say_reference(cached, store)
         settings = Settings(store=store, data_root=request.data_root, download=request.download,
                             threads=request.threads, suite=uuid.uuid4().hex, batch_reps=_batch_reps(request))
-        tally = Tally(planned=len(specs), cached=len(cached), stop_at=stop_at)
+        tally = Tally(planned=len(specs), cached=len(cached), stop_at=stop_at,
+                      expected=dict(expected.seconds) if expected is not None else {})
         began = time.monotonic()
         _train(request, todo, settings, client, tally)
         if expected is not None:
@@ -140,7 +142,8 @@ def _train(request, todo: list[RunSpec], settings: Settings, client, tally: Tall
         bar = tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr)
     try:
         outcome = run_plan(todo, settings, jobs=request.jobs, progress=bar, backend=request.backend, client=client,
-                           timeout_s=request.timeout_s, gpus=request.gpus, stop_at=tally.stop_at)
+                           timeout_s=request.timeout_s, gpus=request.gpus, stop_at=tally.stop_at,
+                           expected=tally.expected)
     finally:
         if bar is not None:
             bar.close()
@@ -192,8 +195,15 @@ def _summary(tally: Tally, grid: Grid, store: Store, broken) -> int:
     print(f"report: {store.report_path}")
     if tally.left:
         per = ", ".join(f"{n} {k}" for k, n in sorted(Counter(s.method for s in tally.left).items()))
-        print(f"stopped by --stop-after: {len(tally.left)} planned runs not started ({per}); the tables and report "
-              "are written from the runs stored so far; run the same command again to resume from them")
+        print(f"stopped by --stop-after: {len(tally.left)} planned runs not started ({per}): the time was up or "
+              "they were expected to end after it; the tables and report are written from the runs stored so far; "
+              "run the same command again to resume from them")
+        window = grid.request.stop_after
+        longer = [s for s in tally.left if tally.expected.get(s.run_id, 0.0) > window]
+        if longer:
+            per = ", ".join(f"{n} {k}" for k, n in sorted(Counter(s.method for s in longer).items()))
+            print(f"{len(longer)} of them ({per}) are expected to take longer than --stop-after itself "
+                  f"({window / 60:.0f} min): give a longer --stop-after, or none, to train them")
     if tally.held:
         print(f"{len(tally.held)} planned runs are being trained by another suite on {store.root} and were not "
               "waited for to the end; run the same command again once it is done to go on from them")
