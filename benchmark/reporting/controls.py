@@ -77,17 +77,23 @@ def _by_pair(frame: pd.DataFrame) -> pd.Series:
     return frame.set_index([*UNIT, "pair_key"]).value
 
 
+def _teacher_role(roles) -> str | None:
+    """The teacher among a run's roles: ``teacher``, else the run's only role; None when neither."""
+    roles = list(roles)
+    if TEACHER in roles:
+        return TEACHER
+    return roles[0] if len(roles) == 1 else None
+
+
 def _teacher_values(results) -> dict[str, float]:
-    """run_id -> the test accuracy of its teacher role (``teacher``, or the run's only role with one)."""
+    """run_id -> the test accuracy of its teacher role (:func:`_teacher_role` of the roles with one)."""
     m = results.metrics
     final = m[(m.epoch == FINAL) & (m.metric == PRIMARY)]
     found: dict[str, float] = {}
     for run, g in final.groupby("run_id", sort=False):
-        named = g[g.role == TEACHER]
-        if len(named):
-            found[run] = float(named.value.iloc[0])
-        elif len(g) == 1:
-            found[run] = float(g.value.iloc[0])
+        role = _teacher_role(g.role)
+        if role is not None:
+            found[run] = float(g.value[g.role == role].iloc[0])
     return found
 
 
@@ -100,14 +106,12 @@ def _networks(roles: pd.DataFrame) -> dict[str, dict[str, tuple]]:
 
 
 def _teacher_network(network: dict[str, dict[str, tuple]], runs) -> tuple | None:
-    """(architecture, view) of the teacher role of the first required run that has one (``teacher``, or its only
-    role)."""
+    """(architecture, view) of the teacher role (:func:`_teacher_role`) of the first required run that has one."""
     for run in runs:
         mine = network.get(run, {})
-        if TEACHER in mine:
-            return mine[TEACHER]
-        if len(mine) == 1:
-            return next(iter(mine.values()))
+        role = _teacher_role(mine)
+        if role is not None:
+            return mine[role]
     return None
 
 
