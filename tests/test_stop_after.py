@@ -27,6 +27,14 @@ def test_a_bad_duration_is_one_line_and_exit_2(capsys, text):
     assert len(err) == 1 and "--stop-after" in err[0]
 
 
+def _hinton_grid(stop_after: float | None = None):
+    """hinton_kd on digits at the smoke preset, one repetition, in this process."""
+    methods = discover()
+    request = SuiteRequest(preset="smoke", seeds=1, datasets="digits", backend="inprocess", progress=False,
+                           stop_after=stop_after)
+    return grids.build_grid(request, [methods["hinton_kd"]], methods, None, print)
+
+
 def _stored(out) -> list[dict]:
     return [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
 
@@ -36,10 +44,7 @@ def test_stop_after_finishes_the_running_run_writes_the_report_and_resumes(tmp_p
     # A clock that advances 1000 s with every stored run: the deadline (1 s) passes once the first run is stored.
     monkeypatch.setattr(queue_loop, "clock", lambda: 1000.0 * len(list((out / "runs").glob("*.json")))
                         if (out / "runs").is_dir() else 0.0)
-    methods = discover()
-    request = SuiteRequest(preset="smoke", seeds=1, datasets="digits", backend="inprocess", progress=False,
-                           stop_after=1.0)
-    grid = grids.build_grid(request, [methods["hinton_kd"]], methods, None, print)
+    grid = _hinton_grid(stop_after=1.0)
     planned = grid.specs(1)
     assert run_suite(grid, Store(out)) == 0
     first = _stored(out)
@@ -50,8 +55,7 @@ def test_stop_after_finishes_the_running_run_writes_the_report_and_resumes(tmp_p
     assert "run the same command again to resume" in said
     assert (out / "published" / "REPORT.md").is_file() and (out / "published" / "tables" / "summary.csv").is_file()
     # The same command without the limit trains only what is left.
-    request = SuiteRequest(preset="smoke", seeds=1, datasets="digits", backend="inprocess", progress=False)
-    grid = grids.build_grid(request, [methods["hinton_kd"]], methods, None, print)
+    grid = _hinton_grid()
     assert run_suite(grid, Store(out)) == 0
     runs = _stored(out)
     assert sorted(r["run_id"] for r in runs) == sorted(s.run_id for s in planned)
@@ -83,10 +87,7 @@ def test_a_run_expected_to_end_after_the_deadline_is_not_started_and_one_longer_
 
     monkeypatch.setattr(session, "forecast", slow_teacher)
     out = tmp_path / "store"
-    methods = discover()
-    request = SuiteRequest(preset="smoke", seeds=1, datasets="digits", backend="inprocess", progress=False,
-                           stop_after=3600.0)
-    grid = grids.build_grid(request, [methods["hinton_kd"]], methods, None, print)
+    grid = _hinton_grid(stop_after=3600.0)
     planned = grid.specs(1)
     assert run_suite(grid, Store(out)) == 0
     stored = _stored(out)
