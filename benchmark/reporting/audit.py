@@ -166,7 +166,12 @@ def stopped_by_patience(nll: Sequence[float], patience: int | None) -> bool:
     without a better NLL: its best epoch is ``patience`` or more epochs before its end. A run without ``patience``
     (a fixed budget) never is."""
     best = _best_epoch(nll, patience)
-    return best is not None and best[1] - 1 - best[0] >= patience
+    return best is not None and _patient(best, patience)
+
+
+def _patient(best: tuple[int, int], patience: int) -> bool:
+    """Whether (best epoch, epochs trained) ended by ``patience`` epochs without a better NLL."""
+    return best[1] - 1 - best[0] >= patience
 
 
 def ends_capped(nll: Sequence[float], patience: int | None, fraction: float = CAP_FRACTION) -> bool:
@@ -174,7 +179,7 @@ def ends_capped(nll: Sequence[float], patience: int | None, fraction: float = CA
     epoch in the last ``fraction`` of the E epochs; a run stopped by its patience (:func:`stopped_by_patience`) or
     without ``patience`` (a fixed budget, every epoch trained, the final weights kept) is never capped."""
     best = _best_epoch(nll, patience)
-    if best is None or stopped_by_patience(nll, patience):
+    if best is None or _patient(best, patience):
         return False
     return bool(best[0] + 1 > (1 - fraction) * best[1])
 
@@ -257,7 +262,8 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     # A run its patience ended kept its best-NLL weights, epochs before the end of its curve: a longer budget would
     # end it in the same place, and the accuracy it left behind after them is what "past peak" weighs.
     stopped = bool(patient) and 2 * sum(patient) >= len(patient)
-    rising = bool(math.isfinite(s_low) and s_low > 0 and projected > RISE_PP and not stopped)
+    climbing = bool(math.isfinite(s_low) and s_low > 0 and projected > RISE_PP)
+    rising = climbing and not stopped
     short = bool(len(pairs) and math.isfinite(d_mean) and d_mean > SHORT_PP)
     reasons = []
     if rising:
@@ -269,7 +275,7 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
                        f"{len(ends)} repetitions")
     if short:
         reasons.append(f"short: {d_mean:+.2f} pp at {FACTOR:g}x")
-    if stopped and math.isfinite(s_low) and s_low > 0 and projected > RISE_PP:
+    if stopped and climbing:
         reasons.append(f"stopped by its patience in {sum(patient)} of {len(patient)} repetitions: not rising "
                        f"(+{s_mean:.3g} pp/epoch after its kept epoch)")
     if not slopes:

@@ -183,6 +183,11 @@ def _until_ci(grid: Grid, store: Store, settings: Settings, client, tally: Tally
              f"at {cap} repetitions")
 
 
+def _per_method(specs: list[RunSpec]) -> str:
+    """How many of ``specs`` each method has, as "2 dkd, 1 teacher"."""
+    return ", ".join(f"{n} {k}" for k, n in sorted(Counter(s.method for s in specs).items()))
+
+
 def _summary(tally: Tally, grid: Grid, store: Store, broken) -> int:
     trained = sum(r["status"] == "ok" for r in tally.records)
     skipped = sum(r["status"] == "skipped" for r in tally.records)
@@ -194,15 +199,13 @@ def _summary(tally: Tally, grid: Grid, store: Store, broken) -> int:
               f"{len(tally.failed)} failed{others}")
     print(f"report: {store.report_path}")
     if tally.left:
-        per = ", ".join(f"{n} {k}" for k, n in sorted(Counter(s.method for s in tally.left).items()))
-        print(f"stopped by --stop-after: {len(tally.left)} planned runs not started ({per}): the time was up or "
-              "they were expected to end after it; the tables and report are written from the runs stored so far; "
-              "run the same command again to resume from them")
+        print(f"stopped by --stop-after: {len(tally.left)} planned runs not started ({_per_method(tally.left)}): "
+              "the time was up or they were expected to end after it; the tables and report are written from the "
+              "runs stored so far; run the same command again to resume from them")
         window = grid.request.stop_after
         longer = [s for s in tally.left if tally.expected.get(s.run_id, 0.0) > window]
         if longer:
-            per = ", ".join(f"{n} {k}" for k, n in sorted(Counter(s.method for s in longer).items()))
-            print(f"{len(longer)} of them ({per}) are expected to take longer than --stop-after itself "
+            print(f"{len(longer)} of them ({_per_method(longer)}) are expected to take longer than --stop-after itself "
                   f"({window / 60:.0f} min): give a longer --stop-after, or none, to train them")
     if tally.held:
         print(f"{len(tally.held)} planned runs are being trained by another suite on {store.root} and were not "
