@@ -138,6 +138,59 @@ def test_sensitivity_is_a_family_of_its_own_and_reported(tmp_path):
     assert "| digits | omitted_class |" in text
 
 
+def omitted_with_smoothing(out, ls_gap, rng):
+    """omitted_class (K2, transfer omit:3) with its scratch and label-smoothing students on two metrics: the
+    student beats scratch on both; label smoothing is ``ls_gap`` below the student on test_omitted_acc, 0.05
+    below on test_acc."""
+    b = StoreBuilder(out)
+    v = {"scratch": rng.uniform(0.0, 0.02, 5), "acc_scratch": rng.uniform(0.7, 0.72, 5)}
+    v["student"] = v["scratch"] + 0.3 + rng.normal(0, 0.05, 5)
+    v["acc_student"] = v["acc_scratch"] + 0.06 + rng.normal(0, 0.005, 5)
+    v["ls"] = v["student"] - ls_gap - rng.normal(0, 0.05, 5)
+    v["acc_ls"] = v["acc_student"] - 0.05 + rng.normal(0, 0.005, 5)
+    for r in range(5):
+        teacher = b.add("teacher", r, kind="baseline", roles={"teacher": None},
+                        metrics=[["teacher", -1, "test_acc", 0.9]])
+        for method, kind, key, extra in (("scratch_student", "baseline", "scratch", {}),
+                                         ("label_smoothing", "baseline", "ls", {}),
+                                         ("omitted_class", "method", "student",
+                                          {"requires": {"teacher": teacher["run_id"]}})):
+            b.add(method, r, kind=kind, variant="transfer=omit:3" if kind == "baseline" else "default",
+                  roles={"student": "K2"}, config={"transfer": "omit:3"}, **extra,
+                  metrics=[["student", -1, "test_omitted_acc", v[key][r]],
+                           ["student", -1, "test_acc", v["acc_" + key][r]]])
+    return v, load_results(b.store, Declarations(family={"omitted_class": "sensitivity"}))
+
+
+def test_a_positive_control_is_compared_with_label_smoothing_on_each_metric(tmp_path):
+    """The control's Δ against the label-smoothing student of its transfer set, per metric, is scipy's paired
+    t-test; Holm within the metric (one control here: m = 1); where it beats scratch but not label smoothing on its
+    deciding metric the section says so, naming the metric on which it does beat label smoothing."""
+    rng = np.random.default_rng(11)
+    v, results = omitted_with_smoothing(tmp_path / "same", 0.0, rng)
+    frame = report_front.control_smoothing(results).set_index("metric")
+    for metric, a, b in (("test_omitted_acc", "student", "ls"), ("test_acc", "acc_student", "acc_ls")):
+        row = frame.loc[metric]
+        assert row.ls_n == 5 and row.ls_delta_mean == pytest.approx((v[a] - v[b]).mean())
+        assert row.ls_p_value == pytest.approx(sps.ttest_rel(v[a], v[b]).pvalue)
+        assert row.ls_holm_m == 1 and row.ls_p_holm == pytest.approx(row.ls_p_value)
+    assert frame.loc["test_acc", "ls_verdict"] == stats.HIGHER
+    assert frame.loc["test_omitted_acc", "ls_verdict"] == stats.UNCLEAR
+    text = "\n".join(report_front.sensitivity_section(results.summary, report_front.control_smoothing(results)))
+    assert "Every positive control beats its scratch student" in text
+    assert "**Not told apart from label smoothing on digits**" in text
+    assert "- omitted_class (student, test_omitted_acc) on digits: " in text
+    assert "It beats label smoothing on test_acc." in text
+    assert "| verdict vs label smoothing |" in text and "| beats label smoothing |" in text
+
+    _, results = omitted_with_smoothing(tmp_path / "below", 0.25, np.random.default_rng(11))
+    text = "\n".join(report_front.sensitivity_section(results.summary, report_front.control_smoothing(results)))
+    assert "Not told apart" not in text and "also beats the label-smoothing student" in text
+    # without label-smoothing runs the section names the comparison it cannot make
+    assert "No label-smoothing student" in "\n".join(report_front.sensitivity_section(
+        results.summary, report_front.control_smoothing(results).iloc[0:0]))
+
+
 def test_without_controls_the_sensitivity_section_says_how_to_run_them(tmp_path):
     controlled_store(tmp_path, np.random.default_rng(5), with_controls=False)
     results = load_results(StoreBuilder(tmp_path).store)

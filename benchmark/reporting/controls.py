@@ -5,7 +5,8 @@ the final model), made once from the store and read by the answer and the across
   data and repetition (it pairs with the role exactly as the scratch student does: the same ``pair_key``). Soft
   targets that carry no knowledge can help a student as a regulariser (Yuan et al., CVPR 2020; Müller et al.,
   NeurIPS 2019), so beating scratch alone does not credit a method with transfer. Holm-corrected per dataset and
-  preset over these comparisons (family ``vs label smoothing``). Absent (n = 0) where no such runs exist.
+  preset over these comparisons (family ``vs label smoothing``). Absent (n = 0) where no such runs exist. The
+  positive controls get the same comparison on every metric they are judged by (:func:`sensitivity_frame`).
 - ``teacher_*``: the teacher's advantage over the role's scratch student, teacher test accuracy minus the scratch
   student's, paired by repetition (the teacher is the run the distilled run ``requires``; its ``teacher`` role,
   or its only role). Where it is not significant (uncorrected, its 95% interval includes 0) there was nothing to
@@ -17,6 +18,7 @@ the final model), made once from the store and read by the answer and the across
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,7 @@ from benchmark.reporting.columns import FINAL, FINAL_SEL, PAIRED_KEYS, PRIMARY, 
 
 KEY = ["preset", "dataset", "method", "variant", "role"]
 LS_FAMILY = "vs label smoothing"
+SENSITIVITY_LS_FAMILY = "sensitivity vs label smoothing"
 PREFIXES = ("ls_", "teacher_")
 
 
@@ -68,6 +71,30 @@ def _build(results) -> pd.DataFrame:
     frame["ls_verdict"] = [families.corrected_verdict(v, p) for v, p in
                            zip(frame.ls_verdict, frame.ls_p_holm, strict=True)]
     return frame
+
+
+def sensitivity_frame(results, methods: Iterable[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """The positive controls ``methods`` against label smoothing: one row per (preset, dataset, method, variant,
+    role, metric) for each of ``metrics`` a control logs (final model), ``ls_*`` the paired comparison with the
+    ``label_smoothing`` student of the same transfer set, recipe and repetition (the same ``pair_key``, as its
+    scratch student). A control that beats scratch but not label smoothing detects what soft targets without
+    knowledge also give. Holm-corrected within preset, dataset and metric over the controls (family
+    ``sensitivity vs label smoothing``, ``· metric`` after it for a metric other than test accuracy, as the
+    controls' comparisons with scratch), its MDE at that family's first level."""
+    columns = KEY + ["metric"] + ["ls_" + k for k in ("n", *PAIRED_KEYS, "family")]
+    values = results.values
+    values = values[(values.selection == FINAL_SEL) & values.metric.isin(list(metrics)) & values.pair_key.notna()]
+    rows = values[values.method.isin(list(methods)) & values.distilled]
+    out = []
+    for key, group in rows.groupby(KEY + ["metric"], sort=True):
+        smoothing = _by_pair(values[(values.method == LABEL_SMOOTHING) & (values.metric == key[-1])])
+        ls = smoothing.reindex(pd.MultiIndex.from_frame(group[UNIT + ["pair_key"]])).to_numpy()
+        row = dict(zip(KEY + ["metric"], key, strict=True))
+        row.update(_paired("ls_", group.value.to_numpy() - ls))
+        if row["ls_n"]:
+            row["ls_family"] = SENSITIVITY_LS_FAMILY + ("" if key[-1] == PRIMARY else f" · {key[-1]}")
+        out.append(row)
+    return families.correct(pd.DataFrame(out).reindex(columns=columns), "ls_")
 
 
 def _by_pair(frame: pd.DataFrame) -> pd.Series:

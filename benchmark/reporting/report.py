@@ -224,7 +224,7 @@ def render(results: frames.Results, figures: FigureSet, store: Store) -> str:
     notes = row_notes(results)
     lines = header(results)
     lines += report_front.across_section(results.summary, figures, store)
-    lines += report_front.sensitivity_section(results.summary)
+    lines += report_front.sensitivity_section(results.summary, report_front.control_smoothing(results))
     lines += answer_sections(results, figures, store, notes)
     lines += budget_audit(results)
     lines += problems(results)

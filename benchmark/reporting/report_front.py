@@ -1,15 +1,17 @@
 """The two sections REPORT.md opens with: the answer across datasets (``across``) and Sensitivity, the positive
 controls (methods whose ``family`` is ``sensitivity``: an effect known to exist, e.g. Hinton et al. 2015's omitted
-class), each control's Δ against its scratch student, its interval and Holm p per dataset. When a control fails to
-beat its scratch student after correction on a dataset, the section says first that the harness could not detect a
-known effect there."""
+class), each control's Δ against its scratch student, its interval and Holm p per dataset, and against the
+label-smoothing student of the same transfer set. When a control fails to beat its scratch student after
+correction on a dataset, the section says first that the harness could not detect a known effect there; when it
+beats scratch but not label smoothing, it says that there the control's effect is not told apart from what soft
+targets without knowledge give."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from benchmark.contract import ACCURACY_CORRECTED, OMITTED_ACCURACY, OMITTED_ACCURACY_CORRECTED
-from benchmark.reporting import families, stats, text
+from benchmark.reporting import controls, families, stats, text
 from benchmark.reporting.across import MIN_BLOCKS, Across, across
 from benchmark.reporting.columns import FINAL_SEL, PRIMARY
 from benchmark.reporting.figures import FigureSet, by_kind, image
@@ -115,7 +117,9 @@ def deciding(rows: pd.DataFrame) -> pd.DataFrame:
         columns="_r")
 
 
-def sensitivity_section(summary: pd.DataFrame) -> list[str]:
+def sensitivity_section(summary: pd.DataFrame, smoothing: pd.DataFrame | None = None) -> list[str]:
+    """``smoothing``: the controls against label smoothing (``controls.sensitivity_frame``); without it the
+    section compares with scratch alone."""
     lines = ["## Sensitivity: can the harness see a known effect?", ""]
     rows = control_rows(summary)
     if rows.empty:
@@ -136,24 +140,100 @@ def sensitivity_section(summary: pd.DataFrame) -> list[str]:
     else:
         lines += ["Every positive control beats its scratch student after Holm's correction on every dataset it "
                   "ran on: the harness detects a known effect there.", ""]
+    found = _smoothing_lookup(smoothing)
+    lines += smoothing_sentences(decided, rows, found)
     lines += ["Each row: a control's distilled student against its scratch student trained on the same transfer "
               "set (config `transfer`), paired by repetition; p (Holm) over the controls' comparisons of that "
               "metric on the dataset (family `sensitivity`). The deciding metric of each control is the first it "
-              f"logs of {', '.join(DECIDING)}.", ""]
-    return lines + _control_table(rows) + [""] + negative_controls(summary)
+              f"logs of {', '.join(DECIDING)}."
+              + (" Against label smoothing: the same student against the label-smoothing student of the same "
+                 "transfer set, recipe and repetition, p (Holm) over the controls' comparisons of that metric "
+                 "(family `sensitivity vs label smoothing`)." if found else ""), ""]
+    return lines + _control_table(rows, found) + [""] + negative_controls(summary)
 
 
-def _control_table(rows: pd.DataFrame) -> list[str]:
+SMOOTHING = "label smoothing"
+
+
+def control_smoothing(results) -> pd.DataFrame:
+    """The positive controls (config kind ``sensitivity``) against label smoothing on each metric the section
+    shows (``controls.sensitivity_frame``)."""
+    s = results.summary
+    return controls.sensitivity_frame(results, sorted(set(s.method[s.config_kind.eq(families.SENSITIVITY)])), SHOWN)
+_LS_KEY = ["preset", "dataset", "method", "variant", "role", "metric"]
+
+
+def _smoothing_lookup(smoothing: pd.DataFrame | None) -> dict[tuple, dict]:
+    """(preset, dataset, method, variant, role, metric) -> the comparison with label smoothing (``text.comparison``
+    of its ``ls_*`` row), for the rows that have one."""
+    if smoothing is None or smoothing.empty:
+        return {}
+    rows = smoothing[smoothing.ls_n.fillna(0) > 0]
+    return {tuple(r[k] for k in _LS_KEY): text.comparison(r, prefix="ls_", n="ls_n")
+            for r in rows.to_dict("records")}
+
+
+def _ls_key(r) -> tuple:
+    return (r.preset, r.dataset, r.method, r.variant, r.role, r.metric)
+
+
+def smoothing_sentences(decided: pd.DataFrame, rows: pd.DataFrame, found: dict[tuple, dict]) -> list[str]:
+    """What the deciding comparisons say against label smoothing: a control that beats scratch but not label
+    smoothing on its deciding metric detects an effect that soft targets without knowledge also give, so on that
+    dataset it shows the harness can see a gain, not that knowledge was transferred (the metrics on which it does
+    beat label smoothing are named)."""
+    beaten = decided[decided.verdict == stats.HIGHER]
+    paired = [r for r in beaten.itertuples() if _ls_key(r) in found]
+    if not len(beaten):
+        return []
+    if not paired:
+        return ["No label-smoothing student was trained on the controls' transfer sets: what they detect against "
+                "scratch is not told apart from what soft targets without knowledge give (`python -m benchmark "
+                "all` trains them).", ""]
+    lost = [r for r in paired if found[_ls_key(r)]["verdict"] != stats.HIGHER]
+    if not lost:
+        return ["Each of those also beats the label-smoothing student of its transfer set on its deciding metric "
+                "after Holm's correction: what the controls detect is more than soft targets without knowledge "
+                "give.", ""]
+    said = []
+    for r in lost:
+        c = found[_ls_key(r)]
+        others = [m.metric for m in rows.itertuples()
+                  if (m.preset, m.dataset, m.label, m.role) == (r.preset, r.dataset, r.label, r.role)
+                  and m.metric != r.metric and found.get(_ls_key(m), {}).get("verdict") == stats.HIGHER]
+        words = text.verdict_words(c, SMOOTHING, r.metric)
+        power = f": {text.mde_sentence(c, r.metric)}" if words == stats.UNCLEAR else ""
+        also = f". It beats label smoothing on {', '.join(others)}" if others else ""
+        said.append(f"- {r.label} ({r.role}, {r.metric}) on {r.dataset}: {text.fmt_delta(None, r.metric, c)} pp "
+                    f"against label smoothing, {words}{power}{also}.")
+    datasets = ", ".join(sorted({r.dataset for r in lost}))
+    return [f"**Not told apart from label smoothing on {datasets}**: these positive controls beat their scratch "
+            "student there but not the label-smoothing student of the same transfer set on their deciding metric. "
+            "On that metric soft targets that carry no knowledge give the same gain, so they show that the "
+            "harness sees a gain, not that it sees knowledge transferred; read the metrics on which they beat "
+            "label smoothing.", "", *said, ""]
+
+
+def _control_table(rows: pd.DataFrame, smoothing: dict[tuple, dict] | None = None) -> list[str]:
+    """The controls' rows against scratch; with ``smoothing`` (:func:`_smoothing_lookup`), against label smoothing
+    too."""
     table = []
     for r in rows.itertuples():
         c = text.comparison(r)
         transfer = str(r.variant or "").replace(",", ", ")
-        table.append([r.dataset, r.label, transfer, r.role, r.metric, str(int(r.n)), text.fmt_mean_ci(r, r.metric),
-                      text.fmt_delta(r, r.metric, c), text.fmt_holm(c), text.fmt_family(c),
-                      text.verdict_words(c, "scratch", r.metric), text.mde_short(c, r.metric)])
+        cells = [r.dataset, r.label, transfer, r.role, r.metric, str(int(r.n)), text.fmt_mean_ci(r, r.metric),
+                 text.fmt_delta(r, r.metric, c), text.fmt_holm(c), text.fmt_family(c),
+                 text.verdict_words(c, "scratch", r.metric), text.mde_short(c, r.metric)]
+        if smoothing:
+            ls = smoothing.get(_ls_key(r))
+            cells += ([text.fmt_delta(None, r.metric, ls), text.fmt_holm(ls),
+                       text.verdict_words(ls, SMOOTHING, r.metric)] if ls else ["–", "–", "–"])
+        table.append(cells)
     head = ["dataset", "control", "variant", "role", "metric", "n", "mean ± 95% CI", "Δ vs scratch [95% CI]",
             "p (Holm)", "family (m)", "verdict", text.MDE_HEAD]
-    return markdown_table(head, table, 7)
+    if smoothing:
+        head += ["Δ vs label smoothing [95% CI]", "p (Holm)", "verdict vs label smoothing"]
+    return markdown_table(head, table, len(head) - 5)
 
 
 def negative_controls(summary: pd.DataFrame) -> list[str]:
