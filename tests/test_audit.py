@@ -149,6 +149,28 @@ def test_a_longer_budget_is_the_same_configuration_scaled():
     assert audit.unscaled_ids(runs, lambda m: ("epochs", "teacher_epochs")) == ["a"]
 
 
+def test_the_audit_commands_cost_is_three_times_what_its_unaudited_runs_took():
+    """Per dataset: 3 × the recorded wall time of the audited runs that have no 3x run yet and a budget field; a run
+    already audited, one of another dataset, one without a budget field and a failed one add nothing."""
+    rows = [run_row("a0", 0, {"epochs": 20}), run_row("a0x", 0, {"epochs": 60}),  # audited: adds nothing
+            run_row("a1", 1, {"epochs": 20}), run_row("a2", 2, {"epochs": 20}),
+            run_row("f", 3, {"epochs": 20}) | {"status": "failed"},
+            run_row("n", 0, {"k": 1}, method="free"),  # no budget field: nothing to scale
+            run_row("e", 0, {"epochs": 20}) | {"dataset": "e"}]
+    walls = {"a0": 100.0, "a0x": 300.0, "a1": 1800.0, "a2": 3600.0, "f": 50.0, "n": 70.0, "e": 600.0}
+    runs = pd.DataFrame(rows).assign(wall_time_s=lambda f: f.run_id.map(walls))
+    base = ["a0", "a1", "a2", "f", "n", "e"]
+    hours = audit.audit_hours(runs, base, FIELDS, ["d"])
+    assert hours == pytest.approx({"d": 3 * (1800 + 3600) / 3600})
+    both = audit.audit_hours(runs, base, FIELDS, ["d", "e"])
+    assert both == pytest.approx({"d": 4.5, "e": 0.5})
+    assert audit.cost_clause(hours) == (": up to about 4.5 h of run time, 3x the time the audited runs took where "
+                                        "they were trained (a role its patience stops takes less; `--seeds` trains "
+                                        "fewer repetitions)")
+    assert audit.cost_clause(both).startswith(": up to about 5.0 h of run time (d 4.5 h, e 30 min), 3x")
+    assert audit.cost_clause(audit.audit_hours(runs.drop(columns="wall_time_s"), base, FIELDS, ["d"])) == ""
+
+
 def test_markdown_lists_every_role_and_its_flags(store):
     frame, _ = store
     text = audit.audit_markdown(frame.reset_index())

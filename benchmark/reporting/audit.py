@@ -419,12 +419,45 @@ def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable
         per = missing.groupby("dataset").size()
         counts = ", ".join(f"{n} on {d}" for d, n in per.items())
         lines[-1] += (f" Not audited (no run at {FACTOR:g}x, so only their own curves speak): {len(missing)} roles "
-                      f"({counts}); `{audit_command(runs, base_ids, list(per.index))}` adds them.")
+                      f"({counts}); `{audit_command(runs, base_ids, list(per.index))}` adds them"
+                      + cost_clause(audit_hours(runs, base_ids, budget_fields, list(per.index))) + ".")
     if every_role:
         return lines + ["", audit_markdown(frame)]
     if link:
         lines += ["", f"Every role, with its curves' numbers: {link}."]
     return lines + ["", audit_markdown(frame, flagged_only=True) if len(flagged) else ""]
+
+
+def audit_hours(runs: pd.DataFrame, base_ids: Iterable[str], budget_fields: Mapping[str, Sequence[str]],
+                datasets: Sequence[str], factor: float = FACTOR) -> dict[str, float]:
+    """{dataset: hours}: ``factor`` × the wall time of the audited runs of ``datasets`` that have no longer run yet
+    and a budget field to scale, as recorded where they were trained: what the audit command adds, at most (a role
+    that its patience stops before the cap stops there at any cap). Empty where the runs record no wall time."""
+    if runs.empty or not {"wall_time_s", "config", "dataset"} <= set(runs.columns):
+        return {}
+    if "status" in runs.columns:
+        runs = runs[runs["status"] == "ok"]
+    runs = runs.assign(preset=runs["preset"].fillna("") if "preset" in runs.columns else "")
+    fields = lambda name: tuple(budget_fields.get(name, ()))  # noqa: E731
+    ids = set(base_ids) - set(longer_runs(runs, base_ids, fields, factor))
+    scalable = runs["method"].map(fields).astype(bool)
+    todo = runs[runs["run_id"].isin(ids) & runs["dataset"].isin(list(datasets)) & scalable]
+    hours = todo.groupby("dataset")["wall_time_s"].sum() * factor / 3600
+    return {d: float(h) for d, h in hours.items() if np.isfinite(h)}
+
+
+def _hours(h: float) -> str:
+    return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
+
+
+def cost_clause(hours: Mapping[str, float]) -> str:
+    """": up to about 5.2 h of run time (digits 1.2 h, ...; ...)" for :func:`audit_hours`; "" without times."""
+    if not hours:
+        return ""
+    each = "" if len(hours) == 1 else f" ({', '.join(f'{d} {_hours(h)}' for d, h in hours.items())})"
+    return (f": up to about {_hours(sum(hours.values()))} of run time{each}, {FACTOR:g}x the time the audited runs "
+            "took where they were trained (a role its patience stops takes less; `--seeds` trains fewer "
+            "repetitions)")
 
 
 def audit_command(runs: pd.DataFrame, base_ids: Iterable[str], datasets: Sequence[str]) -> str:
