@@ -161,27 +161,31 @@ def _best_epoch(nll: Sequence[float], patience: int | None) -> tuple[int, int] |
     return int(np.nanargmin(values)), len(values)
 
 
-def stopped_by_patience(nll: Sequence[float], patience: int | None) -> bool:
-    """Whether one run's validation NLL curve (epochs 0..E-1, in order) ended because ``patience`` epochs passed
-    without a better NLL: its best epoch is ``patience`` or more epochs before its end. A run without ``patience``
-    (a fixed budget) never is."""
+PATIENCE, CAP = "patience", "cap"  # what ended an early-stopped run (:func:`stop_reason`)
+
+
+def stop_reason(nll: Sequence[float], patience: int | None, fraction: float = CAP_FRACTION) -> str | None:
+    """What ended one early-stopped run, from its validation NLL curve (epochs 0..E-1, in order): ``PATIENCE``
+    when ``patience`` epochs passed without a better NLL (its best epoch is ``patience`` or more epochs before its
+    end); ``CAP`` when the cap ended it with its best epoch in the last ``fraction`` of the E epochs; None
+    otherwise, and for a run without ``patience`` (a fixed budget, every epoch trained, the final weights kept)."""
     best = _best_epoch(nll, patience)
-    return best is not None and _patient(best, patience)
+    if best is None:
+        return None
+    if best[1] - 1 - best[0] >= patience:
+        return PATIENCE
+    return CAP if best[0] + 1 > (1 - fraction) * best[1] else None
 
 
-def _patient(best: tuple[int, int], patience: int) -> bool:
-    """Whether (best epoch, epochs trained) ended by ``patience`` epochs without a better NLL."""
-    return best[1] - 1 - best[0] >= patience
+def stopped_by_patience(nll: Sequence[float], patience: int | None) -> bool:
+    """Whether one run's validation NLL curve ended because its patience ran out (:func:`stop_reason`)."""
+    return stop_reason(nll, patience) == PATIENCE
 
 
 def ends_capped(nll: Sequence[float], patience: int | None, fraction: float = CAP_FRACTION) -> bool:
-    """Whether one early-stopped run's validation NLL curve (epochs 0..E-1, in order) ended at its cap with its best
-    epoch in the last ``fraction`` of the E epochs; a run stopped by its patience (:func:`stopped_by_patience`) or
-    without ``patience`` (a fixed budget, every epoch trained, the final weights kept) is never capped."""
-    best = _best_epoch(nll, patience)
-    if best is None or _patient(best, patience):
-        return False
-    return bool(best[0] + 1 > (1 - fraction) * best[1])
+    """Whether one early-stopped run ended at its cap with its best epoch in the last ``fraction`` of its epochs
+    (:func:`stop_reason`); a run stopped by its patience, or without ``patience``, is never capped."""
+    return stop_reason(nll, patience, fraction) == CAP
 
 
 def val_selected(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -255,9 +259,9 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     nll = base[(base["metric"] == STOP_CURVE) & (base["epoch"] >= 0)]
     ends, patient = [], []
     for run_id, curve in nll.groupby("run_id"):
-        values = curve.sort_values("epoch")["value"]
-        ends.append(ends_capped(values, patience.get(run_id)))
-        patient.append(stopped_by_patience(values, patience.get(run_id)))
+        reason = stop_reason(curve.sort_values("epoch")["value"], patience.get(run_id))
+        ends.append(reason == CAP)
+        patient.append(reason == PATIENCE)
     capped = bool(ends) and 2 * sum(ends) >= len(ends)
     # A run its patience ended kept its best-NLL weights, epochs before the end of its curve: a longer budget would
     # end it in the same place, and the accuracy it left behind after them is what "past peak" weighs.
