@@ -52,3 +52,16 @@ def test_presets_share_the_baselines_runs(name, preset):
         assert scratch == dataclasses.replace(baseline, arch=scratch.arch, view=scratch.view, epochs=cfg.epochs,
                                               patience=cfg.patience)
         assert (scratch.arch, scratch.view) == (role.arch, role.view)
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_the_omitted_class_control_and_its_partners_train_the_budget_budgets_names(preset):
+    """omitted_class reads its epochs from benchmark.budgets (a raise changes its runs' configuration, not its
+    code): every one of OMITTED_CLASS_EPOCHS epochs, no early stopping, and its scratch student the same."""
+    method = METHODS["omitted_class"].cls
+    cfg = configuration.resolve(method, preset)
+    assert (cfg.epochs, cfg.patience) == (budgets.OMITTED_CLASS_EPOCHS, None)
+    role = method().roles(cfg, load_dataset("digits"))["student"]
+    scratch = configuration.resolve(METHODS["scratch_student"].cls, preset,
+                                    role.scratch.overrides(role.arch, role.view))
+    assert (scratch.epochs, scratch.patience) == (budgets.OMITTED_CLASS_EPOCHS, None)
