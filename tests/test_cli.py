@@ -53,6 +53,18 @@ def test_dry_run_lists_cached_and_todo(smoke_store):
     assert len(list((out / "runs").glob("*.json"))) == 2
 
 
+def test_no_probe_forecasts_without_measuring_steps(tmp_path):
+    """At quick, a kind the store never timed is probed (a few steps measured) unless --no-probe, which falls back
+    to the FLOP estimate; neither trains or writes anything."""
+    args = ["run", "scratch_student", "--datasets", "digits", "--seeds", "1", "--out", str(tmp_path / "s"),
+            "--dry-run"]
+    probed, flops = run_cli(*args), run_cli(*args, "--no-probe")
+    assert probed.returncode == flops.returncode == 0, probed.stderr + flops.stderr
+    assert "1 from a few steps measured now" in probed.stdout and "FLOP" not in probed.stdout
+    assert "1 from a FLOP estimate" in flops.stdout and "measured now" not in flops.stdout
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize("args", [
     ["run", "no_such_method"],
     ["run", "scratch_student", "--datasets", "no_such_data"],

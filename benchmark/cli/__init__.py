@@ -137,6 +137,10 @@ def _grid_options(grid: Parser) -> None:
     grid.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
     grid.add_argument("--dry-run", action="store_true",
                       help="print the plan, which runs are cached and the expected time; train and write nothing")
+    grid.add_argument("--no-probe", action="store_true",
+                      help="estimate run times from the store's earlier runs and a FLOP count only, measuring no "
+                           "steps before the plan (quicker; rougher for kinds never run here, and --stop-after "
+                           "decides on that estimate)")
     grid.add_argument("--data-root", type=Path, help="dataset folder (default $BENCHMARK_DATA_ROOT or ~/.cache/...)")
     grid.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     grid.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -302,7 +306,7 @@ def _request(args) -> SuiteRequest:
         threads=args.threads, backend=args.backend, scheduler=args.scheduler, run_timeout=args.run_timeout,
         batch_reps=not args.no_batch_reps, data_root=args.data_root, download=args.download, dry_run=args.dry_run,
         progress=not args.no_progress, device=device.kind, gpus=device.gpus, tf32=args.tf32,
-        stop_after=args.stop_after)
+        stop_after=args.stop_after, probe=not args.no_probe)
 
 
 def _suite(args, infos, methods, points=None, broken=()) -> int:

@@ -99,7 +99,7 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), published
 def _forecast(cached, todo, store: Store, grid: Grid):
     request = grid.request
     return forecast(cached, todo, store.iter_runs(), grid.methods, jobs=request.jobs, batch_reps=_batch_reps(request),
-                    data_root=request.data_root, device=request.device)
+                    data_root=request.data_root, device=request.device, probe=None if request.probe else False)
 
 
 def _dry_run(specs: list[RunSpec], store: Store, grid: Grid) -> int:
