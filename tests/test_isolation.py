@@ -93,7 +93,7 @@ def _alive(pids: set[int]) -> set[int]:
 
 def _start_slow_suite(tmp_path, out):
     env = {**os.environ, **_faulty(tmp_path)}
-    cmd = [sys.executable, "-m", "benchmark", "run", "faulty", "--set", "sleep=1.5", "--set", "epochs=4",
+    cmd = [sys.executable, "-m", "benchmark", "run", "faulty", "--set", "sleep=1.5", "--set", "epochs=40",
            "--seeds", "8", "--jobs", "2", "--out", str(out), *SMOKE]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
