@@ -293,6 +293,22 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     return row
 
 
+def _field_lookup(budget_fields: Callable[[str], Sequence[str]] | Mapping[str, Sequence[str]] | None
+                  ) -> Callable[[str], Sequence[str]]:
+    """``budget_fields`` as a function of a method's name (a mapping, a function, or None: no field)."""
+    if callable(budget_fields):
+        return budget_fields
+    declared = budget_fields or {}
+    return lambda name: tuple(declared.get(name, ()))
+
+
+def _ok_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The "ok" runs of ``runs`` (all, without a status column), a missing preset read as "", indexed 0..n-1."""
+    if "status" in runs.columns:
+        runs = runs[runs["status"] == "ok"]
+    return runs.assign(preset=runs["preset"].fillna("") if "preset" in runs.columns else "").reset_index(drop=True)
+
+
 def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[str] | None = None, *,
                  factor: float = FACTOR, window: float = WINDOW,
                  budget_fields: Callable[[str], Sequence[str]] | Mapping[str, Sequence[str]] | None = None
@@ -303,14 +319,8 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
     ``budget_fields`` names each method's budget fields (a mapping, or a function of the method's name; what the
     methods declare, :func:`benchmark.engine.budget.budget_fields`, passed in by the caller); none by default.
     """
-    if budget_fields is None:
-        budget_fields = {}
-    if isinstance(budget_fields, Mapping):
-        declared = budget_fields
-        budget_fields = lambda name: tuple(declared.get(name, ()))  # noqa: E731
-    if "status" in runs.columns:
-        runs = runs[runs["status"] == "ok"]
-    runs = runs.assign(preset=runs["preset"].fillna("")).reset_index(drop=True)
+    budget_fields = _field_lookup(budget_fields)
+    runs = _ok_runs(runs)
     base_ids = unscaled_ids(runs, budget_fields, factor) if base_ids is None else list(base_ids)
     patience = {r: _config(c).get("patience") for r, c in zip(runs["run_id"], runs["config"])}
     longer = longer_runs(runs, base_ids, budget_fields, factor)
@@ -439,10 +449,7 @@ def audit_hours(runs: pd.DataFrame, base_ids: Iterable[str], budget_fields: Mapp
     that its patience stops before the cap stops there at any cap). Empty where the runs record no wall time."""
     if runs.empty or not {"wall_time_s", "config", "dataset"} <= set(runs.columns):
         return {}
-    if "status" in runs.columns:
-        runs = runs[runs["status"] == "ok"]
-    runs = runs.assign(preset=runs["preset"].fillna("") if "preset" in runs.columns else "")
-    fields = lambda name: tuple(budget_fields.get(name, ()))  # noqa: E731
+    runs, fields = _ok_runs(runs), _field_lookup(budget_fields)
     ids = set(base_ids) - set(longer_runs(runs, base_ids, fields, factor))
     scalable = runs["method"].map(fields).astype(bool)
     todo = runs[runs["run_id"].isin(ids) & runs["dataset"].isin(list(datasets)) & scalable]

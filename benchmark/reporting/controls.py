@@ -54,12 +54,10 @@ def _build(results) -> pd.DataFrame:
     network = _networks(results.roles)
     out = []
     for key, group in rows.groupby(KEY, sort=True):
-        index = pd.MultiIndex.from_frame(group[UNIT + ["pair_key"]])
         row = dict(zip(KEY, key, strict=True))
-        ls = smoothing.reindex(index).to_numpy()
-        row.update(_paired("ls_", group.value.to_numpy() - ls))
+        row.update(_paired("ls_", group.value.to_numpy() - _partner_values(smoothing, group)))
         teachers = np.array([_first(teacher, required.get(run, ())) for run in group.run_id])
-        row.update(_paired("teacher_", teachers - scratch.reindex(index).to_numpy()))
+        row.update(_paired("teacher_", teachers - _partner_values(scratch, group)))
         row["ls_family"] = LS_FAMILY if row["ls_n"] else None
         row["self_distilled"] = any(_self_distilled(network, run, key[-1], required.get(run, ()))
                                     for run in group.run_id)
@@ -85,16 +83,23 @@ def sensitivity_frame(results, methods: Iterable[str], metrics: Sequence[str]) -
     values = results.values
     values = values[(values.selection == FINAL_SEL) & values.metric.isin(list(metrics)) & values.pair_key.notna()]
     rows = values[values.method.isin(list(methods)) & values.distilled]
+    smoothing = {m: _by_pair(g) for m, g in values[values.method == LABEL_SMOOTHING].groupby("metric")}
     out = []
     for key, group in rows.groupby(KEY + ["metric"], sort=True):
-        smoothing = _by_pair(values[(values.method == LABEL_SMOOTHING) & (values.metric == key[-1])])
-        ls = smoothing.reindex(pd.MultiIndex.from_frame(group[UNIT + ["pair_key"]])).to_numpy()
+        ls = _partner_values(smoothing.get(key[-1], pd.Series(dtype=float)), group)
         row = dict(zip(KEY + ["metric"], key, strict=True))
         row.update(_paired("ls_", group.value.to_numpy() - ls))
         if row["ls_n"]:
             row["ls_family"] = SENSITIVITY_LS_FAMILY + ("" if key[-1] == PRIMARY else f" · {key[-1]}")
         out.append(row)
     return families.correct(pd.DataFrame(out).reindex(columns=columns), "ls_")
+
+
+def _partner_values(partner: pd.Series, group: pd.DataFrame) -> np.ndarray:
+    """``partner`` (:func:`_by_pair`) at each row of ``group``'s unit and pair key; NaN where it has none."""
+    if partner.empty:
+        return np.full(len(group), np.nan)
+    return partner.reindex(pd.MultiIndex.from_frame(group[UNIT + ["pair_key"]])).to_numpy()
 
 
 def _by_pair(frame: pd.DataFrame) -> pd.Series:

@@ -153,6 +153,7 @@ def sensitivity_section(summary: pd.DataFrame, smoothing: pd.DataFrame | None = 
 
 
 SMOOTHING = "label smoothing"
+_LS_KEY = ("preset", "dataset", "method", "variant", "role", "metric")
 
 
 def control_smoothing(results) -> pd.DataFrame:
@@ -160,7 +161,6 @@ def control_smoothing(results) -> pd.DataFrame:
     shows (``controls.sensitivity_frame``)."""
     s = results.summary
     return controls.sensitivity_frame(results, sorted(set(s.method[s.config_kind.eq(families.SENSITIVITY)])), SHOWN)
-_LS_KEY = ["preset", "dataset", "method", "variant", "role", "metric"]
 
 
 def _smoothing_lookup(smoothing: pd.DataFrame | None) -> dict[tuple, dict]:
@@ -169,12 +169,11 @@ def _smoothing_lookup(smoothing: pd.DataFrame | None) -> dict[tuple, dict]:
     if smoothing is None or smoothing.empty:
         return {}
     rows = smoothing[smoothing.ls_n.fillna(0) > 0]
-    return {tuple(r[k] for k in _LS_KEY): text.comparison(r, prefix="ls_", n="ls_n")
-            for r in rows.to_dict("records")}
+    return {_ls_key(r): text.comparison(r, prefix="ls_", n="ls_n") for r in rows.itertuples()}
 
 
 def _ls_key(r) -> tuple:
-    return (r.preset, r.dataset, r.method, r.variant, r.role, r.metric)
+    return tuple(getattr(r, k) for k in _LS_KEY)
 
 
 def smoothing_sentences(decided: pd.DataFrame, rows: pd.DataFrame, found: dict[tuple, dict]) -> list[str]:
@@ -183,9 +182,9 @@ def smoothing_sentences(decided: pd.DataFrame, rows: pd.DataFrame, found: dict[t
     dataset it shows the harness can see a gain, not that knowledge was transferred (the metrics on which it does
     beat label smoothing are named)."""
     beaten = decided[decided.verdict == stats.HIGHER]
-    paired = [r for r in beaten.itertuples() if _ls_key(r) in found]
     if not len(beaten):
         return []
+    paired = [r for r in beaten.itertuples() if _ls_key(r) in found]
     if not paired:
         return ["No label-smoothing student was trained on the controls' transfer sets: what they detect against "
                 "scratch is not told apart from what soft targets without knowledge give (`python -m benchmark "
