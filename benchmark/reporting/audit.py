@@ -20,7 +20,10 @@ A role is flagged
   the repetitions do not agree on: the longer budget then says whether it was real). A role that its patience
   stopped in at least half its repetitions (``patience_reps``) is not rising whatever its slope: it kept the
   weights of its best validation NLL, ``patience`` epochs before the end of its curve, and a longer budget would
-  stop it in the same place; what its accuracy did after those weights is what ``past peak`` weighs;
+  stop it in the same place; what its accuracy did after those weights is what ``past peak`` weighs. Nor is a role
+  whose longer budget ran in at least half its repetitions without being ``short``: the slope forecasts what more
+  training adds, and the longer budget measured it (a slow creep that levels off after the budget gains nothing
+  there); its row keeps the slope and says so in ``reason``. A role that is rising and short at once stays rising;
 - ``short`` when the longer budget's paired mean is more than ``SHORT_PP`` (1 pp) above the audited one: the
   size of the differences the benchmark reports on (its minimum detectable effects at n = 5 are 0.5-5 pp);
 - ``past peak`` when its final weights test worse than the weights at its best validation epoch: the paired
@@ -267,8 +270,10 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     # end it in the same place, and the accuracy it left behind after them is what "past peak" weighs.
     stopped = bool(patient) and 2 * sum(patient) >= len(patient)
     climbing = bool(math.isfinite(s_low) and s_low > 0 and projected > RISE_PP)
-    rising = climbing and not stopped
     short = bool(len(pairs) and math.isfinite(d_mean) and d_mean > SHORT_PP)
+    # The slope forecasts what more training adds; a longer budget run in at least half the repetitions measured it.
+    measured = bool(len(pairs)) and 2 * len(pairs) >= len(final) and not short
+    rising = climbing and not stopped and not measured
     reasons = []
     if rising:
         reasons.append(f"rising: +{s_mean:.3g} pp/epoch [{s_low:.3g}, {s_high:.3g}], +{projected:.2g} pp projected")
@@ -279,6 +284,9 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
                        f"{len(ends)} repetitions")
     if short:
         reasons.append(f"short: {d_mean:+.2f} pp at {FACTOR:g}x")
+    if climbing and not stopped and measured:
+        reasons.append(f"rising at its budget (+{projected:.2g} pp projected) but {d_mean:+.2f} pp at {FACTOR:g}x in "
+                       f"{len(pairs)} of {len(final)} repetitions: not rising")
     if stopped and climbing:
         reasons.append(f"stopped by its patience in {sum(patient)} of {len(patient)} repetitions: not rising "
                        f"(+{s_mean:.3g} pp/epoch after its kept epoch)")
@@ -371,8 +379,9 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
         f"mean [95% CI] across repetitions (pp/epoch); proj.: what that slope adds over another {WINDOW:.0%} of "
         f"training (pp); peak: test accuracy at the best validation epoch minus the final, mean [95% CI] across "
         f"repetitions (pp). Flagged: rising (slope interval above 0 and proj. > {RISE_PP:g} pp, in a role not "
-        f"stopped by its patience in most repetitions), past peak (peak "
-        f"interval above 0 and mean > {SHORT_PP:g} pp), capped (in at least "
+        f"stopped by its patience in most repetitions nor one whose {FACTOR:g}x runs, in at least half its "
+        f"repetitions, gain {SHORT_PP:g} pp or less: the longer budget measured what the slope forecast), "
+        f"past peak (peak interval above 0 and mean > {SHORT_PP:g} pp), capped (in at least "
         f"half the repetitions the cap ended training with the best validation NLL in its last "
         f"{CAP_FRACTION:.0%} of epochs) or short (Δ > {SHORT_PP:g} pp); \"not audited\": no run at the longer "
         f"budget, so only the role's own curves speak (rising, past peak, capped).")
