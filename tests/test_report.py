@@ -714,3 +714,14 @@ def test_a_dataset_with_part_of_the_primary_family_says_its_verdicts_are_provisi
             and "over 4, its first step is α = 0.05/4 = 0.0125" in said)
     full = " ".join(answer.answer_sentences(summary[summary.dataset == "full"], "full", everywhere=everywhere["quick"]))
     assert "provisional" not in full
+
+
+def test_the_header_names_each_commit_whose_runs_came_from_a_tree_with_uncommitted_changes():
+    from benchmark.reporting.report import dirty_clause
+    clean = {"git_commit": "a" * 40, "git_dirty": False}
+    provenance = [clean, clean, {"git_commit": "b" * 40, "git_dirty": True}, {"git_commit": "b" * 40,
+                                                                             "git_dirty": False},
+                  {"git_commit": "c" * 40, "git_dirty": True}, {}]
+    assert dirty_clause(provenance) == (f" (at {'b' * 12}, 1 of its 2 runs; at {'c' * 12}, 1 of its 1 runs "
+                                        "from a tree with uncommitted changes)")
+    assert dirty_clause([clean, {}]) == ""
