@@ -99,6 +99,38 @@ def test_label_smoothing_and_teacher_advantage_are_paired_by_repetition(tmp_path
     assert controls.teacher_significant(row) is bool(lo > 0)
 
 
+def test_each_rows_label_smoothing_comparison_is_holm_corrected_with_its_power_at_that_level(tmp_path):
+    """Two distilled methods, each paired with the label-smoothing student of its repetition: Holm over the two
+    (scipy's paired t-tests by hand), and each MDE at Holm's first level α/2, where scipy's noncentral t gives it
+    80% power."""
+    from tests.test_stats import nct_power
+
+    rng = np.random.default_rng(7)
+    b = StoreBuilder(tmp_path)
+    scratch = rng.uniform(0.7, 0.8, 5)
+    ls = scratch + 0.01 + rng.normal(0, 0.003, 5)
+    students = {"kd": ls + 0.01 + rng.normal(0, 0.004, 5), "kd2": ls + rng.normal(0, 0.006, 5)}
+    for r in range(5):
+        b.add("scratch_student", r, kind="baseline", roles={"student": "K1"},
+              metrics=[["student", -1, "test_acc", scratch[r]]])
+        b.add("label_smoothing", r, kind="baseline", roles={"student": "K1"}, config={"epsilon": 0.1},
+              metrics=[["student", -1, "test_acc", ls[r]]])
+        for method, values in students.items():
+            b.add(method, r, roles={"student": "K1"}, metrics=[["student", -1, "test_acc", values[r]]])
+    found = controls.lookup(load_results(b.store, Declarations()))
+    p = {m: sps.ttest_rel(v, ls).pvalue for m, v in students.items()}
+    first, second = sorted(p, key=p.get)
+    holm = {first: min(1.0, 2 * p[first]), second: min(1.0, max(2 * p[first], p[second]))}
+    for method, values in students.items():
+        row = found[("smoke", "digits", method, "default", "student")]
+        assert row["ls_holm_m"] == 2 and row["ls_p_holm"] == pytest.approx(holm[method])
+        assert row["ls_mde_alpha"] == pytest.approx(0.025)
+        sd = np.std(values - ls, ddof=1)
+        assert nct_power(row["ls_mde"], sd, 5, 0.025) == pytest.approx(0.8, abs=1e-6)
+        expected = stats.HIGHER if holm[method] < 0.05 and (values - ls).mean() > 0 else stats.UNCLEAR
+        assert row["ls_verdict"] == expected
+
+
 def test_a_self_distilled_row_is_not_told_it_cannot_show_transfer(tmp_path):
     """kd's teacher has no real advantage. With another architecture, the answer says the row cannot show transfer
     and the footnote says there is little to transfer; with the student's own architecture (self-distillation,

@@ -35,7 +35,9 @@ PREFIXES = ("ls_", "teacher_")
 
 def control_frame(results) -> pd.DataFrame:
     """One row per distilled (preset, dataset, method, variant, role) with test accuracy: ``ls_<paired key>`` and
-    ``teacher_<paired key>`` (``stats.paired``'s keys, n in ``<prefix>n``), ``ls_p_holm`` and ``ls_holm_m``."""
+    ``teacher_<paired key>`` (``stats.paired``'s keys, n in ``<prefix>n``), ``ls_p_holm`` and ``ls_holm_m``, the
+    label-smoothing verdict after Holm (``ls_verdict``; before it ``ls_verdict_nominal``) and its MDE at Holm's
+    first level (``ls_mde``, at ``ls_mde_alpha``)."""
     return results.memo("controls", _build)
 
 
@@ -64,11 +66,8 @@ def _build(results) -> pd.DataFrame:
         out.append(row)
     frame = pd.DataFrame(out).reindex(columns=columns)
     frame["ls_verdict"] = frame.ls_verdict.astype(object).fillna(stats.UNCLEAR)
-    frame["ls_p_holm"], frame["ls_holm_m"] = stats.holm_within(
-        frame.assign(_f=frame.ls_family.fillna("")), ["preset", "dataset", "_f"], "ls_p_value")
-    frame["ls_verdict"] = [families.corrected_verdict(v, p) for v, p in
-                           zip(frame.ls_verdict, frame.ls_p_holm, strict=True)]
-    return frame
+    # Holm within preset, dataset and family, the verdicts after it, and the MDE at the level that decides them.
+    return families.correct(frame, "ls_")
 
 
 def sensitivity_frame(results, methods: Iterable[str], metrics: Sequence[str]) -> pd.DataFrame:
