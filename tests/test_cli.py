@@ -65,6 +65,17 @@ def test_no_probe_forecasts_without_measuring_steps(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def test_no_report_stores_the_runs_and_writes_no_tables_until_report_is_asked(tmp_path):
+    out = tmp_path / "s"
+    res = run_cli("run", "scratch_student", "--datasets", "digits", "--seeds", "1", "--preset", "smoke", "--out",
+                  str(out), "--no-progress", "--no-report")
+    assert res.returncode == 0, res.stderr
+    assert len(list((out / "runs").glob("*.json"))) == 1 and not (out / "published").exists()
+    assert "not written (--no-report)" in res.stdout and "report:" not in res.stdout
+    assert run_cli("report", "--out", str(out)).returncode == 0
+    assert (out / "published" / "REPORT.md").is_file() and (out / "published" / "tables" / "summary.md").is_file()
+
+
 @pytest.mark.parametrize("args", [
     ["run", "no_such_method"],
     ["run", "scratch_student", "--datasets", "no_such_data"],

@@ -141,6 +141,9 @@ def _grid_options(grid: Parser) -> None:
                       help="estimate run times from the store's earlier runs and a FLOP count only, measuring no "
                            "steps before the plan (quicker; rougher for kinds never run here, and --stop-after "
                            "decides on that estimate)")
+    grid.add_argument("--no-report", action="store_true",
+                      help="train and store the runs only, without writing the tables, figures and report at the end "
+                           "(minutes on a large store; for rounds of work: `report --out DIR` writes them after)")
     grid.add_argument("--data-root", type=Path, help="dataset folder (default $BENCHMARK_DATA_ROOT or ~/.cache/...)")
     grid.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     grid.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -306,7 +309,7 @@ def _request(args) -> SuiteRequest:
         threads=args.threads, backend=args.backend, scheduler=args.scheduler, run_timeout=args.run_timeout,
         batch_reps=not args.no_batch_reps, data_root=args.data_root, download=args.download, dry_run=args.dry_run,
         progress=not args.no_progress, device=device.kind, gpus=device.gpus, tf32=args.tf32,
-        stop_after=args.stop_after, probe=not args.no_probe)
+        stop_after=args.stop_after, probe=not args.no_probe, report=not args.no_report)
 
 
 def _suite(args, infos, methods, points=None, broken=()) -> int:

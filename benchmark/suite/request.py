@@ -92,6 +92,7 @@ class SuiteRequest:
     tf32: bool = False  # float32 products in TensorFloat-32 on CUDA (part of each run's identity)
     stop_after: float | None = None  # seconds after which no new run starts (--stop-after); None: no limit
     probe: bool = True  # the forecast may measure a few steps of a kind the store never timed (--no-probe: never)
+    report: bool = True  # write the tables, figures and report at the end (--no-report: store the runs only)
 
     @property
     def precision(self) -> str:

@@ -87,12 +87,13 @@ def run_suite(grid: Grid, store: Store, broken: list[MethodInfo] = (), published
     finally:
         if client is not None:
             dask_backend.close(client)
-    try:
-        published = publish(store, **(published_with or {}))
-        for line in published.warnings:
-            warn(f"warning: {line}")
-    except NothingPublished as exc:  # the tables and report are written; the figures are not
-        tally.unpublished = str(exc)
+    if request.report:
+        try:
+            published = publish(store, **(published_with or {}))
+            for line in published.warnings:
+                warn(f"warning: {line}")
+        except NothingPublished as exc:  # the tables and report are written; the figures are not
+            tally.unpublished = str(exc)
     return _summary(tally, grid, store, broken)
 
 
@@ -197,11 +198,16 @@ def _summary(tally: Tally, grid: Grid, store: Store, broken) -> int:
         others = f", {tally.elsewhere} trained by another suite meanwhile" if tally.elsewhere else ""
         print(f"{tally.planned} runs: {trained} trained, {tally.cached} cached, {skipped} skipped, "
               f"{len(tally.failed)} failed{others}")
-    print(f"report: {store.report_path}")
+    if grid.request.report:
+        print(f"report: {store.report_path}")
+    else:
+        print(f"runs stored in {store.root}; tables, figures and report not written (--no-report): "
+              f"`python -m benchmark report --out {store.root}` writes them")
     if tally.left:
         print(f"stopped by --stop-after: {len(tally.left)} planned runs not started ({_per_method(tally.left)}): "
-              "the time was up or they were expected to end after it; the tables and report are written from the "
-              "runs stored so far; run the same command again to resume from them")
+              "the time was up or they were expected to end after it"
+              + ("; the tables and report are written from the runs stored so far" if grid.request.report else "")
+              + "; run the same command again to resume from them")
         window = grid.request.stop_after
         longer = [s for s in tally.left if tally.expected.get(s.run_id, 0.0) > window]
         if longer:
