@@ -91,3 +91,30 @@ def test_the_naming_rule_and_a_declaration():
     for factor in (0, -1, float("nan"), float("inf"), "3"):
         with pytest.raises(ValueError):
             budget.scaled(ByName, Config(), factor)
+
+
+def test_the_audit_also_scales_the_variants_that_default_configurations_require():
+    """attention_transfer's teacher (its own architecture) and the knowledge-free control's teacher are teacher
+    variants that no default configuration of the teacher covers: the audit plans each, and each at 3x its budget.
+    The default teacher (hinton_kd's) is the teacher's own default point, and born_again's earlier generations and
+    subclass_kd's teacher stage are runs of their own method, scaled with it."""
+    from benchmark.suite import grid
+    from benchmark.suite.request import SuiteRequest
+
+    infos = [i for i in METHODS.values() if i.ok]
+    request = SuiteRequest(preset="quick")
+    points = grid.required_audit_points(infos, METHODS, request, {i.name: {} for i in infos}, 3)
+    assert set(points) == {"teacher"}
+    at_teacher = METHODS["attention_transfer"].cls().requires(resolved("attention_transfer"))["teacher"]
+    untrained = METHODS["knowledge_free_teacher"].cls().requires(resolved("knowledge_free_teacher"))["teacher"]
+    assert at_teacher["arch"] == "at_teacher" and untrained["knowledge"] == "untrained"
+    expected = []
+    for needed in (at_teacher, untrained):
+        epochs = 3 * configuration.resolve(METHODS["teacher"].cls, "quick", needed).epochs
+        expected += [needed, {**needed, "epochs": epochs}]
+    assert sorted(map(str, points["teacher"])) == sorted(map(str, expected))
+    # a --set that makes hinton_kd's teacher another variant adds that variant too
+    overrides = {i.name: {} for i in infos}
+    overrides["hinton_kd"] = {"teacher_lr": 0.01}
+    more = grid.required_audit_points(infos, METHODS, request, overrides, 3)["teacher"]
+    assert len(more) == len(expected) + 2 and any(p["lr"] == 0.01 for p in more)

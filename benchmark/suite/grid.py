@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark import data
+from benchmark.contract import required_method
 from benchmark.engine import budget
 from benchmark.engine import config as configuration
 from benchmark.engine.discovery import MethodInfo
@@ -62,6 +63,35 @@ def audit_points(info: MethodInfo, request: SuiteRequest, overrides: dict[str, A
     :mod:`benchmark.engine.budget`); only the default for a configuration without a budget field."""
     longer = budget.scaled(info, configuration.resolve(info.cls, request.preset, overrides), factor)
     return [{}, longer] if longer else [{}]
+
+
+def required_audit_points(infos: list[MethodInfo], methods: dict[str, MethodInfo], request: SuiteRequest,
+                          overrides: dict[str, dict[str, Any]], factor: float) -> dict[str, list[dict]]:
+    """{method or baseline: points}: each configuration that the default configuration of one of ``infos``
+    requires from another method (attention_transfer's teacher with its own architecture, say) and that is not
+    that method's default, with the same at ``factor`` times its budget. The audit scales a method's own default
+    configuration; the runs it requires keep theirs (a student is audited against the same teacher), so a required
+    variant is audited as a configuration of its own, as the default teacher is. A method's earlier runs of its own
+    (born_again's generations) are scaled with it, and a variant without a budget field only runs once."""
+    out: dict[str, list[dict]] = {}
+    for info in infos:
+        cfg = configuration.resolve(info.cls, request.preset, overrides.get(info.name, {}))
+        for key, needed in info.cls().requires(cfg).items():
+            name = required_method(key)
+            base = methods.get(name)
+            if name == info.name or base is None or not base.ok:
+                continue
+            given = {**overrides.get(name, {}), **needed}
+            resolved = configuration.resolve(base.cls, request.preset, given)
+            default = configuration.resolve(base.cls, request.preset, overrides.get(name, {}))
+            if resolved == default:
+                continue
+            points = out.setdefault(name, [])
+            longer = budget.scaled(base, resolved, factor)
+            for point in ([dict(needed), {**needed, **longer}] if longer else [dict(needed)]):
+                if point not in points:
+                    points.append(point)
+    return out
 
 
 def defect_points(info: MethodInfo) -> list[dict]:
