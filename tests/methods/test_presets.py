@@ -65,3 +65,16 @@ def test_the_omitted_class_control_and_its_partners_train_the_budget_budgets_nam
     scratch = configuration.resolve(METHODS["scratch_student"].cls, preset,
                                     role.scratch.overrides(role.arch, role.view))
     assert (scratch.epochs, scratch.patience) == (budgets.OMITTED_CLASS_EPOCHS, None)
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_the_small_transfer_control_and_its_partners_train_the_budget_budgets_names(preset):
+    """small_transfer reads its epochs from benchmark.budgets as omitted_class does: every one of
+    SMALL_TRANSFER_EPOCHS epochs, no early stopping, and its scratch student the same."""
+    method = METHODS["small_transfer"].cls
+    cfg = configuration.resolve(method, preset)
+    assert (cfg.epochs, cfg.patience, cfg.transfer) == (budgets.SMALL_TRANSFER_EPOCHS, None, "fraction:0.05")
+    role = method().roles(cfg, load_dataset("digits"))["student"]
+    scratch = configuration.resolve(METHODS["scratch_student"].cls, preset,
+                                    role.scratch.overrides(role.arch, role.view))
+    assert (scratch.epochs, scratch.patience) == (budgets.SMALL_TRANSFER_EPOCHS, None)
