@@ -3,13 +3,16 @@ network's FLOPs is forecast within 2x of the time it takes, where the FLOP estim
 
 from __future__ import annotations
 
+import math
+import time
+
 import pytest
 
 from benchmark.engine.discovery import discover
 from benchmark.engine.execute import Settings, execute
 from benchmark.engine.plan import plan
 from benchmark.runner import schedule
-from benchmark.runner.probe import STEPS, WARMUP, Prober
+from benchmark.runner.probe import STEPS, WARMUP, Measured, Prober
 from benchmark.store import Store
 from benchmark.suite.forecast import Forecast
 from tests.projects import METHOD_HEADER, make_project
@@ -66,6 +69,40 @@ def test_a_probe_is_skipped_without_budget_and_for_unknown_requirements(tmp_path
     assert Prober(methods, {}, budget_s=0).step_seconds(spec) is None
     needing = type(spec)(**{**spec.to_dict(), "requires": {"teacher": "0" * 16}})
     assert Prober(methods, {}).step_seconds(needing) is None  # its teacher's configuration is not known
+
+
+def test_the_probe_times_one_epochs_evaluation_and_the_estimate_adds_it_each_epoch(tmp_path, one_thread):
+    """A run evaluates its models on the validation and test splits after every epoch: on a small transfer set
+    trained for hundreds of epochs that is most of its time, which a forward pass's FLOPs leave out. The probe
+    times it once (every model it built, both splits), and the estimate is steps x step + epochs x evaluation."""
+    from benchmark.engine.execute import Settings as RunSettings
+    from benchmark.engine.execute import prepare
+
+    methods = discover(make_project(tmp_path, {"costly": COSTLY}))
+    (spec,) = plan([methods["costly"]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=methods)
+    measured = Prober(methods, {spec.run_id: spec}).measure(spec)
+    assert measured.step_s > 0 and measured.eval_s > 0
+    # the same evaluation timed here, of a model built as the method builds it (best of 5: the machine is shared)
+    _, cfg, data, _, run = prepare(spec, RunSettings(store=Store(tmp_path / "none", read_only=True)), methods)
+    model = run.build("hinton_student", "flat")
+    run.evaluate(model, "flat", "test")
+    times = []
+    for _ in range(5):
+        began = time.perf_counter()
+        run.evaluate(model, "flat", "val")
+        run.evaluate(model, "flat", "test")
+        times.append(time.perf_counter() - began)
+    assert min(times) / 5 <= measured.eval_s <= 20 * min(times)
+
+    class Fixed:
+        def measure(self, _spec):
+            return Measured(step_s=0.01, eval_s=0.5)
+
+    method = methods["costly"].cls()
+    epochs, batch_size = method.budget(cfg, data)
+    steps = epochs * math.ceil(data.size("train") / batch_size)
+    estimate = schedule.expected_seconds([spec], {}, methods, prober=Fixed())[spec.run_id]
+    assert estimate == pytest.approx(steps * 0.01 + epochs * 0.5)
 
 
 @pytest.mark.parametrize(("estimated", "took", "ratio"), [(100.0, 150.0, "1.50x"), (600.0, 300.0, "0.50x")])

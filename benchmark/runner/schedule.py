@@ -192,8 +192,10 @@ def expected_seconds(specs: list[RunSpec], seen: dict[str, float], methods, data
         if k not in by_kind:
             try:
                 method, cfg, data = _resolve(spec, methods[spec.method], data_root)
-                step_s = prober.step_seconds(spec) if prober is not None else None
-                by_kind[k] = flop_estimate(spec, method, cfg, data, method.roles(cfg, data), step_s=step_s)
+                measured = prober.measure(spec) if prober is not None else None
+                step_s, eval_s = (measured.step_s, measured.eval_s) if measured is not None else (None, None)
+                by_kind[k] = flop_estimate(spec, method, cfg, data, method.roles(cfg, data), step_s=step_s,
+                                           eval_s=eval_s)
                 if getattr(cfg, "patience", None) is not None:
                     fraction = (fractions or {}).get(spec.method)
                     if fraction is None:
@@ -234,19 +236,22 @@ def forward_flops(model, data, view: str) -> float:
     return float(counter.get_total_flops())
 
 
-def flop_estimate(spec: RunSpec, method, cfg, data, roles, step_s: float | None = None) -> float:
+def flop_estimate(spec: RunSpec, method, cfg, data, roles, step_s: float | None = None,
+                  eval_s: float | None = None) -> float:
     """Seconds a run should take from its budget (``Method.budget``): its steps times ``step_s``, a measured step
     time, or else times a step's cost from its models' FLOPs per example (a rough figure, blind to what the loss
-    costs), plus evaluation each epoch from the FLOPs; used only for runs never timed here before."""
+    costs), plus evaluation each epoch: ``eval_s``, one epoch's evaluation measured here, or else from the FLOPs;
+    used only for runs never timed here before."""
     epochs, batch_size = method.budget(cfg, data)
     n = data.size("train")
     steps = epochs * math.ceil(n / (batch_size or n))
     flops = sum(forward_flops(_model(role, data), data, role.view) for role in roles.values())
     evaluated = epochs * (data.size("val") + data.size("test"))
+    evaluation = epochs * eval_s if eval_s is not None else flops * evaluated / THROUGHPUT
     if step_s is not None:
-        return steps * step_s + flops * evaluated / THROUGHPUT
+        return steps * step_s + evaluation
     # forward + backward = 3x the forward's FLOPs, per example of every step, plus evaluation each epoch
-    return steps * OVERHEAD_S * max(len(roles), 1) + (3 * flops * epochs * n + flops * evaluated) / THROUGHPUT
+    return steps * OVERHEAD_S * max(len(roles), 1) + 3 * flops * epochs * n / THROUGHPUT + evaluation
 
 
 # A configuration is trained with its repetitions batched when its models are stackable and a step is small:
