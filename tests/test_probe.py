@@ -66,9 +66,9 @@ def test_a_costly_loss_is_forecast_within_2x_of_its_time(tmp_path, one_thread):
 def test_a_probe_is_skipped_without_budget_and_for_unknown_requirements(tmp_path):
     methods = discover(make_project(tmp_path, {"costly": COSTLY}))
     (spec,) = plan([methods["costly"]], data=["digits"], reps=1, preset="smoke", base_seed=0, methods=methods)
-    assert Prober(methods, {}, budget_s=0).step_seconds(spec) is None
+    assert Prober(methods, {}, budget_s=0).measure(spec) == Measured()
     needing = type(spec)(**{**spec.to_dict(), "requires": {"teacher": "0" * 16}})
-    assert Prober(methods, {}).step_seconds(needing) is None  # its teacher's configuration is not known
+    assert Prober(methods, {}).measure(needing) == Measured()  # its teacher's configuration is not known
 
 
 def test_the_probe_times_one_epochs_evaluation_and_the_estimate_adds_it_each_epoch(tmp_path, one_thread):

@@ -260,7 +260,7 @@ def cmd_audit(args) -> int:
     grid = grids.build_grid(request, infos, methods, None, _warn)
     grid.points = {i.name: grids.audit_points(i, request, grid.overrides[i.name], args.factor) for i in infos}
     for name, points in grids.required_audit_points(infos, methods, request, grid.overrides, args.factor).items():
-        grid.points[name] = [*grid.points.get(name, [{}]), *(p for p in points if p not in grid.points.get(name, []))]
+        grid.points[name] += [p for p in points if p not in grid.points[name]]
     return run_suite(grid, Store(args.out), published_with=declarations())
 
 

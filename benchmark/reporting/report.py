@@ -38,12 +38,17 @@ from benchmark.store import Store
 DATASET_FIGURES = ("accuracy", "forest", "cost", "step_time", "schedule")
 
 
+def _commit(provenance: dict) -> str:
+    """A run's commit as the header names it (12 hex digits, or "unknown")."""
+    return (provenance.get("git_commit") or "unknown")[:12]
+
+
 def dirty_clause(provenance: list[dict]) -> str:
     """" (at a3481f21409a, 15 of its 20 runs from a tree with uncommitted changes)" for the commits whose runs
     were trained from a tree with uncommitted changes ("" for none). Their code is still the code their ids hash: a run
     whose hashed code differs from this checkout's is stale and in no table."""
-    by_commit = Counter((p.get("git_commit") or "unknown")[:12] for p in provenance)
-    dirty = Counter((p.get("git_commit") or "unknown")[:12] for p in provenance if p.get("git_dirty"))
+    by_commit = Counter(_commit(p) for p in provenance)
+    dirty = Counter(_commit(p) for p in provenance if p.get("git_dirty"))
     if not dirty:
         return ""
     each = "; ".join(f"at {c}, {n} of its {by_commit[c]} runs" for c, n in sorted(dirty.items()))
@@ -54,7 +59,7 @@ def header(results: frames.Results) -> list[str]:
     provenance = [r.get("provenance") or {} for r in results.records]
     counts = Counter(r.get("status") for r in results.records)
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    commits = ", ".join(sorted({(p.get("git_commit") or "unknown")[:12] for p in provenance}))
+    commits = ", ".join(sorted({_commit(p) for p in provenance}))
     dirty = dirty_clause(provenance)
     torch = ", ".join(sorted({f"torch {p.get('torch')}" for p in provenance}))
     c = results.current

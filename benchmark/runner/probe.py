@@ -49,10 +49,6 @@ class Prober:
         self.methods, self.known, self.data_root = methods, known, data_root
         self.left = budget_s
 
-    def step_seconds(self, spec: RunSpec) -> float | None:
-        """The median step time of ``spec``'s configuration here, or None (not measured: see the module)."""
-        return self.measure(spec).step_s
-
     def measure(self, spec: RunSpec) -> Measured:
         """The median step time and one epoch's evaluation time of ``spec``'s configuration here; None where not
         measured (see the module)."""

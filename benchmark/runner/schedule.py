@@ -24,6 +24,7 @@ from benchmark import nn as layers
 from benchmark.engine.execute import dataset_budget
 from benchmark.engine.spec import RunSpec, config_from_dict
 from benchmark.engine.stacked import stackable
+from benchmark.runner.probe import Measured
 
 # A step's cost in seconds for a FLOP estimate: FLOPs / THROUGHPUT + OVERHEAD per model (one torch thread; the
 # small models of the notebooks are dominated by per-operator overhead).
@@ -192,17 +193,16 @@ def expected_seconds(specs: list[RunSpec], seen: dict[str, float], methods, data
         if k not in by_kind:
             try:
                 method, cfg, data = _resolve(spec, methods[spec.method], data_root)
-                measured = prober.measure(spec) if prober is not None else None
-                step_s, eval_s = (measured.step_s, measured.eval_s) if measured is not None else (None, None)
-                by_kind[k] = flop_estimate(spec, method, cfg, data, method.roles(cfg, data), step_s=step_s,
-                                           eval_s=eval_s)
+                measured = prober.measure(spec) if prober is not None else Measured()
+                by_kind[k] = flop_estimate(spec, method, cfg, data, method.roles(cfg, data), step_s=measured.step_s,
+                                           eval_s=measured.eval_s)
                 if getattr(cfg, "patience", None) is not None:
                     fraction = (fractions or {}).get(spec.method)
                     if fraction is None:
                         out.at_cap.add(k)
                     else:
                         by_kind[k] *= fraction
-                if step_s is not None:
+                if measured.step_s is not None:
                     out.measured.add(k)
             except Exception:  # noqa: BLE001 - an estimate only orders runs; the run itself reports the error
                 by_kind[k] = UNKNOWN_S
