@@ -199,7 +199,8 @@ def test_a_configuration_without_a_longer_run_is_not_audited_nor_listed_as_ok(st
     monkeypatch.setattr(audit, "budget_audit", lambda *args, **kwargs: both)
     section = "\n".join(audit.audit_sections(pd.DataFrame(), pd.DataFrame(), [], {}))
     assert "| epochs=60,lr=0.2 |" in section and "| not audited |" in section  # listed, with their curves' flags
-    assert f"Not audited (no run at 3x, so only their own curves speak): {len(truth['other'])} roles" in section
+    assert (f"Not audited (at 3x in fewer than half their repetitions, so only their own curves speak): "
+            f"{len(truth['other'])} roles") in section
     assert f"{int(both['flagged'].sum())} of {len(both)} roles are flagged" in section
     assert "`python -m benchmark audit --datasets d` adds them" in section
     # REPORT.md's section: the same sentence, the flagged roles only, and a link to every role's row.
@@ -318,10 +319,13 @@ def test_a_role_its_patience_stopped_is_not_rising_whatever_its_slope():
     ([0.3, -0.2, 0.1, 0.4], 4, False, False),  # measured at 3x in every repetition: +0.15 pp, the rise gained nothing
     ([0.3, -0.2], 2, False, False),  # in half the repetitions: enough to measure it
     ([0.3], 1, True, False),  # in one of four: the slope still speaks
+    ([3.0], 1, True, False),  # one of four gains 3 pp: too few pairs to judge short; the slope still speaks
     ([1.5, 2.5, 1.0, 2.0], 4, True, True),  # measured, and short: rising and short
+    ([1.5, 2.5], 2, True, True),  # in half the repetitions: enough to judge it short
     ([], 0, True, False),  # not audited
 ])
-def test_a_rise_that_the_longer_budget_measured_and_found_small_is_not_rising(gains, paired, rising, short):
+def test_a_rise_that_the_longer_budget_measured_and_found_small_is_not_rising(gains, paired, rising, short,
+                                                                              monkeypatch):
     """A fixed-budget role rising 0.5 pp per epoch to the end of its 30 epochs (4 repetitions), whose 3x runs (90
     epochs) exist for ``paired`` repetitions and gain ``gains`` pp over them: the longer budget, where it ran in at
     least half the repetitions, decides; a rise it did not confirm (mean gain <= 1 pp) is not flagged."""
@@ -345,6 +349,16 @@ def test_a_rise_that_the_longer_budget_measured_and_found_small_is_not_rising(ga
     assert measured is (not rising)
     if not rising:
         assert f"{np.mean(gains):+.2f} pp at 3x in {paired} of 4 repetitions" in row.reason
+    assert ("too few to judge" in row.reason) is (0 < paired < 2)
+    if 0 < paired < 2:
+        assert f"3x in {paired} of 4 repetitions ({np.mean(gains):+.2f} pp): too few to judge" in row.reason
+    one = pd.DataFrame([row.to_dict() | {"variant": "default"}])
+    flag = audit.audit_markdown(one).splitlines()[-1]
+    assert flag.endswith("| **rising, short** |" if short else "| **rising** |" if rising else "| ok |")
+    monkeypatch.setattr(audit, "budget_audit", lambda *args, **kwargs: one)
+    section = "\n".join(audit.audit_sections(pd.DataFrame(), pd.DataFrame(), [], {}))
+    # a role partly audited is counted with the roles not audited
+    assert ("Not audited (at 3x in fewer than half their repetitions" in section) is (paired < 2)
 
 
 def test_past_peak_compares_the_best_validation_epoch_with_the_final_weights_on_the_test_split():
