@@ -321,7 +321,9 @@ def test_a_role_its_patience_stopped_is_not_rising_whatever_its_slope():
     ([0.3], 1, True, False),  # in one of four: the slope still speaks
     ([3.0], 1, True, False),  # one of four gains 3 pp: too few pairs to judge short; the slope still speaks
     ([1.5, 2.5, 1.0, 2.0], 4, True, True),  # measured, and short: rising and short
-    ([1.5, 2.5], 2, True, True),  # in half the repetitions: enough to judge it short
+    ([2.0, 2.0], 2, True, True),  # in half the repetitions, every pair 2 pp better: short
+    ([1.5, 2.5], 2, True, False),  # +2 pp, but two pairs do not show it (interval [-4.35, +8.35]): not short, and
+    # not a measured end to the rise either
     ([], 0, True, False),  # not audited
 ])
 def test_a_rise_that_the_longer_budget_measured_and_found_small_is_not_rising(gains, paired, rising, short,
@@ -349,6 +351,11 @@ def test_a_rise_that_the_longer_budget_measured_and_found_small_is_not_rising(ga
     assert measured is (not rising)
     if not rising:
         assert f"{np.mean(gains):+.2f} pp at 3x in {paired} of 4 repetitions" in row.reason
+    unshown = bool(paired >= 2 and np.mean(gains) > 1 and not short)
+    assert ("do not show (not short)" in row.reason) is unshown
+    if unshown:  # the interval as scipy computes it
+        low, high = sps.t.interval(0.95, paired - 1, loc=np.mean(gains), scale=sps.sem(gains))
+        assert f"{np.mean(gains):+.2f} pp at 3x [{low:+.2f}, {high:+.2f}]" in row.reason
     assert ("too few to judge" in row.reason) is (0 < paired < 2)
     if 0 < paired < 2:
         assert f"3x in {paired} of 4 repetitions ({np.mean(gains):+.2f} pp): too few to judge" in row.reason

@@ -21,11 +21,17 @@ A role is flagged
   stopped in at least half its repetitions (``patience_reps``) is not rising whatever its slope: it kept the
   weights of its best validation NLL, ``patience`` epochs before the end of its curve, and a longer budget would
   stop it in the same place; what its accuracy did after those weights is what ``past peak`` weighs. Nor is a role
-  whose longer budget ran in at least half its repetitions without being ``short``: the slope forecasts what more
-  training adds, and the longer budget measured it (a slow creep that levels off after the budget gains nothing
-  there); its row keeps the slope and says so in ``reason``. A role that is rising and short at once stays rising;
-- ``short`` when the longer budget's paired mean is more than ``SHORT_PP`` (1 pp) above the audited one: the
-  size of the differences the benchmark reports on (its minimum detectable effects at n = 5 are 0.5-5 pp). The
+  whose longer budget ran in at least half its repetitions and gained ``SHORT_PP`` or less on average: the slope
+  forecasts what more training adds, and the longer budget measured it (a slow creep that levels off after the
+  budget gains nothing there); its row keeps the slope and says so in ``reason``. A role that is rising and short
+  at once stays rising;
+- ``short`` when the longer budget's paired mean is more than ``SHORT_PP`` (1 pp) above the audited one, the
+  size of the differences the benchmark reports on (its minimum detectable effects at n = 5 are 0.5-5 pp), and
+  its 95% interval lies above 0 (or every pair moved by the same amount), as ``past peak`` asks of its drop: the
+  pairs show a gain. A point estimate alone flags noise: kl_entanglement's student B on mnist1d moved +1.27 pp at
+  3x over 3 pairs whose differences have an SD of 2.6 pp (interval [-5.2, +7.7]); a converged role that noisy
+  has a mean above 1 pp about one time in four. Such a row is not flagged; its reason gives the Δ and its
+  interval, and a rise its slope shows stays flagged (the longer budget did not clear it). The
   longer budget judges only where it ran in at least half the role's repetitions (:func:`audited`): one or two
   pairs of five read noise as a gain as readily as a trend (SKA's label-free probe on mnist1d moved +1.65 pp from
   2 pairs, 95% interval [-41, +44]). A role with fewer pairs is "partly audited", counted with the roles not
@@ -277,9 +283,13 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
     # The longer budget judges a role where it ran in at least half its repetitions: fewer pairs read noise as a gain
     # (or as none) as readily as a trend.
     judged = audited(len(final), len(pairs))
-    short = bool(judged and math.isfinite(d_mean) and d_mean > SHORT_PP)
-    # The slope forecasts what more training adds; the longer budget, where it judges, measured it.
-    measured = judged and not short
+    gains = bool(judged and math.isfinite(d_mean) and d_mean > SHORT_PP)
+    # Short: a gain of more than SHORT_PP that the pairs show (interval above 0; a shift every pair shares counts).
+    shown = (d_low > 0) if math.isfinite(d_low) else bool(len(pairs) > 1 and comparison["delta_std"] == 0)
+    short = gains and shown
+    # The slope forecasts what more training adds; the longer budget, where it judges, measured it: a mean gain of
+    # SHORT_PP or less clears a rise, an unshown larger one does not.
+    measured = judged and not gains
     rising = climbing and not stopped and not measured
     reasons = []
     if rising:
@@ -291,6 +301,9 @@ def _audit_role(key: tuple, base: pd.DataFrame, longer: pd.DataFrame, window: fl
                        f"{len(ends)} repetitions")
     if short:
         reasons.append(f"short: {d_mean:+.2f} pp at {FACTOR:g}x")
+    elif gains:
+        reasons.append(f"{d_mean:+.2f} pp at {FACTOR:g}x [{d_low:+.2f}, {d_high:+.2f}]: a gain its {len(pairs)} pairs "
+                       "do not show (not short)")
     if climbing and not stopped and measured:
         reasons.append(f"rising at its budget (+{projected:.2g} pp projected) but {d_mean:+.2f} pp at {FACTOR:g}x in "
                        f"{len(pairs)} of {len(final)} repetitions: not rising")
@@ -398,8 +411,8 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
         f"repetitions, gain {SHORT_PP:g} pp or less: the longer budget measured what the slope forecast), "
         f"past peak (peak interval above 0 and mean > {SHORT_PP:g} pp), capped (in at least "
         f"half the repetitions the cap ended training with the best validation NLL in its last "
-        f"{CAP_FRACTION:.0%} of epochs) or short (Δ > {SHORT_PP:g} pp, judged where the longer budget ran in at "
-        f"least half the repetitions); \"not "
+        f"{CAP_FRACTION:.0%} of epochs) or short (Δ > {SHORT_PP:g} pp with its interval above 0, judged where the "
+        f"longer budget ran in at least half the repetitions); \"not "
         f"audited\": no run at the longer budget, \"partly audited\": runs at it in fewer than half the "
         f"repetitions (too few to judge), so only the role's own curves speak (rising, past peak, capped).")
     lines = [legend, ""]
