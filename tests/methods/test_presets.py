@@ -2,8 +2,8 @@
 preset the teacher a method asks for trains by the teacher baseline's recipe (for the methods of the default shared
 teacher it is the very configuration the baseline resolves to: one cached teacher serves them all), and each
 distilled role's scratch student is the scratch baseline with the student's architecture, view and budget: at
-``quick`` and ``paper`` every one of DISTILLED_STUDENT_EPOCHS epochs with no early stopping (the final weights
-kept), at ``smoke`` the baseline's own."""
+``quick`` and ``paper`` every one of DISTILLED_STUDENT_EPOCHS epochs (dkd: DKD_STUDENT_EPOCHS, raised by the budget
+audit) with no early stopping (the final weights kept), at ``smoke`` the baseline's own."""
 
 from __future__ import annotations
 
@@ -20,13 +20,18 @@ from benchmark.engine import config as configuration
 from benchmark.engine.discovery import discover
 
 METHODS = discover()
-USERS = sorted(name for name, info in METHODS.items()
-               if info.ok and getattr(sys.modules[info.cls.__module__], "DISTILLED_PRESETS", None)
-               is budgets.DISTILLED_PRESETS)
+# The students' budget of each method whose module builds its presets from budgets.py: DISTILLED_STUDENT_EPOCHS,
+# unless the audit raised one method's.
+BUDGETS = {"DISTILLED_PRESETS": DISTILLED_STUDENT_EPOCHS, "DKD_PRESETS": budgets.DKD_STUDENT_EPOCHS}
+EPOCHS = {name: epochs for name, info in METHODS.items() if info.ok for presets, epochs in BUDGETS.items()
+          if getattr(sys.modules[info.cls.__module__], presets, None) is getattr(budgets, presets)}
+USERS = sorted(EPOCHS)
 
 
 def test_the_distilled_students_presets_are_used_by_the_distillation_methods():
     assert {"hinton_kd", "dkd", "fitnets", "rkd", "attention_transfer", "knowledge_free_teacher"} <= set(USERS)
+    assert METHODS["dkd"].cls.presets is budgets.DKD_PRESETS and budgets.DKD_STUDENT_EPOCHS == 600
+    assert METHODS["hinton_kd"].cls.presets is budgets.DISTILLED_PRESETS and DISTILLED_STUDENT_EPOCHS == 300
 
 
 @pytest.mark.parametrize("preset", configuration.PRESETS)
@@ -42,7 +47,7 @@ def test_presets_share_the_baselines_runs(name, preset):
     if name in ("hinton_kd", "dkd", "fitnets", "rkd"):  # the default shared teacher itself
         assert teacher == configuration.resolve(teacher_cls, preset)
     baseline = configuration.resolve(scratch_cls, preset)
-    expected = (baseline.epochs, baseline.patience) if preset == "smoke" else (DISTILLED_STUDENT_EPOCHS, None)
+    expected = (baseline.epochs, baseline.patience) if preset == "smoke" else (EPOCHS[name], None)
     assert (cfg.epochs, cfg.patience) == expected
     roles = {r: role for r, role in method().roles(cfg, load_dataset("digits")).items()
              if role.distilled and role.scratch is not None}
