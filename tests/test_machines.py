@@ -27,6 +27,19 @@ def test_machines_are_counted_most_runs_first_with_the_gpu_named_on_cuda():
     assert machines.machines_sentence([]) == ""
 
 
+def test_the_run_time_is_summed_per_dataset_and_per_machine():
+    records = [record("a", "x", dataset="digits") | {"wall_time_s": 1800.0},
+               record("b", "x", dataset="mnist1d") | {"wall_time_s": 5400.0},
+               record("c", "x", dataset="digits", cpu="Intel Xeon") | {"wall_time_s": 3600.0},
+               record("d", "x", dataset="digits") | {"wall_time_s": None},  # a failed run: no time
+               record("e", "x", dataset="digits", gpu="NVIDIA H100") | {"wall_time_s": 0}]
+    assert machines.compute_sentence(records) == (
+        "Run time: 3.0 h, the sum of the 4 records' wall times (digits 1.5 h, mnist1d 1.5 h; AMD EPYC (AVX512) 2.0 h, "
+        "Intel Xeon (AVX512) 1.0 h, NVIDIA H100 0.0 h; 1 record without one); runs that shared a machine's cores "
+        "each count their own.")
+    assert machines.compute_sentence(records[3:4]) == "" and machines.compute_sentence([]) == ""
+
+
 def test_a_run_older_than_its_retrained_teacher_learned_from_the_earlier_model():
     teacher = record("t", "2026-12-06T23:10:00+0000", replaced="trained again for its missing checkpoint")
     before = record("s1", "2026-12-06T18:00:00+0000", requires={"teacher": "t"}, method="kd", rep=1)

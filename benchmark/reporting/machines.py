@@ -39,6 +39,30 @@ def machines_sentence(records: Sequence[dict]) -> str:
     return "Trained on: " + ", ".join(parts) + "."
 
 
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"
+
+
+def compute_sentence(records: Sequence[dict]) -> str:
+    """'Run time: 41.2 h, the sum of the records' wall times (digits 5.1 h, ...; AMD EPYC (AVX512) 40.1 h, ...).'
+    over the records with a wall time, datasets by name and machines by time (most first). A batch of repetitions
+    trained together records its time shared out among them; runs that shared a machine's cores each count their
+    own wall time, so the sum is the runs' time, not the machines'."""
+    timed = [r for r in records if isinstance(r.get("wall_time_s"), (int, float)) and r["wall_time_s"] >= 0]
+    if not timed:
+        return ""
+    by_dataset, by_machine = Counter(), Counter()
+    for r in timed:
+        by_dataset[str(r.get("dataset"))] += r["wall_time_s"]
+        by_machine[machine(r)] += r["wall_time_s"]
+    datasets = ", ".join(f"{d} {_hours(t)}" for d, t in sorted(by_dataset.items()))
+    where = ", ".join(f"{m} {_hours(t)}" for m, t in sorted(by_machine.items(), key=lambda item: (-item[1], item[0])))
+    untimed = len(records) - len(timed)
+    missing = f"; {untimed} record{'s' if untimed != 1 else ''} without one" if untimed else ""
+    return (f"Run time: {_hours(sum(by_dataset.values()))}, the sum of the {len(timed)} records' wall times "
+            f"({datasets}; {where}{missing}); runs that shared a machine's cores each count their own.")
+
+
 def learned_from_earlier_models(records: Iterable[dict], judged: Collection[str] | None = None
                                 ) -> list[tuple[dict, dict]]:
     """(dependent, required) for every run that finished before a run it requires was trained again (the required

@@ -74,7 +74,7 @@ def header(results: frames.Results) -> list[str]:
              f"Datasets: {names('dataset')}. Presets: {names('preset')}. Methods and baselines: "
              f"{names('method')}.",
              f"Code: git commit {commits}{dirty}; {torch}. {machines.machines_sentence(results.records)}".rstrip(),
-             ""]
+             machines.compute_sentence(results.records), ""]
     current = set(c.run_id)  # a stale run's dependencies no longer matter: it is in no table
     lines += machines.earlier_models_lines(results.records, judged=current)
     if results.superseded:
