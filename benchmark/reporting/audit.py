@@ -365,10 +365,13 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
     long_metrics = metrics[metrics["run_id"].isin(set(longer.values()))]
     # The longer runs' rows under the audited run's identity, so that each role finds its own.
     audited_of = {v: k for k, v in longer.items()}
+    long_by_role = {role: frame for role, frame in long_metrics.groupby("role", sort=False)}
+    audited = {role: frame["run_id"].map(audited_of) for role, frame in long_by_role.items()}  # mapped once
     rows = []
     for key, group in base.groupby(["dataset", "method", "variant", "role"], sort=True):
         ids = set(group["run_id"])
-        mine = long_metrics[long_metrics["run_id"].map(audited_of).isin(ids) & (long_metrics["role"] == key[3])]
+        mine = (long_by_role[key[3]][audited[key[3]].isin(ids)] if key[3] in long_by_role
+                else long_metrics.iloc[:0])
         chosen = best[best["run_id"].isin(ids) & (best["role"] == key[3])]
         rows.append(_audit_role(key, group, mine, window, patience, chosen))
     frame = pd.DataFrame(rows, columns=COLUMNS)

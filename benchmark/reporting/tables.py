@@ -11,7 +11,9 @@ variant (its config) stays in the CSVs.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterable
 from types import SimpleNamespace
 
 import pandas as pd
@@ -223,16 +225,25 @@ def skipped_sentence(skipped: int) -> str:
             f"reported, and set aside into `{Store.SET_ASIDE}/` (its run is redone by the next suite).")
 
 
-def table_files(results: Results) -> dict[str, bytes]:
-    """Every table's file name and its content; the tidy metrics keep every ok run, superseded ones too."""
-    metrics = metrics_frame(results.records)
-    summary_md = summary_markdown(results.summary, results.superseded, results.live_records, results.skipped,
-                                  row_notes(results), results.stale_section)
-    runs = runs_frame(results.records)
-    runs["code"] = runs.run_id.map(results.judgement.of) if len(runs) else []  # current, stale or unknown
-    return {"metrics.parquet": metrics.to_parquet(index=False),
-            "metrics.csv": metrics.to_csv(index=False).encode(),
-            "runs.csv": runs.to_csv(index=False).encode(),
-            "summary.csv": results.summary.to_csv(index=False).encode(),
-            SUMMARY_MD: summary_md.encode(),
-            "ablations.csv": results.ablations.to_csv(index=False).encode()}
+def table_files(results: Results, names: Iterable[str] | None = None) -> dict[str, bytes]:
+    """Every table's file name and its content (only those ``names``, when given: the rest are not computed); the
+    tidy metrics keep every ok run, superseded ones too."""
+    def runs_csv() -> bytes:
+        runs = runs_frame(results.records)
+        runs["code"] = runs.run_id.map(results.judgement.of) if len(runs) else []  # current, stale or unknown
+        return runs.to_csv(index=False).encode()
+
+    metrics = functools.cache(lambda: metrics_frame(results.records))
+    files = {"metrics.parquet": lambda: metrics().to_parquet(index=False),
+             "metrics.csv": lambda: metrics().to_csv(index=False).encode(),
+             "runs.csv": runs_csv,
+             "summary.csv": lambda: results.summary.to_csv(index=False).encode(),
+             SUMMARY_MD: lambda: summary_markdown(results.summary, results.superseded, results.live_records,
+                                                  results.skipped, row_notes(results),
+                                                  results.stale_section).encode(),
+             "ablations.csv": lambda: results.ablations.to_csv(index=False).encode()}
+    wanted = list(files) if names is None else list(names)
+    unknown = sorted(set(wanted) - set(files))
+    if unknown:
+        raise ValueError(f"no table named {unknown}: the tables are {', '.join(files)}")
+    return {name: files[name]() for name in wanted}
