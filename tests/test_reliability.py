@@ -340,6 +340,12 @@ HOSTILE = {  # what a run file holds -> what the one line says
     "negative wall time": (("wall_time_s",), "-1.0", "negative time"),
     "config nested deep": (("config", "k"), _nested(40), "nested deeper than"),
     "nested past the recursion limit": ((), _nested(100_000), "nested deeper than"),
+    "a number": ((), "5", "a JSON int, not a run record"),
+    "null": ((), "null", "a JSON NoneType, not a run record"),
+    "a string": ((), '"x"', "a JSON str, not a run record"),
+    "metric row a number": (("metrics", 0), "7", "metrics[0] is 7"),
+    "metric row a bool value": (("metrics", 0, 3), "true", "metrics[0]"),
+    "metric row of five": (("metrics", 0), '["student", 0, "test_acc", 0.5, 1]', "metrics[0]"),
 }
 
 
