@@ -75,6 +75,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark.budgets import BOUND
 from benchmark.reporting import stats
 
 FACTOR = 3.0  # the longer budget the audit compares with
@@ -88,7 +89,7 @@ CURVE, STOP_CURVE, FINAL, LABEL_FREE_FINAL = "val_acc", "val_nll", "test_acc", "
 COLUMNS = ["dataset", "method", "variant", "role", "metric", "n", "epochs", "acc", "acc_sd", "n_long", "acc_long",
            "delta_long", "delta_low", "delta_high", "slope", "slope_low", "slope_high", "projected", "peak_drop",
            "peak_low", "peak_high", "rising", "peaked", "short", "patience_reps", "capped_reps", "capped", "flagged",
-           "reason"]
+           "reason", "left"]
 
 
 def _config(value) -> dict:
@@ -347,13 +348,15 @@ def _ok_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[str] | None = None, *,
                  factor: float = FACTOR, window: float = WINDOW,
-                 budget_fields: Callable[[str], Sequence[str]] | Mapping[str, Sequence[str]] | None = None
-                 ) -> pd.DataFrame:
+                 budget_fields: Callable[[str], Sequence[str]] | Mapping[str, Sequence[str]] | None = None,
+                 left: Iterable = ()) -> pd.DataFrame:
     """One row per (dataset, method, variant, role) of the audited runs (``base_ids``; default: every run that is
     not ``factor`` × another), columns ``COLUMNS`` (accuracies, Δ and slopes in pp; see the module docstring).
 
     ``budget_fields`` names each method's budget fields (a mapping, or a function of the method's name; what the
     methods declare, :func:`benchmark.engine.budget.budget_fields`, passed in by the caller); none by default.
+    ``left``: the roles left at their budget's bound (:data:`benchmark.budgets.LEFT_AT_BOUND`), whose row's ``left``
+    says why (a flagged row keeps its flag).
     """
     budget_fields = _field_lookup(budget_fields)
     runs = _ok_runs(runs)
@@ -374,6 +377,9 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
                 else long_metrics.iloc[:0])
         chosen = best[best["run_id"].isin(ids) & (best["role"] == key[3])]
         rows.append(_audit_role(key, group, mine, window, patience, chosen))
+    why = {(b.dataset, b.method, b.variant, b.role): b.why for b in left}
+    for row in rows:
+        row["left"] = why.get((row["dataset"], row["method"], row["variant"], row["role"]), "")
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame[frame["metric"] != ""].reset_index(drop=True)
 
@@ -390,6 +396,8 @@ def flag_words(row) -> list[str]:
         words.append("capped (the cap ended its training at its best validation NLL)")
     if row.short:
         words.append(f"short ({row.delta_long:+.2f} pp at {FACTOR:g}x its budget)")
+    if words and getattr(row, "left", ""):
+        words[-1] += f", left at its bound ({row.left})"
     return words
 
 
@@ -434,6 +442,7 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
             flag = (", ".join(w for w, on in (("rising", r.rising), ("past peak", r.peaked), ("capped", r.capped),
                                               ("short", r.short)) if on)
                     or ("ok" if audited(r.n, r.n_long) else "partly audited" if r.n_long else "not audited"))
+            flag += ", left at its bound" if r.flagged and getattr(r, "left", "") else ""
             delta = f"{_num(r.delta_long, sign=True)} [{_num(r.delta_low, sign=True)}, {_num(r.delta_high, sign=True)}]"
             slope = f"{_num(r.slope, 3, True)} [{_num(r.slope_low, 3, True)}, {_num(r.slope_high, 3, True)}]"
             peak = f"{_num(r.peak_drop, sign=True)} [{_num(r.peak_low, sign=True)}, {_num(r.peak_high, sign=True)}]"
@@ -468,6 +477,12 @@ def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable
              "controls and the baselines, judged by its own validation curves and, where the same configuration also "
              f"ran at {FACTOR:g}x its training budget (`python -m benchmark audit`), by that longer budget. " + verdict]
     datasets = sorted(frame.loc[has_long, "dataset"].unique())
+    at_bound = flagged[flagged["left"].fillna("").astype(bool)] if "left" in flagged else flagged.iloc[:0]
+    if len(at_bound):
+        lines[-1] += (f" {len(at_bound)} of them {'is' if len(at_bound) == 1 else 'are'} left at the budget's bound "
+                      f"({BOUND}x the notebook's), not raised further: "
+                      + "; ".join(f"{r.method} {r.variant} {r.role} on {r.dataset} ({r.left})"
+                                  for r in at_bound.itertuples()) + ".")
     if datasets:
         lines[-1] += f" Audited at {FACTOR:g}x: {int(has_long.sum())} roles on {', '.join(datasets)}."
     missing = frame[~has_long]
