@@ -17,7 +17,7 @@ from benchmark.reporting import families, stats
 from benchmark.reporting.ablations import defect_frame
 from benchmark.reporting.columns import ABLATION_FAMILY, INIT, ORDER, VS_DEFAULT
 from benchmark.reporting.families import Declarations
-from benchmark.reporting.frames import load_results, pairing_of
+from benchmark.reporting.frames import load_results, pairing_of, planned_by_defaults
 from benchmark.reporting.stats import holm_within
 from benchmark.reporting.tables import summary_markdown
 from benchmark.reporting.text import (
@@ -590,3 +590,31 @@ def test_a_chains_earlier_generation_is_an_ablation_point_and_a_teacher_stage_is
         ("chain", "generation=3"): families.ABLATION, ("chain", "alpha=0"): families.ABLATION,
         ("staged", "default"): families.DEFAULT, ("staged", "stage=teacher"): families.REQUIRED,
         ("staged", "s=4"): families.ABLATION, ("staged", "s=4,stage=teacher"): families.REQUIRED}
+
+
+def test_a_budget_raised_threefold_keeps_the_new_partners_in_the_tables_and_audits_them(tmp_path):
+    """A store that kept the scratch students of a 300-epoch budget when the presets raised it to 900: the 900-epoch
+    runs are 3x the old ones, yet they are what the method's default pairs with (its pair_key), so they stay in the
+    tables, and the 2,700-epoch run of repetition 0 is their audit's longer run. An older 300-epoch run is left as a
+    variant of its own."""
+    b = StoreBuilder(tmp_path)
+    scratch = {300: [200, 205, 210], 900: [210, 214, 220], 2700: [212]}
+    for epochs, values in scratch.items():
+        for r, v in enumerate(values):
+            b.add("scratch_student", r, kind="baseline", variant=f"epochs={epochs}", config={"epochs": epochs},
+                  roles={"student": f"K{epochs}"}, metrics=[["student", -1, "test_acc", v / TEST_SIZE]])
+    method = [230, 231, 236]
+    for r, v in enumerate(method):
+        b.add("m", r, roles={"student": "K900"}, arch="m_mlp", metrics=[["student", -1, "test_acc", v / TEST_SIZE]])
+    records = b.store.read_runs().records
+    ids = {(r["method"], r["variant"], r["rep"]): r["run_id"] for r in records}
+    planned = planned_by_defaults(records)
+    assert planned == {ids["m", "default", r] for r in range(3)} | {ids["scratch_student", "epochs=900", r]
+                                                                     for r in range(3)}
+    results = load_results(Store(tmp_path), Declarations(budget_fields={"scratch_student": ("epochs",)}))
+    row = summary_row(results, "m")
+    d = (np.array(method) - np.array(scratch[900])) / TEST_SIZE
+    assert row.pair_n == 3 and row.delta_mean == pytest.approx(d.mean())  # paired with the 900-epoch runs
+    assert set(results.longer_current.run_id) == {ids["scratch_student", "epochs=2700", 0]}
+    assert results.longer[ids["scratch_student", "epochs=900", 0]] == ids["scratch_student", "epochs=2700", 0]
+    assert set(results.current.variant) == {"default", "epochs=300", "epochs=900"}

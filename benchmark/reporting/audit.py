@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -138,16 +138,18 @@ def longer_runs(runs: pd.DataFrame, base_ids: Iterable[str], budget_fields: Call
     return out
 
 
-def unscaled_ids(runs: pd.DataFrame, budget_fields: Callable[[str], Sequence[str]], factor: float = FACTOR) -> list:
-    """Every run that does not scale another run of the frame by ``factor`` in some of its budget fields: the
-    audited ones when a store holds a suite and its scaled runs."""
+def unscaled_ids(runs: pd.DataFrame, budget_fields: Callable[[str], Sequence[str]], factor: float = FACTOR,
+                 keep: Collection[str] = ()) -> list:
+    """Every run that does not scale another run of the frame by ``factor`` in some of its budget fields (and every
+    run in ``keep``, the runs the current defaults plan, whatever it scales): the audited ones when a store holds a
+    suite and its scaled runs."""
     scaled = set()
     for (method, *_), group in runs.groupby(["method", "preset", "dataset", "rep"], dropna=False):
         fields, configs = tuple(budget_fields(method)), [(r, _config(c)) for r, c in zip(group["run_id"],
                                                                                        group["config"])]
         scaled |= {b for a, base in configs for b, other in configs if b != a and is_scaled(base, other, fields,
                                                                                           factor)}
-    return [r for r in runs["run_id"] if r not in scaled]
+    return [r for r in runs["run_id"] if r not in scaled or r in keep]
 
 
 def curve_slopes(curve: pd.DataFrame, window: float = WINDOW) -> tuple[float, int]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -219,10 +220,15 @@ def load_results(store: Store, declared: Declarations | None = None) -> Results:
     current_records = sorted(latest.values(), key=lambda r: r["run_id"])
     current = pd.DataFrame([_current_row(r) for r in current_records], columns=CURRENT_COLUMNS)
     declared = declared or Declarations()
-    longer = audit.longer_runs(current, audit.unscaled_ids(current, _fields_of(declared)), _fields_of(declared))
-    longer_current = current[current.run_id.isin(set(longer.values()))].reset_index(drop=True)
-    current = current[~current.run_id.isin(set(longer.values()))].reset_index(drop=True)
-    current_records = [r for r in current_records if r["run_id"] not in set(longer.values())]
+    # The audit's longer runs are kept out of every other table; a run the current defaults plan stays in them even
+    # where it is 3x the budget of an older run of the store (and is audited itself, against its own 3x run).
+    planned = planned_by_defaults(current_records)
+    longer = audit.longer_runs(current, audit.unscaled_ids(current, _fields_of(declared), keep=planned),
+                               _fields_of(declared))
+    scaled = set(longer.values()) - planned
+    longer_current = current[current.run_id.isin(scaled)].reset_index(drop=True)
+    current = current[~current.run_id.isin(scaled)].reset_index(drop=True)
+    current_records = [r for r in current_records if r["run_id"] not in scaled]
     roles = pd.DataFrame([{"run_id": r["run_id"], "role": role, "arch": info.get("arch"),
                            "view": info.get("view"), "classifier": bool(info.get("classifier", True)),
                            "pair_key": info.get("pair_key"), "pairing": info.get("pairing") or "",
@@ -232,9 +238,23 @@ def load_results(store: Store, declared: Declarations | None = None) -> Results:
     tidy = metrics_frame(current_records)
     extra = current[["run_id", "kind", "preset", "base_seed", "data_key", "device"]]
     metrics = tidy.merge(extra, on="run_id", how="left")
-    return Results(records, current, roles, metrics, superseded=len(ok) - len(current_records) - len(longer),
+    return Results(records, current, roles, metrics, superseded=len(ok) - len(current_records) - len(scaled),
                    longer=longer, longer_current=longer_current, skipped=found.skipped, declared=declared,
                    judgement=judgement)
+
+
+def planned_by_defaults(records: Iterable[dict]) -> set[str]:
+    """The run ids the current defaults plan: every run of a ``default`` variant, and each scratch or label-smoothing
+    run that a role of one pairs with (its ``pair_key``, on the same dataset, preset and repetition). A budget raised
+    threefold in the presets makes runs at 3x the old ones' budget: they are the defaults' own runs, not an audit's."""
+    records = list(records)
+    defaults = [r for r in records if r.get("variant") == "default"]
+    keys = {(r["dataset"], r.get("preset"), r["rep"], info.get("pair_key")) for r in defaults
+            for info in (r.get("roles") or {}).values() if info.get("pair_key")}
+    partners = {r["run_id"] for r in records if r["method"] in (SCRATCH, LABEL_SMOOTHING)
+                and any((r["dataset"], r.get("preset"), r["rep"], info.get("pair_key")) in keys
+                        for info in (r.get("roles") or {}).values())}
+    return {r["run_id"] for r in defaults} | partners
 
 
 def _fields_of(declared: Declarations):
