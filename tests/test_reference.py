@@ -61,6 +61,8 @@ def test_the_committed_tables_are_what_the_committed_records_rebuild(committed):
     new = tables.table_files(committed, names=files)  # what publish writes, less the uncommitted CSV copy
     assert set(new) == set(files)
     assert [name for name in files if not _same_table(name, new[name], files[name])] == []
+    with pytest.raises(ValueError, match="no table named"):
+        tables.table_files(committed, names=["REPORT.md"])
 
 
 def test_a_changed_table_is_caught():
