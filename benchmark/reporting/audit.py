@@ -371,11 +371,11 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
     # The longer runs' rows under the audited run's identity, so that each role finds its own.
     audited_of = {v: k for k, v in longer.items()}
     long_by_role = {role: frame for role, frame in long_metrics.groupby("role", sort=False)}
-    audited = {role: frame["run_id"].map(audited_of) for role, frame in long_by_role.items()}  # mapped once
+    long_audited = {role: frame["run_id"].map(audited_of) for role, frame in long_by_role.items()}  # mapped once
     rows = []
     for key, group in base.groupby(["dataset", "method", "variant", "role"], sort=True):
         ids = set(group["run_id"])
-        mine = (long_by_role[key[3]][audited[key[3]].isin(ids)] if key[3] in long_by_role
+        mine = (long_by_role[key[3]][long_audited[key[3]].isin(ids)] if key[3] in long_by_role
                 else long_metrics.iloc[:0])
         chosen = best[best["run_id"].isin(ids) & (best["role"] == key[3])]
         rows.append(_audit_role(key, group, mine, window, patience, chosen))

@@ -84,14 +84,13 @@ def parse_record(data: bytes) -> Any:
         value = json.loads(data, parse_constant=_constant, parse_float=_float, parse_int=_int)
     except RecursionError:
         raise ValueError(f"nested deeper than the {MAX_DEPTH} levels a record may have") from None
-    # json.loads makes exact dicts and lists: type() tells them (a scalar, even at the top, has no depth to check)
-    stack = [(value, 1)] if type(value) is dict or type(value) is list else []
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []  # a scalar, even at the top, has no depth
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise ValueError(f"nested deeper than the {MAX_DEPTH} levels a record may have")
-        stack.extend([(c, depth + 1) for c in (node.values() if type(node) is dict else node)
-                      if type(c) is list or type(c) is dict])
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
     return value
 
 
@@ -159,19 +158,13 @@ def _range_problem(record: dict) -> str | None:
     return None
 
 
-def _metric_row(row) -> bool:
-    """[role, epoch, metric, value]: two texts, an int epoch in [-1, MAX_EPOCH), a number or null (no bool)."""
-    return (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str) and isinstance(row[2], str)
-            and isinstance(row[1], int) and not isinstance(row[1], bool) and -1 <= row[1] < MAX_EPOCH
-            and (row[3] is None or (isinstance(row[3], (int, float)) and not isinstance(row[3], bool))))
-
-
 def _parts_problem(record: dict) -> str | None:
     """The structure inside the record's objects: metric rows, roles, timing, requirements, provenance."""
-    rows = record["metrics"]
-    if not all(map(_metric_row, rows)):  # the one check of every row (millions in a store), then which one
-        i = next(i for i, row in enumerate(rows) if not _metric_row(row))
-        return f"metrics[{i}] is {json.dumps(rows[i])[:60]}, not [role, epoch, metric, value]"
+    for i, row in enumerate(record["metrics"]):
+        if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str) and _is(row[1], int)
+                and -1 <= row[1] < MAX_EPOCH and isinstance(row[2], str)
+                and (row[3] is None or _is(row[3], NUMBER))):
+            return f"metrics[{i}] is {json.dumps(row)[:60]}, not [role, epoch, metric, value]"
     for name, entry in (record.get("roles") or {}).items():
         if not isinstance(entry, dict):
             return f"roles[{name!r}] is a {type(entry).__name__}, not an object"
