@@ -244,7 +244,7 @@ def test_speed_toml_declares_targets_variants_and_budget_fields(tmp_path):
     assert ska().budget(configuration.resolve(ska, "quick"), data) == (50, None)
     teacher_stage = configuration.resolve(subclass, "quick", {"stage": "teacher"})
     assert subclass().budget(teacher_stage, data) == (400, 256)  # its quick preset's teacher_epochs
-    assert subclass().budget(configuration.resolve(subclass, "quick"), data) == (200, 256)  # the notebook's epochs
+    assert subclass().budget(configuration.resolve(subclass, "quick"), data) == (600, 256)  # 3x the notebook's
 
 
 def test_which_runs_keep_their_models_is_derived():
