@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from benchmark.budgets import LeftAtBound
+from benchmark.budgets import NotRaised
 from benchmark.reporting import audit
 
 FIELDS = {"m": ("epochs",), "scratch_student": ("epochs",)}
@@ -452,7 +452,7 @@ def test_the_answer_names_the_comparisons_whose_role_or_scratch_student_the_audi
     assert "fine" not in sentence and budget_sentence(primary[primary.method == "fine"], flags) == ""
 
 
-def test_a_role_left_at_its_bound_keeps_its_flag_and_the_report_says_why():
+def test_a_role_not_raised_further_keeps_its_flag_and_the_report_says_why():
     runs, rows = [], []
     for rep in range(3):
         runs += [run_row(f"b{rep}", rep, {"epochs": 20}), run_row(f"l{rep}", rep, {"epochs": 60}, variant="epochs=60")]
@@ -462,22 +462,23 @@ def test_a_role_left_at_its_bound_keeps_its_flag_and_the_report_says_why():
                                                                      variant="epochs=60")]
     metrics = pd.DataFrame(rows, columns=["run_id", "method", "variant", "dataset", "rep", "role", "epoch", "metric",
                                           "value"])
-    left = [LeftAtBound("d", "m", "default", "short", "12x its notebook's budget"),
-            LeftAtBound("d", "m", "default", "flat", "not flagged anyway"),
-            LeftAtBound("d", "m", "epochs=40", "short", "another budget: another configuration")]
+    left = [NotRaised("d", "m", "default", "short", "12x its notebook's budget"),
+            NotRaised("d", "m", "default", "flat", "not flagged anyway"),
+            NotRaised("d", "m", "epochs=40", "short", "another budget: another configuration")]
     frame = audit.budget_audit(metrics, pd.DataFrame(runs), budget_fields=FIELDS, left=left).set_index("role")
     plain = audit.budget_audit(metrics, pd.DataFrame(runs), budget_fields=FIELDS).set_index("role")
     assert frame.loc["short", "short"] and frame.loc["short", "flagged"]  # the flag stays
     assert frame.drop(columns="left").equals(plain.drop(columns="left")) and (plain["left"] == "").all()
     assert frame.loc["short", "left"] == "12x its notebook's budget" and not frame.loc["flat", "flagged"]
     row = next(frame.reset_index().query("role == 'short'").itertuples())
-    assert audit.flag_words(row) == ["short (+2.00 pp at 3x its budget), left at its bound (12x its notebook's "
+    assert audit.flag_words(row) == ["short (+2.00 pp at 3x its budget), not raised further (12x its notebook's "
                                      "budget)"]
-    assert "**short, left at its bound**" in audit.audit_markdown(frame.reset_index())
+    assert "**short, not raised further**" in audit.audit_markdown(frame.reset_index())
     assert "| flat |" in audit.audit_markdown(frame.reset_index()) and "ok, left" not in audit.audit_markdown(
         frame.reset_index())
     lines = audit.audit_sections(metrics, pd.DataFrame(runs), ["b0", "b1", "b2"], FIELDS, frame=frame.reset_index())
-    assert ("1 of 2 roles are flagged (listed first). 1 of them is left at the budget's bound (10x the notebook's), "
-            "not raised further: m default short on d (12x its notebook's budget).") in lines[2]
+    assert ("1 of 2 roles are flagged (listed first). 1 of them is not raised further (a budget goes up to 10x the "
+            "notebook's; a role at that bound, or still rising near it in its longer runs, keeps its flag): m default "
+            "short on d (12x its notebook's budget).") in lines[2]
     unmarked = audit.audit_sections(metrics, pd.DataFrame(runs), ["b0", "b1", "b2"], FIELDS, frame=plain.reset_index())
-    assert "left at" not in unmarked[2]
+    assert "not raised further" not in unmarked[2]

@@ -357,7 +357,7 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
 
     ``budget_fields`` names each method's budget fields (a mapping, or a function of the method's name; what the
     methods declare, :func:`benchmark.engine.budget.budget_fields`, passed in by the caller); none by default.
-    ``left``: the roles left at their budget's bound (:data:`benchmark.budgets.LEFT_AT_BOUND`), whose row's ``left``
+    ``left``: the flagged roles not raised further (:data:`benchmark.budgets.NOT_RAISED`), whose row's ``left``
     says why (a flagged row keeps its flag).
     """
     budget_fields = _field_lookup(budget_fields)
@@ -399,7 +399,7 @@ def flag_words(row) -> list[str]:
     if row.short:
         words.append(f"short ({row.delta_long:+.2f} pp at {FACTOR:g}x its budget)")
     if words and getattr(row, "left", ""):
-        words[-1] += f", left at its bound ({row.left})"
+        words[-1] += f", not raised further ({row.left})"
     return words
 
 
@@ -444,7 +444,7 @@ def audit_markdown(frame: pd.DataFrame, *, flagged_only: bool = False) -> str:
             flag = (", ".join(w for w, on in (("rising", r.rising), ("past peak", r.peaked), ("capped", r.capped),
                                               ("short", r.short)) if on)
                     or ("ok" if audited(r.n, r.n_long) else "partly audited" if r.n_long else "not audited"))
-            flag += ", left at its bound" if r.flagged and getattr(r, "left", "") else ""
+            flag += ", not raised further" if r.flagged and getattr(r, "left", "") else ""
             delta = f"{_num(r.delta_long, sign=True)} [{_num(r.delta_low, sign=True)}, {_num(r.delta_high, sign=True)}]"
             slope = f"{_num(r.slope, 3, True)} [{_num(r.slope_low, 3, True)}, {_num(r.slope_high, 3, True)}]"
             peak = f"{_num(r.peak_drop, sign=True)} [{_num(r.peak_low, sign=True)}, {_num(r.peak_high, sign=True)}]"
@@ -481,8 +481,9 @@ def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable
     datasets = sorted(frame.loc[has_long, "dataset"].unique())
     at_bound = flagged[flagged["left"].fillna("").astype(bool)] if "left" in flagged else flagged.iloc[:0]
     if len(at_bound):
-        lines[-1] += (f" {len(at_bound)} of them {'is' if len(at_bound) == 1 else 'are'} left at the budget's bound "
-                      f"({BOUND}x the notebook's), not raised further: "
+        lines[-1] += (f" {len(at_bound)} of them {'is' if len(at_bound) == 1 else 'are'} not raised further (a "
+                      f"budget goes up to {BOUND}x the notebook's; a role at that bound, or still rising near it in "
+                      "its longer runs, keeps its flag): "
                       + "; ".join(f"{r.method} {r.variant} {r.role} on {r.dataset} ({r.left})"
                                   for r in at_bound.itertuples()) + ".")
     if datasets:

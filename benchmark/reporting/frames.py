@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.budgets import LEFT_AT_BOUND
+from benchmark.budgets import NOT_RAISED
 from benchmark.contract import LABEL_SMOOTHING
 from benchmark.reporting import audit, families, stats
 from benchmark.reporting import current as standing
@@ -175,7 +175,7 @@ class Results:
     def audit(self) -> pd.DataFrame:
         """The budget audit's rows (``audit.budget_audit`` of :attr:`audit_inputs`)."""
         return self.memo("audit", lambda r: audit.budget_audit(*r.audit_inputs, budget_fields=r.declared.budget_fields,
-                                                                  left=LEFT_AT_BOUND))
+                                                                  left=NOT_RAISED))
 
     @property
     def smoothing_partners(self) -> dict[tuple, str]:
