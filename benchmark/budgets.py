@@ -117,5 +117,5 @@ NOT_RAISED = (
     # 1,800-epoch runs it gains about 1 pp per 300 epochs all the way (68.5 % at 600, 72.0 at 1,800, reps 0-1), 9x
     # the notebook's 200, and the student with it; the scratch student is flat.
     NotRaised("mnist1d", "label_smoothing", "arch=subclass_mlp,batch_size=256,epochs=600,patience=None", "student",
-              "still rising at 1,800 epochs, 9x subclass_kd's 200; see its README, Budget"),
+              "still rising at 1,800 epochs, 9x subclass_kd's 200; see its README, Not raised further"),
 )
