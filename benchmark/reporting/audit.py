@@ -479,13 +479,13 @@ def audit_sections(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable
              "controls and the baselines, judged by its own validation curves and, where the same configuration also "
              f"ran at {FACTOR:g}x its training budget (`python -m benchmark audit`), by that longer budget. " + verdict]
     datasets = sorted(frame.loc[has_long, "dataset"].unique())
-    at_bound = flagged[flagged["left"].fillna("").astype(bool)] if "left" in flagged else flagged.iloc[:0]
-    if len(at_bound):
-        lines[-1] += (f" {len(at_bound)} of them {'is' if len(at_bound) == 1 else 'are'} not raised further (a "
+    not_raised = flagged[flagged["left"].fillna("").astype(bool)] if "left" in flagged else flagged.iloc[:0]
+    if len(not_raised):
+        lines[-1] += (f" {len(not_raised)} of them {'is' if len(not_raised) == 1 else 'are'} not raised further (a "
                       f"budget goes up to {BOUND}x the notebook's; a role at that bound, or still rising near it in "
                       "its longer runs, keeps its flag): "
                       + "; ".join(f"{r.method} {r.variant} {r.role} on {r.dataset} ({r.left})"
-                                  for r in at_bound.itertuples()) + ".")
+                                  for r in not_raised.itertuples()) + ".")
     if datasets:
         lines[-1] += f" Audited at {FACTOR:g}x: {int(has_long.sum())} roles on {', '.join(datasets)}."
     missing = frame[~has_long]
