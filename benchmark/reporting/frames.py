@@ -361,10 +361,19 @@ def _against(delta_vs) -> str:
     return "scratch" if delta_vs.startswith(SCRATCH) else "untrained"
 
 
-def _scratch_reference(results: Results, values: pd.DataFrame) -> pd.DataFrame:
+@dataclass
+class _ScratchRuns:
+    """The scratch students' values, for the paired Δ of every other row: looked up per run, not reindexed."""
+
+    values: dict[tuple, tuple[float, str]]  # (*UNIT, pair_key, metric, selection) -> (value, variant)
+    units: set[tuple]  # (*UNIT, pair_key) of every scratch run that has a value
+
+
+def _scratch_reference(results: Results, values: pd.DataFrame) -> _ScratchRuns:
     s = values[values.method == SCRATCH].dropna(subset=["pair_key"])
-    s = s.set_index([*UNIT, "pair_key", "metric", "selection"])[["value", "variant", "role"]]
-    return s[~s.index.duplicated(keep="last")]  # one partner per pair, even in an unusual store
+    keys = zip(*(s[c] for c in (*UNIT, "pair_key", "metric", "selection")), strict=True)
+    found = dict(zip(keys, zip(s.value, s.variant, strict=True), strict=True))  # one per pair: the last, if more
+    return _ScratchRuns(found, {key[:len(UNIT) + 1] for key in found})
 
 
 def scratch_partners(values: pd.DataFrame, partner: str = SCRATCH) -> dict[tuple, str]:
@@ -387,23 +396,22 @@ def pairing_of(group: pd.DataFrame) -> str:
     return INIT if kinds == {INIT} else ""
 
 
-def _reference(row: dict, group: pd.DataFrame, values: pd.DataFrame, scratch: pd.DataFrame) -> dict:
+def _reference(row: dict, group: pd.DataFrame, values: pd.DataFrame, scratch: _ScratchRuns) -> dict:
     """Paired Δ of one summary row: against the scratch student, or the untrained control of the same run."""
     if row["anchor"]:
         return {}  # no distillation signal: nothing to compare
     keys = group.pair_key.dropna().unique()
     if row["method"] != SCRATCH and len(keys) == 1:
-        index = pd.MultiIndex.from_frame(group[UNIT].assign(pair_key=keys[0], metric=row["metric"],
-                                                            selection=row["selection"]))
-        ref = scratch.reindex(index)
-        found = ref.value.notna().to_numpy()
+        units = [(*unit, keys[0]) for unit in zip(*(group[c] for c in UNIT), strict=True)]
+        refs = [scratch.values.get((*unit, row["metric"], row["selection"])) for unit in units]
+        found = np.array([ref is not None and not math.isnan(ref[0]) for ref in refs], dtype=bool)
         if found.any():
-            variants = sorted(set(ref.variant.dropna()))
+            variants = sorted({ref[1] for ref, ok in zip(refs, found, strict=True) if ok})
             label = SCRATCH + ("" if variants == ["default"] else f" [{', '.join(variants)}]")
-            diffs = group.value.to_numpy()[found] - ref.value.to_numpy()[found]
+            diffs = group.value.to_numpy()[found] - np.array([ref[0] for ref, ok in zip(refs, found, strict=True)
+                                                               if ok], dtype=float)
             return {**_delta(label, diffs), "pairing": pairing_of(group)}
-        units = scratch.index.droplevel(["metric", "selection"])
-        if not units.isin(index.droplevel(["metric", "selection"])).any():
+        if not any(unit in scratch.units for unit in units):
             return {"delta_vs": SCRATCH, "pair_n": 0, "pairing": pairing_of(group),
                     "note": "no paired scratch_student run in the store"}
         return {}  # the scratch student has no such metric (e.g. agreement with a teacher it never had)

@@ -81,25 +81,30 @@ def teacher_notes(results: Results) -> dict[Key, str]:
     needs: dict[tuple, set] = defaultdict(set)
     for r in results.current.itertuples():
         needs[config_of[r.run_id]] |= {config_of[rid] for rid in r.requires if rid in config_of}
-    alone_of = {k[:4]: row for k, row in acc.iterrows() if k[2] == SCRATCH}
+    rows = list(acc.itertuples())
+    rows_of: dict[tuple, list] = defaultdict(list)  # (preset, dataset, method, variant) -> its rows, in acc's order
+    for position, row in enumerate(rows):
+        rows_of[row.Index[:4]].append((position, row))
+    alone_of = {row.Index[:4]: row for row in rows if row.Index[2] == SCRATCH}
     own_architecture = controls.lookup(results)  # which students are self-distilled
     out = {}
     for config, teachers in sorted(needs.items()):
-        for student in acc.loc[[k for k in acc.index if k[:4] == config]].itertuples():
+        teacher_rows = [row for _, row in sorted(r for t in teachers for r in rows_of.get(t, []))]
+        for _, student in rows_of.get(config, []):
             alone = alone_of.get((*config[:2], SCRATCH, partners.get(student.Index)))
             if alone is None:
                 continue
             own = bool(own_architecture.get(student.Index, {}).get("self_distilled"))
-            for teacher in acc.loc[[k for k in acc.index if k[:4] in teachers]].itertuples():
-                if teacher.mean > alone["mean"] + NO_BETTER:
+            for teacher in teacher_rows:
+                if teacher.mean > alone.mean + NO_BETTER:
                     continue
                 if own:
                     out.setdefault(student.Index, f"self-distillation: the teacher ({_pct(teacher.mean)}) is the "
-                                   f"student's own architecture trained alone ({_pct(alone['mean'])} here), so no "
+                                   f"student's own architecture trained alone ({_pct(alone.mean)} here), so no "
                                    "teacher advantage is expected; the row asks what its soft targets add.")
                     continue
                 text = (f"the teacher ({_pct(teacher.mean)}) is no better than its student trained alone "
-                        f"({_pct(alone['mean'])}): there is little for distillation to transfer.")
+                        f"({_pct(alone.mean)}): there is little for distillation to transfer.")
                 out.setdefault(student.Index, text)
                 out.setdefault(teacher.Index, text)
     return out
