@@ -362,6 +362,10 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
     """
     budget_fields = _field_lookup(budget_fields)
     runs = _ok_runs(runs)
+    # Text columns as categories: the role-by-role filters below take rows of millions, and a string column
+    # (Arrow-backed) is copied string by string at each take; the rows' values are the same text.
+    metrics = metrics.astype({c: "category" for c in ("run_id", "method", "variant", "dataset", "role", "metric")
+                              if c in metrics})
     base_ids = unscaled_ids(runs, budget_fields, factor) if base_ids is None else list(base_ids)
     patience = {r: _config(c).get("patience") for r, c in zip(runs["run_id"], runs["config"])}
     longer = longer_runs(runs, base_ids, budget_fields, factor)
@@ -370,10 +374,10 @@ def budget_audit(metrics: pd.DataFrame, runs: pd.DataFrame, base_ids: Iterable[s
     long_metrics = metrics[metrics["run_id"].isin(set(longer.values()))]
     # The longer runs' rows under the audited run's identity, so that each role finds its own.
     audited_of = {v: k for k, v in longer.items()}
-    long_by_role = {role: frame for role, frame in long_metrics.groupby("role", sort=False)}
+    long_by_role = {role: frame for role, frame in long_metrics.groupby("role", sort=False, observed=True)}
     long_audited = {role: frame["run_id"].map(audited_of) for role, frame in long_by_role.items()}  # mapped once
     rows = []
-    for key, group in base.groupby(["dataset", "method", "variant", "role"], sort=True):
+    for key, group in base.groupby(["dataset", "method", "variant", "role"], sort=True, observed=True):
         ids = set(group["run_id"])
         mine = (long_by_role[key[3]][long_audited[key[3]].isin(ids)] if key[3] in long_by_role
                 else long_metrics.iloc[:0])
