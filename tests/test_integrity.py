@@ -237,6 +237,9 @@ def test_the_nesting_depth_read_off_the_text_is_the_walked_depth():
     assert nesting_depth(deep.encode()) > MAX_DEPTH and nesting_depth(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) == MAX_DEPTH
     with pytest.raises(ValueError, match="nested deeper"):
         parse_record(b'{"k": ' + deep.encode() + b"}")
+    # UTF-16 would hide brackets and quotes in other characters' bytes ("\u225b" is 5b 22): not JSON here
+    with pytest.raises(ValueError, match="utf-8"):
+        parse_record(json.dumps({"k": "\u225b"}, ensure_ascii=False).encode("utf-16"))
 
 
 def test_a_run_whose_record_cannot_be_written_fails_and_the_command_exits_1(tmp_path, capsys, monkeypatch):

@@ -96,10 +96,11 @@ def _int(text: str) -> int:
 
 
 def parse_record(data: bytes) -> Any:
-    """The JSON value of ``data``; ValueError (one line) for anything but standard JSON of finite 64-bit numbers
-    nested at most ``MAX_DEPTH`` deep."""
+    """The JSON value of ``data``; ValueError (one line) for anything but standard JSON (UTF-8) of finite 64-bit
+    numbers nested at most ``MAX_DEPTH`` deep."""
+    text = data.decode("utf-8")  # JSON is UTF-8 (RFC 8259); nesting_depth reads the bytes as such
     try:
-        value = json.loads(data, parse_constant=_constant, parse_float=_float, parse_int=_int)
+        value = json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int)
     except RecursionError:
         raise ValueError(f"nested deeper than the {MAX_DEPTH} levels a record may have") from None
     if nesting_depth(data) > MAX_DEPTH:
