@@ -406,10 +406,10 @@ def _reference(row: dict, group: pd.DataFrame, values: pd.DataFrame, scratch: _S
         refs = [scratch.values.get((*unit, row["metric"], row["selection"])) for unit in units]
         found = np.array([ref is not None and not math.isnan(ref[0]) for ref in refs], dtype=bool)
         if found.any():
-            variants = sorted({ref[1] for ref, ok in zip(refs, found, strict=True) if ok})
+            matched = [ref for ref, ok in zip(refs, found, strict=True) if ok]  # (value, variant) per found pair
+            variants = sorted({variant for _, variant in matched})
             label = SCRATCH + ("" if variants == ["default"] else f" [{', '.join(variants)}]")
-            diffs = group.value.to_numpy()[found] - np.array([ref[0] for ref, ok in zip(refs, found, strict=True)
-                                                               if ok], dtype=float)
+            diffs = group.value.to_numpy()[found] - np.array([value for value, _ in matched], dtype=float)
             return {**_delta(label, diffs), "pairing": pairing_of(group)}
         if not any(unit in scratch.units for unit in units):
             return {"delta_vs": SCRATCH, "pair_n": 0, "pairing": pairing_of(group),
